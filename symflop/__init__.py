@@ -1,0 +1,12 @@
+"""symflop: gradients, operation counts, memory and code, derived from SymPy equations."""
+
+from symflop.conventions import CONVENTIONS, Convention, get_convention
+from symflop.derive import Derivation, derive
+from symflop.errors import ComponentError, InputError, SymflopError, UsageError
+from symflop.model import Component, Fact, Role, Tensor, total
+
+__all__ = [
+    "CONVENTIONS", "Component", "ComponentError", "Convention", "Derivation", "Fact",
+    "InputError", "Role", "SymflopError", "Tensor", "UsageError", "derive", "get_convention",
+    "total",
+]

@@ -1,0 +1,25 @@
+"""Functions that SymPy lacks but stable code needs: ``log1p`` and ``softplus``."""
+
+from __future__ import annotations
+
+import sympy as sp
+
+
+class log1p(sp.Function):  # noqa: N801 - printed name matches numpy/torch
+    """log(1 + x), accurate for small x."""
+
+    def fdiff(self, argindex=1):
+        return 1 / (1 + self.args[0])
+
+    def _latex(self, printer):
+        return r"\operatorname{log1p}\left(%s\right)" % printer._print(self.args[0])
+
+
+class softplus(sp.Function):  # noqa: N801
+    """log(1 + exp(x)), evaluated without overflow."""
+
+    def fdiff(self, argindex=1):
+        return 1 / (1 + sp.exp(-self.args[0]))
+
+    def _latex(self, printer):
+        return r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])

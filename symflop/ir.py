@@ -1,0 +1,208 @@
+"""Lowering of elementwise SymPy expressions to a small operation tree.
+
+The counter and the code printer both work on this tree, so what is counted is
+exactly what the generated code executes.  Each node records the indices it
+depends on; a node is evaluated once over the index space of those indices, so
+a loop-invariant subexpression (``1/(B*d)``, ``sqrt(var[j] + eps)``) is computed
+once per distinct value, not once per element.
+
+Lowering rules (the counting convention is stated in terms of them):
+
+* ``a + b + c``: terms are combined from the fewest indices up; a term with a
+  negative coefficient is subtracted (``a + (-1)*b`` is one subtraction); a
+  common numeric factor is pulled out first (SymPy distributes ``2*(a - b)``).
+* ``a * b / (c * d)``: factors that depend on fewer indices than the product
+  are combined first (hoisted); the numerator and the denominator are each
+  multiplied out and joined by one division.
+* ``x**n`` (integer n >= 2): n - 1 multiplications; ``x**(1/2)``: a square root;
+  any other power: one general power (transcendental).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from symflop.errors import ComponentError
+
+TRANSCENDENTAL = {"exp", "log", "sqrt", "log1p", "softplus", "tanh", "sin", "cos", "erf", "powf"}
+COMPARE = {"abs", "sign", "max", "min", "where", "cmp", "and", "or", "not", "heaviside"}
+RANDOM = {"rand"}
+
+_FUNCS = {
+    sp.exp: "exp", sp.log: "log", sp.Abs: "abs", sp.sign: "sign", sp.tanh: "tanh",
+    sp.sin: "sin", sp.cos: "cos", sp.erf: "erf", sp.Heaviside: "heaviside",
+}
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operation: ``op`` on ``args``; ``leaf`` holds the SymPy leaf or function name."""
+
+    op: str
+    args: tuple[Node, ...] = ()
+    leaf: object = None
+    idx: frozenset = frozenset()
+
+    @property
+    def kind(self) -> str | None:
+        """Kind of operation this node costs (``None`` for leaves)."""
+        if self.op in ("ref", "const"):
+            return None
+        if self.op in ("add", "sub"):
+            return "add"
+        if self.op in ("mul", "neg", "pow"):
+            return "mul"
+        if self.op == "div":
+            return "div"
+        name = self.leaf if self.op == "fn" else self.op
+        if name in TRANSCENDENTAL:
+            return "transcendental"
+        if name in COMPARE:
+            return "compare"
+        if name in RANDOM:
+            return "random"
+        raise ComponentError(f"no operation kind for {name!r}")
+
+    @property
+    def ops(self) -> int:
+        """How many operations of ``kind`` one evaluation costs."""
+        return int(self.leaf) - 1 if self.op == "pow" else (0 if self.kind is None else 1)
+
+
+def _node(op: str, *args: Node, leaf=None) -> Node:
+    idx = frozenset().union(*(a.idx for a in args)) if args else frozenset()
+    return Node(op, tuple(args), leaf, idx)
+
+
+def _order(nodes):
+    """Fewest indices first (hoisting); ties broken by a stable textual key."""
+    return sorted(nodes, key=lambda n: (len(n.idx), repr(n)))
+
+
+def _fold(op: str, nodes: list[Node]) -> Node | None:
+    acc = None
+    for n in _order(nodes):
+        acc = n if acc is None else _node(op, acc, n)
+    return acc
+
+
+class Lowerer:
+    """Turns an elementwise SymPy expression into a ``Node`` tree."""
+
+    def __init__(self, is_tensor_symbol):
+        self.is_tensor_symbol = is_tensor_symbol
+        self._memo: dict = {}
+
+    def __call__(self, e: sp.Expr) -> Node:
+        hit = self._memo.get(e)
+        if hit is None:
+            hit = self._memo[e] = self._lower(e)
+        return hit
+
+    def _lower(self, e: sp.Expr) -> Node:
+        if isinstance(e, sp.Indexed):
+            return Node("ref", (), e, frozenset(e.indices))
+        if isinstance(e, sp.Idx):
+            raise ComponentError(f"index {e} used as a value; only tensors can be indexed by it")
+        if isinstance(e, sp.Symbol):
+            return Node("ref" if self.is_tensor_symbol(e) else "const", (), e)
+        if e.is_Number or e in (sp.pi, sp.E):
+            return Node("const", (), e)
+        if isinstance(e, sp.Add):
+            return self._add(e)
+        if isinstance(e, sp.Mul):
+            return self._mul(e)
+        if isinstance(e, sp.Pow):
+            return self._pow(e)
+        if isinstance(e, (sp.Max, sp.Min)):
+            return _fold("max" if isinstance(e, sp.Max) else "min", [self(a) for a in e.args])
+        if isinstance(e, sp.Piecewise):
+            return self._piecewise(e)
+        if isinstance(e, sp.core.relational.Relational):
+            return _node("cmp", self(e.lhs), self(e.rhs), leaf=e.rel_op)
+        if isinstance(e, (sp.And, sp.Or)):
+            return _fold("and" if isinstance(e, sp.And) else "or", [self(a) for a in e.args])
+        if isinstance(e, sp.Not):
+            return _node("not", self(e.args[0]))
+        if e.func in _FUNCS:
+            return _node("fn", self(e.args[0]), leaf=_FUNCS[e.func])
+        if isinstance(e, sp.Function) and e.func.__name__ in ("log1p", "softplus", "rand"):
+            return _node("fn", *[self(a) for a in e.args], leaf=e.func.__name__)
+        if isinstance(e, sp.Sum):
+            raise ComponentError(f"a sum inside an elementwise body was not split: {e}")
+        raise ComponentError(f"unsupported operation {type(e).__name__} in {e}")
+
+    def _add(self, e: sp.Add) -> Node:
+        content, prim = e.primitive()
+        if content != 1:
+            return self._mul(sp.Mul(content, prim, evaluate=False))
+        pos, neg = [], []
+        for t in e.args:
+            coeff, rest = t.as_coeff_Mul()
+            if coeff.is_negative:
+                neg.append(self(rest if coeff == -1 else -t))
+            else:
+                pos.append(self(t))
+        acc = _fold("add", pos)
+        for n in _order(neg):
+            acc = _node("neg", n) if acc is None else _node("sub", acc, n)
+        return acc
+
+    def _mul(self, e: sp.Expr) -> Node:
+        coeff, factors = e.as_coeff_mul()
+        pulled = []
+        for f in factors:  # 2*(a - b) was distributed by SymPy: take the 2 back out
+            if isinstance(f, sp.Add):
+                content, f = f.primitive()
+                coeff *= content
+            pulled.append(f)
+        factors = pulled
+        negate = coeff == -1
+        nums, dens = [], []
+        if coeff not in (1, -1):
+            nums.append(Node("const", (), coeff))
+        for f in factors:
+            base, ex = f.as_base_exp() if isinstance(f, sp.Pow) else (f, sp.Integer(1))
+            if ex.is_Number and ex.is_negative:
+                dens.append(self(base if ex == -1 else sp.Pow(base, -ex)))
+            else:
+                nums.append(self(f))
+        full = frozenset().union(*(n.idx for n in nums + dens))
+        if negate and any(n.idx < full for n in nums + dens):
+            nums.append(Node("const", (), sp.Integer(-1)))  # absorbed by the hoisted factor
+            negate = False
+        low_n = [n for n in nums if n.idx < full]
+        low_d = [n for n in dens if n.idx < full]
+        l_num, l_den = _fold("mul", low_n), _fold("mul", low_d)
+        h_num = _fold("mul", [n for n in nums if n.idx == full])
+        h_den = _fold("mul", [n for n in dens if n.idx == full])
+        if l_num is not None and l_den is not None:
+            coef, l_den = _node("div", l_num, l_den), None
+        else:
+            coef = l_num
+        top = coef if h_num is None else (h_num if coef is None else _node("mul", coef, h_num))
+        bottom = l_den if h_den is None else (h_den if l_den is None else _node("mul", l_den, h_den))
+        if bottom is not None:
+            top = _node("div", top if top is not None else Node("const", (), sp.Integer(1)), bottom)
+        return _node("neg", top) if negate else top
+
+    def _pow(self, e: sp.Pow) -> Node:
+        base, ex = e.args
+        if ex.is_Number and ex.is_negative:
+            return self._mul(sp.Mul(sp.Integer(1), e, evaluate=False))
+        if ex.is_Integer and ex >= 2:
+            return _node("pow", self(base), leaf=int(ex))
+        if ex == sp.Rational(1, 2):
+            return _node("fn", self(base), leaf="sqrt")
+        return _node("fn", self(base), self(ex), leaf="powf")
+
+    def _piecewise(self, e: sp.Piecewise) -> Node:
+        *pieces, (last, cond) = e.args
+        if cond is not sp.true:
+            raise ComponentError(f"Piecewise needs a final (value, True) branch: {e}")
+        acc = self(last)
+        for val, c in reversed(pieces):
+            acc = _node("where", self(c), self(val), acc)
+        return acc

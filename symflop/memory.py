@@ -1,0 +1,67 @@
+"""Memory: parameters, persistent state, tensors saved for backward, bytes moved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from symflop.errors import UsageError
+from symflop.model import Role
+from symflop.program import Program, ref_name, tensor_refs
+
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
+
+
+def dtype_bytes(dtype: str) -> int:
+    try:
+        return DTYPE_BYTES[dtype]
+    except KeyError:
+        raise UsageError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPE_BYTES)})") from None
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Element counts; ``bytes`` turns them into bytes for a dtype."""
+
+    parameters: tuple[tuple[str, sp.Expr], ...]
+    state: tuple[tuple[str, sp.Expr], ...]
+    saved: tuple[tuple[str, sp.Expr], ...]
+    moved: tuple[tuple[str, sp.Expr], ...]
+
+    def elements(self, what: str) -> sp.Expr:
+        return sp.expand(sp.Add(*[n for _, n in getattr(self, what)]))
+
+    def bytes(self, what: str, dtype: str = "float32") -> sp.Expr:
+        return sp.expand(dtype_bytes(dtype) * self.elements(what))
+
+
+def size(shape) -> sp.Expr:
+    return sp.Mul(*shape)
+
+
+def memory(tensors: dict, programs: dict[str, Program], backward: Program | None) -> Memory:
+    params = tuple((n, size(t.shape)) for n, t in tensors.items() if t.role is Role.PARAMETER)
+    state = tuple((n, size(t.shape)) for n, t in tensors.items() if t.role is Role.STATE)
+    saved = []
+    if backward is not None:
+        made_by_backward = {st.lhs for st in backward.steps}
+        for st in backward.steps:
+            for r in tensor_refs(st.body, backward.tensors):
+                n = ref_name(r)
+                t = backward.tensors[n]
+                if (n in made_by_backward or t.role in (Role.PARAMETER, Role.STATE, Role.HYPER)
+                        or n.startswith("grad_") or any(n == s for s, _ in saved)):
+                    continue
+                saved.append((n, size(t.shape)))
+    moved = tuple((name, _moved(p)) for name, p in programs.items())
+    return Memory(params, state, tuple(saved), moved)
+
+
+def _moved(p: Program) -> sp.Expr:
+    """Elements read and written, each step on its own (no fusion across steps)."""
+    total = sp.Integer(0)
+    for st in p.steps:
+        names = {ref_name(r) for r in tensor_refs(st.body, p.tensors)} | {st.lhs}
+        total += sum((size(p.tensors[n].shape) for n in names), sp.Integer(0))
+    return sp.expand(total)

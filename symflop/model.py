@@ -1,0 +1,203 @@
+"""Component model: dimensions, tensors with roles, and programs of indexed assignments.
+
+A component is written as SymPy: tensors are ``IndexedBase`` objects (scalars are
+plain symbols), indices are ``Idx`` objects whose range is a symbolic dimension,
+and each pass is an ordered list of assignments ``lhs[idx] = rhs``.  Everything
+else (gradients, counts, memory, code) is derived from these assignments.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from symflop.errors import ComponentError
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# Names the engine generates: adjoints and the intermediates of split sums.
+_RESERVED = re.compile(r"^grad_|_(sum|part|lse)\d*$")
+
+
+class Role(enum.Enum):
+    """What a tensor is for; roles decide what is differentiated and what is state."""
+
+    INPUT = "input"
+    TARGET = "target"
+    PARAMETER = "parameter"
+    HYPER = "hyperparameter"
+    STATE = "state"
+    INTERMEDIATE = "intermediate"
+    OUTPUT = "output"
+
+
+class Fact(enum.Enum):
+    """Facts about a tensor's values that a derivation may rely on (and must say so)."""
+
+    ROWS_SUM_TO_ONE = "rows sum to 1 along the last axis"
+    ONE_HOT = "one-hot along the last axis"
+    NONNEGATIVE = "non-negative"
+
+
+@dataclass(frozen=True, eq=False)
+class Tensor:
+    """A named tensor with a symbolic shape and a role."""
+
+    name: str
+    shape: tuple[sp.Expr, ...]
+    role: Role
+    facts: frozenset[Fact] = frozenset()
+    doc: str = ""
+
+    @property
+    def symbol(self) -> sp.Symbol | sp.IndexedBase:
+        """The SymPy object that stands for this tensor in equations."""
+        if self.role is Role.HYPER:
+            return sp.Symbol(self.name, positive=True)
+        if not self.shape:
+            return sp.Symbol(self.name, real=True)
+        return sp.IndexedBase(self.name, real=True)
+
+    @property
+    def is_scalar(self) -> bool:
+        return not self.shape
+
+    def __getitem__(self, idx) -> sp.Expr:
+        if self.is_scalar:
+            raise ComponentError(f"tensor {self.name!r} is a scalar and cannot be indexed")
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        if len(idx) != len(self.shape):
+            raise ComponentError(
+                f"tensor {self.name!r} has {len(self.shape)} axes, indexed with {len(idx)}"
+            )
+        return self.symbol[idx]
+
+    def has(self, fact: Fact) -> bool:
+        if fact is Fact.ROWS_SUM_TO_ONE and Fact.ONE_HOT in self.facts:
+            return True
+        return fact in self.facts
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One line of a program: ``lhs[idx] = rhs`` as the author wrote it."""
+
+    lhs: Tensor
+    idx: tuple[sp.Idx, ...]
+    rhs: sp.Expr
+
+
+@dataclass
+class Pass:
+    """An ordered program of assignments (``forward``, ``backward``, ``step``, ...)."""
+
+    name: str
+    assignments: list[Assignment] = field(default_factory=list)
+
+
+@dataclass
+class Component:
+    """A training component written once as SymPy equations."""
+
+    name: str
+    section: str
+    summary: str
+    reference: str = ""
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    dims: dict[str, sp.Symbol] = field(default_factory=dict)
+    passes: dict[str, Pass] = field(default_factory=dict)
+    differentiate: str | None = None
+    wrt: tuple[str, ...] = ()
+
+    # -- building ---------------------------------------------------------------
+    def dim(self, names: str) -> sp.Symbol | tuple[sp.Symbol, ...]:
+        """Declare symbolic sizes (positive integers): ``B, d = c.dim("B d")``."""
+        out = []
+        for n in names.split():
+            self._check_name(n, allow_existing_dim=True)
+            out.append(self.dims.setdefault(n, sp.Symbol(n, integer=True, positive=True)))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def index(self, **ranges: sp.Expr) -> tuple[sp.Idx, ...]:
+        """Declare index variables with their ranges: ``i, j = c.index(i=B, j=d)``."""
+        out = []
+        for n, size in ranges.items():
+            if size not in self.dims.values():
+                raise ComponentError(f"index {n!r}: range {size} is not a declared dimension")
+            out.append(sp.Idx(n, size))
+        return tuple(out) if len(out) != 1 else out[0]
+
+    def tensor(self, name: str, shape: tuple = (), role: Role = Role.INTERMEDIATE,
+               facts: tuple[Fact, ...] = (), doc: str = "") -> Tensor:
+        self._check_name(name)
+        for s in shape:
+            if s not in self.dims.values():
+                raise ComponentError(f"tensor {name!r}: axis size {s} is not a declared dimension")
+        t = Tensor(name, tuple(shape), role, frozenset(facts), doc)
+        self.tensors[name] = t
+        return t
+
+    def input(self, name, shape=(), **kw) -> Tensor:
+        return self.tensor(name, shape, Role.INPUT, **kw)
+
+    def target(self, name, shape=(), **kw) -> Tensor:
+        return self.tensor(name, shape, Role.TARGET, **kw)
+
+    def parameter(self, name, shape=(), **kw) -> Tensor:
+        return self.tensor(name, shape, Role.PARAMETER, **kw)
+
+    def state(self, name, shape=(), **kw) -> Tensor:
+        return self.tensor(name, shape, Role.STATE, **kw)
+
+    def output(self, name, shape=(), **kw) -> Tensor:
+        return self.tensor(name, shape, Role.OUTPUT, **kw)
+
+    def intermediate(self, name, shape=(), **kw) -> Tensor:
+        return self.tensor(name, shape, Role.INTERMEDIATE, **kw)
+
+    def hyper(self, names: str) -> sp.Symbol | tuple[sp.Symbol, ...]:
+        """Scalar hyperparameters (positive symbols), never differentiated."""
+        out = [self.tensor(n, (), Role.HYPER).symbol for n in names.split()]
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def assign(self, pass_name: str, lhs, rhs) -> None:
+        """Append ``lhs = rhs`` to a pass; ``lhs`` is ``t[i, j]`` or a scalar tensor."""
+        tensor, idx = self._split_lhs(lhs)
+        self.passes.setdefault(pass_name, Pass(pass_name)).assignments.append(
+            Assignment(tensor, idx, sp.sympify(rhs)))
+
+    def set_gradient(self, of: Tensor, wrt: tuple[Tensor, ...]) -> None:
+        """Declare what reverse mode differentiates: ``of`` with respect to ``wrt``."""
+        self.differentiate = of.name
+        self.wrt = tuple(t.name for t in wrt)
+
+    # -- helpers ------------------------------------------------------------------
+    def _split_lhs(self, lhs) -> tuple[Tensor, tuple[sp.Idx, ...]]:
+        if isinstance(lhs, Tensor):
+            if not lhs.is_scalar:
+                raise ComponentError(f"assignment to {lhs.name!r} needs indices")
+            return lhs, ()
+        if isinstance(lhs, sp.Indexed):
+            name = str(lhs.base)
+            if name not in self.tensors:
+                raise ComponentError(f"assignment to unknown tensor {name!r}")
+            return self.tensors[name], tuple(lhs.indices)
+        if isinstance(lhs, sp.Symbol) and lhs.name in self.tensors:
+            return self.tensors[lhs.name], ()
+        raise ComponentError(f"cannot assign to {lhs!r}")
+
+    def _check_name(self, name: str, allow_existing_dim: bool = False) -> None:
+        if not _NAME.match(name):
+            raise ComponentError(f"{name!r} is not a valid name (letters, digits, underscore)")
+        if _RESERVED.search(name):
+            raise ComponentError(f"{name!r}: names starting 'grad_' or ending '_sum', '_part' or '_lse' "
+                                 "are reserved for derived tensors")
+        if name in self.tensors or (name in self.dims and not allow_existing_dim):
+            raise ComponentError(f"{name!r} is declared twice in component {self.name!r}")
+
+
+def total(expr: sp.Expr, *indices: sp.Idx) -> sp.Sum:
+    """``Sum`` of ``expr`` over the full range of each index."""
+    return sp.Sum(expr, *[(k, k.lower, k.upper) for k in indices])

@@ -1,0 +1,212 @@
+"""Normal form: every step is an elementwise map or one reduction of an elementwise body.
+
+``normalize`` checks an author's assignments (known tensors, plain indices whose
+ranges match the axes) and splits each ``Sum`` nested inside a larger expression
+into a step of its own, writing to a new intermediate tensor.  Differentiation,
+counting and code generation all work on this form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from symflop.errors import ComponentError
+from symflop.model import Component, Role, Tensor
+
+
+@dataclass(frozen=True)
+class Step:
+    """``lhs[idx] = body`` (``reduce`` empty) or ``lhs[idx] = Sum over reduce of body``.
+
+    ``op`` is ``"sum"`` for every step an author or the differentiator writes;
+    the stability rewrites (``symflop.stabilize``) may turn a sum of exponentials
+    into ``"logsumexp"``: ``lhs = log(Sum over reduce of exp(body))``.
+    """
+
+    lhs: str
+    idx: tuple[sp.Idx, ...]
+    body: sp.Expr
+    reduce: tuple[sp.Idx, ...] = ()
+    op: str = "sum"
+
+    @property
+    def space(self) -> tuple[sp.Idx, ...]:
+        """Index space the body runs over: output indices, then reduced ones."""
+        return self.idx + self.reduce
+
+    def rhs(self) -> sp.Expr:
+        if not self.reduce:
+            return self.body
+        if self.op == "logsumexp":
+            return sp.log(sp.Sum(sp.exp(self.body), *[(k, k.lower, k.upper) for k in self.reduce]))
+        return sp.Sum(self.body, *[(k, k.lower, k.upper) for k in self.reduce])
+
+
+@dataclass
+class Program:
+    """Normalized steps of one pass, with every tensor they mention."""
+
+    name: str
+    steps: list[Step]
+    tensors: dict[str, Tensor]
+
+    def defining_step(self, name: str) -> Step | None:
+        found = None
+        for s in self.steps:
+            if s.lhs == name:
+                found = s
+        return found
+
+
+def walk(expr: sp.Expr):
+    """Pre-order traversal that treats ``x[i, j]`` as a leaf."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        yield e
+        if not isinstance(e, (sp.Indexed, sp.Idx)):
+            stack.extend(reversed(e.args))
+
+
+def index_symbols(expr: sp.Expr) -> set[sp.Idx]:
+    """Free index variables of an expression."""
+    return {s for s in expr.free_symbols if isinstance(s, sp.Idx)}
+
+
+def tensor_refs(expr: sp.Expr, tensors: dict[str, Tensor]) -> list[sp.Expr]:
+    """References to non-hyperparameter tensors (``x[i, j]`` or scalar symbols), sorted."""
+    out = set()
+    for a in walk(expr):
+        if isinstance(a, sp.Indexed):
+            out.add(a)
+        elif isinstance(a, sp.Symbol) and not isinstance(a, sp.Idx):
+            t = tensors.get(a.name)
+            if t is not None and t.role is not Role.HYPER and t.is_scalar:
+                out.add(a)
+    return sorted(out, key=sp.default_sort_key)
+
+
+def ref_name(ref: sp.Expr) -> str:
+    return str(ref.base) if isinstance(ref, sp.Indexed) else ref.name
+
+
+def ref_indices(ref: sp.Expr) -> tuple[sp.Idx, ...]:
+    return tuple(ref.indices) if isinstance(ref, sp.Indexed) else ()
+
+
+def normalize(c: Component, pass_name: str) -> Program:
+    """Check a pass and bring it to normal form."""
+    if pass_name not in c.passes:
+        raise ComponentError(f"component {c.name!r} has no pass {pass_name!r}")
+    tensors = dict(c.tensors)
+    steps: list[Step] = []
+    for a in c.passes[pass_name].assignments:
+        where = f"{c.name}.{pass_name}: {a.lhs.name}"
+        _check_lhs(a.lhs, a.idx, where)
+        _check_expr(a.rhs, tensors, set(a.idx), where)
+        steps.extend(split_step(a.lhs.name, a.idx, a.rhs, tensors))
+    return Program(pass_name, steps, tensors)
+
+
+def split_step(lhs: str, idx: tuple[sp.Idx, ...], rhs: sp.Expr,
+               tensors: dict[str, Tensor], suffix: str = "sum") -> list[Step]:
+    """Split ``rhs`` into normal-form steps, creating intermediates for nested sums.
+
+    The intermediates are named ``{lhs}_{suffix}``, ``{lhs}_{suffix}2``, ...; the
+    backward pass uses another suffix so that they never collide with the
+    adjoints (``grad_...``) of forward intermediates.
+    """
+    out: list[Step] = []
+    counter = [0]
+
+    def temp_name() -> str:
+        while True:
+            counter[0] += 1
+            name = f"{lhs}_{suffix}" + (str(counter[0]) if counter[0] > 1 else "")
+            if name not in tensors:
+                return name
+
+    lifted: dict[sp.Sum, sp.Expr] = {}
+
+    def lift(expr: sp.Expr, order: tuple[sp.Idx, ...]) -> sp.Expr:
+        if isinstance(expr, sp.Sum) and expr in lifted:
+            return lifted[expr]
+        if isinstance(expr, sp.Sum):
+            bound = _limits(expr)
+            body = lift(expr.function, order + bound)
+            free = index_symbols(expr)
+            free_idx = tuple(k for k in order if k in free)
+            name = temp_name()
+            t = Tensor(name, tuple(k.upper + 1 for k in free_idx), Role.INTERMEDIATE)
+            tensors[name] = t
+            out.append(Step(name, free_idx, body, bound))
+            lifted[expr] = t.symbol[free_idx] if free_idx else t.symbol
+            return lifted[expr]
+        if not expr.args or not expr.has(sp.Sum):
+            return expr
+        return expr.func(*[lift(a, order) for a in expr.args])
+
+    if isinstance(rhs, sp.Sum):
+        bound = _limits(rhs)
+        body = lift(rhs.function, idx + bound)
+        out.append(Step(lhs, idx, body, bound))
+    else:
+        out.append(Step(lhs, idx, lift(rhs, idx)))
+    return out
+
+
+def _limits(s: sp.Sum) -> tuple[sp.Idx, ...]:
+    bound = []
+    for k, lo, hi in s.limits:
+        if not isinstance(k, sp.Idx) or lo != k.lower or hi != k.upper:
+            raise ComponentError(
+                f"sum over {k} must run over the whole range of an Idx (0..size-1)")
+        bound.append(k)
+    return tuple(bound)
+
+
+def _check_lhs(t: Tensor, idx: tuple, where: str) -> None:
+    if t.role is Role.HYPER:
+        raise ComponentError(f"{where}: cannot assign to hyperparameter {t.name!r}")
+    if len(idx) != len(t.shape):
+        raise ComponentError(f"{where}: {len(t.shape)} axes, assigned with {len(idx)} indices")
+    if len(set(idx)) != len(idx):
+        raise ComponentError(f"{where}: repeated index on the left-hand side")
+    for k, size in zip(idx, t.shape):
+        if not isinstance(k, sp.Idx) or k.upper != size - 1:
+            raise ComponentError(f"{where}: index {k} does not range over axis size {size}")
+
+
+def _check_expr(expr: sp.Expr, tensors: dict[str, Tensor], free: set, where: str) -> None:
+    bound: set = set()
+    for s in walk(expr):
+        if isinstance(s, sp.Sum):
+            bound |= set(_limits(s))
+    stray = index_symbols(expr) - free
+    if stray:
+        names = ", ".join(sorted(map(str, stray)))
+        raise ComponentError(f"{where}: index {names} is free on the right but not on the left "
+                             "(sum over it, or index the left-hand side with it)")
+    for a in walk(expr):
+        if isinstance(a, sp.Indexed):
+            name = str(a.base)
+            t = tensors.get(name)
+            if t is None:
+                raise ComponentError(f"{where}: unknown tensor {name!r}")
+            if len(a.indices) != len(t.shape):
+                raise ComponentError(f"{where}: {name} has {len(t.shape)} axes, "
+                                     f"indexed with {len(a.indices)}")
+            if len(set(a.indices)) != len(a.indices):
+                raise ComponentError(f"{where}: repeated index in {a}")
+            for k, size in zip(a.indices, t.shape):
+                if not isinstance(k, sp.Idx) or k.upper != size - 1:
+                    raise ComponentError(
+                        f"{where}: {a}: index {k} is not a plain index over axis size {size}")
+        elif isinstance(a, sp.Symbol) and not isinstance(a, sp.Idx):
+            t = tensors.get(a.name)
+            if t is None and not (a.is_integer and a.is_positive):
+                raise ComponentError(f"{where}: unknown symbol {a.name!r}")
+            if t is not None and not t.is_scalar:
+                raise ComponentError(f"{where}: tensor {a.name!r} used without indices")

@@ -1,0 +1,115 @@
+"""Numerical-stability rewrites, a phase of its own between a program and its code.
+
+The equations stay mathematical (log of a sum of exponentials); only the code is
+made stable, as PyTensor's "stabilize" rewrites do:
+
+* a sum of exponentials becomes a log-sum-exp step (max-shifted by the backend),
+  and every later use of the sum ``s`` is written ``exp(lse)``;
+* an elementwise step holding ``exp(-lse)`` (which underflows on its own) is
+  inlined into the steps that read it, where exponentials are combined
+  (``exp(z) * exp(-lse) -> exp(z - lse)``, a softmax that cannot overflow);
+* ``log(1/x) -> -log(x)``, ``log(1 + exp(u)) -> softplus(u)`` (so
+  ``log(sigmoid(z)) -> -softplus(-z)``) and ``log(1 + u) -> log1p(u)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import sympy as sp
+
+from symflop.functions import log1p, softplus
+from symflop.model import Role, Tensor
+from symflop.program import Program, Step, ref_indices, ref_name, tensor_refs, walk
+
+
+def stabilize(program: Program, keep: set[str],
+              replaced: dict[str, str] | None = None) -> tuple[Program, dict[str, str]]:
+    """Rewrite ``program`` for stable evaluation.
+
+    ``replaced`` maps a sum-of-exponentials tensor (possibly from an earlier pass)
+    to the log-sum-exp tensor that now stands for it; the updated map is returned.
+    ``keep`` names tensors that must still be computed (outputs of the pass).
+    """
+    replaced = dict(replaced or {})
+    tensors = dict(program.tensors)
+    steps: list[Step] = []
+    for st in program.steps:
+        body = _rewrite_logs(_substitute(st.body, replaced, tensors))
+        if st.reduce and st.op == "sum" and isinstance(body, sp.exp):
+            name = f"{st.lhs}_lse"
+            tensors[name] = Tensor(name, tensors[st.lhs].shape, Role.INTERMEDIATE,
+                                   doc=f"log of {st.lhs}")
+            replaced[st.lhs] = name
+            steps.append(Step(name, st.idx, body.args[0], st.reduce, op="logsumexp"))
+            continue
+        steps.append(replace(st, body=body))
+    lse_names = set(replaced.values())
+    steps = [replace(st, body=sp.powsimp(st.body, combine="exp"))
+             if _has_lse_exp(st.body, lse_names, tensors) else st for st in steps]
+    steps = _inline_underflowing(steps, lse_names, keep, tensors)
+    return Program(program.name, steps, tensors), replaced
+
+
+def _substitute(body: sp.Expr, replaced: dict[str, str], tensors) -> sp.Expr:
+    if not replaced:
+        return body
+    mapping = {}
+    for r in tensor_refs(body, tensors):
+        name = ref_name(r)
+        if name in replaced:
+            lse = tensors[replaced[name]].symbol
+            idx = ref_indices(r)
+            mapping[r] = sp.exp(lse[idx] if idx else lse)
+    return body.xreplace(mapping) if mapping else body
+
+
+def _rewrite_logs(e: sp.Expr) -> sp.Expr:
+    if not e.has(sp.log):
+        return e
+
+    def fix(x):
+        arg = x.args[0]
+        if isinstance(arg, (sp.Mul, sp.Pow)):
+            expanded = sp.expand_log(x, force=True)
+            if expanded != x:
+                return _rewrite_logs(expanded)
+        if isinstance(arg, sp.Add) and sp.S.One in arg.args:
+            rest = arg - 1
+            if isinstance(rest, sp.exp):
+                return softplus(rest.args[0])
+            return log1p(rest)
+        return x
+
+    return e.replace(lambda x: isinstance(x, sp.log), fix)
+
+
+def _has_lse_exp(body: sp.Expr, lse_names: set[str], tensors, negative=False) -> bool:
+    """Does ``body`` hold ``exp(... lse ...)`` (with ``negative``: ``exp(-lse + ...)``)?"""
+    return any(isinstance(a, sp.exp)
+               and (not negative or a.args[0].could_extract_minus_sign())
+               and any(ref_name(r) in lse_names for r in tensor_refs(a.args[0], tensors))
+               for a in walk(body))
+
+
+def _inline_underflowing(steps: list[Step], lse_names: set[str], keep: set[str],
+                         tensors) -> list[Step]:
+    out: list[Step] = []
+    for n, st in enumerate(steps):
+        if st.reduce or st.lhs in keep or not _has_lse_exp(st.body, lse_names, tensors, negative=True):
+            out.append(st)
+            continue
+        t = tensors[st.lhs]
+        readers = [m for m in range(n + 1, len(steps))
+                   if any(ref_name(r) == st.lhs for r in tensor_refs(steps[m].body, tensors))]
+        for m in readers:
+            later = steps[m]
+            mapping = {}
+            for r in tensor_refs(later.body, tensors):
+                if ref_name(r) == st.lhs:
+                    mapping[r] = st.body.xreplace(dict(zip(st.idx, ref_indices(r))))
+            body = sp.powsimp(later.body.xreplace(mapping), combine="exp")
+            steps[m] = replace(later, body=body)
+        if not readers and t.role is not Role.INTERMEDIATE:
+            out.append(st)
+    return out
