@@ -1,0 +1,5 @@
+import sys
+
+from symflop.cli import main
+
+sys.exit(main())

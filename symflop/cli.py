@@ -1,0 +1,194 @@
+"""Command line: list, show, grad, count, summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+import sympy as sp
+
+from symflop import conventions
+from symflop.derive import Derivation, derive
+from symflop.errors import SymflopError, UsageError
+from symflop.memory import DTYPE_BYTES
+from symflop.registry import catalogue, get_component
+from symflop.render import fused_text, show
+
+_SIZE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([+-]?\d+)\s*$")
+
+
+def parse_dims(text: str | None, known: tuple[str, ...], component: str) -> dict[str, int]:
+    """``B=32,d=1000`` -> {'B': 32, 'd': 1000}; integers only, never evaluated as code."""
+    out: dict[str, int] = {}
+    if not text:
+        return out
+    for part in text.split(","):
+        m = _SIZE.match(part)
+        if not m:
+            raise UsageError(f"malformed size {part.strip()!r}: write NAME=INTEGER, e.g. B=32")
+        name, value = m.group(1), int(m.group(2))
+        if name not in known:
+            raise UsageError(f"{component} has no dimension {name!r} "
+                             f"(its dimensions: {', '.join(known)})")
+        if value <= 0:
+            raise UsageError(f"size {name}={value} must be a positive integer")
+        if name in out:
+            raise UsageError(f"size {name} given twice")
+        out[name] = value
+    return out
+
+
+def _derivation(name: str) -> tuple:
+    c = get_component(name)
+    return c, derive(c)
+
+
+def cmd_list(args) -> int:
+    rows = []
+    for name, factory in catalogue().items():
+        c = factory()
+        rows.append((name, c.section, c.summary))
+    if not rows:
+        raise UsageError("no catalogue is installed (pip install -e . in the repository)")
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    for r in rows:
+        print(f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    c, d = _derivation(args.name)
+    print(show(c, d, args.latex, args.convention, args.dtype))
+    return 0
+
+
+def cmd_grad(args) -> int:
+    c, d = _derivation(args.name)
+    if not d.fused:
+        raise UsageError(f"{c.name} has no gradient (it has passes: {', '.join(d.passes)})")
+    if args.wrt and args.wrt not in d.fused:
+        raise UsageError(f"{c.name} has no gradient with respect to {args.wrt!r} "
+                         f"(it has: {', '.join(d.fused)})")
+    for w, f in d.fused.items():
+        if args.wrt in (None, w):
+            print(fused_text(f, args.latex))
+    return 0
+
+
+def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: str) -> dict:
+    conv = conventions.get_convention(convention)
+    subs = {sp.Symbol(k, integer=True, positive=True): v for k, v in dims.items()}
+    passes = {}
+    for name in d.passes:
+        cnt = d.counts(name, conv)
+        entry = {"total": str(cnt.total), "leading": str(cnt.leading),
+                 "by_kind": {k: str(v) for k, v in cnt.by_kind.items()}}
+        free = {s.name for s in cnt.total.free_symbols}
+        if free <= set(dims):
+            entry["value"] = int(d.count_function(name, conv)(**{k: dims.get(k, 1) for k in d.dims}))
+            entry["by_kind_value"] = {k: int(v.xreplace(subs)) for k, v in cnt.by_kind.items()}
+        passes[name] = entry
+    memory = {"dtype": dtype}
+    for what, label in (("parameters", "parameters"), ("state", "state"),
+                        ("saved", "saved_for_backward")):
+        b = d.memory.bytes(what, dtype)
+        item = {"bytes": str(b), "tensors": [n for n, _ in getattr(d.memory, what)]}
+        if {s.name for s in b.free_symbols} <= set(dims):
+            item["value"] = int(b.xreplace(subs))
+        memory[label] = item
+    return {"component": d.component, "convention": conv.name, "dims": dims,
+            "passes": passes, "memory": memory}
+
+
+def cmd_count(args) -> int:
+    c, d = _derivation(args.name)
+    dims = parse_dims(args.dims, d.dims, c.name)
+    report = count_report(d, dims, args.convention, args.dtype)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{c.name} under convention {report['convention']}"
+          + (f" at {', '.join(f'{k}={v}' for k, v in dims.items())}" if dims else ""))
+    for name, e in report["passes"].items():
+        value = f" = {e['value']:,}" if "value" in e else ""
+        print(f"  {name:<9} {e['total']}{value}   (leading {e['leading']})")
+    for label in ("parameters", "state", "saved_for_backward"):
+        m = report["memory"][label]
+        value = f" = {m['value']:,}" if "value" in m else ""
+        print(f"  {label.replace('_', ' ')}: {m['bytes']} bytes{value} ({args.dtype})")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    conv = conventions.get_convention(args.convention)
+    rows = []
+    for name in catalogue():
+        c, d = _derivation(name)
+        for p in d.passes:
+            rows.append({"component": name, "pass": p,
+                         "leading": str(d.counts(p, conv).leading),
+                         "exact": str(d.counts(p, conv).total),
+                         "state_bytes": str(d.memory.bytes("state", args.dtype)),
+                         "saved_bytes": str(d.memory.bytes("saved", args.dtype))})
+    if args.json:
+        print(json.dumps({"convention": conv.name, "dtype": args.dtype, "rows": rows}, indent=2))
+        return 0
+    print(f"convention: {conv.name} ({conv.description})\ndtype: {args.dtype}\n")
+    cols = ("component", "pass", "leading", "exact", "state_bytes", "saved_bytes")
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in cols}
+    print("  ".join(f"{k:<{widths[k]}}" for k in cols))
+    for r in rows:
+        print("  ".join(f"{r[k]:<{widths[k]}}" for k in cols))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="symflop", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp_, dims=False):
+        sp_.add_argument("--convention", default="default",
+                         help=f"counting convention ({', '.join(conventions.CONVENTIONS)})")
+        sp_.add_argument("--dtype", default="float32", help=", ".join(DTYPE_BYTES))
+        if dims:
+            sp_.add_argument("--dims", help="sizes, e.g. B=32,d=1000")
+
+    sub.add_parser("list", help="one line per component").set_defaults(func=cmd_list)
+    s = sub.add_parser("show", help="equations, gradients, counts and memory of a component")
+    s.add_argument("name")
+    s.add_argument("--latex", action="store_true")
+    common(s)
+    s.set_defaults(func=cmd_show)
+    g = sub.add_parser("grad", help="fused gradient(s) of a component")
+    g.add_argument("name")
+    g.add_argument("--wrt")
+    g.add_argument("--latex", action="store_true")
+    g.set_defaults(func=cmd_grad)
+    c = sub.add_parser("count", help="operation counts and memory of a component")
+    c.add_argument("name")
+    c.add_argument("--json", action="store_true")
+    common(c, dims=True)
+    c.set_defaults(func=cmd_count)
+    m = sub.add_parser("summary", help="leading-order counts and memory of every component")
+    m.add_argument("--json", action="store_true")
+    common(m)
+    m.set_defaults(func=cmd_summary)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if getattr(args, "dtype", None) is not None and args.dtype not in DTYPE_BYTES:
+            raise UsageError(f"unknown dtype {args.dtype!r} (known: {', '.join(DTYPE_BYTES)})")
+        if getattr(args, "convention", None) is not None:
+            conventions.get_convention(args.convention)
+        return args.func(args)
+    except SymflopError as e:
+        print(f"symflop: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0

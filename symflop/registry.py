@@ -1,0 +1,82 @@
+"""Finding components: installed catalogues (entry points) and single files.
+
+The engine never imports a catalogue by name.  A catalogue is any package that
+declares an entry point in the group ``symflop.catalogues`` pointing at a dict
+``{cli_name: function returning a Component}``; a user's own component can also
+be loaded from a file with ``path/to/file.py:NAME``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import sys
+from functools import lru_cache
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Callable
+
+from symflop.errors import UsageError
+from symflop.model import Component
+
+GROUP = "symflop.catalogues"
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict[str, Callable[[], Component]]:
+    found: dict[str, Callable[[], Component]] = {}
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        entries = ep.load()
+        for name, factory in entries.items():
+            found.setdefault(name, factory)
+    return found
+
+
+_built: dict[str, Component] = {}
+
+
+def get_component(name: str) -> Component:
+    """Build (once per process) the component called ``name`` or loaded from ``file.py:NAME``."""
+    if name in _built:
+        return _built[name]
+    if ":" in name and name.split(":", 1)[0].endswith(".py"):
+        c = load_from_file(name)
+    else:
+        cat = catalogue()
+        if name not in cat:
+            close = difflib.get_close_matches(name, list(cat), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else \
+                "; `symflop list` shows them"
+            if not cat:
+                hint = "; no catalogue is installed (pip install -e . in the repository)"
+            raise UsageError(f"unknown component {name!r}{hint}")
+        c = cat[name]()
+    _built[name] = c
+    return c
+
+
+def load_from_file(spec: str) -> Component:
+    """``path/to/file.py:NAME``: NAME is a function returning a Component (or a key of
+    the file's ``CATALOGUE`` dict)."""
+    path_text, _, attr = spec.rpartition(":")
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    mod_name = f"_symflop_user_{abs(hash(str(path.resolve())))}"
+    spec_obj = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec_obj)
+    sys.modules[mod_name] = module
+    try:
+        spec_obj.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - report the user's file error in one line
+        raise UsageError(f"{path}: {type(e).__name__}: {e}") from None
+    obj = getattr(module, attr, None)
+    if obj is None:
+        obj = getattr(module, "CATALOGUE", {}).get(attr)
+    if obj is None:
+        raise UsageError(f"{path} defines no {attr!r}")
+    c = obj() if callable(obj) else obj
+    if not isinstance(c, Component):
+        raise UsageError(f"{spec} did not give a symflop Component")
+    return c
+

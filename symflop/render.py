@@ -1,0 +1,77 @@
+"""Text and LaTeX views of a derivation: equations, gradients, counts, memory."""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from symflop.conventions import get_convention
+from symflop.derive import Derivation
+from symflop.fused import FusedGradient
+from symflop.memory import dtype_bytes
+from symflop.model import Component
+from symflop.program import Step
+
+
+def lhs_text(name: str, idx, latex: bool) -> str:
+    if latex:
+        base = sp.latex(sp.Symbol(name))
+        return f"{base}_{{{','.join(sp.latex(k) for k in idx)}}}" if idx else base
+    return f"{name}[{', '.join(map(str, idx))}]" if idx else name
+
+
+def expr_text(e: sp.Expr, latex: bool) -> str:
+    return sp.latex(e) if latex else sp.sstr(e)
+
+
+def step_text(st: Step, latex: bool) -> str:
+    return f"{lhs_text(st.lhs, st.idx, latex)} = {expr_text(st.rhs(), latex)}"
+
+
+def fused_text(f: FusedGradient, latex: bool) -> str:
+    line = f"{lhs_text(f.name, f.idx, latex)} = {expr_text(f.expr, latex)}"
+    if f.assumptions:
+        line += ("  % " if latex else "    [assumes ") + "; ".join(f.assumptions) + \
+            ("" if latex else "]")
+    return line
+
+
+def show(c: Component, d: Derivation, latex: bool, convention: str, dtype: str) -> str:
+    conv = get_convention(convention)
+    out = [f"{c.name} ({c.section}): {c.summary}"]
+    if c.reference:
+        out.append(f"reference: {c.reference}")
+    out.append("tensors: " + ", ".join(
+        f"{t.name}{list(map(str, t.shape)) if t.shape else ''} {t.role.value}"
+        for t in c.tensors.values()))
+    for name, p in d.programs.items():
+        out.append(f"\n{name} pass:")
+        for st, cnt in d.step_counts(name, conv):
+            out.append(f"  {step_text(st, latex)}")
+            out.append(f"      FLOPs {cnt.total}   ({_kinds(cnt.by_kind)})")
+        total = d.counts(name, conv)
+        out.append(f"  total {total.total}; leading order {total.leading}")
+    if d.fused:
+        out.append("\nfused gradients:")
+        out.extend(f"  {fused_text(f, latex)}" for f in d.fused.values())
+    out.append(f"\nmemory ({dtype}, convention {conv.name} for FLOPs above):")
+    out.extend("  " + line for line in memory_lines(d, dtype))
+    return "\n".join(out)
+
+
+def _kinds(by_kind: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in by_kind.items() if v != 0) or "none"
+
+
+def memory_lines(d: Derivation, dtype: str) -> list[str]:
+    m = d.memory
+    size = dtype_bytes(dtype)
+    lines = []
+    for label, what in (("parameters", "parameters"), ("state", "state"),
+                        ("saved for backward", "saved")):
+        items = getattr(m, what)
+        detail = ", ".join(f"{n} {e}" for n, e in items) or "none"
+        lines.append(f"{label}: {m.bytes(what, dtype)} bytes ({detail})")
+    for name, e in m.moved:
+        lines.append(f"moved by {name}: {sp.expand(size * e)} bytes (each step reads and writes "
+                     "its tensors once)")
+    return lines

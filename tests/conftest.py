@@ -1,0 +1,25 @@
+import os
+import tempfile
+
+import pytest
+
+# Derivations made by the tests go to a private cache, never the user's.
+os.environ.setdefault("SYMFLOP_CACHE_DIR", tempfile.mkdtemp(prefix="symflop-test-cache-"))
+
+from derivations import CATALOGUE  # noqa: E402
+from symflop import derive  # noqa: E402
+
+_derived: dict = {}
+
+
+def derived(name: str):
+    """(component, derivation) for a catalogue name, built once per test session."""
+    if name not in _derived:
+        c = CATALOGUE[name]()
+        _derived[name] = (c, derive(c))
+    return _derived[name]
+
+
+@pytest.fixture(params=sorted(CATALOGUE))
+def component_name(request):
+    return request.param
