@@ -99,8 +99,8 @@ def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: st
         if {s.name for s in b.free_symbols} <= set(dims):
             item["value"] = int(b.xreplace(subs))
         memory[label] = item
-    return {"component": d.component, "convention": conv.name, "dims": dims,
-            "passes": passes, "memory": memory}
+    return {"component": d.component, "convention": conv.name, "symbols": list(d.dims),
+            "dims": dims, "passes": passes, "memory": memory}
 
 
 def cmd_count(args) -> int:

@@ -125,3 +125,26 @@ def test_cross_entropy_is_stable_for_float32_logits_of_magnitude_1e4(name):
     # The naive formula overflows here, so this input really exercises the rewrite.
     naive = torch.exp(values["z"]) / torch.exp(values["z"]).sum(dim=1, keepdim=True)
     assert not torch.isfinite(naive).all()
+
+
+def test_a_perturbed_equation_is_caught():
+    """An injected fault (MSE averaged over B only) must make the torch check fail."""
+    import sympy as sp
+
+    from symflop import Component, derive, total
+
+    c = Component("mse-wrong", "Test", "mse with a wrong normalisation")
+    B, d = c.dim("B d")
+    i, j = c.index(i=B, j=d)
+    yhat, y = c.input("yhat", (B, d)), c.target("y", (B, d))
+    L = c.output("L")
+    c.assign("forward", L, total((yhat[i, j] - y[i, j]) ** 2, i, j) / B)
+    c.set_gradient(L, (yhat,))
+    dv = derive(c, use_cache=False)
+    values = _inputs("mse", SIZES["mse"], seed=0)
+    ours = run_passes(dv, values, backend="torch")
+    theirs = REFERENCES["mse"].run(values)
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(ours["grad_yhat"], theirs["grad_yhat"],
+                                   **TOLERANCES[torch.float64])
+    assert sp.Symbol("d", integer=True, positive=True) not in dv.fused["yhat"].expr.free_symbols

@@ -1,0 +1,105 @@
+"""The command line: output shapes, JSON, and one-line errors with exit status 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import sympy as sp
+
+from derivations import CATALOGUE
+from symflop.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_names_every_component(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert names == list(CATALOGUE)
+
+
+@pytest.mark.parametrize("name", list(CATALOGUE))
+def test_count_json_is_parsable_and_consistent(capsys, name):
+    code, out, _ = run(capsys, "count", name, "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["component"] == name and report["convention"] == "default"
+    # Sizes such as N clash with SymPy's own names, so parse with the listed symbols.
+    names = {s: sp.Symbol(s) for s in report["symbols"]}
+
+    def parse(text):
+        return sp.parse_expr(text, local_dict=names)
+
+    for entry in report["passes"].values():
+        total = parse(entry["total"])
+        kinds = sum((parse(v) for v in entry["by_kind"].values()), sp.Integer(0))
+        assert sp.expand(total - kinds) == 0  # default weights are all 1
+        assert parse(entry["leading"]).free_symbols <= total.free_symbols
+        assert "value" not in entry
+    assert set(report["memory"]) >= {"parameters", "state", "saved_for_backward"}
+
+
+def test_count_values_with_dims(capsys):
+    code, out, _ = run(capsys, "count", "mse", "--dims", "B=32,d=1000", "--json")
+    report = json.loads(out)
+    fwd = report["passes"]["forward"]
+    # Hand count: 32000 subtractions, 32000 squares, 31999 additions, then
+    # L_sum / (B*d): one multiplication B*d and one division.
+    assert fwd["value"] == 32000 + 32000 + 31999 + 1 + 1
+    assert fwd["by_kind_value"]["add"] == 32000 + 31999
+
+
+def test_count_under_each_convention_differs_where_it_should(capsys):
+    values = {}
+    for conv in ("default", "fma", "weighted", "shared", "xla"):
+        code, out, _ = run(capsys, "count", "batchnorm", "--dims", "N=10,d=2", "--json",
+                           "--convention", conv)
+        assert code == 0
+        values[conv] = json.loads(out)["passes"]["forward"]["value"]
+    assert values["fma"] < values["default"] < values["weighted"]
+    assert values["shared"] < values["default"]
+    assert values["xla"] < values["default"]
+
+
+def test_show_and_grad(capsys):
+    code, out, _ = run(capsys, "show", "batchnorm")
+    assert code == 0 and "backward pass:" in out and "grad_x[i, j] =" in out
+    code, out, _ = run(capsys, "grad", "cross-entropy", "--latex")
+    assert code == 0 and r"\frac" in out and "rows sum to 1" in out
+    code, out, _ = run(capsys, "grad", "batchnorm", "--wrt", "gamma")
+    assert code == 0 and out.startswith("grad_gamma[j] = Sum(grad_y[i, j]*xhat[i, j]")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["count", "batchnrom"], "unknown component 'batchnrom'; did you mean batchnorm"),
+    (["count", "mse", "--dims", "B=0"], "must be a positive integer"),
+    (["count", "mse", "--dims", "B=-3"], "must be a positive integer"),
+    (["count", "mse", "--dims", "B=3.5"], "malformed size"),
+    (["count", "mse", "--dims", "B=__import__('os').getcwd()"], "malformed size"),
+    (["count", "mse", "--dims", "Q=3"], "has no dimension 'Q'"),
+    (["count", "mse", "--dims", "B=3,B=4"], "given twice"),
+    (["count", "mse", "--convention", "nope"], "unknown convention 'nope'"),
+    (["count", "mse", "--dtype", "int3"], "unknown dtype"),
+    (["grad", "adam"], "adam has no gradient"),
+    (["grad", "mse", "--wrt", "y"], "no gradient with respect to 'y'"),
+])
+def test_bad_input_gives_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and message in err
+
+
+def test_console_entry_points_run():
+    for cmd in (["symflop", "list"], [sys.executable, "-m", "symflop", "list"]):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "batchnorm" in r.stdout
+    r = subprocess.run(["symflop", "count", "nope"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
