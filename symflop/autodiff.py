@@ -97,9 +97,9 @@ def _propagate(step: Step, g: sp.Expr, tensors, relevant, contributions) -> None
         if partial.has(sp.Derivative):
             raise ComponentError(f"cannot differentiate {step.body} with respect to {r}")
         term = g * partial.xreplace(back)
-        R = ref_indices(r)
-        summed = tuple(k for k in step.space if k not in R)
-        contributions.setdefault(ref_name(r), []).append((term, R, summed))
+        ridx = ref_indices(r)
+        summed = tuple(k for k in step.space if k not in ridx)
+        contributions.setdefault(ref_name(r), []).append((term, ridx, summed))
 
 
 def _emit(name: str, idx: tuple, parts, tensors, steps, force: bool = False):
@@ -113,8 +113,8 @@ def _emit(name: str, idx: tuple, parts, tensors, steps, force: bool = False):
     tensors[gname] = gt
     taken = {k.name for k in idx}
     terms = []
-    for term, R, summed in parts:
-        terms.append(instantiate(term, R, idx, summed, set(taken)))
+    for term, ridx, summed in parts:
+        terms.append(instantiate(term, ridx, idx, summed, set(taken)))
     rhs = sp.Add(*terms) if terms else sp.Integer(0)
     steps.extend(split_step(gname, idx, rhs, tensors, suffix="part"))
     return gt.symbol[idx] if idx else gt.symbol

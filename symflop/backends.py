@@ -152,5 +152,6 @@ def get_backend(name_or_backend):
         try:
             return TorchBackend()
         except ImportError:
-            raise UsageError("the torch backend needs torch: pip install 'symflop[torch]'") from None
+            raise UsageError(
+                "the torch backend needs torch: pip install 'symflop[torch]'") from None
     raise UsageError(f"unknown backend {name_or_backend!r} (known: numpy, torch)")

@@ -52,13 +52,13 @@ def load(name: str, key: str):
     path = _path(directory, name)
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f)
+            entry = pickle.load(f)  # noqa: S301 - our own cache directory
         if entry.get("key") != key:
             return None
         payload = entry["payload"]
         if hashlib.sha256(payload).hexdigest() != entry["digest"]:
             return None
-        return pickle.loads(payload)
+        return pickle.loads(payload)  # noqa: S301 - digest verified above
     except Exception:  # noqa: BLE001 - any unreadable entry is rebuilt, never trusted
         return None
 

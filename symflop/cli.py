@@ -88,7 +88,8 @@ def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: st
                  "by_kind": {k: str(v) for k, v in cnt.by_kind.items()}}
         free = {s.name for s in cnt.total.free_symbols}
         if free <= set(dims):
-            entry["value"] = int(d.count_function(name, conv)(**{k: dims.get(k, 1) for k in d.dims}))
+            sizes = {k: dims.get(k, 1) for k in d.dims}
+            entry["value"] = int(d.count_function(name, conv)(**sizes))
             entry["by_kind_value"] = {k: int(v.xreplace(subs)) for k, v in cnt.by_kind.items()}
         passes[name] = entry
     memory = {"dtype": dtype}

@@ -86,12 +86,12 @@ def _step_lines(st: Step, program: Program, lower, like: str | None) -> list[str
     lines: list[str] = []
     aligned: dict = {}
     for r in tensor_refs(st.body, program.tensors):
-        name, R = ref_name(r), ref_indices(r)
-        if not R:
+        name, ridx = ref_name(r), ref_indices(r)
+        if not ridx:
             continue
         local = f"_{name}_{len(aligned)}"
         aligned[r] = local
-        lines.append(f"{local} = {_align(name, R, space)}")
+        lines.append(f"{local} = {_align(name, ridx, space)}")
     root = lower(st.body)
     printer = _Printer(aligned)
     lines.extend(printer.locals_for(root))
@@ -114,14 +114,14 @@ def _step_lines(st: Step, program: Program, lower, like: str | None) -> list[str
     return lines
 
 
-def _align(name: str, R: tuple, space: tuple) -> str:
-    """``name`` (axes ordered as R) permuted and expanded into ``space``."""
-    pos = [space.index(k) for k in R]
-    order = sorted(range(len(R)), key=lambda n: pos[n])
+def _align(name: str, ridx: tuple, space: tuple) -> str:
+    """``name`` (axes ordered as ``ridx``) permuted and expanded into ``space``."""
+    pos = [space.index(k) for k in ridx]
+    order = sorted(range(len(ridx)), key=lambda n: pos[n])
     out = name
-    if order != list(range(len(R))):
+    if order != list(range(len(ridx))):
         out = f"xp.permute({out}, {tuple(order)})"
-    if len(R) == len(space):
+    if len(ridx) == len(space):
         return out
     present = set(pos)
     sl = ", ".join(":" if p in present else "None" for p in range(len(space)))

@@ -57,8 +57,9 @@ class Derivation:
     def step_counts(self, pass_name: str, convention: str | Convention = "default"):
         conv = get_convention(convention)
         self._check_pass(pass_name)
-        return [(st, apply_convention(t, conv)) for st, t in
-                zip(self.programs[pass_name].steps, self.tallies[pass_name, conv.share_across_steps])]
+        tallies = self.tallies[pass_name, conv.share_across_steps]
+        return [(st, apply_convention(t, conv))
+                for st, t in zip(self.programs[pass_name].steps, tallies)]
 
     def count_function(self, pass_name: str, convention: str | Convention = "default"):
         """A plain Python function of the sizes (keyword arguments) giving total FLOPs."""

@@ -12,7 +12,7 @@ class log1p(sp.Function):  # noqa: N801 - printed name matches numpy/torch
         return 1 / (1 + self.args[0])
 
     def _latex(self, printer):
-        return r"\operatorname{log1p}\left(%s\right)" % printer._print(self.args[0])
+        return r"\operatorname{log1p}\left(" + printer._print(self.args[0]) + r"\right)"
 
 
 class softplus(sp.Function):  # noqa: N801
@@ -22,4 +22,4 @@ class softplus(sp.Function):  # noqa: N801
         return 1 / (1 + sp.exp(-self.args[0]))
 
     def _latex(self, printer):
-        return r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
+        return r"\operatorname{softplus}\left(" + printer._print(self.args[0]) + r"\right)"

@@ -70,7 +70,7 @@ def _plain_bound_names(expr: sp.Expr) -> sp.Expr:
 
     def rename(s: sp.Sum) -> sp.Expr:
         body, limits = s.function, list(s.limits)
-        for n, (b, lo, hi) in enumerate(limits):
+        for n, (b, _lo, _hi) in enumerate(limits):
             avoid = outer | {x.name for x in s.free_symbols if isinstance(x, sp.Idx)}
             avoid |= all_index_names(body) - {b.name}
             avoid |= {lim[0].name for lim in limits if lim[0] != b}

@@ -81,6 +81,12 @@ def _order(nodes):
     return sorted(nodes, key=lambda n: (len(n.idx), repr(n)))
 
 
+def _times(a: Node | None, b: Node | None) -> Node | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return _node("mul", a, b)
+
+
 def _fold(op: str, nodes: list[Node]) -> Node | None:
     acc = None
     for n in _order(nodes):
@@ -182,8 +188,8 @@ class Lowerer:
             coef, l_den = _node("div", l_num, l_den), None
         else:
             coef = l_num
-        top = coef if h_num is None else (h_num if coef is None else _node("mul", coef, h_num))
-        bottom = l_den if h_den is None else (h_den if l_den is None else _node("mul", l_den, h_den))
+        top = _times(coef, h_num)
+        bottom = _times(l_den, h_den)
         if bottom is not None:
             top = _node("div", top if top is not None else Node("const", (), sp.Integer(1)), bottom)
         return _node("neg", top) if negate else top

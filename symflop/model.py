@@ -192,8 +192,8 @@ class Component:
         if not _NAME.match(name):
             raise ComponentError(f"{name!r} is not a valid name (letters, digits, underscore)")
         if _RESERVED.search(name):
-            raise ComponentError(f"{name!r}: names starting 'grad_' or ending '_sum', '_part' or '_lse' "
-                                 "are reserved for derived tensors")
+            raise ComponentError(f"{name!r}: names starting 'grad_' or ending '_sum', "
+                                 "'_part' or '_lse' are reserved for derived tensors")
         if name in self.tensors or (name in self.dims and not allow_existing_dim):
             raise ComponentError(f"{name!r} is declared twice in component {self.name!r}")
 

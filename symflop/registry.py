@@ -11,10 +11,10 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import sys
+from collections.abc import Callable
 from functools import lru_cache
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Callable
 
 from symflop.errors import UsageError
 from symflop.model import Component

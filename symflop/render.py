@@ -43,7 +43,7 @@ def show(c: Component, d: Derivation, latex: bool, convention: str, dtype: str) 
     out.append("tensors: " + ", ".join(
         f"{t.name}{list(map(str, t.shape)) if t.shape else ''} {t.role.value}"
         for t in c.tensors.values()))
-    for name, p in d.programs.items():
+    for name in d.programs:
         out.append(f"\n{name} pass:")
         for st, cnt in d.step_counts(name, conv):
             out.append(f"  {step_text(st, latex)}")

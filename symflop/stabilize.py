@@ -96,7 +96,8 @@ def _inline_underflowing(steps: list[Step], lse_names: set[str], keep: set[str],
                          tensors) -> list[Step]:
     out: list[Step] = []
     for n, st in enumerate(steps):
-        if st.reduce or st.lhs in keep or not _has_lse_exp(st.body, lse_names, tensors, negative=True):
+        underflows = _has_lse_exp(st.body, lse_names, tensors, negative=True)
+        if st.reduce or st.lhs in keep or not underflows:
             out.append(st)
             continue
         t = tensors[st.lhs]

@@ -10,7 +10,7 @@ import sympy as sp
 from conftest import derived
 
 from derivations import CATALOGUE
-from symflop import Component, ComponentError, InputError, derive, total
+from symflop import Component, ComponentError, InputError, derive
 from symflop import cache as cache_mod
 from symflop.counting import leading_order
 

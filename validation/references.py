@@ -8,8 +8,8 @@ stated here, next to the reference that needs them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F  # noqa: N812
