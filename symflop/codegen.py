@@ -97,13 +97,12 @@ def _step_lines(st: Step, program: Program, lower, like: str | None) -> list[str
     lines.extend(printer.locals_for(root))
     expr = printer(root)
     if st.reduce:
-        present = [k for k in st.reduce if k in root.idx]
         missing = sp.Mul(*[k.upper + 1 for k in st.reduce if k not in root.idx])
         if st.op == "logsumexp":
             if missing != 1:
                 raise ComponentError(f"log-sum-exp over an axis its body does not use: {st.lhs}")
             expr = f"xp.logsumexp({expr}, {tuple(space.index(k) for k in st.reduce)})"
-        elif present:
+        elif root.idx:  # summing size-1 axes of unused indices only drops them
             expr = f"xp.sum({expr}, {tuple(space.index(k) for k in st.reduce)})"
         if missing != 1:
             expr = f"({expr} * {sp.pycode(missing)})"

@@ -33,7 +33,9 @@ class CompiledPass:
         exec(compile(self.source, f"<symflop {self.name}>", "exec"), namespace)  # noqa: S102
         self.fn = namespace[self.name.replace("-", "_").replace(".", "_")]
 
-    def __call__(self, backend="numpy", check: bool = True, **values):
+    def __call__(self, backend="numpy", check: bool = True, sizes: dict | None = None,
+                 **values):
+        """Run on named arrays; ``sizes`` gives sizes no input carries (e.g. ``{"n": 4}``)."""
         xp = get_backend(backend)
         sig = self.signature
         missing = [n for n in sig.inputs if n not in values]
@@ -43,13 +45,12 @@ class CompiledPass:
         if unknown:
             raise InputError(f"{self.name}: unexpected input(s): {', '.join(unknown)} "
                              f"(takes {', '.join(sig.inputs)})")
-        dims = self._dims(values, check, xp)
+        dims = self._dims(values, check, xp, dict(sizes or {}))
         args = [dims[d] for d in sig.dims] + [values[n] for n in sig.inputs]
         return self.fn(xp, *args)
 
-    def _dims(self, values, check: bool, xp) -> dict[str, int]:
-        dims: dict[str, int] = {}
-        source: dict[str, str] = {}
+    def _dims(self, values, check: bool, xp, dims: dict[str, int]) -> dict[str, int]:
+        source: dict[str, str] = dict.fromkeys(dims, "sizes")
         for name in self.signature.inputs:
             v, shape = values[name], self.shapes[name]
             if not shape:
@@ -78,9 +79,9 @@ class CompiledPass:
         absent = [d for d in self.signature.dims if d not in dims]
         if absent:
             raise InputError(f"{self.name}: cannot tell the size(s) {', '.join(absent)} "
-                             "from the inputs")
+                             "from the inputs; pass sizes={...}")
         for d, n in dims.items():
-            if n < 1:
+            if not isinstance(n, int) or n < 1:
                 raise InputError(f"{self.name}: size {d} = {n}; sizes must be positive")
         return dims
 

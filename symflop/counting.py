@@ -76,8 +76,10 @@ def tally_program(program: Program, share_across_steps: bool = False) -> list[Ta
 def _tally_step(step: Step, tensors, lower: Lowerer, seen: set) -> Tally:
     sizes = {k: k.upper + 1 for k in step.space}
     body, reduce = step.body, step.reduce
+    gathered = ()
     if reduce and isinstance(body, sp.Mul):
-        body, reduce = _gather(body, reduce, tensors, sizes)
+        body, kept = _gather(body, reduce, tensors, sizes)
+        gathered, reduce = tuple(k for k in reduce if k not in kept), kept
     acc = dict.fromkeys(KINDS, sp.Integer(0))
     pairs = sp.Integer(0)
     fused: set = set()
@@ -98,12 +100,16 @@ def _tally_step(step: Step, tensors, lower: Lowerer, seen: set) -> Tally:
         acc[n.kind] += n.ops * size(n.idx)
         if n.op in ("add", "sub"):
             for a in n.args:
-                if a.op == "mul" and a.idx == n.idx and a not in fused:
+                if a.op in ("mul", "pow") and a.idx == n.idx and a not in fused:
                     fused.add(a)
                     pairs += size(n.idx)
                     break
 
+    before = set(seen)
     visit(root)
+    for n in seen - before:  # computed at one point of a gathered axis only: not reusable
+        if n.idx & set(gathered):
+            seen.discard(n)
     if step.reduce:
         out_size = size([k for k in step.idx if k in root.idx])
         present = [k for k in reduce if k in root.idx]
@@ -111,7 +117,7 @@ def _tally_step(step: Step, tensors, lower: Lowerer, seen: set) -> Tally:
         acc["add"] += adds
         if len(present) < len(reduce):
             acc["mul"] += out_size
-        if root.op == "mul" and root not in fused:
+        if root.op in ("mul", "pow") and root not in fused:
             pairs += adds
     return Tally(tuple((k, sp.expand(acc[k])) for k in KINDS), sp.expand(pairs))
 

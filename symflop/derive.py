@@ -24,7 +24,7 @@ from symflop.fused import FusedGradient, fuse
 from symflop.memory import Memory, memory
 from symflop.model import Component, Role
 from symflop.program import Program, normalize, split_step
-from symflop.stabilize import stabilize
+from symflop.stabilize import rewrite_log_steps, stabilize
 
 
 @dataclass
@@ -125,9 +125,10 @@ def _derive(c: Component) -> Derivation:
     bwd = None
     if c.differentiate is not None:
         fwd_name = _pass_computing(c, programs, c.differentiate)
-        bwd = backward(c, programs[fwd_name])
+        stable_fwd = rewrite_log_steps(programs[fwd_name])
+        bwd = backward(c, stable_fwd)
         programs["backward"] = bwd
-        fused = fuse(c, programs[fwd_name], bwd)
+        fused = fuse(c, stable_fwd, bwd)
         programs["gradient"] = _fused_program(fused, bwd)
     tallies = {(name, share): tuple(tally_program(p, share))
                for name, p in programs.items() for share in (False, True)}

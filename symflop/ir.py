@@ -87,6 +87,30 @@ def _times(a: Node | None, b: Node | None) -> Node | None:
     return _node("mul", a, b)
 
 
+def _signed_sum(terms: list[tuple[Node, int]]) -> tuple[Node, int]:
+    """Sum of +/- terms, combining terms over fewer indices first; returns (node, sign).
+
+    A sign of -1 means the node holds the negated sum, so that ``x - a - b``
+    becomes ``x - (a + b)`` with ``a + b`` computed over a's and b's indices.
+    """
+    full = frozenset().union(*(n.idx for n, _ in terms))
+    low = [t for t in terms if t[0].idx < full]
+    high = [t for t in terms if t[0].idx == full]
+    pos = [n for n, s in high if s > 0]
+    neg = [n for n, s in high if s < 0]
+    acc, sign = _fold("add", pos), 1
+    if acc is None:
+        acc, sign, neg = _fold("add", neg), -1, []
+    for n in _order(neg):
+        acc = _node("sub", acc, n)
+    if not low:
+        return acc, sign
+    part, psign = _signed_sum(low)
+    if psign == sign:
+        return _node("add", acc, part), sign
+    return (_node("sub", acc, part), sign) if sign > 0 else (_node("sub", part, acc), psign)
+
+
 def _fold(op: str, nodes: list[Node]) -> Node | None:
     acc = None
     for n in _order(nodes):
@@ -142,27 +166,26 @@ class Lowerer:
 
     def _add(self, e: sp.Add) -> Node:
         content, prim = e.primitive()
-        if content != 1:
+        if content.is_Integer and content > 1:
             return self._mul(sp.Mul(content, prim, evaluate=False))
-        pos, neg = [], []
+        terms = []
         for t in e.args:
             coeff, rest = t.as_coeff_Mul()
             if coeff.is_negative:
-                neg.append(self(rest if coeff == -1 else -t))
+                terms.append((self(rest if coeff == -1 else -t), -1))
             else:
-                pos.append(self(t))
-        acc = _fold("add", pos)
-        for n in _order(neg):
-            acc = _node("neg", n) if acc is None else _node("sub", acc, n)
-        return acc
+                terms.append((self(t), 1))
+        node, sign = _signed_sum(terms)
+        return node if sign > 0 else _node("neg", node)
 
     def _mul(self, e: sp.Expr) -> Node:
         coeff, factors = e.as_coeff_mul()
         pulled = []
         for f in factors:  # 2*(a - b) was distributed by SymPy: take the 2 back out
             if isinstance(f, sp.Add):
-                content, f = f.primitive()
-                coeff *= content
+                content, prim = f.primitive()
+                if content.is_Integer and content > 1:
+                    coeff, f = coeff * content, prim
             pulled.append(f)
         factors = pulled
         negate = coeff == -1

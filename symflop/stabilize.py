@@ -35,7 +35,7 @@ def stabilize(program: Program, keep: set[str],
     tensors = dict(program.tensors)
     steps: list[Step] = []
     for st in program.steps:
-        body = _rewrite_logs(_substitute(st.body, replaced, tensors))
+        body = rewrite_logs(_substitute(st.body, replaced, tensors))
         if st.reduce and st.op == "sum" and isinstance(body, sp.exp):
             name = f"{st.lhs}_lse"
             tensors[name] = Tensor(name, tensors[st.lhs].shape, Role.INTERMEDIATE,
@@ -64,24 +64,39 @@ def _substitute(body: sp.Expr, replaced: dict[str, str], tensors) -> sp.Expr:
     return body.xreplace(mapping) if mapping else body
 
 
-def _rewrite_logs(e: sp.Expr) -> sp.Expr:
+def rewrite_logs(e: sp.Expr) -> sp.Expr:
+    """``log(1/x) -> -log(x)``, ``log(1 + exp(u)) -> softplus(u)``, ``log(1 + u) -> log1p(u)``.
+
+    ``log(1 - 1/(1 + exp(-z)))`` is first brought over a common denominator, so
+    that both halves of a binary cross-entropy become softplus terms.
+    """
     if not e.has(sp.log):
         return e
 
     def fix(x):
         arg = x.args[0]
-        if isinstance(arg, (sp.Mul, sp.Pow)):
-            expanded = sp.expand_log(x, force=True)
-            if expanded != x:
-                return _rewrite_logs(expanded)
         if isinstance(arg, sp.Add) and sp.S.One in arg.args:
             rest = arg - 1
             if isinstance(rest, sp.exp):
                 return softplus(rest.args[0])
+            combined = sp.together(arg)
+            if not isinstance(combined, sp.Add):
+                return rewrite_logs(sp.log(combined))
             return log1p(rest)
+        if isinstance(arg, (sp.Mul, sp.Pow)):
+            expanded = sp.expand_log(x, force=True)
+            if expanded != x:
+                return rewrite_logs(expanded)
         return x
 
     return e.replace(lambda x: isinstance(x, sp.log), fix)
+
+
+def rewrite_log_steps(program: Program) -> Program:
+    """``rewrite_logs`` on every step: differentiating the result keeps gradients stable
+    (the derivative of softplus is a sigmoid, ``1/(1 + exp(-u))``, which cannot overflow)."""
+    steps = [replace(st, body=rewrite_logs(st.body)) for st in program.steps]
+    return Program(program.name, steps, program.tensors)
 
 
 def _has_lse_exp(body: sp.Expr, lse_names: set[str], tensors, negative=False) -> bool:

@@ -193,7 +193,7 @@ def test_numeric_content_is_pulled_out_of_a_sum():
     (sp.Rational(1, 2), 0, 0, 1),  # sqrt(x)
     (sp.Rational(-1, 2), 0, 1, 1),  # 1 / sqrt(x)
     (sp.Rational(3, 2), 0, 0, 1),  # general power
-])
+], ids=["square", "cube", "inverse-square", "sqrt", "rsqrt", "general"])
 def test_powers(power, mul, div, transcendental):
     c, N, d = _elementwise(lambda x, a, b, eps: x**power)
     _expect(_raw(c), mul=mul * N * d, div=div * N * d, transcendental=transcendental * N * d)
