@@ -15,12 +15,16 @@ from symflop.program import Step
 def lhs_text(name: str, idx, latex: bool) -> str:
     if latex:
         base = sp.latex(sp.Symbol(name))
-        return f"{base}_{{{','.join(sp.latex(k) for k in idx)}}}" if idx else base
+        return f"{{{base}}}_{{{','.join(k.name for k in idx)}}}" if idx else base
     return f"{name}[{', '.join(map(str, idx))}]" if idx else name
 
 
 def expr_text(e: sp.Expr, latex: bool) -> str:
-    return sp.latex(e) if latex else sp.sstr(e)
+    if not latex:
+        return sp.sstr(e)
+    # An Idx prints its range as a subscript; a plain symbol reads as a person writes it.
+    plain = {k: sp.Symbol(k.name) for k in e.atoms(sp.Idx)}
+    return sp.latex(e.xreplace(plain))
 
 
 def step_text(st: Step, latex: bool) -> str:
@@ -41,7 +45,7 @@ def show(c: Component, d: Derivation, latex: bool, convention: str, dtype: str) 
     if c.reference:
         out.append(f"reference: {c.reference}")
     out.append("tensors: " + ", ".join(
-        f"{t.name}{list(map(str, t.shape)) if t.shape else ''} {t.role.value}"
+        f"{t.name}{'[' + ', '.join(map(str, t.shape)) + ']' if t.shape else ''} {t.role.value}"
         for t in c.tensors.values()))
     for name in d.programs:
         out.append(f"\n{name} pass:")
