@@ -78,6 +78,16 @@ def cmd_grad(args) -> int:
     return 0
 
 
+def cmd_code(args) -> int:
+    c, d = _derivation(args.name)
+    names = [args.pass_name] if args.pass_name else list(d.passes)
+    for name in names:
+        if name not in d.sources:
+            raise UsageError(f"{c.name} has no pass {name!r} (passes: {', '.join(d.passes)})")
+    print("\n".join(d.sources[name][0] for name in names), end="")
+    return 0
+
+
 def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: str) -> dict:
     conv = conventions.get_convention(convention)
     subs = {sp.Symbol(k, integer=True, positive=True): v for k, v in dims.items()}
@@ -168,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wrt")
     g.add_argument("--latex", action="store_true")
     g.set_defaults(func=cmd_grad)
+    k = sub.add_parser("code", help="generated (stabilized) NumPy/torch source of each pass")
+    k.add_argument("name")
+    k.add_argument("--pass", dest="pass_name", help="one pass only (forward, backward, ...)")
+    k.set_defaults(func=cmd_code)
     c = sub.add_parser("count", help="operation counts and memory of a component")
     c.add_argument("name")
     c.add_argument("--json", action="store_true")

@@ -76,6 +76,14 @@ def test_show_and_grad(capsys):
     assert code == 0 and out.startswith("grad_gamma[j] = Sum(grad_y[i, j]*xhat[i, j]")
 
 
+def test_code_prints_generated_source(capsys):
+    code, out, _ = run(capsys, "code", "cross-entropy", "--pass", "forward")
+    assert code == 0 and out.startswith("def forward(xp, B, C, z, y):")
+    assert "xp.logsumexp(" in out
+    code, out, err = run(capsys, "code", "mse", "--pass", "step")
+    assert code == 2 and "mse has no pass 'step'" in err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["count", "batchnrom"], "unknown component 'batchnrom'; did you mean batchnorm"),
     (["count", "mse", "--dims", "B=0"], "must be a positive integer"),

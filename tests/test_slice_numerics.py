@@ -28,7 +28,11 @@ TINY = {
 DIFFERENTIABLE = ["mse", "cross-entropy", "cross-entropy-soft", "batchnorm"]
 
 
-def _inputs(name, dims, seed, dtype=torch.float64, scale=1.0):
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device on this machine"))]
+
+
+def _inputs(name, dims, seed, dtype=torch.float64, scale=1.0, device="cpu"):
     c, d = derived(name)
     ref = REFERENCES[name]
     rng = np.random.default_rng(seed)
@@ -37,7 +41,8 @@ def _inputs(name, dims, seed, dtype=torch.float64, scale=1.0):
     out = {}
     for k, v in values.items():
         if isinstance(v, np.ndarray):
-            v = torch.tensor(v * (scale if k in ("z", "yhat", "x") else 1.0), dtype=dtype)
+            v = torch.tensor(v * (scale if k in ("z", "yhat", "x") else 1.0), dtype=dtype,
+                             device=device)
         out[k] = v
     if initial:
         out.update(initial)
@@ -48,11 +53,12 @@ def _np(v):
     return v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", DIFFERENTIABLE)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_gradients_match_torch_autograd(name, seed):
+def test_gradients_match_torch_autograd(name, seed, device):
     c, d = derived(name)
-    values = _inputs(name, SIZES[name], seed)
+    values = _inputs(name, SIZES[name], seed, device=device)
     ours = run_passes(d, values, backend="torch")
     theirs = REFERENCES[name].run(values)
     fused = run_passes(d, values, backend="torch", passes=(next(iter(c.passes)), "gradient"))
@@ -88,15 +94,16 @@ def test_generated_numpy_and_torch_agree_with_sympy(name):
     assert checked >= len(d.programs)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("foreach", [False, True])
-def test_adam_matches_torch_optim_over_twenty_steps(foreach):
+def test_adam_matches_torch_optim_over_twenty_steps(foreach, device):
     c, d = derived("adam")
     ref = REFERENCES["adam"]
     gen = torch.Generator().manual_seed(3)
     P = 50
-    theta0 = torch.randn(P, dtype=torch.float64, generator=gen)
-    grads = [torch.randn(P, dtype=torch.float64, generator=gen) for _ in range(20)]
-    state = {"theta": theta0, **ref.initial({"P": P}, torch.float64, "cpu")}
+    theta0 = torch.randn(P, dtype=torch.float64, generator=gen).to(device)
+    grads = [torch.randn(P, dtype=torch.float64, generator=gen).to(device) for _ in range(20)]
+    state = {"theta": theta0, **ref.initial({"P": P}, torch.float64, device)}
     step = d.compiled("step")
     for g in grads:
         out = step(backend="torch", g=g, **ref.hypers, **state)
