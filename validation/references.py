@@ -33,18 +33,14 @@ def _mse(v):
     return {"L": L.detach(), "grad_yhat": yhat.grad}
 
 
-def _cross_entropy(v):
-    z = _leaf(v["z"])
-    L = F.cross_entropy(z, v["y"].argmax(dim=-1))
-    L.backward()
-    return {"L": L.detach(), "grad_z": z.grad}
-
-
-def _cross_entropy_soft(v):
-    z = _leaf(v["z"])
-    L = F.cross_entropy(z, v["y"])
-    L.backward()
-    return {"L": L.detach(), "grad_z": z.grad}
+def _cross_entropy(target):
+    """Reference for F.cross_entropy, given how the target is passed (labels or soft rows)."""
+    def run(v):
+        z = _leaf(v["z"])
+        L = F.cross_entropy(z, target(v["y"]))
+        L.backward()
+        return {"L": L.detach(), "grad_z": z.grad}
+    return run
 
 
 def _batchnorm(v):
@@ -76,8 +72,8 @@ def _zeros_state(dims, dtype, device):
 
 REFERENCES: dict[str, Reference] = {
     "mse": Reference(run=_mse),
-    "cross-entropy": Reference(run=_cross_entropy),
-    "cross-entropy-soft": Reference(run=_cross_entropy_soft),
+    "cross-entropy": Reference(run=_cross_entropy(lambda y: y.argmax(dim=-1))),
+    "cross-entropy-soft": Reference(run=_cross_entropy(lambda y: y)),
     # torch.nn.BatchNorm defaults: eps 1e-5, momentum 0.1.
     "batchnorm": Reference(hypers={"epsilon": 1e-5, "momentum": 0.1}, run=_batchnorm),
     # Adam with non-default betas so that a swapped beta1/beta2 cannot pass.
