@@ -3,10 +3,11 @@
 from symflop.conventions import CONVENTIONS, Convention, get_convention
 from symflop.derive import Derivation, derive
 from symflop.errors import ComponentError, InputError, SymflopError, UsageError
+from symflop.functions import log1p, softplus, uniform
 from symflop.model import Component, Fact, Role, Tensor, total
 
 __all__ = [
     "CONVENTIONS", "Component", "ComponentError", "Convention", "Derivation", "Fact",
     "InputError", "Role", "SymflopError", "Tensor", "UsageError", "derive", "get_convention",
-    "total",
+    "log1p", "softplus", "total", "uniform",
 ]

@@ -19,6 +19,15 @@ _SCALAR = (int, float)
 class NumpyBackend:
     name = "numpy"
 
+    def __init__(self, seed: int | None = None):
+        self.rng = np.random.default_rng(seed)
+
+    def uniform(self, shape, like):
+        return self.rng.random(shape, dtype=like.dtype if like.dtype == np.float32
+                               else np.float64)
+
+    floor = staticmethod(np.floor)
+
     @staticmethod
     def is_array(x) -> bool:
         return isinstance(x, np.ndarray)
@@ -71,9 +80,22 @@ def _scalar_or(torch_fn, math_fn):
 class TorchBackend:
     name = "torch"
 
-    def __init__(self):
+    def __init__(self, seed: int | None = None):
         import torch
         self.torch = torch
+        self.seed = seed
+        self._generators: dict = {}
+
+    def uniform(self, shape, like):
+        gen = None
+        if self.seed is not None:
+            gen = self._generators.get(like.device)
+            if gen is None:
+                gen = self.torch.Generator(device=like.device).manual_seed(self.seed)
+                self._generators[like.device] = gen
+        return self.torch.rand(shape, generator=gen, dtype=like.dtype, device=like.device)
+
+    floor = _scalar_or(lambda x: x.floor(), math.floor)
 
     def is_array(self, x) -> bool:
         return isinstance(x, self.torch.Tensor)
@@ -143,14 +165,15 @@ class TorchBackend:
         return t.broadcast_to(x, shape).clone()
 
 
-def get_backend(name_or_backend):
+def get_backend(name_or_backend, seed: int | None = None):
+    """A backend by name (``numpy``, ``torch``); ``seed`` fixes its random draws."""
     if not isinstance(name_or_backend, str):
         return name_or_backend
     if name_or_backend == "numpy":
-        return NumpyBackend()
+        return NumpyBackend(seed)
     if name_or_backend == "torch":
         try:
-            return TorchBackend()
+            return TorchBackend(seed)
         except ImportError:
             raise UsageError(
                 "the torch backend needs torch: pip install 'symflop[torch]'") from None

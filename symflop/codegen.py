@@ -93,7 +93,7 @@ def _step_lines(st: Step, program: Program, lower, like: str | None) -> list[str
         aligned[r] = local
         lines.append(f"{local} = {_align(name, ridx, space)}")
     root = lower(st.body)
-    printer = _Printer(aligned)
+    printer = _Printer(aligned, space, like)
     lines.extend(printer.locals_for(root))
     expr = printer(root)
     if st.reduce:
@@ -130,8 +130,10 @@ def _align(name: str, ridx: tuple, space: tuple) -> str:
 class _Printer:
     """Prints an operation tree; nodes used twice become locals ``_t0, _t1, ...``."""
 
-    def __init__(self, aligned: dict):
+    def __init__(self, aligned: dict, space: tuple = (), like: str | None = None):
         self.aligned = aligned
+        self.space = space
+        self.like = like
         self.names: dict[Node, str] = {}
 
     def locals_for(self, root: Node) -> list[str]:
@@ -173,6 +175,12 @@ class _Printer:
         if n.op == "fn":
             if n.leaf == "powf":
                 return f"({a[0]}**{a[1]})"
+            if n.leaf == "mod":
+                return f"({a[0]} % {a[1]})"
+            if n.leaf == "uniform":
+                shape = "".join(f"{sp.pycode(k.upper + 1) if k in n.idx else 1}, "
+                                for k in self.space)
+                return f"xp.uniform(({shape}), like={self.like})"
             return f"xp.{n.leaf}({a[0]})"
         if n.op in ("max", "min"):
             return f"xp.{n.op}imum({a[0]}, {a[1]})"

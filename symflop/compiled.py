@@ -34,9 +34,10 @@ class CompiledPass:
         self.fn = namespace[self.name.replace("-", "_").replace(".", "_")]
 
     def __call__(self, backend="numpy", check: bool = True, sizes: dict | None = None,
-                 **values):
-        """Run on named arrays; ``sizes`` gives sizes no input carries (e.g. ``{"n": 4}``)."""
-        xp = get_backend(backend)
+                 seed: int | None = None, **values):
+        """Run on named arrays; ``sizes`` gives sizes no input carries (e.g. ``{"n": 4}``);
+        ``seed`` fixes random draws (with a backend name; a backend object keeps its own)."""
+        xp = get_backend(backend, seed)
         sig = self.signature
         missing = [n for n in sig.inputs if n not in values]
         if missing:

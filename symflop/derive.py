@@ -103,7 +103,7 @@ def fingerprint(c: Component) -> str:
         h.update(p.name.encode())
         for a in p.assignments:
             h.update(repr((a.lhs.name, tuple(map(sp.srepr, a.idx)), sp.srepr(a.rhs))).encode())
-    h.update(repr((c.differentiate, c.wrt)).encode())
+    h.update(repr((c.differentiate, c.wrt, c.grad_pass, sorted(c.defaults.items()))).encode())
     return h.hexdigest()
 
 
@@ -124,7 +124,9 @@ def _derive(c: Component) -> Derivation:
     fused: dict[str, FusedGradient] = {}
     bwd = None
     if c.differentiate is not None:
-        fwd_name = _pass_computing(c, programs, c.differentiate)
+        fwd_name = c.grad_pass or _pass_computing(c, programs, c.differentiate)
+        if fwd_name not in programs:
+            raise UsageError(f"{c.name}: gradient pass {fwd_name!r} does not exist")
         stable_fwd = rewrite_log_steps(programs[fwd_name])
         bwd = backward(c, stable_fwd)
         programs["backward"] = bwd

@@ -15,6 +15,23 @@ class log1p(sp.Function):  # noqa: N801 - printed name matches numpy/torch
         return r"\operatorname{log1p}\left(" + printer._print(self.args[0]) + r"\right)"
 
 
+class uniform(sp.Function):  # noqa: N801
+    """An independent draw from U(0, 1) for each value of its index arguments.
+
+    ``uniform(i, j)`` is one random number per (i, j); it has no derivative and
+    counts as one random draw per element.
+    """
+
+    is_real = True
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
+
+    def _latex(self, printer):
+        args = ",".join(printer._print(a) for a in self.args)
+        return r"\mathcal{U}_{" + args + "}"
+
+
 class softplus(sp.Function):  # noqa: N801
     """log(1 + exp(x)), evaluated without overflow."""
 

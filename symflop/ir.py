@@ -27,12 +27,14 @@ import sympy as sp
 from symflop.errors import ComponentError
 
 TRANSCENDENTAL = {"exp", "log", "sqrt", "log1p", "softplus", "tanh", "sin", "cos", "erf", "powf"}
-COMPARE = {"abs", "sign", "max", "min", "where", "cmp", "and", "or", "not", "heaviside"}
-RANDOM = {"rand"}
+COMPARE = {"abs", "sign", "max", "min", "where", "cmp", "and", "or", "not", "heaviside", "floor"}
+DIVIDE = {"mod"}
+RANDOM = {"uniform"}
 
 _FUNCS = {
     sp.exp: "exp", sp.log: "log", sp.Abs: "abs", sp.sign: "sign", sp.tanh: "tanh",
     sp.sin: "sin", sp.cos: "cos", sp.erf: "erf", sp.Heaviside: "heaviside",
+    sp.floor: "floor",
 }
 
 
@@ -54,7 +56,7 @@ class Node:
             return "add"
         if self.op in ("mul", "neg", "pow"):
             return "mul"
-        if self.op == "div":
+        if self.op == "div" or self.leaf in DIVIDE:
             return "div"
         name = self.leaf if self.op == "fn" else self.op
         if name in TRANSCENDENTAL:
@@ -158,8 +160,14 @@ class Lowerer:
             return _node("not", self(e.args[0]))
         if e.func in _FUNCS:
             return _node("fn", self(e.args[0]), leaf=_FUNCS[e.func])
-        if isinstance(e, sp.Function) and e.func.__name__ in ("log1p", "softplus", "rand"):
+        if isinstance(e, sp.Function) and e.func.__name__ == "uniform":
+            if not all(isinstance(a, sp.Idx) for a in e.args):
+                raise ComponentError(f"uniform() takes index variables only: {e}")
+            return Node("fn", (), "uniform", frozenset(e.args))
+        if isinstance(e, sp.Function) and e.func.__name__ in ("log1p", "softplus"):
             return _node("fn", *[self(a) for a in e.args], leaf=e.func.__name__)
+        if isinstance(e, sp.Mod):
+            return _node("fn", self(e.args[0]), self(e.args[1]), leaf="mod")
         if isinstance(e, sp.Sum):
             raise ComponentError(f"a sum inside an elementwise body was not split: {e}")
         raise ComponentError(f"unsupported operation {type(e).__name__} in {e}")

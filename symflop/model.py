@@ -110,6 +110,8 @@ class Component:
     passes: dict[str, Pass] = field(default_factory=dict)
     differentiate: str | None = None
     wrt: tuple[str, ...] = ()
+    grad_pass: str | None = None
+    defaults: dict[str, float] = field(default_factory=dict)
 
     # -- building ---------------------------------------------------------------
     def dim(self, names: str) -> sp.Symbol | tuple[sp.Symbol, ...]:
@@ -157,9 +159,17 @@ class Component:
     def intermediate(self, name, shape=(), **kw) -> Tensor:
         return self.tensor(name, shape, Role.INTERMEDIATE, **kw)
 
-    def hyper(self, names: str) -> sp.Symbol | tuple[sp.Symbol, ...]:
-        """Scalar hyperparameters (positive symbols), never differentiated."""
+    def hyper(self, names: str, **defaults: float) -> sp.Symbol | tuple[sp.Symbol, ...]:
+        """Scalar hyperparameters (positive symbols), never differentiated.
+
+        Keyword arguments record customary values (``lr=1e-3``), used by worked
+        examples and checks, never by a derivation.
+        """
         out = [self.tensor(n, (), Role.HYPER).symbol for n in names.split()]
+        unknown = set(defaults) - set(names.split())
+        if unknown:
+            raise ComponentError(f"default for undeclared hyperparameter(s) {sorted(unknown)}")
+        self.defaults.update(defaults)
         return out[0] if len(out) == 1 else tuple(out)
 
     def assign(self, pass_name: str, lhs, rhs) -> None:
@@ -168,10 +178,15 @@ class Component:
         self.passes.setdefault(pass_name, Pass(pass_name)).assignments.append(
             Assignment(tensor, idx, sp.sympify(rhs)))
 
-    def set_gradient(self, of: Tensor, wrt: tuple[Tensor, ...]) -> None:
-        """Declare what reverse mode differentiates: ``of`` with respect to ``wrt``."""
+    def set_gradient(self, of: Tensor, wrt: tuple[Tensor, ...],
+                     pass_name: str | None = None) -> None:
+        """Declare what reverse mode differentiates: ``of`` with respect to ``wrt``.
+
+        ``pass_name`` is the pass that computes ``of`` (default: the first that does).
+        """
         self.differentiate = of.name
         self.wrt = tuple(t.name for t in wrt)
+        self.grad_pass = pass_name
 
     # -- helpers ------------------------------------------------------------------
     def _split_lhs(self, lhs) -> tuple[Tensor, tuple[sp.Idx, ...]]:

@@ -10,7 +10,7 @@ hand count is written out in a comment next to each expected value.
 import pytest
 import sympy as sp
 
-from symflop import Component, Fact, total
+from symflop import Component, Fact, total, uniform
 from symflop.conventions import CONVENTIONS
 from symflop.counting import apply_convention, leading_order, tally_program, total_tally
 from symflop.program import normalize
@@ -283,10 +283,9 @@ def _convention_program():
     h = c.intermediate("h", (N, d))
     s = c.output("s", (N,))
     g = c.output("g", (N, d))
-    rand = sp.Function("rand")
     c.assign("forward", h[i, j], x[i, j] * w[j] + sp.exp(b[j]))
     c.assign("forward", s[i], total(h[i, j] * x[i, j], j))
-    c.assign("forward", g[i, j], sp.Max(x[i, j] * w[j], 0) + rand(x[i, j]))
+    c.assign("forward", g[i, j], sp.Max(x[i, j] * w[j], 0) + uniform(i, j))
     return c, N, d
 
 
