@@ -40,8 +40,13 @@ def parse_dims(text: str | None, known: tuple[str, ...], component: str) -> dict
     return out
 
 
-def _derivation(name: str) -> tuple:
-    c = get_component(name)
+def _derivation(args) -> tuple:
+    """The component named on the command line, or loaded with --from FILE.py:NAME."""
+    if (args.name is None) == (args.from_spec is None):
+        raise UsageError("give a component name or --from FILE.py:NAME (one of the two)")
+    if args.from_spec is not None and not args.from_spec.partition(":")[0].endswith(".py"):
+        raise UsageError(f"--from takes FILE.py:NAME, got {args.from_spec!r}")
+    c = get_component(args.name or args.from_spec)
     return c, derive(c)
 
 
@@ -60,13 +65,13 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    c, d = _derivation(args.name)
+    c, d = _derivation(args)
     print(show(c, d, args.latex, args.convention, args.dtype))
     return 0
 
 
 def cmd_grad(args) -> int:
-    c, d = _derivation(args.name)
+    c, d = _derivation(args)
     if not d.fused:
         raise UsageError(f"{c.name} has no gradient (it has passes: {', '.join(d.passes)})")
     if args.wrt and args.wrt not in d.fused:
@@ -79,7 +84,7 @@ def cmd_grad(args) -> int:
 
 
 def cmd_code(args) -> int:
-    c, d = _derivation(args.name)
+    c, d = _derivation(args)
     names = [args.pass_name] if args.pass_name else list(d.passes)
     for name in names:
         if name not in d.sources:
@@ -115,7 +120,7 @@ def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: st
 
 
 def cmd_count(args) -> int:
-    c, d = _derivation(args.name)
+    c, d = _derivation(args)
     dims = parse_dims(args.dims, d.dims, c.name)
     report = count_report(d, dims, args.convention, args.dtype)
     if args.json:
@@ -137,7 +142,8 @@ def cmd_summary(args) -> int:
     conv = conventions.get_convention(args.convention)
     rows = []
     for name in catalogue():
-        c, d = _derivation(name)
+        c = get_component(name)
+        d = derive(c)
         for p in d.passes:
             rows.append({"component": name, "pass": p,
                          "leading": str(d.counts(p, conv).leading),
@@ -160,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="symflop", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
+    def named(sp_):
+        sp_.add_argument("name", nargs="?", help="component name (see `symflop list`)")
+        sp_.add_argument("--from", dest="from_spec", metavar="FILE.py:NAME",
+                         help="a component defined in a file of your own")
+
     def common(sp_, dims=False):
         sp_.add_argument("--convention", default="default",
                          help=f"counting convention ({', '.join(conventions.CONVENTIONS)})")
@@ -169,21 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="one line per component").set_defaults(func=cmd_list)
     s = sub.add_parser("show", help="equations, gradients, counts and memory of a component")
-    s.add_argument("name")
+    named(s)
     s.add_argument("--latex", action="store_true")
     common(s)
     s.set_defaults(func=cmd_show)
     g = sub.add_parser("grad", help="fused gradient(s) of a component")
-    g.add_argument("name")
+    named(g)
     g.add_argument("--wrt")
     g.add_argument("--latex", action="store_true")
     g.set_defaults(func=cmd_grad)
     k = sub.add_parser("code", help="generated (stabilized) NumPy/torch source of each pass")
-    k.add_argument("name")
+    named(k)
     k.add_argument("--pass", dest="pass_name", help="one pass only (forward, backward, ...)")
     k.set_defaults(func=cmd_code)
     c = sub.add_parser("count", help="operation counts and memory of a component")
-    c.add_argument("name")
+    named(c)
     c.add_argument("--json", action="store_true")
     common(c, dims=True)
     c.set_defaults(func=cmd_count)
