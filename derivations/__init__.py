@@ -1,18 +1,12 @@
 """The catalogue: one module per section of the reference document.
 
-``CATALOGUE`` maps each component's CLI name to the function that builds it; the
+Each section module has a ``COMPONENTS`` dict from CLI name to the function that
+builds the component; ``CATALOGUE`` merges them in the document's order.  The
 engine finds it through the ``symflop.catalogues`` entry point and never
 imports this package itself.
 """
 
-from derivations.losses import cross_entropy, cross_entropy_soft, mse
-from derivations.normalization import batchnorm
-from derivations.optimizers import adam
+from derivations import losses, normalization, optimizers, regularization, schedules
 
-CATALOGUE = {
-    "mse": mse,
-    "cross-entropy": cross_entropy,
-    "cross-entropy-soft": cross_entropy_soft,
-    "batchnorm": batchnorm,
-    "adam": adam,
-}
+SECTIONS = (losses, optimizers, regularization, normalization, schedules)
+CATALOGUE = {name: build for m in SECTIONS for name, build in m.COMPONENTS.items()}

@@ -60,3 +60,10 @@ def cross_entropy_soft() -> Component:
     return _cross_entropy("cross-entropy-soft",
                           "softmax cross-entropy from logits, soft target distributions",
                           Fact.ROWS_SUM_TO_ONE)
+
+
+COMPONENTS = {
+    "mse": mse,
+    "cross-entropy": cross_entropy,
+    "cross-entropy-soft": cross_entropy_soft,
+}

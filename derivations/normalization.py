@@ -42,3 +42,8 @@ def batchnorm() -> Component:
              (1 - momentum) * running_var[j] + momentum * var[j] * N / (N - 1))
     c.set_gradient(y, (x, gamma, beta))
     return c
+
+
+COMPONENTS = {
+    "batchnorm": batchnorm,
+}

@@ -34,3 +34,8 @@ def adam() -> Component:
     c.assign(s, vhat[p], v[p] / (1 - beta2 ** t))
     c.assign(s, theta[p], theta[p] - lr * mhat[p] / (sp.sqrt(vhat[p]) + eps))
     return c
+
+
+COMPONENTS = {
+    "adam": adam,
+}

@@ -12,21 +12,35 @@ def pass_inputs(d: Derivation, pass_name: str) -> tuple[str, ...]:
     return d.sources[pass_name][1].inputs
 
 
+def external_inputs(c: Component, d: Derivation) -> list[str]:
+    """Tensors some pass reads that no earlier pass produced, plus upstream gradients."""
+    produced: set[str] = set()
+    names: list[str] = []
+    for p in d.passes:
+        for n in pass_inputs(d, p):
+            if n not in produced and n not in names and (n in c.tensors or n.startswith("grad_")):
+                names.append(n)
+        produced |= set(d.sources[p][1].outputs)
+    return names
+
+
+def tensor_of(c: Component, d: Derivation, name: str):
+    for p in d.programs.values():
+        if name in p.tensors:
+            return p.tensors[name]
+    return c.tensors[name]
+
+
 def random_inputs(c: Component, d: Derivation, dims: dict[str, int], rng: np.random.Generator,
                   hypers: dict[str, float], initial: dict | None = None) -> dict:
-    """Arrays for every tensor the first pass reads, plus the upstream gradient if any."""
-    first = next(iter(c.passes))
-    names = set(pass_inputs(d, first))
-    if "backward" in d.passes:
-        names |= {n for n in pass_inputs(d, "backward") if n.startswith("grad_")}
+    """Values for every tensor the passes read from outside (see ``external_inputs``)."""
     out: dict = {}
-    for name in sorted(names):
-        t = d.programs["backward" if "backward" in d.programs else first].tensors.get(name) \
-            or c.tensors[name]
+    for name in external_inputs(c, d):
+        t = tensor_of(c, d, name)
         if t.role is Role.HYPER:
-            out[name] = hypers[name]
+            out[name] = hypers[name] if name in hypers else c.defaults[name]
             continue
-        shape = tuple(int(s.subs({k: v for k, v in _syms(dims).items()})) for s in t.shape)
+        shape = tuple(int(s.subs(_syms(dims))) for s in t.shape)
         out[name] = _draw(t, shape, rng)
     out.update(initial or {})
     return out

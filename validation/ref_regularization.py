@@ -1,0 +1,5 @@
+"""References for the regularizers."""
+
+from __future__ import annotations
+
+REFERENCES: dict = {}
