@@ -6,7 +6,15 @@ engine finds it through the ``symflop.catalogues`` entry point and never
 imports this package itself.
 """
 
-from derivations import losses, normalization, optimizers, regularization, schedules
+from derivations import (
+    layers,
+    losses,
+    normalization,
+    optimizers,
+    regularization,
+    schedules,
+    training,
+)
 
-SECTIONS = (losses, optimizers, regularization, normalization, schedules)
+SECTIONS = (losses, optimizers, regularization, normalization, schedules, training, layers)
 CATALOGUE = {name: build for m in SECTIONS for name, build in m.COMPONENTS.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 import sys
@@ -10,10 +11,12 @@ import sys
 import sympy as sp
 
 from symflop import conventions
-from symflop.derive import Derivation, derive
+from symflop.compose import derive_any
+from symflop.derive import Derivation
 from symflop.errors import SymflopError, UsageError
 from symflop.memory import DTYPE_BYTES
-from symflop.registry import catalogue, get_component
+from symflop.examples import render as render_example
+from symflop.registry import catalogue, examples, get_component
 from symflop.render import fused_text, show
 
 _SIZE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([+-]?\d+)\s*$")
@@ -46,8 +49,9 @@ def _derivation(args) -> tuple:
         raise UsageError("give a component name or --from FILE.py:NAME (one of the two)")
     if args.from_spec is not None and not args.from_spec.partition(":")[0].endswith(".py"):
         raise UsageError(f"--from takes FILE.py:NAME, got {args.from_spec!r}")
-    c = get_component(args.name or args.from_spec)
-    return c, derive(c)
+    options = {"optimizer": args.optimizer} if getattr(args, "optimizer", None) else {}
+    c = get_component(args.name or args.from_spec, **options)
+    return c, derive_any(c)
 
 
 def cmd_list(args) -> int:
@@ -83,6 +87,21 @@ def cmd_grad(args) -> int:
     return 0
 
 
+def cmd_example(args) -> int:
+    found = examples()
+    if args.name is None:
+        for name, build in found.items():
+            print(f"{name:<20} {(build.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    if args.name not in found:
+        close = difflib.get_close_matches(args.name, list(found), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else \
+            f" (examples: {', '.join(found)})"
+        raise UsageError(f"unknown example {args.name!r}{hint}")
+    print(render_example(found[args.name]()))
+    return 0
+
+
 def cmd_code(args) -> int:
     c, d = _derivation(args)
     names = [args.pass_name] if args.pass_name else list(d.passes)
@@ -108,8 +127,8 @@ def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: st
             entry["by_kind_value"] = {k: int(v.xreplace(subs)) for k, v in cnt.by_kind.items()}
         passes[name] = entry
     memory = {"dtype": dtype}
-    for what, label in (("parameters", "parameters"), ("state", "state"),
-                        ("saved", "saved_for_backward")):
+    for what, label in (("parameters", "parameters"), ("gradients", "gradients"),
+                        ("state", "state"), ("saved", "saved_for_backward")):
         b = d.memory.bytes(what, dtype)
         item = {"bytes": str(b), "tensors": [n for n, _ in getattr(d.memory, what)]}
         if {s.name for s in b.free_symbols} <= set(dims):
@@ -131,7 +150,7 @@ def cmd_count(args) -> int:
     for name, e in report["passes"].items():
         value = f" = {e['value']:,}" if "value" in e else ""
         print(f"  {name:<9} {e['total']}{value}   (leading {e['leading']})")
-    for label in ("parameters", "state", "saved_for_backward"):
+    for label in ("parameters", "gradients", "state", "saved_for_backward"):
         m = report["memory"][label]
         value = f" = {m['value']:,}" if "value" in m else ""
         print(f"  {label.replace('_', ' ')}: {m['bytes']} bytes{value} ({args.dtype})")
@@ -143,7 +162,7 @@ def cmd_summary(args) -> int:
     rows = []
     for name in catalogue():
         c = get_component(name)
-        d = derive(c)
+        d = derive_any(c)
         for p in d.passes:
             rows.append({"component": name, "pass": p,
                          "leading": str(d.counts(p, conv).leading),
@@ -172,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a component defined in a file of your own")
 
     def common(sp_, dims=False):
+        sp_.add_argument("--optimizer", help="optimizer of a composite such as training-step")
         sp_.add_argument("--convention", default="default",
                          help=f"counting convention ({', '.join(conventions.CONVENTIONS)})")
         sp_.add_argument("--dtype", default="float32", help=", ".join(DTYPE_BYTES))
@@ -189,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wrt")
     g.add_argument("--latex", action="store_true")
     g.set_defaults(func=cmd_grad)
+    e = sub.add_parser("example", help="a worked example of the reference document")
+    e.add_argument("name", nargs="?", help="example name (none: list them)")
+    e.set_defaults(func=cmd_example)
     k = sub.add_parser("code", help="generated (stabilized) NumPy/torch source of each pass")
     named(k)
     k.add_argument("--pass", dest="pass_name", help="one pass only (forward, backward, ...)")

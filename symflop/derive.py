@@ -134,7 +134,7 @@ def _derive(c: Component) -> Derivation:
         programs["gradient"] = _fused_program(fused, bwd)
     tallies = {(name, share): tuple(tally_program(p, share))
                for name, p in programs.items() for share in (False, True)}
-    mem = memory(c.tensors, programs, bwd)
+    mem = memory(c.tensors, programs, bwd, c.wrt)
     sources = _sources(c, programs)
     return Derivation(c.name, tuple(sorted(c.dims)), programs, fused, tallies, mem, sources)
 

@@ -28,6 +28,7 @@ class Memory:
     state: tuple[tuple[str, sp.Expr], ...]
     saved: tuple[tuple[str, sp.Expr], ...]
     moved: tuple[tuple[str, sp.Expr], ...]
+    gradients: tuple[tuple[str, sp.Expr], ...] = ()
 
     def elements(self, what: str) -> sp.Expr:
         return sp.expand(sp.Add(*[n for _, n in getattr(self, what)]))
@@ -40,8 +41,11 @@ def size(shape) -> sp.Expr:
     return sp.Mul(*shape)
 
 
-def memory(tensors: dict, programs: dict[str, Program], backward: Program | None) -> Memory:
+def memory(tensors: dict, programs: dict[str, Program], backward: Program | None,
+           wrt: tuple[str, ...] = ()) -> Memory:
     params = tuple((n, size(t.shape)) for n, t in tensors.items() if t.role is Role.PARAMETER)
+    grads = tuple((f"grad_{n}", size(tensors[n].shape)) for n in wrt
+                  if tensors[n].role is Role.PARAMETER)
     state = tuple((n, size(t.shape)) for n, t in tensors.items() if t.role is Role.STATE)
     saved = []
     if backward is not None:
@@ -55,7 +59,7 @@ def memory(tensors: dict, programs: dict[str, Program], backward: Program | None
                     continue
                 saved.append((n, size(t.shape)))
     moved = tuple((name, _moved(p)) for name, p in programs.items())
-    return Memory(params, state, tuple(saved), moved)
+    return Memory(params, state, tuple(saved), moved, grads)
 
 
 def _moved(p: Program) -> sp.Expr:

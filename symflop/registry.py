@@ -9,6 +9,7 @@ be loaded from a file with ``path/to/file.py:NAME``.
 from __future__ import annotations
 
 import difflib
+import inspect
 import importlib.util
 import sys
 from collections.abc import Callable
@@ -32,13 +33,28 @@ def catalogue() -> dict[str, Callable[[], Component]]:
     return found
 
 
-_built: dict[str, Component] = {}
+@lru_cache(maxsize=1)
+def examples() -> dict:
+    """Worked examples from every installed catalogue (entry point group symflop.examples)."""
+    found: dict = {}
+    for ep in sorted(entry_points(group="symflop.examples"), key=lambda e: e.name):
+        for name, build in ep.load().items():
+            found.setdefault(name, build)
+    return found
 
 
-def get_component(name: str) -> Component:
-    """Build (once per process) the component called ``name`` or loaded from ``file.py:NAME``."""
-    if name in _built:
-        return _built[name]
+_built: dict = {}
+
+
+def get_component(name: str, **options: str) -> Component:
+    """Build (once per process) the component called ``name`` or loaded from ``file.py:NAME``.
+
+    ``options`` are keyword arguments for builders that take them (e.g. the
+    optimizer of a training step).
+    """
+    key = (name, tuple(sorted(options.items())))
+    if key in _built:
+        return _built[key]
     if ":" in name and name.split(":", 1)[0].endswith(".py"):
         c = load_from_file(name)
     else:
@@ -50,9 +66,20 @@ def get_component(name: str) -> Component:
             if not cat:
                 hint = "; no catalogue is installed (pip install -e . in the repository)"
             raise UsageError(f"unknown component {name!r}{hint}")
-        c = cat[name]()
-    _built[name] = c
+        c = _build(cat[name], name, options)
+    _built[key] = c
     return c
+
+
+def _build(factory, name: str, options: dict):
+    if not options:
+        return factory()
+    params = inspect.signature(factory).parameters
+    unknown = [k for k in options if k not in params]
+    if unknown:
+        takes = ", ".join(p for p in params) or "none"
+        raise UsageError(f"{name} takes no option {unknown[0]!r} (its options: {takes})")
+    return factory(**options)
 
 
 def load_from_file(spec: str) -> Component:

@@ -39,7 +39,28 @@ def fused_text(f: FusedGradient, latex: bool) -> str:
     return line
 
 
+def show_composite(comp, d, convention: str, dtype: str) -> str:
+    conv = get_convention(convention)
+    out = [f"{comp.name} ({comp.section}): {comp.summary}"]
+    if comp.reference:
+        out.append(f"reference: {comp.reference}")
+    out.append("\nper-step FLOPs:")
+    for label, flops in comp.network:
+        out.append(f"  {label:<22} {flops}   (given: the network's own cost)")
+    for name in d.passes[1:]:
+        cnt = d.counts(name, conv)
+        out.append(f"  {name:<22} {cnt.total}   (leading {cnt.leading})")
+    total = d.counts("step", conv)
+    out.append(f"  {'total':<22} {total.total}\n  {'leading order':<22} {total.leading}")
+    out.append(f"\nmemory ({dtype}):")
+    out.extend("  " + line for line in memory_lines(d, dtype))
+    out.extend(f"  {note}" for note in comp.notes)
+    return "\n".join(out)
+
+
 def show(c: Component, d: Derivation, latex: bool, convention: str, dtype: str) -> str:
+    if hasattr(d, "composite"):
+        return show_composite(c, d, convention, dtype)
     conv = get_convention(convention)
     out = [f"{c.name} ({c.section}): {c.summary}"]
     if c.reference:
@@ -70,8 +91,8 @@ def memory_lines(d: Derivation, dtype: str) -> list[str]:
     m = d.memory
     size = dtype_bytes(dtype)
     lines = []
-    for label, what in (("parameters", "parameters"), ("state", "state"),
-                        ("saved for backward", "saved")):
+    for label, what in (("parameters", "parameters"), ("gradients", "gradients"),
+                        ("state", "state"), ("saved for backward", "saved")):
         items = getattr(m, what)
         detail = ", ".join(f"{n} {e}" for n, e in items) or "none"
         lines.append(f"{label}: {m.bytes(what, dtype)} bytes ({detail})")

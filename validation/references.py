@@ -10,6 +10,7 @@ Each section of the catalogue keeps its references in a module of its own.
 from __future__ import annotations
 
 from validation import (
+    ref_layers,
     ref_losses,
     ref_normalization,
     ref_optimizers,
@@ -19,7 +20,8 @@ from validation import (
 from validation.ref_common import Reference
 from validation.ref_optimizers import adam_reference
 
-SECTIONS = (ref_losses, ref_optimizers, ref_regularization, ref_normalization, ref_schedules)
+SECTIONS = (ref_losses, ref_optimizers, ref_regularization, ref_normalization, ref_schedules,
+            ref_layers)
 REFERENCES: dict[str, Reference] = {k: v for m in SECTIONS for k, v in m.REFERENCES.items()}
 
 __all__ = ["REFERENCES", "Reference", "adam_reference"]

@@ -1,0 +1,166 @@
+"""The reference document's worked examples, recomputed from their inputs.
+
+Every figure comes from a derivation of the catalogue evaluated at the
+example's sizes; the document's own figure is recorded beside it (as text to
+check, never used in a computation).  "MB" in the document means 2**20 bytes
+(25.6M parameters * 4 bytes = 97.7 MB), so memory is shown in MiB here.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from derivations import layers, normalization, optimizers, regularization, training
+from symflop.compose import CompositeDerivation
+from symflop.derive import derive
+from symflop.examples import Example
+
+MIB = 2 ** 20
+
+
+def _flops(c, pass_name: str, convention: str = "default", **sizes) -> int:
+    return int(derive(c).count_function(pass_name, convention)(**sizes))
+
+
+def _bytes(d, what: str, dtype: str = "float32", **sizes) -> int:
+    subs = {sp.Symbol(k, integer=True, positive=True): v for k, v in sizes.items()}
+    return int(d.memory.bytes(what, dtype).xreplace(subs))
+
+
+def optimizers_25m() -> Example:
+    """The optimizer table for a 25.6M-parameter model (ResNet-50)."""
+    P, backprop = 25_600_000, 7.6e9
+    ex = Example("optimizers-25.6m", "optimizer state, per-step FLOPs and share of backprop "
+                 "for P = 25.6M parameters", {"P": P, "backward FLOPs (given)": backprop})
+    claims = {"sgd": (0.0, 51.2e6, 0.67), "momentum": (97.7, 102.4e6, 1.35),
+              "adam": (195.3, 358.4e6, 4.72)}
+    for name, (mb, flops, pct) in claims.items():
+        c = optimizers.COMPONENTS[name]()
+        state = _bytes(derive(c), "state", P=P)
+        step = _flops(c, "step", P=P)
+        ex.add(f"{name} state memory", state / MIB, "MiB", f"{derive(c).memory.bytes('state')} "
+               "bytes", mb, f"{mb} MB", rel_tol=0.001)
+        ex.add(f"{name} step FLOPs", step, "", str(derive(c).counts("step").total),
+               flops, f"{flops / 1e6:.1f}M", rel_tol=0.001)
+        ex.add(f"{name} share of backward", 100 * step / backprop, "%", "step / 7.6G",
+               pct, f"{pct}%", rel_tol=0, abs_tol=0.005)  # the document rounds to 0.01%
+    return ex
+
+
+def batchnorm_conv() -> Example:
+    """BatchNorm after a 3x3 convolution 128 -> 256 channels, B=32, 56x56."""
+    B, C, H, W, C_in = 32, 256, 56, 56, 128
+    N = B * H * W
+    bn = normalization.batchnorm()
+    conv = layers.conv2d_im2col()
+    ex = Example("batchnorm-conv", "BatchNorm cost against the preceding 3x3 convolution",
+                 {"B": B, "C": C, "H": H, "W": W, "C_in": C_in})
+    ex.add("N = B*H*W", N, "", "values per channel", 100_352, "100,352", rel_tol=0)
+    for conv_name in ("default", "shared"):
+        fwd = _flops(bn, "forward", conv_name, N=N, d=C)
+        ex.add(f"forward FLOPs ({conv_name})", fwd, "", str(derive(bn).counts(
+            "forward", conv_name).total), 180e6, "~180M (7Nd)", rel_tol=0.02)
+    for conv_name in ("default", "shared"):
+        bwd = _flops(bn, "backward", conv_name, N=N, d=C)
+        ex.add(f"backward FLOPs ({conv_name})", bwd, "", str(derive(bn).counts(
+            "backward", conv_name).total), 257e6, "~257M (10Nd)", rel_tol=0.02)
+    K, S = C_in * 3 * 3, H * W
+    conv_flops = _flops(conv, "forward", B=B, O=C, K=K, S=S)
+    ex.add("3x3 conv forward FLOPs", conv_flops, "", "im2col product, K = C_in*9, S = H*W",
+           14.8e9, "~14.8G", rel_tol=0.02)
+    fwd = _flops(bn, "forward", N=N, d=C)
+    ex.add("BatchNorm forward / conv forward", 100 * fwd / conv_flops, "%", "", 1.2, "1.2%",
+           rel_tol=0.1)
+    ex.add("BatchNorm parameters", int(derive(bn).memory.elements("parameters").xreplace(
+        {bn.dims["d"]: C})), "", "gamma and beta", 512, "512", rel_tol=0)
+    w_elems = sp.Mul(*conv.tensors["W"].shape).xreplace({conv.dims["O"]: C, conv.dims["K"]: K})
+    ex.add("conv weights", int(w_elems), "", "C * C_in * 3 * 3 (bias not counted)",
+           295e3, "~295K", rel_tol=0.01)
+    ex.notes.append("the document's 14.8G is a quarter of 2*B*C*C_in*9*H*W = 59.2G FLOPs "
+                    "(B*C*C_in*9*H*W = 29.6G multiply-accumulates); the overhead ratio "
+                    "follows it")
+    return ex
+
+
+def dropout_4096() -> Example:
+    """Dropout on a 4096-unit hidden layer, B = 32, against the 4096x4096 matmul."""
+    B, n = 32, 4096
+    ex = Example("dropout-4096", "dropout cost on a 4096-unit layer against its matmul",
+                 {"B": B, "n": n})
+    if "dropout" not in regularization.COMPONENTS:
+        ex.notes.append("no dropout component in the catalogue")
+        return ex
+    drop = regularization.COMPONENTS["dropout"]()
+    fwd = _flops(drop, "forward", B=B, n=n)
+    ex.add("dropout training FLOPs", fwd, "", str(derive(drop).counts("forward").total),
+           524_288, "524,288 (4Bn)", rel_tol=0.001)
+    ex.add("dropout inference FLOPs", _flops(drop, "inference", B=B, n=n), "", "", 0, "0")
+    ex.add("dropout backward FLOPs", _flops(drop, "backward", B=B, n=n), "",
+           str(derive(drop).counts("backward").total), 2 * B * n, "2Bn", rel_tol=0.001)
+    ex.add("mask memory (float32)", _bytes(derive(drop), "saved", B=B, n=n), "bytes",
+           "tensors saved for backward", 4 * B * n, "4Bn bytes", rel_tol=0.001)
+    mm = _flops(layers.linear(), "forward", B=B, O=n, I=n)
+    ex.add("4096x4096 linear forward FLOPs", mm, "", "B*n*(2n - 1) + B*n bias adds",
+           1.07e9, "1.07G", rel_tol=0.01)
+    ex.add("dropout / matmul", 100 * fwd / mm, "%", "", 0.05, "0.05%", rel_tol=0.1)
+    return ex
+
+
+def _resnet50_activations() -> int:
+    """Values per sample kept for backward by torchvision's ResNet-50 at 224x224.
+
+    Counted: the output of every convolution and every BatchNorm (ReLU runs in
+    place on the BatchNorm output), the max-pool output, each block's output
+    after the residual addition, the pooled features and the logits.  Stage
+    shapes: conv1 64x112x112, max-pool to 56x56, then (width, blocks, stride)
+    = (64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2), expansion 4
+    (He et al. 2016, Table 1; torchvision puts the stride on the 3x3 conv).
+    """
+    total = 2 * 64 * 112 * 112 + 64 * 56 * 56
+    side = 56
+    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for b in range(blocks):
+            out = side // (stride if b == 0 else 1)
+            total += 2 * width * side * side        # 1x1 conv, BN (+ReLU in place)
+            total += 2 * width * out * out          # 3x3 conv, BN
+            total += 2 * 4 * width * out * out      # 1x1 conv, BN
+            if b == 0:
+                total += 2 * 4 * width * out * out  # projection shortcut conv, BN
+            total += 4 * width * out * out          # residual sum (+ReLU in place)
+            side = out
+    return total + 2048 + 1000
+
+
+def resnet50_memory() -> Example:
+    """Training memory of ResNet-50 with Adam at B = 32."""
+    P, B = 25_600_000, 32
+    per_sample = _resnet50_activations()
+    t = training.training_step("adam")
+    d = CompositeDerivation(t)
+    sizes = {"P": P, "A": per_sample * B}
+    ex = Example("resnet50-memory", "ResNet-50 training memory with Adam, B = 32, float32",
+                 {"P": P, "B": B, "activations per sample": per_sample})
+    params = _bytes(d, "parameters", **sizes)
+    grads = _bytes(d, "gradients", **sizes)
+    state = _bytes(d, "state", **sizes)
+    acts = _bytes(d, "saved", **sizes)
+    ex.add("parameters", params / MIB, "MiB", "4P", 97.7, "97.7 MB", rel_tol=0.001)
+    ex.add("gradients", grads / MIB, "MiB", "4P", 97.7, "97.7 MB", rel_tol=0.001)
+    ex.add("Adam state", state / MIB, "MiB", str(d.memory.bytes("state")), 195.3, "195.3 MB",
+           rel_tol=0.001)
+    ex.add("activations", acts / 2 ** 30, "GiB", "layer outputs kept for backward, x B",
+           2.5, "~2.5 GB", rel_tol=0.1)
+    total = params + grads + state + acts
+    ex.add("total", total / 2 ** 30, "GiB", "sum", 2.9, "~2.9 GB", rel_tol=0.1)
+    ex.notes.extend(t.notes)
+    ex.notes.append("the document does not say which tensors its activation figure counts; "
+                    "this count is stated in derivations/examples.py::_resnet50_activations")
+    return ex
+
+
+EXAMPLES = {
+    "optimizers-25.6m": optimizers_25m,
+    "batchnorm-conv": batchnorm_conv,
+    "dropout-4096": dropout_4096,
+    "resnet50-memory": resnet50_memory,
+}

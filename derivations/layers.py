@@ -1,0 +1,45 @@
+"""Layers the worked examples compare against (not costed by the document itself)."""
+
+from __future__ import annotations
+
+from symflop import Component, total
+
+
+def linear() -> Component:
+    """Fully connected layer y = x W^T + b (torch.nn.functional.linear)."""
+    c = Component("linear", "Layers", "fully connected layer y = x W^T + b",
+                  reference="torch.nn.functional.linear")
+    B, O, I = c.dim("B O I")
+    b, o, i = c.index(b=B, o=O, i=I)
+    x = c.input("x", (B, I))
+    W = c.parameter("W", (O, I))
+    bias = c.parameter("bias", (O,))
+    y = c.output("y", (B, O))
+    c.assign("forward", y[b, o], total(W[o, i] * x[b, i], i) + bias[o])
+    c.set_gradient(y, (x, W, bias))
+    return c
+
+
+def conv2d_im2col() -> Component:
+    """2-D convolution as a matrix product over unfolded patches (im2col).
+
+    cols[b, k, s] holds, for output position s, the K = C_in * kh * kw input
+    values under the kernel (torch.nn.functional.unfold); then
+    y[b, o, s] = sum_k W[o, k] * cols[b, k, s] + bias[o], which is what
+    torch.nn.functional.conv2d computes (Chellapilla et al. 2006).
+    """
+    c = Component("conv2d-im2col", "Layers",
+                  "2-D convolution as a matrix product over unfolded patches",
+                  reference="Chellapilla, Puri & Simard (2006); torch.nn.functional.unfold")
+    B, O, K, S = c.dim("B O K S")
+    b, o, k, s = c.index(b=B, o=O, k=K, s=S)
+    cols = c.input("cols", (B, K, S))
+    W = c.parameter("W", (O, K))
+    bias = c.parameter("bias", (O,))
+    y = c.output("y", (B, O, S))
+    c.assign("forward", y[b, o, s], total(W[o, k] * cols[b, k, s], k) + bias[o])
+    c.set_gradient(y, (cols, W, bias))
+    return c
+
+
+COMPONENTS = {"linear": linear, "conv2d-im2col": conv2d_im2col}
