@@ -89,8 +89,9 @@ def hinge() -> Component:
     """Hinge loss, mean over a batch of B scalar scores, labels y_i in {-1, +1}.
 
     L = 1/B sum_i max(0, 1 - y_i yhat_i) (the document's table; Cortes & Vapnik 1995).
-    The gradient wrt yhat is -y_i/B where the margin is violated, 0 elsewhere (the
-    subgradient 0 at the kink, as torch's clamp gives).
+    The gradient wrt yhat is -y_i/B where the margin is violated (y_i yhat_i < 1), 0
+    where it holds; at the kink y_i yhat_i = 1 the derived Heaviside gives half of
+    -y_i/B (torch's clamp passes the whole of it); random inputs never land there.
     """
     c = Component("hinge", "Losses", "hinge loss, labels in {-1, +1}",
                   reference="Cortes & Vapnik (1995), Machine Learning 20")
@@ -133,8 +134,10 @@ def focal() -> Component:
     p = sigma(z), ce = -[y log p + (1 - y) log(1 - p)] (BCE with logits),
     p_t = p y + (1 - p)(1 - y), alpha_t = alpha y + (1 - alpha)(1 - y),
     loss = alpha_t ce (1 - p_t)^gamma, averaged over the B*C elements.  The document's
-    -alpha_t (1 - yhat_t)^gamma log(yhat_t) is the same for y in {0, 1}.  gamma is a
-    hyperparameter, so (1 - p_t)^gamma is a general power (one transcendental).
+    -alpha_t (1 - yhat_t)^gamma log(yhat_t) is the same for y in {0, 1}.  ce is written
+    from the logits (log sigma(z)), so the stability rewrites make it softplus terms as
+    in BCE; p_t uses p.  gamma is a hyperparameter, so (1 - p_t)^gamma is a general
+    power (one transcendental).
     """
     c = Component("focal", "Losses", "sigmoid focal loss (alpha, gamma), mean reduction",
                   reference="Lin et al. (2017), Focal Loss for Dense Object Detection, ICCV")
@@ -146,9 +149,9 @@ def focal() -> Component:
     p = c.intermediate("p", (B, C), doc="sigmoid of the logits")
     L = c.output("L", doc="mean focal loss")
     f = "forward"
-    c.assign(f, p[i, k], 1 / (1 + sp.exp(-z[i, k])))
-    yy = y[i, k]
     sigma = 1 / (1 + sp.exp(-z[i, k]))
+    c.assign(f, p[i, k], sigma)
+    yy = y[i, k]
     ce = -(yy * sp.log(sigma) + (1 - yy) * sp.log(1 - sigma))
     p_t = p[i, k] * yy + (1 - p[i, k]) * (1 - yy)
     alpha_t = alpha * yy + (1 - alpha) * (1 - yy)
@@ -162,7 +165,9 @@ def kl_div() -> Component:
 
     L = 1/B sum_i sum_c p_ic (log p_ic - logq_ic) (Kullback & Leibler 1951;
     torch.nn.functional.kl_div(logq, p, reduction="batchmean")).  The input is the
-    log-probabilities logq (as torch takes them); the target p has rows summing to 1.
+    log-probabilities logq (as torch takes them); the target p has rows summing to 1
+    and, as written, entries > 0 (p log p at p = 0 is 0 by convention; torch's xlogy
+    gives that, log(0) here would not).
     """
     c = Component("kl-div", "Losses", "KL divergence from log-probabilities, batchmean",
                   reference="Kullback & Leibler (1951), Ann. Math. Statist. 22")

@@ -39,7 +39,12 @@ def backward(c: Component, fwd: Program) -> Program:
         raise ComponentError(f"component {c.name!r} declares nothing to differentiate")
     tensors = dict(fwd.tensors)
     out = c.differentiate
-    relevant = _relevant(fwd, out, tensors)
+    for w in c.wrt:
+        if tensors[w].role not in DIFFERENTIABLE:
+            raise ComponentError(f"{c.name}: cannot differentiate with respect to {w!r}, a "
+                                 f"{tensors[w].role.value}; gradients are taken with respect "
+                                 "to inputs, parameters and intermediates")
+    relevant = _relevant(fwd, out, tensors, c.wrt)
     contributions: dict[str, list[tuple[sp.Expr, tuple, tuple]]] = {}
     steps: list[Step] = []
     seed = seed_of(c)
@@ -67,7 +72,8 @@ def backward(c: Component, fwd: Program) -> Program:
     return Program("backward", steps, tensors)
 
 
-def _relevant(fwd: Program, out: str, tensors: dict[str, Tensor]) -> set[str]:
+def _relevant(fwd: Program, out: str, tensors: dict[str, Tensor], wrt) -> set[str]:
+    """Tensors on a path from something in ``wrt`` to ``out``: only they get adjoints."""
     seen_lhs: set[str] = set()
     for s in fwd.steps:
         if s.lhs in seen_lhs and tensors[s.lhs].role in DIFFERENTIABLE:
@@ -76,11 +82,24 @@ def _relevant(fwd: Program, out: str, tensors: dict[str, Tensor]) -> set[str]:
         seen_lhs.add(s.lhs)
     if out not in seen_lhs:
         raise ComponentError(f"{out!r} is never computed, so it cannot be differentiated")
+    depends = set(wrt)  # tensors computed from something in wrt
+    for s in fwd.steps:
+        if {ref_name(r) for r in tensor_refs(s.body, tensors)} & depends:
+            depends.add(s.lhs)
     active = {out}
-    for s in reversed(fwd.steps):
-        if s.lhs in active:
-            active |= {ref_name(r) for r in tensor_refs(s.body, tensors)
-                       if tensors[ref_name(r)].role in DIFFERENTIABLE}
+    for n in range(len(fwd.steps) - 1, -1, -1):
+        s = fwd.steps[n]
+        if s.lhs not in active:
+            continue
+        reads = {ref_name(r) for r in tensor_refs(s.body, tensors)}
+        later = {t.lhs for t in fwd.steps[n + 1:]}
+        if reads & later:
+            name = sorted(reads & later)[0]
+            raise ComponentError(
+                f"{name!r} is read by {s.lhs!r} and assigned again later in the pass; the "
+                "backward pass would read the new value: assign the update to another tensor "
+                "or write it before the read")
+        active |= {r for r in reads if tensors[r].role in DIFFERENTIABLE and r in depends}
     return active
 
 
@@ -92,6 +111,9 @@ def _propagate(step: Step, g: sp.Expr, tensors, relevant, contributions) -> None
     scalar_body = step.body.xreplace(stand_in)
     for r in refs:
         partial = sp.diff(scalar_body, stand_in[r])
+        if any(not p.exp.is_Number for p in partial.atoms(sp.Pow)):
+            # d(x**g)/dx is g*x**g/x from SymPy, 0/0 at x = 0; g*x**(g - 1) is not
+            partial = sp.powsimp(partial)
         if partial == 0:
             continue
         if partial.has(sp.Derivative):

@@ -36,10 +36,18 @@ class NumpyBackend:
     def asarray(x):
         return np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x
 
-    exp, log, log1p, sqrt = np.exp, np.log, np.log1p, np.sqrt
-    abs, sign, tanh, sin, cos = np.abs, np.sign, np.tanh, np.sin, np.cos
-    maximum, minimum, where = np.maximum, np.minimum, np.where
-    logical_and, logical_or, logical_not = np.logical_and, np.logical_or, np.logical_not
+    # staticmethod: some NumPy callables are Python functions and would bind as methods.
+    exp, log, log1p, sqrt = map(staticmethod, (np.exp, np.log, np.log1p, np.sqrt))
+    abs, sign, tanh, sin, cos = map(staticmethod, (np.abs, np.sign, np.tanh, np.sin, np.cos))
+    maximum, minimum = map(staticmethod, (np.maximum, np.minimum))
+    logical_and, logical_or, logical_not = map(
+        staticmethod, (np.logical_and, np.logical_or, np.logical_not))
+
+    @staticmethod
+    def where(c, a, b, like=None):
+        out = np.where(c, a, b)
+        dtype = like.dtype if like is not None else np.float64
+        return out.astype(dtype) if isinstance(out, np.ndarray) else dtype.type(out)
 
     @staticmethod
     def softplus(x):
@@ -138,8 +146,14 @@ class TorchBackend:
     def minimum(self, a, b):
         return self._binary("minimum", a, b)
 
-    def where(self, c, a, b):
-        return self.torch.where(c, a, b)
+    def where(self, c, a, b, like=None):
+        t = self.torch
+        if isinstance(c, bool):
+            return a if c else b
+        dtype = like.dtype if like is not None else t.float64
+        a = a if self.is_array(a) else t.as_tensor(a, dtype=dtype, device=c.device)
+        b = b if self.is_array(b) else t.as_tensor(b, dtype=dtype, device=c.device)
+        return t.where(c, a, b)
 
     def logical_and(self, a, b):
         return self.torch.logical_and(a, b)

@@ -20,7 +20,7 @@ _FORMAT = 1
 
 
 def cache_dir() -> Path | None:
-    if os.environ.get("SYMFLOP_NO_CACHE"):
+    if os.environ.get("SYMFLOP_NO_CACHE", "") not in ("", "0"):
         return None
     root = os.environ.get("SYMFLOP_CACHE_DIR")
     if root:
@@ -32,7 +32,11 @@ def cache_dir() -> Path | None:
 @lru_cache(maxsize=1)
 def engine_fingerprint() -> str:
     """Digest of the engine's own source: a changed engine invalidates every entry."""
-    h = hashlib.sha256(f"format {_FORMAT}".encode())
+    import sys
+
+    import sympy
+    h = hashlib.sha256(f"format {_FORMAT} sympy {sympy.__version__} "
+                       f"python {sys.version_info[:2]}".encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         h.update(path.name.encode())
         h.update(path.read_bytes())

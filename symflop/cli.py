@@ -14,8 +14,8 @@ from symflop import conventions
 from symflop.compose import derive_any
 from symflop.derive import Derivation
 from symflop.errors import SymflopError, UsageError
-from symflop.memory import DTYPE_BYTES
 from symflop.examples import render as render_example
+from symflop.memory import DTYPE_BYTES
 from symflop.registry import catalogue, examples, get_component
 from symflop.render import fused_text, show
 

@@ -185,7 +185,9 @@ class _Printer:
         if n.op in ("max", "min"):
             return f"xp.{n.op}imum({a[0]}, {a[1]})"
         if n.op == "where":
-            return f"xp.where({a[0]}, {a[1]}, {a[2]})"
+            return f"xp.where({a[0]}, {a[1]}, {a[2]}, like={self.like})"
+        if n.op == "indicator":
+            return f"xp.where({a[0]}, 1.0, 0.0, like={self.like})"
         if n.op == "cmp":
             return f"({a[0]} {_CMP[n.leaf]} {a[1]})"
         if n.op in ("and", "or"):

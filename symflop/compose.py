@@ -15,7 +15,7 @@ import sympy as sp
 
 from symflop.conventions import KINDS, Convention, get_convention
 from symflop.counting import Counts, leading_order
-from symflop.derive import derive
+from symflop.derive import compile_polynomial, derive
 from symflop.errors import ComponentError, UsageError
 from symflop.memory import Memory
 from symflop.model import Component, Role
@@ -110,7 +110,7 @@ class CompositeDerivation:
 
     def counts(self, pass_name: str, convention: str | Convention = "default") -> Counts:
         conv = get_convention(convention)
-        if pass_name != "step":
+        if pass_name != "step":  # noqa: S105 - a pass name, not a password
             label, _, q = pass_name.partition(".")
             part = next((p for p in self.composite.parts if p.label == label), None)
             if part is None or q not in part.passes:
@@ -130,12 +130,9 @@ class CompositeDerivation:
 
     def count_function(self, pass_name: str, convention: str | Convention = "default"):
         conv = get_convention(convention)
-        key = (pass_name, conv.name)
+        key = (pass_name, conv.key)
         if key not in self._count_fns:
-            total = self.counts(pass_name, conv).total
-            args = ", ".join(self.dims)
-            self._count_fns[key] = eval(  # noqa: S307 - printed from a SymPy polynomial
-                f"lambda *, {args}: {sp.pycode(total)}")
+            self._count_fns[key] = compile_polynomial(self.counts(pass_name, conv).total)
         return self._count_fns[key]
 
     def _memory(self) -> Memory:

@@ -27,6 +27,11 @@ class Convention:
     def weight(self, kind: str) -> int:
         return self.weights[kind]
 
+    @property
+    def key(self) -> tuple:
+        """Everything that changes a count: two conventions with equal keys count alike."""
+        return (tuple(sorted(self.weights.items())), self.fma_flops, self.share_across_steps)
+
 
 def _weights(**over: int) -> dict:
     w = dict.fromkeys(KINDS, 1)

@@ -62,15 +62,14 @@ class Derivation:
                 for st, t in zip(self.programs[pass_name].steps, tallies)]
 
     def count_function(self, pass_name: str, convention: str | Convention = "default"):
-        """A plain Python function of the sizes (keyword arguments) giving total FLOPs."""
+        """A plain Python function of the sizes (keyword arguments) giving total FLOPs.
+
+        It needs the sizes its polynomial uses and ignores any other."""
         conv = get_convention(convention)
-        key = (pass_name, conv.name)
+        key = (pass_name, conv.key)
         fn = self._count_fns.get(key)
         if fn is None:
-            total = self.counts(pass_name, conv).total
-            args = ", ".join(self.dims)
-            fn = eval(f"lambda *, {args}: {sp.pycode(total)}" if args  # noqa: S307
-                      else f"lambda: {sp.pycode(total)}")
+            fn = compile_polynomial(self.counts(pass_name, conv).total)
             self._count_fns[key] = fn
         return fn
 
@@ -87,6 +86,13 @@ class Derivation:
         if pass_name not in self.programs:
             raise UsageError(f"{self.component} has no pass {pass_name!r} "
                              f"(passes: {', '.join(self.programs)})")
+
+
+def compile_polynomial(poly: sp.Expr):
+    """``poly`` as a Python function of keyword sizes: evaluated without SymPy."""
+    names = sorted(s.name for s in poly.free_symbols)
+    head = ("lambda *, " + ", ".join(names) + ", **_") if names else "lambda **_"
+    return eval(f"{head}: {sp.pycode(poly)}")  # noqa: S307 - printed from a SymPy polynomial
 
 
 def _func_name(pass_name: str) -> str:

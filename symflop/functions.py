@@ -11,6 +11,9 @@ class log1p(sp.Function):  # noqa: N801 - printed name matches numpy/torch
     def fdiff(self, argindex=1):
         return 1 / (1 + self.args[0])
 
+    def _eval_evalf(self, prec):
+        return sp.log(1 + self.args[0])._eval_evalf(prec)
+
     def _latex(self, printer):
         return r"\operatorname{log1p}\left(" + printer._print(self.args[0]) + r"\right)"
 
@@ -37,6 +40,9 @@ class softplus(sp.Function):  # noqa: N801
 
     def fdiff(self, argindex=1):
         return 1 / (1 + sp.exp(-self.args[0]))
+
+    def _eval_evalf(self, prec):
+        return sp.log(1 + sp.exp(self.args[0]))._eval_evalf(prec)
 
     def _latex(self, printer):
         return r"\operatorname{softplus}\left(" + printer._print(self.args[0]) + r"\right)"

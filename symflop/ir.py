@@ -50,7 +50,7 @@ class Node:
     @property
     def kind(self) -> str | None:
         """Kind of operation this node costs (``None`` for leaves)."""
-        if self.op in ("ref", "const"):
+        if self.op in ("ref", "const", "indicator"):
             return None
         if self.op in ("add", "sub"):
             return "add"
@@ -89,6 +89,12 @@ def _times(a: Node | None, b: Node | None) -> Node | None:
     return _node("mul", a, b)
 
 
+def _worth_pulling(content: sp.Expr, prim: sp.Expr) -> bool:
+    """Take a common numeric factor out of a sum only when that saves work: every term
+    of what is left has coefficient +/-1 (2*a - 2*b, a/2 - b/2; not a + b/2)."""
+    return content != 1 and all(abs(t.as_coeff_Mul()[0]) == 1 for t in sp.Add.make_args(prim))
+
+
 def _signed_sum(terms: list[tuple[Node, int]]) -> tuple[Node, int]:
     """Sum of +/- terms, combining terms over fewer indices first; returns (node, sign).
 
@@ -98,6 +104,10 @@ def _signed_sum(terms: list[tuple[Node, int]]) -> tuple[Node, int]:
     full = frozenset().union(*(n.idx for n, _ in terms))
     low = [t for t in terms if t[0].idx < full]
     high = [t for t in terms if t[0].idx == full]
+    if not high:  # e.g. a[i] + b[j]: no term spans the sum; start from the widest terms
+        widest = max(len(n.idx) for n, _ in terms)
+        high = [t for t in terms if len(t[0].idx) == widest]
+        low = [t for t in terms if len(t[0].idx) < widest]
     pos = [n for n, s in high if s > 0]
     neg = [n for n, s in high if s < 0]
     acc, sign = _fold("add", pos), 1
@@ -174,7 +184,7 @@ class Lowerer:
 
     def _add(self, e: sp.Add) -> Node:
         content, prim = e.primitive()
-        if content.is_Integer and content > 1:
+        if _worth_pulling(content, prim):
             return self._mul(sp.Mul(content, prim, evaluate=False))
         terms = []
         for t in e.args:
@@ -192,7 +202,7 @@ class Lowerer:
         for f in factors:  # 2*(a - b) was distributed by SymPy: take the 2 back out
             if isinstance(f, sp.Add):
                 content, prim = f.primitive()
-                if content.is_Integer and content > 1:
+                if _worth_pulling(content, prim):
                     coeff, f = coeff * content, prim
             pulled.append(f)
         factors = pulled
@@ -239,6 +249,9 @@ class Lowerer:
         *pieces, (last, cond) = e.args
         if cond is not sp.true:
             raise ComponentError(f"Piecewise needs a final (value, True) branch: {e}")
+        if len(pieces) == 1 and pieces[0][0] == 1 and last == 0:
+            # 1 where the condition holds, else 0: the comparison itself, as a number
+            return _node("indicator", self(pieces[0][1]))
         acc = self(last)
         for val, c in reversed(pieces):
             acc = _node("where", self(c), self(val), acc)

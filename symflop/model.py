@@ -9,6 +9,7 @@ else (gradients, counts, memory, code) is derived from these assignments.
 from __future__ import annotations
 
 import enum
+import keyword
 import re
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from symflop.errors import ComponentError
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # Names the engine generates: adjoints and the intermediates of split sums.
-_RESERVED = re.compile(r"^grad_|_(sum|part|lse)\d*$")
+_RESERVED = re.compile(r"^grad_|_(sum|part|lse|draw)\d*$")
 
 
 class Role(enum.Enum):
@@ -204,11 +205,11 @@ class Component:
         raise ComponentError(f"cannot assign to {lhs!r}")
 
     def _check_name(self, name: str, allow_existing_dim: bool = False) -> None:
-        if not _NAME.match(name):
+        if not _NAME.match(name) or keyword.iskeyword(name) or name == "xp":
             raise ComponentError(f"{name!r} is not a valid name (letters, digits, underscore)")
         if _RESERVED.search(name):
             raise ComponentError(f"{name!r}: names starting 'grad_' or ending '_sum', "
-                                 "'_part' or '_lse' are reserved for derived tensors")
+                                 "'_part', '_lse' or '_draw' are reserved for derived tensors")
         if name in self.tensors or (name in self.dims and not allow_existing_dim):
             raise ComponentError(f"{name!r} is declared twice in component {self.name!r}")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symflop.errors import ComponentError
+from symflop.functions import uniform
 from symflop.model import Component, Role, Tensor
 
 
@@ -121,10 +122,10 @@ def split_step(lhs: str, idx: tuple[sp.Idx, ...], rhs: sp.Expr,
     out: list[Step] = []
     counter = [0]
 
-    def temp_name() -> str:
+    def temp_name(kind: str = suffix) -> str:
         while True:
             counter[0] += 1
-            name = f"{lhs}_{suffix}" + (str(counter[0]) if counter[0] > 1 else "")
+            name = f"{lhs}_{kind}" + (str(counter[0]) if counter[0] > 1 else "")
             if name not in tensors:
                 return name
 
@@ -144,11 +145,28 @@ def split_step(lhs: str, idx: tuple[sp.Idx, ...], rhs: sp.Expr,
             out.append(Step(name, free_idx, body, bound))
             lifted[expr] = t.symbol[free_idx] if free_idx else t.symbol
             return lifted[expr]
-        if not expr.args or not expr.has(sp.Sum):
+        if isinstance(expr, uniform):
+            return draw(expr, order)
+        if not expr.args or not expr.has(sp.Sum, uniform):
             return expr
         return expr.func(*[lift(a, order) for a in expr.args])
 
-    if isinstance(rhs, sp.Sum):
+    def draw(expr: sp.Expr, order: tuple[sp.Idx, ...]) -> sp.Expr:
+        """A random draw becomes a tensor of its own, so every later use reads the same
+        numbers (the backward pass included) and its memory is counted."""
+        if expr in lifted:
+            return lifted[expr]
+        free_idx = tuple(k for k in order if k in expr.args)
+        name = temp_name("draw")
+        t = Tensor(name, tuple(k.upper + 1 for k in free_idx), Role.INTERMEDIATE)
+        tensors[name] = t
+        out.append(Step(name, free_idx, expr.func(*free_idx)))
+        lifted[expr] = t.symbol[free_idx] if free_idx else t.symbol
+        return lifted[expr]
+
+    if isinstance(rhs, uniform) and tuple(rhs.args) == tuple(idx):
+        out.append(Step(lhs, idx, rhs))
+    elif isinstance(rhs, sp.Sum):
         bound = _limits(rhs)
         body = lift(rhs.function, idx + bound)
         out.append(Step(lhs, idx, body, bound))
@@ -179,11 +197,25 @@ def _check_lhs(t: Tensor, idx: tuple, where: str) -> None:
             raise ComponentError(f"{where}: index {k} does not range over axis size {size}")
 
 
+def _check_scopes(expr: sp.Expr, in_scope: set, where: str) -> None:
+    """A summation index may not reuse an index already in scope (left side or outer sum)."""
+    if isinstance(expr, sp.Sum):
+        bound = _limits(expr)
+        clash = [k for k in bound if k in in_scope]
+        if clash or len(set(bound)) != len(bound):
+            name = clash[0] if clash else bound[0]
+            raise ComponentError(f"{where}: summation index {name} is already in use here; "
+                                 "sum over an index of its own")
+        _check_scopes(expr.function, in_scope | set(bound), where)
+        return
+    if isinstance(expr, (sp.Indexed, sp.Idx)):
+        return
+    for a in expr.args:
+        _check_scopes(a, in_scope, where)
+
+
 def _check_expr(expr: sp.Expr, tensors: dict[str, Tensor], free: set, where: str) -> None:
-    bound: set = set()
-    for s in walk(expr):
-        if isinstance(s, sp.Sum):
-            bound |= set(_limits(s))
+    _check_scopes(expr, set(free), where)
     stray = index_symbols(expr) - free
     if stray:
         names = ", ".join(sorted(map(str, stray)))

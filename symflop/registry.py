@@ -9,25 +9,33 @@ be loaded from a file with ``path/to/file.py:NAME``.
 from __future__ import annotations
 
 import difflib
-import inspect
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable
 from functools import lru_cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from symflop.errors import UsageError
+from symflop.errors import SymflopError, UsageError
 from symflop.model import Component
 
 GROUP = "symflop.catalogues"
+
+
+def _load(ep) -> dict:
+    try:
+        return ep.load()
+    except Exception as e:  # noqa: BLE001 - a broken plug-in is reported in one line
+        raise UsageError(f"catalogue {ep.name!r} ({ep.value}) failed to load: "
+                         f"{type(e).__name__}: {e}") from None
 
 
 @lru_cache(maxsize=1)
 def catalogue() -> dict[str, Callable[[], Component]]:
     found: dict[str, Callable[[], Component]] = {}
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        entries = ep.load()
+        entries = _load(ep)
         for name, factory in entries.items():
             found.setdefault(name, factory)
     return found
@@ -38,7 +46,7 @@ def examples() -> dict:
     """Worked examples from every installed catalogue (entry point group symflop.examples)."""
     found: dict = {}
     for ep in sorted(entry_points(group="symflop.examples"), key=lambda e: e.name):
-        for name, build in ep.load().items():
+        for name, build in _load(ep).items():
             found.setdefault(name, build)
     return found
 
@@ -66,7 +74,12 @@ def get_component(name: str, **options: str) -> Component:
             if not cat:
                 hint = "; no catalogue is installed (pip install -e . in the repository)"
             raise UsageError(f"unknown component {name!r}{hint}")
-        c = _build(cat[name], name, options)
+        try:
+            c = _build(cat[name], name, options)
+        except SymflopError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise UsageError(f"building {name!r} failed: {type(e).__name__}: {e}") from None
     _built[key] = c
     return c
 
@@ -102,7 +115,12 @@ def load_from_file(spec: str) -> Component:
         obj = getattr(module, "CATALOGUE", {}).get(attr)
     if obj is None:
         raise UsageError(f"{path} defines no {attr!r}")
-    c = obj() if callable(obj) else obj
+    try:
+        c = obj() if callable(obj) else obj
+    except SymflopError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's code failed: say where, in one line
+        raise UsageError(f"{spec}: {type(e).__name__}: {e}") from None
     if not isinstance(c, Component):
         raise UsageError(f"{spec} did not give a symflop Component")
     return c

@@ -42,6 +42,9 @@ def stabilize(program: Program, keep: set[str],
                                    doc=f"log of {st.lhs}")
             replaced[st.lhs] = name
             steps.append(Step(name, st.idx, body.args[0], st.reduce, op="logsumexp"))
+            if st.lhs in keep:  # the sum itself is an output: give it back
+                lse = tensors[name].symbol
+                steps.append(Step(st.lhs, st.idx, sp.exp(lse[st.idx] if st.idx else lse)))
             continue
         steps.append(replace(st, body=body))
     lse_names = set(replaced.values())
@@ -84,7 +87,7 @@ def rewrite_logs(e: sp.Expr) -> sp.Expr:
                 return rewrite_logs(sp.log(combined))
             return log1p(rest)
         if isinstance(arg, (sp.Mul, sp.Pow)):
-            expanded = sp.expand_log(x, force=True)
+            expanded = sp.expand_log(x)  # only where SymPy can show the factors positive
             if expanded != x:
                 return rewrite_logs(expanded)
         return x
@@ -118,6 +121,11 @@ def _inline_underflowing(steps: list[Step], lse_names: set[str], keep: set[str],
         t = tensors[st.lhs]
         readers = [m for m in range(n + 1, len(steps))
                    if any(ref_name(r) == st.lhs for r in tensor_refs(steps[m].body, tensors))]
+        reads = {ref_name(r) for r in tensor_refs(st.body, tensors)}
+        if any(steps[m].lhs in reads | {st.lhs}
+               for m in range(n + 1, max(readers, default=n) + 1)):
+            out.append(st)  # an input changes before a reader: inlining would read it late
+            continue
         for m in readers:
             later = steps[m]
             mapping = {}

@@ -7,7 +7,7 @@ import pytest
 os.environ.setdefault("SYMFLOP_CACHE_DIR", tempfile.mkdtemp(prefix="symflop-test-cache-"))
 
 from derivations import CATALOGUE  # noqa: E402
-from symflop import derive  # noqa: E402
+from symflop.compose import derive_any  # noqa: E402
 
 _derived: dict = {}
 
@@ -16,7 +16,7 @@ def derived(name: str):
     """(component, derivation) for a catalogue name, built once per test session."""
     if name not in _derived:
         c = CATALOGUE[name]()
-        _derived[name] = (c, derive(c))
+        _derived[name] = (c, derive_any(c))
     return _derived[name]
 
 

@@ -106,6 +106,9 @@ def test_a_sum_over_an_unused_index_multiplies_by_its_size():
 def test_generated_source_has_no_python_loop_over_elements():
     from derivations import CATALOGUE
     for build in CATALOGUE.values():
-        d = derive(build())
+        c = build()
+        if not isinstance(c, Component):
+            continue  # a composite has no code of its own
+        d = derive(c)
         for src, _, _ in d.sources.values():
             assert "for " not in src and "while " not in src

@@ -13,6 +13,7 @@ from derivations import CATALOGUE
 from symflop import Component, ComponentError, InputError, derive
 from symflop import cache as cache_mod
 from symflop.counting import leading_order
+from symflop.program import walk
 
 
 def _all_derived_exprs(d):
@@ -25,10 +26,14 @@ def _all_derived_exprs(d):
 
 def test_no_kronecker_delta_or_range_guard_in_any_derived_result(component_name):
     c, d = derived(component_name)
+    if not hasattr(d, "programs"):
+        return  # a composite derives nothing symbolic of its own
     for e in _all_derived_exprs(d):
         assert not e.has(sp.KroneckerDelta), e
-        assert not e.has(sp.Piecewise), e
         assert not e.has(sp.Derivative), e
+        for pw in e.atoms(sp.Piecewise):  # the author's own cases are fine; index guards not
+            for _, cond in pw.args:
+                assert not any(isinstance(a, sp.Idx) for a in walk(cond)), pw
 
 
 def test_batchnorm_backward_has_the_documents_structure():

@@ -186,10 +186,9 @@ def test_instancenorm_hand_counts_at_B2_C3_S4():
 
 def test_leading_orders_against_the_documents_figures():
     N, dd, B, G, Cg, S, C, K = _sym("N d B G Cg S C K")
-    lead = {name: {p: derived(name)[1].counts(p, conv).leading
+    lead = {name: {p: derived(name)[1].counts(p, "shared").leading
                    for p in derived(name)[1].passes}
-            for name in ("batchnorm", "layernorm", "groupnorm", "instancenorm")
-            for conv in ("shared",)}
+            for name in ("batchnorm", "layernorm", "groupnorm", "instancenorm")}
     # The document reuses x - mu between variance and normalize (convention "shared"):
     # ~7 per element forward for every layer, ~4 per element at inference.
     assert lead["batchnorm"]["forward"] == 7 * N * dd
@@ -255,8 +254,7 @@ def test_batchnorm_training_output_is_kept_and_gradient_comes_from_training():
     out = run_passes(d, values, backend="torch")
     assert {"y", "y_inf", "grad_x"} <= set(out)
     assert (out["y"] - out["y_inf"]).abs().max() > 1e-2
-    bwd_reads = {str(r.base) if isinstance(r, sp.Indexed) else str(r)
-                 for st in d.programs["backward"].steps
+    bwd_reads = {str(r.base) for st in d.programs["backward"].steps
                  for r in st.body.atoms(sp.Indexed)}
     assert not bwd_reads & {"running_mean", "running_var", "xhat_inf", "y_inf"}
 
@@ -288,7 +286,7 @@ def test_linear_with_folded_weights_equals_linear_then_inference_batchnorm(devic
 
 # -- near-zero variance ----------------------------------------------------------------------
 
-def _flat_group(name, x):
+def _flat_group(name):
     """Index of one statistic's group of x: a feature, a sample, a (b, g), a (b, c)."""
     return {"batchnorm": (slice(None), 1), "layernorm": (0,), "groupnorm": (1, 0),
             "instancenorm": (1, 2)}[name]
@@ -300,7 +298,7 @@ def test_near_zero_variance_stays_finite_and_matches_torch(name, device):
     c, d = derived(name)
     values = inputs(name, seed=5, device=device)
     x = values["x"].clone()
-    where = _flat_group(name, x)
+    where = _flat_group(name)
     gen = torch.Generator().manual_seed(6)
     noise = torch.randn(x[where].shape, dtype=torch.float64, generator=gen).to(device)
     x[where] = 3.0 + 1e-6 * noise
@@ -319,6 +317,7 @@ def test_near_zero_variance_stays_finite_and_matches_torch(name, device):
         torch.testing.assert_close(ours[key], want, **TOL, msg=f"{name}: {key}")
         if key.startswith("grad_"):
             torch.testing.assert_close(fused[key], want, **TOL, msg=f"{name}: fused {key}")
-    # The flat group's normalized values are O(1), not O(1e-6): the test is not vacuous.
-    assert ours["xhat"][where].abs().max() < 1.0
-    assert ours["grad_x"][where].abs().max() > 1.0
+    # eps dominates the flat group: xhat there is ~1e-6 / sqrt(eps) ~ 3e-4, while grad_x
+    # there is ~gamma / sqrt(eps) ~ 300 times grad_y, so errors would show.
+    assert ours["xhat"][where].abs().max() < 1e-2
+    assert ours["grad_x"][where].abs().max() > 10.0

@@ -220,9 +220,9 @@ def test_the_documents_lookahead_sign_gives_another_trajectory():
     reproduce Nesterov's method: on the same quadratic it leaves torch's trajectory."""
     A, b, x0 = _quadratic()
     lr, mu = 0.1, 0.8
-    _, _, torch_path = run_optimizer(lambda ps: torch.optim.SGD(ps, lr=lr, momentum=mu, dampening=0,
-                                                       nesterov=True),
-                            x0, range(20), grad_fn=lambda x: A @ x - b)
+    _, _, torch_path = run_optimizer(
+        lambda ps: torch.optim.SGD(ps, lr=lr, momentum=mu, dampening=0, nesterov=True),
+        x0, range(20), grad_fn=lambda x: A @ x - b)
     theta, v = x0.clone(), torch.zeros_like(x0)
     for _ in range(20):
         v = mu * v + (A @ (theta + mu * v) - b)

@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 import sympy as sp
 
+from symflop.functions import uniform
 from symflop.model import Role
 from symflop.program import Program, ref_name, tensor_refs
 
@@ -25,6 +26,9 @@ def evaluate(program: Program, values: dict, dims: dict[str, int]) -> dict[str, 
               if t.role is Role.HYPER and n in env}
     out: dict[str, np.ndarray] = {}
     for st in program.steps:
+        if st.body.has(uniform) and st.lhs in values:  # random draws: take the ones given
+            out[st.lhs] = env[st.lhs]
+            continue
         shape = tuple(int(k.upper.xreplace(size_of)) + 1 for k in st.idx)
         red = [range(int(k.upper.xreplace(size_of)) + 1) for k in st.reduce]
         result = np.zeros(shape)
