@@ -57,16 +57,21 @@ class NumpyBackend:
     def heaviside(x):
         return np.heaviside(x, 0.5)
 
+    # Reductions keep the reduced axes (size 1), so that results broadcast against the
+    # step's other factors; the step squeezes them at the end.
     @staticmethod
     def sum(x, axes):
-        return np.sum(x, axis=axes)
+        return np.sum(x, axis=axes, keepdims=True)
 
     @staticmethod
     def logsumexp(x, axes):
         m = np.max(x, axis=axes, keepdims=True)
         m = np.where(np.isfinite(m), m, 0.0)
-        s = np.log(np.sum(np.exp(x - m), axis=axes))
-        return s + np.squeeze(m, axis=axes)
+        return np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+
+    @staticmethod
+    def squeeze(x, axes):
+        return np.squeeze(x, axis=axes)
 
     @staticmethod
     def permute(x, perm):
@@ -165,10 +170,13 @@ class TorchBackend:
         return self.torch.logical_not(a)
 
     def sum(self, x, axes):
-        return self.torch.sum(x, dim=axes)
+        return self.torch.sum(x, dim=axes, keepdim=True)
 
     def logsumexp(self, x, axes):
-        return self.torch.logsumexp(x, dim=axes)
+        return self.torch.logsumexp(x, dim=axes, keepdim=True)
+
+    def squeeze(self, x, axes):
+        return x.squeeze(axes)
 
     def permute(self, x, perm):
         return x.permute(perm)

@@ -17,7 +17,7 @@ import sympy as sp
 
 from symflop.counting import lowerer_for
 from symflop.errors import ComponentError
-from symflop.ir import Node
+from symflop.ir import Node, step_root
 from symflop.model import Role
 from symflop.program import Program, Step, ref_indices, ref_name, tensor_refs
 
@@ -92,20 +92,12 @@ def _step_lines(st: Step, program: Program, lower, like: str | None) -> list[str
         local = f"_{name}_{len(aligned)}"
         aligned[r] = local
         lines.append(f"{local} = {_align(name, ridx, space)}")
-    root = lower(st.body)
+    root = step_root(st.body, st.reduce, lower, st.op) if st.reduce else lower(st.body)
     printer = _Printer(aligned, space, like)
     lines.extend(printer.locals_for(root))
     expr = printer(root)
-    if st.reduce:
-        missing = sp.Mul(*[k.upper + 1 for k in st.reduce if k not in root.idx])
-        if st.op == "logsumexp":
-            if missing != 1:
-                raise ComponentError(f"log-sum-exp over an axis its body does not use: {st.lhs}")
-            expr = f"xp.logsumexp({expr}, {tuple(space.index(k) for k in st.reduce)})"
-        elif root.idx:  # summing size-1 axes of unused indices only drops them
-            expr = f"xp.sum({expr}, {tuple(space.index(k) for k in st.reduce)})"
-        if missing != 1:
-            expr = f"({expr} * {sp.pycode(missing)})"
+    if st.reduce and aligned:  # reductions kept their axes (size 1): drop them now
+        expr = f"xp.squeeze({expr}, {tuple(space.index(k) for k in st.reduce)})"
     out_present = root.idx >= set(st.idx)
     if st.idx and not out_present:
         expr = f"xp.broadcast_to({expr}, {_shape_text(st.idx)}, like={like})"
@@ -186,6 +178,14 @@ class _Printer:
             return f"xp.{n.op}imum({a[0]}, {a[1]})"
         if n.op == "where":
             return f"xp.where({a[0]}, {a[1]}, {a[2]}, like={self.like})"
+        if n.op in ("sum", "logsumexp"):
+            inner = n.args[0]
+            axes = tuple(self.space.index(k) for k in n.leaf)
+            missing = sp.Mul(*[k.upper + 1 for k in n.leaf if k not in inner.idx])
+            if n.op == "logsumexp" and missing != 1:
+                raise ComponentError("log-sum-exp over an axis its body does not use")
+            text = f"xp.{n.op}({a[0]}, {axes})" if inner.idx else a[0]
+            return text if missing == 1 else f"({text} * {sp.pycode(missing)})"
         if n.op == "indicator":
             return f"xp.where({a[0]}, 1.0, 0.0, like={self.like})"
         if n.op == "cmp":

@@ -15,11 +15,12 @@ multiply-add pairs); a ``Convention`` turns them into FLOPs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy as sp
 
 from symflop.conventions import KINDS, Convention
-from symflop.ir import Lowerer, Node
+from symflop.ir import Lowerer, Node, step_root
 from symflop.model import Fact, Role, Tensor
 from symflop.program import Program, Step
 
@@ -70,7 +71,18 @@ def tally_program(program: Program, share_across_steps: bool = False) -> list[Ta
         if not share_across_steps:
             seen = set()
         out.append(_tally_step(step, program.tensors, lower, seen))
+        # A value read from a tensor this step overwrites cannot be reused afterwards.
+        seen -= {n for n in seen if step.lhs in _reads(n)}
     return out
+
+
+@lru_cache(maxsize=1 << 16)
+def _reads(n: Node) -> frozenset:
+    """Names of the tensors a node's value is computed from."""
+    if n.op == "ref":
+        leaf = n.leaf
+        return frozenset({str(leaf.base) if isinstance(leaf, sp.Indexed) else leaf.name})
+    return frozenset().union(*(_reads(a) for a in n.args))
 
 
 def _tally_step(step: Step, tensors, lower: Lowerer, seen: set) -> Tally:
@@ -83,26 +95,41 @@ def _tally_step(step: Step, tensors, lower: Lowerer, seen: set) -> Tally:
     acc = dict.fromkeys(KINDS, sp.Integer(0))
     pairs = sp.Integer(0)
     fused: set = set()
-    root = lower(body)
+    new: set = set()  # nodes computed by this step (only they can pair into multiply-adds)
+    root = step_root(body, reduce, lower) if step.reduce else lower(body)
 
     def size(idx) -> sp.Expr:
         return sp.Mul(*[sizes[k] for k in idx])
 
-    def visit(n: Node) -> None:
+    def pair(mul: Node, count: sp.Expr) -> None:
         nonlocal pairs
+        if mul.op in ("mul", "pow") and mul in new and mul not in fused:
+            fused.add(mul)
+            pairs += count
+
+    def visit(n: Node) -> None:
         if n in seen:
             return
         seen.add(n)
+        new.add(n)
         for a in n.args:
             visit(a)
+        if n.op == "sum":
+            inner = n.args[0]
+            present = [k for k in n.leaf if k in inner.idx]
+            adds = size(n.idx) * (size(present) - 1)
+            acc["add"] += adds
+            if len(present) < len(n.leaf):
+                acc["mul"] += size(n.idx)  # a sum over an unused index: times its size
+            pair(inner, adds)
+            return
         if n.kind is None:
             return
         acc[n.kind] += n.ops * size(n.idx)
         if n.op in ("add", "sub"):
             for a in n.args:
-                if a.op in ("mul", "pow") and a.idx == n.idx and a not in fused:
-                    fused.add(a)
-                    pairs += size(n.idx)
+                if a.idx == n.idx and a.op in ("mul", "pow") and a in new and a not in fused:
+                    pair(a, size(n.idx))
                     break
 
     before = set(seen)
@@ -110,15 +137,6 @@ def _tally_step(step: Step, tensors, lower: Lowerer, seen: set) -> Tally:
     for n in seen - before:  # computed at one point of a gathered axis only: not reusable
         if n.idx & set(gathered):
             seen.discard(n)
-    if step.reduce:
-        out_size = size([k for k in step.idx if k in root.idx])
-        present = [k for k in reduce if k in root.idx]
-        adds = out_size * (size(present) - 1)
-        acc["add"] += adds
-        if len(present) < len(reduce):
-            acc["mul"] += out_size
-        if root.op in ("mul", "pow") and root not in fused:
-            pairs += adds
     return Tally(tuple((k, sp.expand(acc[k])) for k in KINDS), sp.expand(pairs))
 
 

@@ -50,8 +50,8 @@ class Node:
     @property
     def kind(self) -> str | None:
         """Kind of operation this node costs (``None`` for leaves)."""
-        if self.op in ("ref", "const", "indicator"):
-            return None
+        if self.op in ("ref", "const", "indicator", "sum", "logsumexp"):
+            return None  # sums are tallied by the counter from their sizes
         if self.op in ("add", "sub"):
             return "add"
         if self.op in ("mul", "neg", "pow"):
@@ -130,12 +130,38 @@ def _fold(op: str, nodes: list[Node]) -> Node | None:
     return acc
 
 
+def step_root(body: sp.Expr, reduce: tuple, lower: Lowerer, op: str = "sum") -> Node:
+    """The operation tree of ``op`` (sum or logsumexp) over ``reduce`` of ``body``.
+
+    Factors of a sum's body that do not depend on the summed indices are applied
+    once per output element, after the sum (``sum_i c[j]*f[i, j]`` is
+    ``c[j] * sum_i f[i, j]``).
+    """
+    bound = set(reduce)
+    factors = sp.Mul.make_args(body) if op == "sum" else (body,)
+    outer = [f for f in factors if not (f.free_symbols & bound)]
+    inner = [f for f in factors if f.free_symbols & bound]
+    if not inner:  # nothing depends on the summed indices: a sum of equal terms
+        return lower(sp.Mul(*outer, *[k.upper + 1 for k in reduce]))
+    inner_node = lower(sp.Mul(*inner))
+    reduced = Node(op, (inner_node,), tuple(reduce), inner_node.idx - bound)
+    if not outer:
+        return reduced
+    stand_in = sp.Dummy("reduced", real=True)
+    lower.bind(stand_in, reduced)
+    return lower(sp.Mul(*outer, stand_in))
+
+
 class Lowerer:
     """Turns an elementwise SymPy expression into a ``Node`` tree."""
 
     def __init__(self, is_tensor_symbol):
         self.is_tensor_symbol = is_tensor_symbol
         self._memo: dict = {}
+
+    def bind(self, e: sp.Expr, node: Node) -> None:
+        """Let ``e`` stand for an already lowered node (e.g. a reduction's result)."""
+        self._memo[e] = node
 
     def __call__(self, e: sp.Expr) -> Node:
         hit = self._memo.get(e)

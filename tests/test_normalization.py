@@ -49,14 +49,16 @@ def test_batchnorm_hand_counts_at_N3_d2():
     assert inference == 28
     backward = (
         6                    # grad_xhat = gamma grad_y: 6 mults
-        + 6 + 12 + 4 + 2 + 2 + 2  # grad_var: 6 subs x - mu, 2 mults per element (x - mu)
-                             # grad_xhat, then times the factor); 2 x 2 sum additions;
-                             # per feature var + eps, (.)^(3/2), -1/2 / (.)
+        + 6 + 6 + 4 + 2 + 2 + 2 + 2  # grad_var: 6 subs x - mu, 6 mults (x - mu) grad_xhat,
+                             # 2 x 2 sum additions; per feature (the factor -1/2 (var +
+                             # eps)^(-3/2) does not depend on i, so it multiplies the sum
+                             # once): var + eps, (.)^(3/2), -1/2 times the sum, / (.)^(3/2)
         + 2                  # grad_var_sum = grad_var / N
         + 6 + 6 + 4 + 2      # grad_mu_part = sum (mu - x) 2 grad_var_sum: 6 subs, 6 mults,
                              # 4 sum additions, 2 x (2 grad_var_sum)
-        + 6 + 4 + 2 + 2 + 2  # grad_mu_part2 = sum -grad_xhat / sqrt(var + eps): 6 mults,
-                             # 4 additions; per feature var + eps, sqrt, -1 / sqrt
+        + 4 + 2 + 2 + 2 + 2  # grad_mu_part2 = sum -grad_xhat / sqrt(var + eps): 2 x 2 sum
+                             # additions; per feature (factor outside the sum): var + eps,
+                             # sqrt, sum / sqrt, negation
         + 2                  # grad_mu = sum of the two parts
         + 2                  # grad_mu_sum = grad_mu / N
         + 6 + 12 + 6 + 6     # grad_x: 6 subs x - mu, 2 additions joining three terms,
@@ -65,7 +67,7 @@ def test_batchnorm_hand_counts_at_N3_d2():
         + 6 + 4              # grad_gamma = sum grad_y xhat: 6 mults, 4 additions
         + 4                  # grad_beta = sum grad_y: 4 additions
     )
-    assert backward == 124
+    assert backward == 116
     gradient = (
         6 + 6 + 4           # part = sum (x - mu) grad_y
         + 6 + 4             # part2 = sum (mu - x)
@@ -100,10 +102,13 @@ def _norm_family_counts(E, R, P, once=0):
                + 2 * E               # y: E mults, E additions
                + 2 * once)           # a product size n = Cg S, computed once per step
     backward = (E                    # grad_xhat
-                + (4 * E + 2 * R)    # grad_var: E subs, 2E mults, E - R adds; R add, pow, div
+                + (3 * E + 3 * R)    # grad_var: E subs, E mults, E - R adds; the factor
+                                     # -1/2 (var + eps)^(-3/2) outside the sum: R add, pow,
+                                     # mult, div
                 + R + once           # grad_var_sum
                 + 3 * E              # grad_mu_part: E subs, E mults, E - R adds, R mults
-                + (2 * E + 2 * R)    # grad_mu_part2: E mults, E - R adds; R add, sqrt, div
+                + (E + 3 * R)        # grad_mu_part2: E - R adds; outside the sum: R add,
+                                     # sqrt, div, negation
                 + R                  # grad_mu
                 + R + once           # grad_mu_sum
                 + (5 * E + 3 * R)    # grad_x: E subs, 2E adds, E mults, E divs; R mult,
@@ -117,7 +122,7 @@ def test_layernorm_hand_counts_at_B2_d3():
     c, d = derived("layernorm")
     # B=2, d=3: E = 6, R = B = 2, P = d = 3.
     forward = 4 + 2 + 16 + 2 + 16 + 12        # mu_sum, mu, var_sum, var, xhat, y
-    backward = 6 + 28 + 2 + 18 + 16 + 2 + 2 + 36 + 9 + 3
+    backward = 6 + 24 + 2 + 18 + 12 + 2 + 2 + 36 + 9 + 3
     # gradient (fused): gamma varies along the summed axis, so it stays inside the sums.
     gradient = (
         6 + 12 + 4      # part = sum (x - mu) gamma grad_y: 6 subs, 12 mults, 2 x 2 adds
@@ -129,7 +134,7 @@ def test_layernorm_hand_counts_at_B2_d3():
                         # part3 + that, / d, part / (d (var + eps)), sqrt
         + 9 + 3         # grad_gamma (6 mults, 3 x 1 adds), grad_beta (3 x 1 adds)
     )
-    assert (forward, backward) == _norm_family_counts(E=6, R=2, P=3) == (52, 122)
+    assert (forward, backward) == _norm_family_counts(E=6, R=2, P=3) == (52, 114)
     assert gradient == 106
     for pass_name, want in [("forward", forward), ("backward", backward),
                             ("gradient", gradient)]:
@@ -145,7 +150,7 @@ def test_groupnorm_hand_counts_at_B2_G2_Cg2_S3():
         + 56               # xhat: 24 subs, 24 divisions, 4 x (var + eps), 4 sqrt
         + 48               # y: 24 mults, 24 additions
     )
-    backward = (24 + 104 + (4 + 1) + 72 + 56 + 4 + (4 + 1) + 132
+    backward = (24 + 84 + (4 + 1) + 72 + 36 + 4 + (4 + 1) + 132
                 + (48 - 4)     # grad_gamma: 24 mults, 4 sums over (b, s) of 6 terms
                 + (24 - 4))    # grad_beta
     gradient = (
@@ -156,7 +161,7 @@ def test_groupnorm_hand_counts_at_B2_G2_Cg2_S3():
                               # the product Cg S once
         + 44 + 20         # grad_gamma, grad_beta
     )
-    assert (forward, backward) == _norm_family_counts(E=24, R=4, P=4, once=1) == (202, 466)
+    assert (forward, backward) == _norm_family_counts(E=24, R=4, P=4, once=1) == (202, 426)
     assert gradient == 421
     for pass_name, want in [("forward", forward), ("backward", backward),
                             ("gradient", gradient)]:
@@ -167,7 +172,7 @@ def test_instancenorm_hand_counts_at_B2_C3_S4():
     c, d = derived("instancenorm")
     # E = 24, R = B C = 6, P = C = 3.
     forward = 18 + 6 + 66 + 6 + 60 + 48
-    backward = 24 + 108 + 6 + 72 + 60 + 6 + 6 + 138 + 45 + 21
+    backward = 24 + 90 + 6 + 72 + 42 + 6 + 6 + 138 + 45 + 21
     # gradient (fused): gamma is constant within a statistic, so it multiplies once at the
     # end, as in batchnorm.
     gradient = (
@@ -177,7 +182,7 @@ def test_instancenorm_hand_counts_at_B2_C3_S4():
         + 5 * 24 + 9 * 6  # grad_x: 5 per element, 9 per (b, c) as in batchnorm
         + 45 + 21         # grad_gamma (24 mults, 3 x 7 adds), grad_beta (3 x 7 adds)
     )
-    assert (forward, backward) == _norm_family_counts(E=24, R=6, P=3) == (204, 486)
+    assert (forward, backward) == _norm_family_counts(E=24, R=6, P=3) == (204, 450)
     assert gradient == 366
     for pass_name, want in [("forward", forward), ("backward", backward),
                             ("gradient", gradient)]:
