@@ -48,7 +48,8 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     Convention(
         "fma",
         "as default, but a multiply feeding an add of the same size is one fused "
-        "multiply-add counted as 1 FLOP (the multiply-accumulate convention of fvcore)",
+        "multiply-add counted as 1 FLOP (fvcore's multiply-accumulate count of matrix "
+        "products, applied to every such pair)",
         fma_flops=1),
     Convention(
         "weighted",

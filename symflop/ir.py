@@ -1,10 +1,14 @@
 """Lowering of elementwise SymPy expressions to a small operation tree.
 
-The counter and the code printer both work on this tree, so what is counted is
-exactly what the generated code executes.  Each node records the indices it
-depends on; a node is evaluated once over the index space of those indices, so
-a loop-invariant subexpression (``1/(B*d)``, ``sqrt(var[j] + eps)``) is computed
-once per distinct value, not once per element.
+The counter and the code printer both work on this tree, so the code of a
+program executes what is counted for it, with two exceptions that are stated
+where they arise: counts are taken of the equations, while the code runs them
+after the stability rewrites (``symflop.stabilize``: log-sum-exp adds a max and a
+shift, softplus replaces log(1 + exp)); and a sum against a one-hot tensor is
+counted as a gather but computed as a dense product.  Each node records the
+indices it depends on; a node is evaluated once over the index space of those
+indices, so a loop-invariant subexpression (``1/(B*d)``, ``sqrt(var[j] + eps)``)
+is computed once per distinct value, not once per element.
 
 Lowering rules (the counting convention is stated in terms of them):
 
@@ -16,6 +20,10 @@ Lowering rules (the counting convention is stated in terms of them):
   multiplied out and joined by one division.
 * ``x**n`` (integer n >= 2): n - 1 multiplications; ``x**(1/2)``: a square root;
   any other power: one general power (transcendental).
+* a sum: factors of its body that do not depend on the summed indices multiply
+  the sum once per output element; a body that uses none of them is n copies.
+* ``Piecewise((1, c), (0, True))`` is the comparison c itself; ``floor`` is a
+  compare/select, ``Mod`` a division, ``uniform(...)`` one random draw.
 """
 
 from __future__ import annotations

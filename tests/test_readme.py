@@ -1,0 +1,61 @@
+"""Every `$ symflop ...` example in the README prints exactly what the README shows.
+
+Run this file as a script (python tests/test_readme.py) to rewrite the outputs.
+"""
+
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCK = re.compile(r"```console\n(.*?)```", re.S)
+
+
+def _examples(text: str):
+    """(command, expected output) pairs from the README's console blocks."""
+    for block in BLOCK.findall(text):
+        parts = re.split(r"^\$ (.*)\n", block, flags=re.M)
+        for cmd, out in zip(parts[1::2], parts[2::2]):
+            yield cmd, out
+
+
+def _run(cmd: str, cwd: Path) -> str:
+    r = subprocess.run(shlex.split(cmd), capture_output=True, text=True, cwd=cwd, timeout=300)
+    assert r.returncode == 0, f"{cmd}: {r.stderr}"
+    return r.stdout
+
+
+def _workdir() -> Path:
+    """A folder holding the README's own-component file, as the README tells users."""
+    d = Path(tempfile.mkdtemp(prefix="symflop-readme-"))
+    code = re.search(r"<!-- example-component -->\n```python\n(.*?)```", README.read_text(),
+                     re.S).group(1)
+    (d / "rmsnorm.py").write_text(code)
+    return d
+
+
+def test_readme_console_examples_are_current():
+    cwd = _workdir()
+    examples = list(_examples(README.read_text()))
+    assert len(examples) >= 4
+    for cmd, expected in examples:
+        assert _run(cmd, cwd) == expected, cmd
+
+
+if __name__ == "__main__":
+    text = README.read_text()
+    cwd = _workdir()
+
+    def refresh(block_match):
+        block = block_match.group(1)
+        parts = re.split(r"^\$ (.*)\n", block, flags=re.M)
+        out = parts[0]
+        for cmd in parts[1::2]:
+            out += f"$ {cmd}\n" + _run(cmd, cwd)
+        return f"```console\n{out}```"
+
+    README.write_text(BLOCK.sub(refresh, text))
+    sys.exit(0)
