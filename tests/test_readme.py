@@ -18,8 +18,7 @@ def _examples(text: str):
     """(command, expected output) pairs from the README's console blocks."""
     for block in BLOCK.findall(text):
         parts = re.split(r"^\$ (.*)\n", block, flags=re.M)
-        for cmd, out in zip(parts[1::2], parts[2::2]):
-            yield cmd, out
+        yield from zip(parts[1::2], parts[2::2])
 
 
 def _run(cmd: str, cwd: Path) -> str:
