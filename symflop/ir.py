@@ -218,6 +218,8 @@ class Lowerer:
 
     def _add(self, e: sp.Add) -> Node:
         content, prim = e.primitive()
+        if all(t.as_coeff_Mul()[0].is_negative for t in sp.Add.make_args(prim)):
+            content, prim = -content, -prim  # -2*x - 2*y is (-2)*(x + y)
         if _worth_pulling(content, prim):
             return self._mul(sp.Mul(content, prim, evaluate=False))
         terms = []
@@ -265,8 +267,10 @@ class Lowerer:
             coef = l_num
         top = _times(coef, h_num)
         bottom = _times(l_den, h_den)
+        if bottom is not None and top is None:  # a reciprocal: -1/x is one division
+            top, negate = Node("const", (), sp.Integer(-1 if negate else 1)), False
         if bottom is not None:
-            top = _node("div", top if top is not None else Node("const", (), sp.Integer(1)), bottom)
+            top = _node("div", top, bottom)
         return _node("neg", top) if negate else top
 
     def _pow(self, e: sp.Pow) -> Node:
