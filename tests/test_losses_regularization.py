@@ -218,3 +218,17 @@ def test_data_augmentation_has_one_empty_pass_with_zero_cost():
     assert d.compiled("forward")(backend="numpy") == {}
     ref = REFERENCES["data-augmentation"]
     assert ref.run is None and ref.sizes == {}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_focal_gradient_stays_finite_and_correct_for_large_logits(dtype):
+    """d(x**gamma)/dx is written gamma*x**(gamma - 1), not gamma*x**gamma/x (0/0 at x = 0)."""
+    c, d = derived("focal")
+    z = torch.tensor([[-80.0, -40.0, -20.0, 0.0, 20.0, 40.0, 80.0]], dtype=dtype)
+    y = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]], dtype=dtype)
+    values = {"z": z, "y": y, "alpha": 0.25, "gamma": 2.0}
+    ours = run_passes(d, values, backend="torch")
+    assert torch.isfinite(ours["L"]) and torch.isfinite(ours["grad_z"]).all()
+    exact = REFERENCES["focal"].run({"z": z.double(), "y": y.double(), "alpha": 0.25,
+                                     "gamma": 2.0})
+    torch.testing.assert_close(ours["grad_z"].double(), exact["grad_z"], **TOLERANCES[dtype])

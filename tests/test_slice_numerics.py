@@ -45,7 +45,9 @@ def test_cross_entropy_is_stable_for_float32_logits_of_magnitude_1e4(name):
                                   for k, v in values.items()})
     tol = TOLERANCES[torch.float32]
     torch.testing.assert_close(ours["grad_z"].double(), exact["grad_z"], **tol)
-    torch.testing.assert_close(ours["L"].double(), exact["L"], rtol=tol["rtol"], atol=1.0)
+    # |L| is about 1e4 here; float32 rounding of the loss is about 1e-7 relative (torch's own
+    # float32 loss shows the same), far inside the float32 tolerance.
+    torch.testing.assert_close(ours["L"].double(), exact["L"], **tol)
     # The naive formula overflows here, so this input really exercises the rewrite.
     naive = torch.exp(values["z"]) / torch.exp(values["z"]).sum(dim=1, keepdim=True)
     assert not torch.isfinite(naive).all()
