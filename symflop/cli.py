@@ -147,9 +147,10 @@ def cmd_count(args) -> int:
         return 0
     print(f"{c.name} under convention {report['convention']}"
           + (f" at {', '.join(f'{k}={v}' for k, v in dims.items())}" if dims else ""))
+    width = max(9, *(len(n) for n in report["passes"]))
     for name, e in report["passes"].items():
         value = f" = {e['value']:,}" if "value" in e else ""
-        print(f"  {name:<9} {e['total']}{value}   (leading {e['leading']})")
+        print(f"  {name:<{width}} {e['total']}{value}   (leading {e['leading']})")
     for label in ("parameters", "gradients", "state", "saved_for_backward"):
         m = report["memory"][label]
         value = f" = {m['value']:,}" if "value" in m else ""

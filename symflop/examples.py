@@ -66,7 +66,7 @@ def format_value(v: float, unit: str) -> str:
 
 def render(ex: Example) -> str:
     out = [f"{ex.name}: {ex.title}",
-           "inputs: " + ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}"
+           "inputs: " + ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v:g}"
                                   for k, v in ex.inputs.items())]
     width = max(len(r.label) for r in ex.rows)
     for r in ex.rows:
