@@ -14,35 +14,6 @@ import sympy as sp
 from symflop import Component, Fact
 
 
-def adam() -> Component:
-    """Adam with bias correction (Kingma & Ba 2015, Algorithm 1), every hyperparameter symbolic.
-
-    The step counter t is state (torch keeps it per parameter); epsilon is added
-    outside the square root, as in the paper, the document and torch.optim.Adam.
-    """
-    c = Component("adam", "Optimizers",
-                  "Adam step: first and second moment EMAs, bias correction, update",
-                  reference="Kingma & Ba (2015), ICLR")
-    P = c.dim("P")
-    p = c.index(p=P)
-    theta = c.parameter("theta", (P,), doc="parameters")
-    g = c.input("g", (P,), doc="gradient")
-    m = c.state("m", (P,), doc="first moment estimate")
-    v = c.state("v", (P,), doc="second moment estimate")
-    t = c.state("t", doc="step count").symbol
-    lr, beta1, beta2, eps = c.hyper("lr beta1 beta2 epsilon")
-    mhat = c.intermediate("mhat", (P,), doc="bias-corrected first moment")
-    vhat = c.intermediate("vhat", (P,), doc="bias-corrected second moment")
-    s = "step"
-    c.assign(s, t, t + 1)
-    c.assign(s, m[p], beta1 * m[p] + (1 - beta1) * g[p])
-    c.assign(s, v[p], beta2 * v[p] + (1 - beta2) * g[p] ** 2)
-    c.assign(s, mhat[p], m[p] / (1 - beta1 ** t))
-    c.assign(s, vhat[p], v[p] / (1 - beta2 ** t))
-    c.assign(s, theta[p], theta[p] - lr * mhat[p] / (sp.sqrt(vhat[p]) + eps))
-    return c
-
-
 def _params(name: str, summary: str, reference: str):
     """A component with P parameters ``theta`` and gradient ``g``: (c, p, theta, g)."""
     c = Component(name, "Optimizers", summary, reference=reference)
@@ -51,6 +22,41 @@ def _params(name: str, summary: str, reference: str):
     theta = c.parameter("theta", (P,), doc="parameters")
     g = c.input("g", (P,), doc="gradient")
     return c, p, theta, g
+
+
+def _bias_corrected_moments(c: Component, p, g):
+    """Adam's first and second moment EMAs and their bias correction (Kingma & Ba 2015,
+    Algorithm 1); returns (mhat, vhat).  Shared by adam and adamw."""
+    P = (c.dims["P"],)
+    m = c.state("m", P, doc="first moment estimate")
+    v = c.state("v", P, facts=(Fact.NONNEGATIVE,), doc="second moment estimate")
+    t = c.state("t", doc="step count").symbol
+    beta1, beta2 = c.hyper("beta1 beta2", beta1=0.9, beta2=0.999)
+    mhat = c.intermediate("mhat", P, doc="bias-corrected first moment")
+    vhat = c.intermediate("vhat", P, doc="bias-corrected second moment")
+    s = "step"
+    c.assign(s, t, t + 1)
+    c.assign(s, m[p], beta1 * m[p] + (1 - beta1) * g[p])
+    c.assign(s, v[p], beta2 * v[p] + (1 - beta2) * g[p] ** 2)
+    c.assign(s, mhat[p], m[p] / (1 - beta1 ** t))
+    c.assign(s, vhat[p], v[p] / (1 - beta2 ** t))
+    return mhat, vhat
+
+
+def adam() -> Component:
+    """Adam with bias correction (Kingma & Ba 2015, Algorithm 1), every hyperparameter symbolic.
+
+    The step counter t is state (torch keeps it per parameter); epsilon is added
+    outside the square root, as in the paper, the document and torch.optim.Adam.
+    Defaults are torch's: lr=1e-3, betas (0.9, 0.999), eps=1e-8.
+    """
+    c, p, theta, g = _params("adam",
+                             "Adam step: first and second moment EMAs, bias correction, update",
+                             "Kingma & Ba (2015), ICLR")
+    mhat, vhat = _bias_corrected_moments(c, p, g)
+    lr, eps = c.hyper("lr epsilon", lr=1e-3, epsilon=1e-8)
+    c.assign("step", theta[p], theta[p] - lr * mhat[p] / (sp.sqrt(vhat[p]) + eps))
+    return c
 
 
 def sgd() -> Component:
@@ -208,21 +214,9 @@ def adamw() -> Component:
     """
     c, p, theta, g = _params("adamw", "AdamW step: Adam with decoupled weight decay",
                              "Loshchilov & Hutter (2019), ICLR; torch.optim.AdamW")
-    P = theta.shape
-    m = c.state("m", P, doc="first moment estimate")
-    v = c.state("v", P, facts=(Fact.NONNEGATIVE,), doc="second moment estimate")
-    t = c.state("t", doc="step count").symbol
-    lr, beta1, beta2, eps, lam = c.hyper("lr beta1 beta2 epsilon lam", lr=1e-3, beta1=0.9,
-                                         beta2=0.999, epsilon=1e-8, lam=1e-2)
-    mhat = c.intermediate("mhat", P, doc="bias-corrected first moment")
-    vhat = c.intermediate("vhat", P, doc="bias-corrected second moment")
-    s = "step"
-    c.assign(s, t, t + 1)
-    c.assign(s, m[p], beta1 * m[p] + (1 - beta1) * g[p])
-    c.assign(s, v[p], beta2 * v[p] + (1 - beta2) * g[p] ** 2)
-    c.assign(s, mhat[p], m[p] / (1 - beta1 ** t))
-    c.assign(s, vhat[p], v[p] / (1 - beta2 ** t))
-    c.assign(s, theta[p],
+    mhat, vhat = _bias_corrected_moments(c, p, g)
+    lr, eps, lam = c.hyper("lr epsilon lam", lr=1e-3, epsilon=1e-8, lam=1e-2)
+    c.assign("step", theta[p],
              theta[p] - lr * (mhat[p] / (sp.sqrt(vhat[p]) + eps) + lam * theta[p]))
     return c
 
