@@ -76,3 +76,11 @@ def test_examples_agree_and_differ_where_they_should():
 def test_unknown_example_is_one_line(capsys):
     assert main(["example", "resnet"]) == 2
     assert "unknown example 'resnet'" in capsys.readouterr().err
+
+
+def test_layer_hand_counts():
+    # linear, B=2, O=3, I=4: each of the 6 outputs is 4 products, 3 additions, + bias.
+    assert derive(CATALOGUE["linear"]()).count_function("forward")(B=2, O=3, I=4) == 6 * 8
+    # conv as im2col, B=1, O=2, K=3, S=5: each of the 10 outputs is 3 products, 2 adds, + bias.
+    conv = derive(CATALOGUE["conv2d-im2col"]())
+    assert conv.count_function("forward")(B=1, O=2, K=3, S=5) == 10 * 6
