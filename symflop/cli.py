@@ -102,6 +102,31 @@ def cmd_example(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    try:
+        import torch
+
+        from validation.validate import format_rows, to_json, validate
+    except ImportError as e:
+        raise UsageError(f"validate needs torch and the validation package ({e}); "
+                         "pip install -e '.[torch]' in the repository") from None
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available on this machine")
+    names = args.names or list(catalogue())
+    for name in names:
+        if name not in catalogue():
+            get_component(name)  # raises the usual one-line error, with suggestions
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+
+    def progress(k: int, n: int, name: str) -> None:
+        print(f"[{k}/{n}] {name}", file=sys.stderr, flush=True)
+
+    rows = validate(names, args.device, dtype, progress)
+    print(json.dumps(to_json(rows, args.device, dtype), indent=2) if args.json
+          else format_rows(rows))
+    return 0 if all(r.ok for r in rows) else 1
+
+
 def cmd_code(args) -> int:
     c, d = _derivation(args)
     names = [args.pass_name] if args.pass_name else list(d.passes)
@@ -213,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("example", help="a worked example of the reference document")
     e.add_argument("name", nargs="?", help="example name (none: list them)")
     e.set_defaults(func=cmd_example)
+    v = sub.add_parser("validate", help="check generated code against torch")
+    v.add_argument("names", nargs="*", help="components (default: the whole catalogue)")
+    v.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    v.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_validate)
     k = sub.add_parser("code", help="generated (stabilized) NumPy/torch source of each pass")
     named(k)
     k.add_argument("--pass", dest="pass_name", help="one pass only (forward, backward, ...)")

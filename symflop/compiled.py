@@ -48,7 +48,12 @@ class CompiledPass:
                              f"(takes {', '.join(sig.inputs)})")
         dims = self._dims(values, check, xp, dict(sizes or {}))
         args = [dims[d] for d in sig.dims] + [values[n] for n in sig.inputs]
-        return self.fn(xp, *args)
+        try:
+            return self.fn(xp, *args)
+        except ZeroDivisionError:
+            sizes = ", ".join(f"{k}={v}" for k, v in dims.items())
+            raise InputError(f"{self.name}: division by zero at sizes {sizes} (a formula "
+                             "such as N/(N - 1) needs a larger size)") from None
 
     def _dims(self, values, check: bool, xp, dims: dict[str, int]) -> dict[str, int]:
         source: dict[str, str] = dict.fromkeys(dims, "sizes")

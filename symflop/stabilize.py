@@ -35,7 +35,7 @@ def stabilize(program: Program, keep: set[str],
     tensors = dict(program.tensors)
     steps: list[Step] = []
     for st in program.steps:
-        body = rewrite_logs(_substitute(st.body, replaced, tensors))
+        body = rewrite_logistic(rewrite_logs(_substitute(st.body, replaced, tensors)))
         if st.reduce and st.op == "sum" and isinstance(body, sp.exp):
             name = f"{st.lhs}_lse"
             tensors[name] = Tensor(name, tensors[st.lhs].shape, Role.INTERMEDIATE,
@@ -93,6 +93,30 @@ def rewrite_logs(e: sp.Expr) -> sp.Expr:
         return x
 
     return e.replace(lambda x: isinstance(x, sp.log), fix)
+
+
+def rewrite_logistic(e: sp.Expr) -> sp.Expr:
+    """``exp(u) / (1 + exp(u))**n -> 1/((1 + exp(-u)) * (1 + exp(u))**(n - 1))``.
+
+    Derivatives of a sigmoid come out as ``exp(-z)/(1 + exp(-z))**2``, which is
+    inf/inf once exp(-z) overflows; the rewritten form is bounded.
+    """
+    if not (e.has(sp.exp) and e.has(sp.Pow)):
+        return e
+
+    def fix(m: sp.Mul) -> sp.Expr:
+        factors = list(m.args)
+        for n, f in enumerate(factors):
+            if not isinstance(f, sp.exp):
+                continue
+            for q, g in enumerate(factors):
+                base, ex = g.as_base_exp()
+                if ex.is_Integer and ex < 0 and base == 1 + f:
+                    rest = [h for r, h in enumerate(factors) if r not in (n, q)]
+                    return sp.Mul(*rest, 1 / (1 + sp.exp(-f.args[0])), base ** (ex + 1))
+        return m
+
+    return e.replace(lambda x: isinstance(x, sp.Mul), fix)
 
 
 def rewrite_log_steps(program: Program) -> Program:

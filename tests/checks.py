@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import derived
 
-from validation.inputs import random_inputs
+from validation.inputs import torch_inputs
 from validation.references import REFERENCES
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -20,23 +20,10 @@ def inputs(name, dims=None, seed=0, dtype=torch.float64, scale=1.0, device="cpu"
     c, d = derived(name)
     ref = REFERENCES[name]
     dims = dims or ref.sizes
-    rng = np.random.default_rng(seed)
-    values = random_inputs(c, d, dims, rng, ref.hypers)
-    if ref.prepare:
-        values = ref.prepare(values)
-    out = {}
-    for k, v in values.items():
-        if isinstance(v, np.ndarray):
-            v = v * (scale if k in SCALED else 1.0)
-            if backend == "torch":
-                v = torch.tensor(v, dtype=dtype, device=device)
-        out[k] = v
-    if ref.initial:
-        state = ref.initial(dims, dtype, device)
-        if backend == "numpy":
-            state = {k: to_numpy(v) if isinstance(v, torch.Tensor) else v
-                     for k, v in state.items()}
-        out.update(state)
+    out = torch_inputs(c, d, ref, dims, seed, dtype, device,
+                       scale=dict.fromkeys(SCALED, scale))
+    if backend == "numpy":
+        out = {k: to_numpy(v) if isinstance(v, torch.Tensor) else v for k, v in out.items()}
     return out
 
 

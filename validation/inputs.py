@@ -62,3 +62,23 @@ def _draw(t, shape, rng):
         return e / e.sum(axis=-1, keepdims=True)
     x = rng.standard_normal(shape)
     return np.abs(x) if t.has(Fact.NONNEGATIVE) else x
+
+
+def torch_inputs(c: Component, d: Derivation, ref, dims: dict[str, int], seed: int,
+                 dtype, device: str = "cpu", scale: dict | None = None) -> dict:
+    """Seeded random inputs as torch tensors, prepared by the component's reference.
+
+    ``scale`` multiplies named inputs (e.g. {"z": 1e4} for extreme logits)."""
+    import torch
+    rng = np.random.default_rng(seed)
+    values = random_inputs(c, d, dims, rng, ref.hypers)
+    if ref.prepare:
+        values = ref.prepare(values)
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, np.ndarray):
+            v = torch.tensor(v * (scale or {}).get(k, 1.0), dtype=dtype, device=device)
+        out[k] = v
+    if ref.initial:
+        out.update(ref.initial(dims, dtype, device))
+    return out

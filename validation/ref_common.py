@@ -16,6 +16,10 @@ class Reference:
     to start from (default: random).  prepare(values): adjusts random inputs to
     the component's domain (e.g. labels in {-1, +1}).  run(values): torch's
     results, by the component's names; None where torch has nothing to compare.
+    extreme(values): the same inputs moved to the edge of their domain (logits of
+    magnitude 1e4, probabilities within 1e-7 of 0 and 1, near-zero variance), on
+    which the generated code must stay finite and still match torch.  shapes: the
+    size sets ``symflop validate`` runs (default: sizes, all sizes odd, batch of 1).
     """
 
     sizes: dict
@@ -24,6 +28,9 @@ class Reference:
     initial: Callable | None = None
     prepare: Callable | None = None
     run: Callable | None = None
+    extreme: Callable | None = None  # values -> values at the edge of the domain (or None)
+    shapes: tuple = ()               # size sets for the validation run (default: derived)
+    steps: int = 0                   # length of a run (schedules: steps of t)
 
 
 def leaf(x):

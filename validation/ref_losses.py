@@ -87,21 +87,42 @@ def _log_softmax(v):
     return {**v, "logq": z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))}
 
 
+def _scaled(*names, by=1e4):
+    """Extreme inputs: the named logits or predictions scaled to magnitude ~1e4."""
+    def extreme(v):
+        return {**v, **{n: v[n] * by for n in names}}
+    return extreme
+
+
+def _near_certain(v):
+    """Extreme inputs for KL: probabilities within 1e-7 of 0 and 1 on both sides."""
+    p, logq = v["p"], v["logq"]
+    C = p.shape[-1]
+    hot = torch.nn.functional.one_hot(p.argmax(-1), C).to(p.dtype)
+    p = hot * (1 - (C - 1) * 1e-7) + (1 - hot) * 1e-7
+    q = torch.roll(hot, 1, dims=-1) * (1 - (C - 1) * 1e-7) + (1 - torch.roll(hot, 1, -1)) * 1e-7
+    return {**v, "p": p, "logq": torch.log(q.to(logq.dtype))}
+
+
 REFERENCES = {
-    "mse": Reference(sizes={"B": 5, "d": 3}, tiny={"B": 2, "d": 3}, run=_mse),
+    "mse": Reference(sizes={"B": 5, "d": 3}, tiny={"B": 2, "d": 3}, run=_mse,
+                     extreme=_scaled("yhat")),
     "cross-entropy": Reference(sizes={"B": 6, "C": 7}, tiny={"B": 2, "C": 3},
-                               run=_cross_entropy(lambda y: y.argmax(dim=-1))),
+                               run=_cross_entropy(lambda y: y.argmax(dim=-1)),
+                               extreme=_scaled("z")),
     "cross-entropy-soft": Reference(sizes={"B": 6, "C": 7}, tiny={"B": 2, "C": 3},
-                                    run=_cross_entropy(lambda y: y)),
-    "bce": Reference(sizes={"B": 7}, tiny={"B": 4}, prepare=_soft_targets, run=_bce),
-    "hinge": Reference(sizes={"B": 9}, tiny={"B": 4}, prepare=_signed_labels, run=_hinge),
+                                    run=_cross_entropy(lambda y: y), extreme=_scaled("z")),
+    "bce": Reference(sizes={"B": 7}, tiny={"B": 4}, prepare=_soft_targets, run=_bce,
+                     extreme=_scaled("z")),
+    "hinge": Reference(sizes={"B": 9}, tiny={"B": 4}, prepare=_signed_labels, run=_hinge,
+                       extreme=_scaled("yhat")),
     # delta 1.0 (torch's default) with standard normal residuals: both branches occur.
     "huber": Reference(sizes={"B": 6, "d": 5}, tiny={"B": 2, "d": 3}, hypers={"delta": 1.0},
-                       run=_huber),
+                       run=_huber, extreme=_scaled("yhat")),
     # Lin et al. (2017): alpha 0.25, gamma 2.
     "focal": Reference(sizes={"B": 6, "C": 5}, tiny={"B": 2, "C": 3},
                        hypers={"alpha": 0.25, "gamma": 2.0}, prepare=_binary_targets,
-                       run=_focal),
+                       run=_focal, extreme=_scaled("z")),
     "kl-div": Reference(sizes={"B": 6, "C": 7}, tiny={"B": 2, "C": 3}, prepare=_log_softmax,
-                        run=_kl_div),
+                        run=_kl_div, extreme=_near_certain),
 }

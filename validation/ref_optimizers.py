@@ -61,6 +61,13 @@ def nesterov_reference(theta0, grads, lr, mu, foreach=None):
     return momentum_reference(theta0, grads, lr, mu, nesterov=True, foreach=foreach)
 
 
+def nesterov_lookahead_reference(theta0, grads, lr, mu, foreach=None):
+    """torch's ``SGD(nesterov=True)`` parameter is the look-ahead form's look-ahead point
+    (theta - lr*mu*v), when both start from the same parameters with v = 0."""
+    want = momentum_reference(theta0, grads, lr, mu, nesterov=True, foreach=foreach)
+    return {"theta_ahead": want["theta"], "v": want["v"]}
+
+
 def adagrad_reference(theta0, grads, lr, epsilon, foreach=None):
     """``torch.optim.Adagrad`` with lr_decay=0, initial_accumulator_value=0; G is its sum."""
     def make(ps):
@@ -111,6 +118,7 @@ TRAJECTORY_REFERENCES = {
     "sgd": sgd_reference,
     "momentum": momentum_reference,
     "nesterov": nesterov_reference,
+    "nesterov-lookahead": nesterov_lookahead_reference,
     "adagrad": adagrad_reference,
     "adagrad-eps-inside": adagrad_eps_inside_reference,
     "rmsprop": rmsprop_reference,

@@ -103,8 +103,13 @@ def _step_counter(values):
     return {**values, "t": float(math.floor(abs(values["t"]) * 40))}
 
 
-def _schedule(hypers):
-    return Reference(sizes={}, hypers=hypers, prepare=_step_counter, run=None)
+def _schedule(hypers, steps=None):
+    """A schedule's reference: its hyperparameters and the run length ``symflop validate``
+    compares (twice the period or length, past restarts and the end of the run; torch's
+    OneCycleLR refuses to step past its total, so it runs exactly T steps)."""
+    if steps is None:
+        steps = 2 * int(max(hypers.get(k, 0) for k in ("T", "T0", "S"))) + 1
+    return Reference(sizes={}, hypers=hypers, prepare=_step_counter, run=None, steps=steps)
 
 
 # Non-default values throughout, so that a swapped or dropped hyperparameter shows.
@@ -114,6 +119,6 @@ REFERENCES = {
     "cosine-restarts": _schedule({"eta_max": 0.3, "eta_min": 2e-3, "T0": 17}),
     "warmup": _schedule({"eta_max": 0.3, "eta_min": 2e-3, "s": 0.05, "W": 12, "T": 120}),
     "one-cycle": _schedule({"max_lr": 0.3, "T": 120, "pct_start": 0.25, "div_factor": 20.0,
-                            "final_div_factor": 500.0}),
+                            "final_div_factor": 500.0}, steps=120),
     "one-cycle-doc": _schedule({"eta_low": 0.01, "eta_max": 0.3, "T": 120, "pct": 0.25}),
 }

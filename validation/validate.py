@@ -1,0 +1,261 @@
+"""The cross-check harness behind ``symflop validate``.
+
+For one component, one device and one dtype it draws seeded random inputs at
+several sizes (the reference's sizes, all sizes odd, a batch of one), runs the
+generated torch code and torch's own implementation, and compares every output
+and gradient; optimizers are compared as trajectories over several steps from a
+fresh state, schedules at every step of a run.  Inputs at the edge of their
+domain (``Reference.extreme``) must give finite results that still match.  A NaN
+or Inf among the inputs is reported as such, never as a mismatch.  Tolerances
+are those of ``validation.tolerances``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from symflop import Component, InputError
+from symflop.compose import derive_any
+from symflop.derive import Derivation
+from symflop.functions import uniform
+from symflop.model import Role
+from validation.harness import run_passes
+from validation.inputs import torch_inputs
+from validation.references import REFERENCES
+from validation.tolerances import TOLERANCES
+
+OPTIMIZER_STEPS = 5
+
+
+@dataclass
+class Row:
+    """One line of the report: a component's pass, checked at some sizes."""
+
+    component: str
+    pass_name: str
+    checked: str
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    verdict: str = "pass"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict in ("pass", "nothing to compare")
+
+    def merge(self, got, want, tol: dict, key: str, slack=None) -> None:
+        """Fold the comparison of one result into this row; ``slack`` (elementwise) widens
+        the tolerance by what torch's own computation is allowed to be off."""
+        got = torch.as_tensor(got, dtype=torch.float64).cpu()
+        want = torch.as_tensor(want, dtype=torch.float64).cpu()
+        if got.shape != want.shape:
+            self._fail(f"{key}: shape {tuple(got.shape)} != torch's {tuple(want.shape)}")
+            return
+        if not torch.isfinite(got).all():
+            self._fail(f"{key}: non-finite values")
+            return
+        diff = (got - want).abs()
+        if diff.numel():
+            self.max_abs = max(self.max_abs, float(diff.max()))
+            rel = diff / want.abs().clamp_min(torch.finfo(torch.float64).tiny)
+            self.max_rel = max(self.max_rel, float(torch.where(diff == 0, 0.0, rel).max()))
+            allowed = tol["atol"] + tol["rtol"] * want.abs()
+            if slack is not None:
+                allowed = allowed + torch.as_tensor(slack, dtype=torch.float64).cpu()
+            if not bool((diff <= allowed).all()):
+                self._fail(f"{key}: outside rtol {tol['rtol']:g}, atol {tol['atol']:g}")
+
+    def _fail(self, note: str) -> None:
+        self.verdict = "FAIL"
+        self.notes.append(note)
+
+
+def default_shapes(sizes: dict) -> list[dict]:
+    """The reference's sizes, all sizes odd, and a batch of one (where there is a B)."""
+    out = [dict(sizes)]
+    odd = {k: v if v % 2 else v + 1 for k, v in sizes.items()}
+    if odd != sizes:
+        out.append(odd)
+    if "B" in sizes and sizes["B"] != 1:
+        out.append({**sizes, "B": 1})
+    return out
+
+
+def _text(sizes: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in sizes.items()) or "scalar"
+
+
+def _drawn(d: Derivation) -> set[str]:
+    return {st.lhs for p in d.programs.values() for st in p.steps if st.body.has(uniform)}
+
+
+def _producer(d: Derivation, key: str) -> str:
+    for p in d.passes:
+        if p != "gradient" and key in d.sources[p][1].outputs:
+            return p
+    return "?"
+
+
+def check_passes(name: str, c: Component, d: Derivation, device: str, dtype,
+                 shapes: list[dict], seed: int = 0, scale: dict | None = None,
+                 suffix: str = "") -> list[Row]:
+    """Every pass of a component with a torch ``run`` reference, at each size set."""
+    ref = REFERENCES[name]
+    tol = TOLERANCES[dtype]
+    rows: dict[str, Row] = {}
+    grad_pass = c.grad_pass or next(iter(c.passes))
+
+    def row(pass_name: str) -> Row:
+        label = pass_name + suffix
+        if label not in rows:
+            rows[label] = Row(name, label, "; ".join(_text(s) for s in shapes))
+        return rows[label]
+
+    for k, sizes in enumerate(shapes):
+        values = torch_inputs(c, d, ref, sizes, seed + k, dtype, device, scale=scale)
+        if ref.extreme and scale is None and suffix:
+            values = ref.extreme(values)
+        try:
+            ours = run_passes(d, values, backend="torch", seed=seed + k)
+            fused = (run_passes(d, values, backend="torch", seed=seed + k,
+                                passes=(grad_pass, "gradient"))
+                     if "gradient" in d.passes else {})
+        except InputError as e:
+            r = row("all passes")
+            r.verdict = "input NaN/Inf" if "NaN" in str(e) else "input error"
+            r.notes.append(str(e))
+            continue
+        draws = {n: ours[n] for n in _drawn(d) if n in ours}
+        theirs = ref.run({**values, **draws})
+        slack = {}
+        if suffix and dtype != torch.float64:
+            # At the edge of the domain a low-precision reference is not the truth: compare
+            # with torch in float64 on the same inputs, allowing twice torch's own error.
+            exact = ref.run({k: (v.double() if isinstance(v, torch.Tensor) else v)
+                             for k, v in {**values, **draws}.items()})
+            slack = {k: 2 * (theirs[k].double() - exact[k]).abs() for k in theirs}
+            theirs = exact
+        for key, want in theirs.items():
+            row(_producer(d, key)).merge(ours[key], want, tol, key, slack.get(key))
+            if key.startswith("grad_") and key in fused:
+                row("gradient").merge(fused[key], want, tol, key, slack.get(key))
+    return list(rows.values())
+
+
+def check_optimizer(name: str, c: Component, d: Derivation, device: str, dtype,
+                    shapes: list[dict], seed: int = 0) -> list[Row]:
+    """The generated step, repeated from a fresh state, against torch.optim's trajectory."""
+    from validation.ref_optimizers import TRAJECTORY_REFERENCES
+    ref = REFERENCES[name]
+    tol = TOLERANCES[dtype]
+    hypers = {k: ref.hypers.get(k, c.defaults.get(k)) for k, t in c.tensors.items()
+              if t.role is Role.HYPER}
+    row = Row(name, "step", f"{OPTIMIZER_STEPS} steps at " + "; ".join(map(_text, shapes)))
+    reference: Callable = TRAJECTORY_REFERENCES[name]
+    step = d.compiled("step")
+    for k, sizes in enumerate(shapes):
+        gen = torch.Generator().manual_seed(seed + k)
+        P = sizes["P"]
+        theta0 = torch.randn(P, dtype=dtype, generator=gen).to(device)
+        grads = [torch.randn(P, dtype=dtype, generator=gen).to(device)
+                 for _ in range(OPTIMIZER_STEPS)]
+        state = {"theta": theta0}
+        for n, t in c.tensors.items():
+            if t.role is Role.STATE:
+                state[n] = (torch.zeros(P, dtype=dtype, device=device) if t.shape else 0.0)
+        for g in grads:
+            out = step(backend="torch", g=g, **hypers,
+                       **{n: v for n, v in state.items() if n in step.signature.inputs})
+            state.update({n: out[n] for n in out if n in state or n in c.tensors
+                          and c.tensors[n].role is Role.OUTPUT})
+        want = reference(theta0, grads, **{k: v for k, v in hypers.items()
+                                           if k in reference.__code__.co_varnames})
+        for key, value in want.items():
+            row.merge(state[key], value, tol, key)
+    return [row]
+
+
+def check_schedule(name: str, c: Component, d: Derivation) -> list[Row]:
+    """eta(t) at every step of a run against torch.optim.lr_scheduler."""
+    from validation.ref_schedules import torch_lrs
+    ref = REFERENCES[name]
+    steps = ref.steps
+    want = torch_lrs(name, ref.hypers, steps)
+    fn = d.compiled("schedule")
+    got = [float(fn(backend="torch", t=float(t), **ref.hypers)["eta"]) for t in range(steps)]
+    row = Row(name, "schedule", f"t = 0..{steps - 1}")
+    row.merge(torch.tensor(got), torch.tensor(want), TOLERANCES[torch.float64], "eta")
+    return [row]
+
+
+def check_component(name: str, device: str = "cpu", dtype=torch.float64,
+                    component: Component | None = None) -> list[Row]:
+    """Every check that applies to one catalogue component (or to ``component``, checked
+    against the reference of the catalogue entry ``name``)."""
+    from derivations import CATALOGUE
+    c = component if component is not None else CATALOGUE[name]()
+    d = derive_any(c) if component is None else derive_any_uncached(c)
+    if not isinstance(c, Component):
+        return [Row(name, "all", "composite", verdict="nothing to compare",
+                    notes=["a composite: its parts are validated as components"])]
+    ref = REFERENCES[name]
+    shapes = list(ref.shapes) or default_shapes(ref.sizes)
+    if c.section == "Learning-rate schedules":
+        return check_schedule(name, c, d)
+    if "step" in c.passes and c.section == "Optimizers":
+        return check_optimizer(name, c, d, device, dtype, shapes)
+    if ref.run is None:
+        steps = sum(len(p.steps) for p in d.programs.values())
+        return [Row(name, "all", "no computation" if not steps else "no torch reference",
+                    verdict="nothing to compare" if not steps else "FAIL",
+                    notes=[f"{steps} steps"])]
+    rows = check_passes(name, c, d, device, dtype, shapes)
+    if ref.extreme:
+        rows += check_passes(name, c, d, device, dtype, shapes[:1], seed=100,
+                             suffix=" (extreme inputs)")
+    return rows
+
+
+def validate(names: list[str], device: str = "cpu", dtype=torch.float64,
+             progress: Callable[[int, int, str], None] | None = None) -> list[Row]:
+    rows: list[Row] = []
+    for k, name in enumerate(names):
+        if progress:
+            progress(k + 1, len(names), name)
+        try:
+            rows += check_component(name, device, dtype)
+        except Exception as e:  # noqa: BLE001 - one broken component must not hide the rest
+            rows.append(Row(name, "all", "", verdict="ERROR",
+                            notes=[f"{type(e).__name__}: {e}"]))
+    return rows
+
+
+def format_rows(rows: list[Row]) -> str:
+    head = ("component", "pass", "checked", "max abs err", "max rel err", "verdict")
+    body = [(r.component, r.pass_name, r.checked, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
+             r.verdict + (f": {'; '.join(r.notes)}" if r.notes and not r.ok else ""))
+            for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
+              for i, h in enumerate(head[:-1])]
+    lines = ["  ".join(f"{h:<{w}}" for h, w in zip(head, widths)) + "  " + head[-1]]
+    for b in body:
+        lines.append("  ".join(f"{x:<{w}}" for x, w in zip(b, widths)) + "  " + b[-1])
+    failed = sum(not r.ok for r in rows)
+    lines.append(f"{len(rows) - failed} passed, {failed} failed")
+    return "\n".join(lines)
+
+
+def derive_any_uncached(c):
+    from symflop import derive
+    return derive(c, use_cache=False)
+
+
+def to_json(rows: list[Row], device: str, dtype) -> dict:
+    return {"device": device, "dtype": str(dtype).replace("torch.", ""),
+            "passed": all(r.ok for r in rows),
+            "rows": [{"component": r.component, "pass": r.pass_name, "checked": r.checked,
+                      "max_abs_err": r.max_abs, "max_rel_err": r.max_rel,
+                      "verdict": r.verdict, "notes": r.notes} for r in rows]}
