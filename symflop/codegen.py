@@ -46,7 +46,7 @@ def signature(program: Program) -> Signature:
         syms = set(st.body.free_symbols)
         for k in st.space:
             syms |= k.upper.free_symbols
-        for s in syms:
+        for s in sorted(syms, key=lambda s: s.name):  # never set order: PYTHONHASHSEED
             if isinstance(s, sp.Idx):
                 continue
             t = program.tensors.get(s.name)

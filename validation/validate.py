@@ -23,6 +23,7 @@ from symflop.compose import derive_any
 from symflop.derive import Derivation
 from symflop.functions import uniform
 from symflop.model import Role
+from validation.executed import compare, compare_passes
 from validation.harness import run_passes
 from validation.inputs import torch_inputs
 from validation.references import REFERENCES
@@ -42,6 +43,24 @@ class Row:
     max_rel: float = 0.0
     verdict: str = "pass"
     notes: list[str] = field(default_factory=list)
+    symbolic: int | None = None  # FLOPs the engine counts for the arrays (one size set)
+    executed: int | None = None  # FLOPs torch's dispatcher saw the generated code run
+    count_notes: list[str] = field(default_factory=list)
+
+    def counts_text(self) -> str:
+        if self.executed is None:
+            return "-"
+        same = self.executed == self.symbolic
+        return f"{self.symbolic:,} {'=' if same else 'vs'} {self.executed:,}"
+
+    def set_counts(self, ex) -> None:
+        """Attach a ``validation.executed.Row``: totals, and why they differ where they do."""
+        self.symbolic, self.executed = sum(ex.array.values()), sum(ex.executed.values())
+        self.count_notes = [n.text for n in ex.notes]
+        if ex.unknown:
+            self._fail(f"operations the counter does not know: {', '.join(ex.unknown)}")
+        if any(not n.explained for n in ex.notes) or (not ex.matches and not ex.notes):
+            self._fail("executed and symbolic counts differ without an explanation")
 
     @property
     def ok(self) -> bool:
@@ -129,6 +148,9 @@ def check_passes(name: str, c: Component, d: Derivation, device: str, dtype,
             r.verdict = "input NaN/Inf" if "NaN" in str(e) else "input error"
             r.notes.append(str(e))
             continue
+        if k == 0 and not suffix:  # counts once per pass, at the first size set
+            for ex in compare_passes(d, values, sizes, seed + k):
+                row(ex.pass_name).set_counts(ex)
         draws = {n: ours[n] for n in _drawn(d) if n in ours}
         theirs = ref.run({**values, **draws})
         slack = {}
@@ -167,6 +189,10 @@ def check_optimizer(name: str, c: Component, d: Derivation, device: str, dtype,
         for n, t in c.tensors.items():
             if t.role is Role.STATE:
                 state[n] = (torch.zeros(P, dtype=dtype, device=device) if t.shape else 0.0)
+        if k == 0:
+            first = {"g": grads[0], **hypers,
+                     **{n: v for n, v in state.items() if n in step.signature.inputs}}
+            row.set_counts(compare(d, "step", first, sizes))
         for g in grads:
             out = step(backend="torch", g=g, **hypers,
                        **{n: v for n, v in state.items() if n in step.signature.inputs})
@@ -188,6 +214,7 @@ def check_schedule(name: str, c: Component, d: Derivation) -> list[Row]:
     fn = d.compiled("schedule")
     got = [float(fn(backend="torch", t=float(t), **ref.hypers)["eta"]) for t in range(steps)]
     row = Row(name, "schedule", f"t = 0..{steps - 1}")
+    row.set_counts(compare(d, "schedule", {"t": 1.0, **ref.hypers}, {}))
     row.merge(torch.tensor(got), torch.tensor(want), TOLERANCES[torch.float64], "eta")
     return [row]
 
@@ -235,8 +262,10 @@ def validate(names: list[str], device: str = "cpu", dtype=torch.float64,
 
 
 def format_rows(rows: list[Row]) -> str:
-    head = ("component", "pass", "checked", "max abs err", "max rel err", "verdict")
+    head = ("component", "pass", "checked", "max abs err", "max rel err",
+            "FLOPs symbolic vs executed", "verdict")
     body = [(r.component, r.pass_name, r.checked, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
+             r.counts_text(),
              r.verdict + (f": {'; '.join(r.notes)}" if r.notes and not r.ok else ""))
             for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
@@ -245,6 +274,11 @@ def format_rows(rows: list[Row]) -> str:
     for b in body:
         lines.append("  ".join(f"{x:<{w}}" for x, w in zip(b, widths)) + "  " + b[-1])
     failed = sum(not r.ok for r in rows)
+    notes = [(r, n) for r in rows for n in r.count_notes]
+    if notes:
+        lines.append("\nwhere executed and symbolic counts differ (at the first size set; the "
+                     "symbolic count of array work, Python-number work excluded):")
+        lines.extend(f"  {r.component} {r.pass_name}: {n}" for r, n in notes)
     lines.append(f"{len(rows) - failed} passed, {failed} failed")
     return "\n".join(lines)
 
@@ -254,4 +288,6 @@ def to_json(rows: list[Row], device: str, dtype) -> dict:
             "passed": all(r.ok for r in rows),
             "rows": [{"component": r.component, "pass": r.pass_name, "checked": r.checked,
                       "max_abs_err": r.max_abs, "max_rel_err": r.max_rel,
+                      "symbolic_flops": r.symbolic, "executed_flops": r.executed,
+                      "count_notes": r.count_notes,
                       "verdict": r.verdict, "notes": r.notes} for r in rows]}
