@@ -44,6 +44,10 @@ class NumpyBackend:
         staticmethod, (np.logical_and, np.logical_or, np.logical_not))
 
     @staticmethod
+    def reciprocal(x):
+        return 1.0 / x
+
+    @staticmethod
     def where(c, a, b, like=None):
         out = np.where(c, a, b)
         dtype = like.dtype if like is not None else np.float64
@@ -125,6 +129,8 @@ class TorchBackend:
     tanh = _scalar_or(lambda x: x.tanh(), math.tanh)
     sin = _scalar_or(lambda x: x.sin(), math.sin)
     cos = _scalar_or(lambda x: x.cos(), math.cos)
+
+    reciprocal = _scalar_or(lambda x: x.reciprocal(), lambda x: 1.0 / x)
 
     def softplus(self, x):
         if isinstance(x, _SCALAR):

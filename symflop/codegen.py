@@ -158,6 +158,8 @@ class _Printer:
             return self.aligned.get(n.leaf, str(n.leaf))
         if n.op == "const":
             return _const(n.leaf)
+        if n.op == "div" and n.args[0].op == "const" and n.args[0].leaf == 1:
+            return f"xp.reciprocal({a[1]})"  # 1/x: torch runs a Python 1 / x as two ops
         if n.op in _BINARY:
             return f"({a[0]} {_BINARY[n.op]} {a[1]})"
         if n.op == "neg":

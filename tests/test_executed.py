@@ -166,7 +166,6 @@ def test_the_fused_components_differ_for_the_stated_reasons():
     assert "gather" not in _notes("cross-entropy-soft", "forward")
     assert "aten.logsumexp runs max-shifted" in _notes("cross-entropy-soft", "forward")
     assert "aten.softplus" in _notes("bce", "forward")
-    assert "aten.reciprocal" in _notes("focal", "forward")
     for name in FUSED:
         assert any(not r.matches for r in rows(name)), name
 

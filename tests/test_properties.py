@@ -21,7 +21,11 @@ DIFFERENTIABLE = [n for n, b in CATALOGUE.items()
 
 # torch refuses a batch statistic over a single value ("Expected more than 1 value per
 # channel when training"); BatchNorm's running variance N/(N - 1) needs N >= 2 too.
+# LayerNorm over one feature is the same degenerate case, which torch does not refuse:
+# there x - mean is exactly 0 in the generated code and rounding noise (~1e-12, scaled
+# by 1/sqrt(eps)) in torch's kernel, so neither is a meaningful reference for the other.
 TORCH_DOMAIN = {
+    "layernorm": lambda s: s["d"] >= 2,
     "batchnorm": lambda s: s["N"] >= 2,
     "groupnorm": lambda s: s["Cg"] * s["S"] >= 2,
     "instancenorm": lambda s: s["S"] >= 2,
@@ -38,7 +42,7 @@ def test_gradient_equals_autograd_for_random_sizes_and_values(name):
     c, d = derived(name)
     ref = REFERENCES[name]
 
-    @settings(max_examples=15, deadline=None,
+    @settings(max_examples=25, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(sizes=_sizes(name), seed=st.integers(0, 2 ** 31 - 1),
            scale=st.sampled_from([1e-3, 1.0, 30.0]))

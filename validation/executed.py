@@ -582,7 +582,10 @@ def explain(derivation, pass_name: str, executed: Executed, sizes: dict,
                           "exp, sum, log, add-back of the max); the equations count exp, "
                           "sum and log only", ("aten.logsumexp",), _kinds(shift)))
     residual = _sub(_kinds(executed.by_op), _kinds(s3))
-    recip = sum(r.out_numel for r in executed.records if r.op == "aten.reciprocal")
+    # Only a reciprocal that is followed by a multiplication (a Python c / x, c != 1) adds
+    # work: the generated code's own xp.reciprocal(x) is the one division counted.
+    recip = min(sum(r.out_numel for r in executed.records if r.op == "aten.reciprocal"),
+                max(residual.get("mul", 0), 0))
     if recip:
         notes.append(Note("Python's c / x on a tensor runs as x.reciprocal() * c "
                           "(torch.Tensor.__rtruediv__): a division and a multiplication "
