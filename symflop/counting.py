@@ -90,7 +90,7 @@ def _tally_step(step: Step, tensors, lower: Lowerer, seen: set) -> Tally:
     body, reduce = step.body, step.reduce
     gathered = ()
     if reduce and isinstance(body, sp.Mul):
-        body, kept = _gather(body, reduce, tensors, sizes)
+        body, kept = gather_one_hot(body, reduce, tensors, sizes)
         gathered, reduce = tuple(k for k in reduce if k not in kept), kept
     acc = dict.fromkeys(KINDS, sp.Integer(0))
     pairs = sp.Integer(0)
@@ -140,7 +140,7 @@ def _tally_step(step: Step, tensors, lower: Lowerer, seen: set) -> Tally:
     return Tally(tuple((k, sp.expand(acc[k])) for k in KINDS), sp.expand(pairs))
 
 
-def _gather(body: sp.Mul, reduce, tensors, sizes):
+def gather_one_hot(body: sp.Mul, reduce, tensors, sizes):
     """Sum over c of onehot[..., c] * f  ->  f at one c per output: a gather."""
     for f in body.args:
         if isinstance(f, sp.Indexed) and tensors[str(f.base)].has(Fact.ONE_HOT):

@@ -85,10 +85,10 @@ from symflop.autodiff import grad_name
 from symflop.backends import get_backend
 from symflop.codegen import generate
 from symflop.conventions import KINDS
-from symflop.counting import lowerer_for
+from symflop.counting import gather_one_hot, lowerer_for
 from symflop.functions import log1p, softplus
 from symflop.ir import Node, step_root
-from symflop.model import Fact, Role
+from symflop.model import Role
 from symflop.program import Program, ref_name, tensor_refs
 from symflop.stabilize import stabilize
 
@@ -340,7 +340,7 @@ def tally(program: Program, arrays=None, gather: bool = True,
         sizes = {k: k.upper + 1 for k in st.space}
         body, reduce = st.body, st.reduce
         if gather and reduce and st.op == "sum" and isinstance(body, sp.Mul):
-            body, reduce = _gather(body, reduce, program.tensors, sizes)
+            body, reduce = gather_one_hot(body, reduce, program.tensors, sizes)
         root = step_root(body, reduce, lower, st.op) if st.reduce else lower(body)
         seen: set = set()
 
@@ -378,18 +378,6 @@ def tally(program: Program, arrays=None, gather: bool = True,
         if runtime is not None and (st.idx or is_array(root)):
             runtime.add(st.lhs)
     return {k: sp.expand(v) for k, v in acc.items()}
-
-
-def _gather(body: sp.Mul, reduce, tensors, sizes):
-    """As ``symflop.counting``: sum over c of onehot[..., c] * f is f at one c."""
-    for f in body.args:
-        if isinstance(f, sp.Indexed) and tensors[str(f.base)].has(Fact.ONE_HOT):
-            c = f.indices[-1]
-            if c in reduce:
-                sizes[c] = sp.Integer(1)
-                return sp.Mul(*[a for a in body.args if a is not f]), tuple(
-                    k for k in reduce if k != c)
-    return body, reduce
 
 
 def by_kind(t: dict) -> dict[str, sp.Expr]:
