@@ -107,7 +107,17 @@ def dropout_4096() -> Example:
 
 
 def _resnet50_activations() -> int:
-    """Values per sample kept for backward by torchvision's ResNet-50 at 224x224.
+    """Values per sample kept for backward by torchvision's ResNet-50 at 224x224."""
+    return sum(n for _, n in resnet50_saved_tensors())
+
+
+def resnet50_batchnorm_values() -> int:
+    """Values per sample that ResNet-50's BatchNorm layers normalize (their inputs)."""
+    return sum(n for kind, n in resnet50_saved_tensors() if kind == "bn")
+
+
+def resnet50_saved_tensors() -> list[tuple[str, int]]:
+    """(kind, values per sample) of each tensor ResNet-50 keeps for backward at 224x224.
 
     Counted: the output of every convolution and every BatchNorm (ReLU runs in
     place on the BatchNorm output), the max-pool output, each block's output
@@ -116,19 +126,19 @@ def _resnet50_activations() -> int:
     = (64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2), expansion 4
     (He et al. 2016, Table 1; torchvision puts the stride on the 3x3 conv).
     """
-    total = 2 * 64 * 112 * 112 + 64 * 56 * 56
+    saved = [("conv", 64 * 112 * 112), ("bn", 64 * 112 * 112), ("pool", 64 * 56 * 56)]
     side = 56
     for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
         for b in range(blocks):
             out = side // (stride if b == 0 else 1)
-            total += 2 * width * side * side        # 1x1 conv, BN (+ReLU in place)
-            total += 2 * width * out * out          # 3x3 conv, BN
-            total += 2 * 4 * width * out * out      # 1x1 conv, BN
+            convs = [width * side * side, width * out * out, 4 * width * out * out]
             if b == 0:
-                total += 2 * 4 * width * out * out  # projection shortcut conv, BN
-            total += 4 * width * out * out          # residual sum (+ReLU in place)
+                convs.append(4 * width * out * out)  # projection shortcut
+            for n in convs:  # each convolution's output, and its BatchNorm's (ReLU in place)
+                saved += [("conv", n), ("bn", n)]
+            saved.append(("sum", 4 * width * out * out))  # residual sum (+ReLU in place)
             side = out
-    return total + 2048 + 1000
+    return saved + [("pool", 2048), ("fc", 1000)]
 
 
 def resnet50_memory() -> Example:
