@@ -1,0 +1,84 @@
+"""Writing a report: files written atomically, a LaTeX document, its compilation.
+
+The engine knows no particular table or plot.  A catalogue provides the report's
+stages through the ``symflop.report`` entry point: a list of (label, function)
+pairs, each function taking a ``ReportWriter``, writing its files and returning
+the LaTeX that ``report.tex`` includes for it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+PREAMBLE = r"""\documentclass[10pt]{article}
+\usepackage[margin=2cm,landscape]{geometry}
+\usepackage{booktabs}
+\usepackage{graphicx}
+\usepackage{amsmath}
+\usepackage{longtable}
+\usepackage[T1]{fontenc}
+\usepackage{lmodern}
+\setlength{\parindent}{0pt}
+\begin{document}
+\title{symflop: derived costs of the reference document's components}
+\date{}
+\maketitle
+"""
+
+
+class ReportWriter:
+    """Writes files under ``root``; each appears whole or not at all."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.written: list[str] = []
+
+    def write(self, relative: str, data: bytes | str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = data.encode() if isinstance(data, str) else data
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self.written.append(relative)
+        return path
+
+
+def document(parts: list[str]) -> str:
+    return PREAMBLE + "\n".join(parts) + "\n\\end{document}\n"
+
+
+def compile_pdf(root: Path, tex: str = "report.tex") -> tuple[bool, str]:
+    """pdflatex ``tex`` twice (for references) in a scratch folder; the PDF is moved into
+    ``root`` only when the run succeeds.  Returns (built, one line saying what happened)."""
+    exe = shutil.which("pdflatex")
+    if exe is None:
+        return False, "pdflatex is not on the PATH: report.tex written, report.pdf not built"
+    with tempfile.TemporaryDirectory(prefix="symflop-latex-") as work:
+        for item in Path(root).iterdir():
+            if not item.name.startswith("."):
+                dest = Path(work) / item.name
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest)
+        for _ in range(2):
+            r = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", tex],  # noqa: S603
+                               cwd=work, capture_output=True, text=True, timeout=300)
+        log = (Path(work) / tex).with_suffix(".log")
+        text = log.read_text(errors="replace") if log.exists() else r.stdout
+        if r.returncode != 0 or "Undefined control sequence" in text:
+            first = next((ln for ln in text.splitlines() if ln.startswith("!")), "see the log")
+            return False, f"pdflatex failed: {first}"
+        pdf = Path(work) / Path(tex).with_suffix(".pdf").name
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-")
+        os.close(fd)
+        shutil.copyfile(pdf, tmp)
+        os.replace(tmp, Path(root) / pdf.name)
+    return True, f"report.pdf built ({(Path(root) / pdf.name).stat().st_size:,} bytes)"
