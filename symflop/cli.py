@@ -16,7 +16,7 @@ from symflop.derive import Derivation
 from symflop.errors import SymflopError, UsageError
 from symflop.examples import render as render_example
 from symflop.memory import DTYPE_BYTES
-from symflop.registry import catalogue, examples, get_component
+from symflop.registry import catalogue, examples, get_component, plugin
 from symflop.render import fused_text, show
 
 _SIZE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([+-]?\d+)\s*$")
@@ -125,6 +125,37 @@ def cmd_validate(args) -> int:
     print(json.dumps(to_json(rows, args.device, dtype), indent=2) if args.json
           else format_rows(rows))
     return 0 if all(r.ok for r in rows) else 1
+
+
+def cmd_identities(args) -> int:
+    from symflop.identities import evaluate, installed, render
+    items = evaluate(installed(), not args.no_numeric, tuple(args.names) or None)
+    print(render(items, args.format))
+    return 1 if any(i.numeric is not None and i.numeric.passed is False for i in items) else 0
+
+
+def cmd_report(args) -> int:
+    import time
+    from pathlib import Path
+
+    from symflop.report import ReportWriter, compile_pdf, document
+    stages = plugin("symflop.report", "report stages")
+    out = Path(args.out)
+    writer = ReportWriter(out)
+    parts = []
+    start = time.perf_counter()
+    for k, (label, stage) in enumerate(stages, 1):
+        t = time.perf_counter()
+        parts.append(stage(writer))
+        print(f"[{k}/{len(stages)}] {label}: done in {time.perf_counter() - t:.1f} s",
+              flush=True)
+    writer.write("report.tex", document(parts))
+    print(f"wrote {len(writer.written)} files to {out}/ in "
+          f"{time.perf_counter() - start:.1f} s")
+    built, message = (False, "--no-pdf: report.pdf not built") if args.no_pdf \
+        else compile_pdf(out)
+    print(message)
+    return 0 if built or "not on the PATH" in message or args.no_pdf else 1
 
 
 def cmd_code(args) -> int:
@@ -244,6 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_validate)
+    i = sub.add_parser("identities", help="identities the document states: proved or "
+                                          "refuted (SymPy), checked (torch)")
+    i.add_argument("names", nargs="*")
+    i.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    i.add_argument("--no-numeric", action="store_true", help="skip the torch checks")
+    i.set_defaults(func=cmd_identities)
+    r = sub.add_parser("report", help="write every table, plot, claim and identity, "
+                                      "and report.tex / report.pdf (the main job)")
+    r.add_argument("--out", default="symflop-report", help="folder (default ./symflop-report)")
+    r.add_argument("--no-pdf", action="store_true", help="do not run pdflatex")
+    r.set_defaults(func=cmd_report)
     k = sub.add_parser("code", help="generated (stabilized) NumPy/torch source of each pass")
     named(k)
     k.add_argument("--pass", dest="pass_name", help="one pass only (forward, backward, ...)")

@@ -51,6 +51,15 @@ def examples() -> dict:
     return found
 
 
+def plugin(group: str, what: str):
+    """The single object a catalogue offers under entry point ``group`` (e.g. report stages)."""
+    eps = sorted(entry_points(group=group), key=lambda e: e.name)
+    if not eps:
+        raise UsageError(f"no installed catalogue provides {what} "
+                         "(pip install -e . in the repository)")
+    return _load(eps[0])
+
+
 _built: dict = {}
 
 

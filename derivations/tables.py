@@ -1,0 +1,567 @@
+"""The reference document's tables, every figure computed by the engine.
+
+``TABLES`` maps a table name to a function ``(convention="default", dtype="float32",
+exact=False) -> symflop.tables.Table``.  Each table corresponds to one table of the
+reference document (or a family of them, e.g. one metrics table per optimizer of the
+catalogue); its counts come from ``derive(c).counts`` / ``.step_counts``, its memory
+from ``.memory.bytes`` and its composite figures from the training-step composite and
+the worked examples' inputs.  No FLOP or memory figure is written here: change a
+component's equations and the tables change with them.  Components are looked up in
+their section module's ``COMPONENTS`` each time a table is built.
+
+The options choose the columns' content: ``convention`` the counting convention,
+``dtype`` the element size of every byte figure, ``exact`` the exact polynomials
+instead of their leading-order part (applied to counts and to byte counts alike).
+
+``render_table(name, fmt, ...)`` renders one table as LaTeX, Markdown, CSV or JSON.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from functools import cache
+
+import sympy as sp
+
+import derivations
+from derivations import examples, losses, normalization, optimizers, training
+from symflop.compose import CompositeDerivation, Part
+from symflop.conventions import Convention, get_convention
+from symflop.counting import Counts, leading_order
+from symflop.derive import Derivation, derive
+from symflop.errors import UsageError
+from symflop.memory import dtype_bytes
+from symflop.model import Component, Role
+from symflop.tables import Num, Seq, Table, render
+
+MIB = 2 ** 20
+
+KIND_LABELS = {"add": "add/subtract", "mul": "multiply", "div": "divide",
+               "transcendental": "transcendental", "compare": "compare/select",
+               "random": "random draw", "fma": "fused multiply-add"}
+
+# Which optimizer the document compares another with ("same as momentum", "vs. Adam").
+BASES = {"nesterov": "momentum", "nesterov-lookahead": "momentum", "adamw": "adam"}
+
+LOSS_VARIANTS = ("bce", "cross-entropy", "cross-entropy-soft")
+OTHER_LOSSES = ("hinge", "huber", "focal", "kl-div")
+
+
+class Opts:
+    """The options every table takes, checked once."""
+
+    def __init__(self, convention: str | Convention, dtype: str, exact: bool):
+        self.conv = get_convention(convention)
+        dtype_bytes(dtype)
+        self.dtype = dtype
+        self.exact = bool(exact)
+
+    def poly(self, e) -> sp.Expr:
+        e = sp.expand(sp.sympify(e))
+        return e if self.exact else leading_order(e)
+
+    def flops(self, cnt: Counts) -> sp.Expr:
+        return cnt.total if self.exact else cnt.leading
+
+    def bytes(self, d, what: str) -> sp.Expr:
+        return self.poly(d.memory.bytes(what, self.dtype))
+
+    @property
+    def order(self) -> str:
+        return "exact" if self.exact else "leading order"
+
+    def table(self, name: str, title: str, columns, what: str = "") -> Table:
+        caption = (f"{title}. {what + ' ' if what else ''}FLOPs under the {self.conv.name} "
+                   f"convention, {self.order}; bytes for {self.dtype}.")
+        return Table(name, title, columns, caption=caption,
+                     options={"convention": self.conv.name, "dtype": self.dtype,
+                              "exact": self.exact})
+
+
+def _builder(name: str) -> Callable[[], Component]:
+    """The builder that ``name``'s section module lists now (as the training-step composite
+    looks it up), so that a changed builder changes every table that uses it."""
+    for module in derivations.SECTIONS:
+        if name in module.COMPONENTS:
+            return module.COMPONENTS[name]
+    raise UsageError(f"no component {name!r} in the catalogue")
+
+
+def component(name: str) -> Component:
+    return _builder(name)()
+
+
+_DERIVED: dict = {}
+
+
+@cache
+def _example_inputs(name: str) -> dict:
+    """The stated inputs of a worked example (sizes given by the document, not figures)."""
+    return dict(examples.EXAMPLES[name]().inputs)
+
+
+def _derived(name: str) -> tuple[Component, Derivation]:
+    """(component, derivation), once per builder and process: builders are functions of
+    nothing, so the same builder gives the same equations; a replaced builder is a new key."""
+    build = _builder(name)
+    hit = _DERIVED.get(build)
+    if hit is None:
+        c = build()
+        hit = _DERIVED[build] = (c, derive(c))
+    return hit
+
+
+def _hypers(c: Component) -> Seq:
+    return Seq(tuple(t.symbol for t in c.tensors.values() if t.role is Role.HYPER))
+
+
+def _by_kind(o: Opts, cnt: Counts) -> Seq | str:
+    items = tuple(Seq((o.poly(v), KIND_LABELS.get(k, k)), " ")
+                  for k, v in cnt.by_kind.items() if sp.expand(v) != 0)
+    return Seq(items) if items else "none"
+
+
+def _equation(st) -> sp.Equality:
+    lhs = sp.IndexedBase(st.lhs)[st.idx] if st.idx else sp.Symbol(st.lhs)
+    return sp.Eq(lhs, st.rhs(), evaluate=False)
+
+
+def _pass_flops(o: Opts, d, pass_name: str):
+    return o.flops(d.counts(pass_name, o.conv)) if pass_name in d.passes else "-"
+
+
+def _reduces_over(d: Derivation, pass_name: str, dim: sp.Expr) -> bool:
+    return any(k.upper + 1 == dim for st in d.programs[pass_name].steps for k in st.reduce)
+
+
+def _first_input(c: Component):
+    return next(t for t in c.tensors.values() if t.role is Role.INPUT)
+
+
+# -- losses -----------------------------------------------------------------------------
+
+def _kinds_table(o: Opts, name: str, title: str, comp: str,
+                 passes: tuple[tuple[str, str], ...], extra: tuple[tuple[str, str], ...]):
+    """Operations per kind of ``passes`` (one column each), their FLOPs under the
+    convention, then the FLOPs of ``extra`` passes and the bytes saved for backward."""
+    c, d = _derived(comp)
+    counts = [d.counts(p, o.conv) for p, _ in passes]
+    t = o.table(name, title, ("Operation",) + tuple(h for _, h in passes),
+                f"{comp}: {c.summary}.")
+    kinds = [k for k in counts[0].by_kind if any(sp.expand(n.by_kind.get(k, 0)) != 0
+                                                 for n in counts)]
+    blank = ("",) * (len(passes) - 1)
+    for k in kinds:
+        t.add(KIND_LABELS.get(k, k), *(o.poly(n.by_kind.get(k, 0)) for n in counts))
+    t.add("Total FLOPs", *(o.flops(n) for n in counts))
+    for p, label in extra:
+        t.add(label, _pass_flops(o, d, p), *blank)
+    t.add(f"Saved for backward (bytes, {o.dtype})", o.bytes(d, "saved"), *blank)
+    return t
+
+
+def loss_mse(convention="default", dtype="float32", exact=False) -> Table:
+    """MSE: forward operations by kind, forward/backward/gradient FLOPs, bytes saved."""
+    return _kinds_table(Opts(convention, dtype, exact), "loss-mse",
+                        "MSE: operations of the forward pass", "mse",
+                        (("forward", "Forward"),),
+                        (("backward", "Backward FLOPs (derived)"),
+                         ("gradient", "Gradient FLOPs (fused closed form)")))
+
+
+def _loss_rows(o: Opts, t: Table, names, formula: bool) -> Table:
+    for n in names:
+        c, d = _derived(n)
+        cells = [n]
+        if formula:
+            a = c.passes["forward"].assignments[-1]
+            lhs = a.lhs.symbol[a.idx] if a.idx else a.lhs.symbol
+            cells.append(sp.Eq(lhs, a.rhs, evaluate=False))
+        cells += [_pass_flops(o, d, "forward"), _pass_flops(o, d, "backward"),
+                  _pass_flops(o, d, "gradient"), o.bytes(d, "saved"), c.summary]
+        t.add(*cells)
+    return t
+
+
+_LOSS_COLUMNS = ("Forward FLOPs", "Backward FLOPs", "Gradient FLOPs (fused)",
+                 "Saved for backward (bytes)", "Notes")
+
+
+def loss_cross_entropy(convention="default", dtype="float32", exact=False) -> Table:
+    """BCE and cross-entropy (one-hot, soft): forward, backward, fused-gradient FLOPs, bytes."""
+    o = Opts(convention, dtype, exact)
+    t = o.table("loss-cross-entropy", "Cross-entropy variants", ("Variant",) + _LOSS_COLUMNS)
+    return _loss_rows(o, t, LOSS_VARIANTS, formula=False)
+
+
+def loss_others(convention="default", dtype="float32", exact=False) -> Table:
+    """Hinge, Huber, focal, KL: formula, forward/backward/gradient FLOPs, bytes saved."""
+    o = Opts(convention, dtype, exact)
+    t = o.table("loss-others", "Other losses", ("Loss", "Formula") + _LOSS_COLUMNS)
+    return _loss_rows(o, t, OTHER_LOSSES, formula=True)
+
+
+def loss_all(convention="default", dtype="float32", exact=False) -> Table:
+    """Every loss of the catalogue: forward/backward/gradient FLOPs, bytes saved."""
+    o = Opts(convention, dtype, exact)
+    t = o.table("loss-all", "Every loss of the catalogue", ("Loss",) + _LOSS_COLUMNS)
+    return _loss_rows(o, t, tuple(losses.COMPONENTS), formula=False)
+
+
+# -- optimizers -------------------------------------------------------------------------
+
+def _step_memory_total(o: Opts, name: str) -> sp.Expr:
+    """Parameters + gradients + optimizer state, from the training-step memory model."""
+    terms = training.training_step(name).memory_terms
+    return o.poly(dtype_bytes(o.dtype) * sum((e for _, what, e in terms
+                                              if what in ("parameters", "gradients", "state")),
+                                             sp.Integer(0)))
+
+
+def _optimizer_metrics(name: str):
+    def build(convention="default", dtype="float32", exact=False) -> Table:
+        o = Opts(convention, dtype, exact)
+        c, d = _derived(name)
+        t = o.table(f"optimizer-{name}", f"{name}: per-step cost and memory",
+                    ("Metric", "Value"), f"{c.summary}.")
+        state = [n for n, _ in d.memory.state]
+        t.add(f"Extra state memory (bytes, {o.dtype})", o.bytes(d, "state"))
+        t.add("State tensors", Seq(tuple(state)) if state else "none")
+        t.add(f"Parameters + gradients + state (bytes, {o.dtype})", _step_memory_total(o, name))
+        cnt = d.counts("step", o.conv)
+        t.add("Per-step FLOPs", o.flops(cnt))
+        t.add("Per-step FLOPs by kind", _by_kind(o, cnt))
+        t.add("Hyperparameters", _hypers(c))
+        base = BASES.get(name)
+        if base is not None:
+            bc, bd = _derived(base)
+            t.add(f"Extra FLOPs vs. {base}",
+                  o.poly(cnt.total - bd.counts("step", o.conv).total))
+            t.add(f"Extra state memory vs. {base} (bytes)",
+                  o.poly(d.memory.bytes("state", o.dtype) - bd.memory.bytes("state", o.dtype)))
+            extra = tuple(s for s in _hypers(c).items if s not in _hypers(bc).items)
+            t.add(f"Extra hyperparameters vs. {base}", Seq(extra) if extra else "none")
+        return t
+    build.__name__ = f"optimizer_{name.replace('-', '_')}"
+    build.__doc__ = (f"{name}: state bytes and tensors, per-step FLOPs (by kind), "
+                     "hyperparameters" + (f", extra over {BASES[name]}." if name in BASES
+                                          else "."))
+    return build
+
+
+def _steps_table(o: Opts, name: str, title: str, comp: str, pass_name: str,
+                 extra: tuple[tuple[str, str], ...]) -> Table:
+    c, d = _derived(comp)
+    t = o.table(name, title, ("Step", "Computation", "FLOPs", "By kind"), f"{c.summary}.")
+    for st, cnt in d.step_counts(pass_name, o.conv):
+        t.add(st.lhs, _equation(st), o.flops(cnt), _by_kind(o, cnt))
+    total = d.counts(pass_name, o.conv)
+    t.add(f"Total {pass_name}", "", o.flops(total), _by_kind(o, total))
+    for p, label in extra:
+        cnt = d.counts(p, o.conv)
+        t.add(label, "", o.flops(cnt), _by_kind(o, cnt))
+    return t
+
+
+def optimizer_adam_operations(convention="default", dtype="float32", exact=False) -> Table:
+    """Adam: each step of the update with its equation, FLOPs and kinds, and the total."""
+    return _steps_table(Opts(convention, dtype, exact), "optimizer-adam-operations",
+                        "Adam: FLOPs of each step of the update", "adam", "step", ())
+
+
+def optimizer_comparison(convention="default", dtype="float32", exact=False) -> Table:
+    """Every optimizer: extra state bytes, per-step FLOPs, hyperparameters."""
+    o = Opts(convention, dtype, exact)
+    t = o.table("optimizer-comparison", "Optimizer comparison",
+                ("Optimizer", f"Extra memory (bytes, {o.dtype})", "Per-step FLOPs",
+                 "Hyperparameters", "Summary"))
+    for name in optimizers.COMPONENTS:
+        c, d = _derived(name)
+        t.add(name, o.bytes(d, "state"), o.flops(d.counts("step", o.conv)), _hypers(c),
+              c.summary)
+    return t
+
+
+def optimizer_25m(convention="default", dtype="float32", exact=False) -> Table:
+    """Every optimizer at P = 25.6M: state MiB, step FLOPs, share of a 7.6G backward pass."""
+    o = Opts(convention, dtype, exact)
+    inputs = _example_inputs("optimizers-25.6m")
+    P, backward = inputs["P"], inputs["backward FLOPs (given)"]
+    t = o.table("optimizer-25.6m", f"Optimizers for a model of {P:,} parameters",
+                ("Optimizer", f"State memory (MiB, {o.dtype})", "Per-step FLOPs",
+                 "% of backward FLOPs"),
+                f"P = {P:,}; backward pass {backward:,.0f} FLOPs (given, as the worked "
+                "example optimizers-25.6m).")
+    for name in optimizers.COMPONENTS:
+        c, d = _derived(name)
+        subs = {c.dims["P"]: P}
+        state = int(o.bytes(d, "state").xreplace(subs))
+        flops = int(o.flops(d.counts("step", o.conv)).xreplace(subs))
+        t.add(name, Num(state / MIB, ",.1f"), Num(flops, ","),
+              Num(100 * flops / backward, ".2f"))
+    return t
+
+
+# -- regularization ---------------------------------------------------------------------
+
+def _regularizer(name: str):
+    def build(convention="default", dtype="float32", exact=False) -> Table:
+        o = Opts(convention, dtype, exact)
+        c, d = _derived(name)
+        t = o.table(f"regularization-{name}", f"{name}: extra cost per step",
+                    ("Metric", "Value"), f"{c.summary}.")
+        for p in d.passes:
+            t.add(f"{p} FLOPs", o.flops(d.counts(p, o.conv)))
+        for label, what in (("Extra state memory", "state"),
+                            ("Saved for backward", "saved")):
+            t.add(f"{label} (bytes, {o.dtype})", o.bytes(d, what))
+        if any(t.role is Role.HYPER for t in c.tensors.values()):
+            t.add("Hyperparameters", _hypers(c))
+        return t
+    build.__name__ = f"regularization_{name.replace('-', '_')}"
+    build.__doc__ = f"{name}: FLOPs of each pass, state and saved bytes, hyperparameters."
+    return build
+
+
+def regularization_dropout(convention="default", dtype="float32", exact=False) -> Table:
+    """Dropout: training and inference operations by kind, backward FLOPs, mask bytes."""
+    return _kinds_table(Opts(convention, dtype, exact), "regularization-dropout",
+                        "Dropout: operations in training and at inference", "dropout",
+                        (("forward", "Training"), ("inference", "Inference")),
+                        (("backward", "Backward FLOPs (derived)"),))
+
+
+# -- normalization ----------------------------------------------------------------------
+
+def batchnorm_steps(convention="default", dtype="float32", exact=False) -> Table:
+    """BatchNorm: each training-forward step with FLOPs; forward, backward, gradient totals."""
+    return _steps_table(Opts(convention, dtype, exact), "batchnorm-steps",
+                        "BatchNorm: FLOPs of each step of the training forward pass",
+                        "batchnorm", "forward",
+                        (("backward", "Total backward (derived)"),
+                         ("gradient", "Total gradient (fused closed form)")))
+
+
+def _norm_facts(c: Component, d: Derivation, pass_name: str) -> dict:
+    """What a normalization pass reduces over and whether that includes the batch axis."""
+    batch = _first_input(c).shape[0]
+    stat = next((st for st in d.programs[pass_name].steps if st.reduce), None)
+    over = sp.Mul(*[k.upper + 1 for k in stat.reduce]) if stat else sp.Integer(0)
+    count = sp.Mul(*[k.upper + 1 for k in stat.idx]) if stat else sp.Integer(0)
+    return {"over": over, "statistics": count, "batch": _reduces_over(d, pass_name, batch)}
+
+
+def _fold(name: str):
+    """The catalogue's fold of ``name`` into the preceding layer, if there is one."""
+    fold = f"{name}-fold"
+    return _derived(fold) if any(fold in m.COMPONENTS for m in derivations.SECTIONS) else None
+
+
+def _inference_pass(d: Derivation) -> str:
+    return "inference" if "inference" in d.passes else "forward"
+
+
+def _fixed(d: Derivation, pass_name: str) -> bool:
+    """True when the pass computes no statistic from its input: an affine map of it."""
+    return not any(st.reduce for st in d.programs[pass_name].steps)
+
+
+def _fold_cell(o: Opts, name: str, fixed: bool):
+    """Whether (and at what one-time cost) the layer folds into the preceding one."""
+    found = _fold(name)
+    if not fixed or found is None:
+        return "no"
+    fc, fd = found
+    return Seq(("yes", f"({fc.name}, once per weight update:", o.flops(fd.counts(
+        fd.passes[0], o.conv)), "FLOPs)"), " ")
+
+
+def batchnorm_train_vs_inference(convention="default", dtype="float32", exact=False) -> Table:
+    """BatchNorm training vs inference: statistics, FLOPs, batch dependence, folding."""
+    o = Opts(convention, dtype, exact)
+    c, d = _derived("batchnorm")
+    x = _first_input(c)
+    t = o.table("batchnorm-train-vs-inference", "BatchNorm: training against inference",
+                ("", "Training (forward)", "Inference"))
+    passes = ("forward", "inference")
+    uses = []
+    for p in passes:
+        written = c.passes[p].assignments
+        computed = [a.lhs.name for a in written if a.rhs.has(sp.Sum)]
+        read = [n for n, tn in c.tensors.items() if tn.role is Role.STATE
+                and any(a.rhs.has(tn.symbol) for a in written)]
+        uses.append(Seq(("computed:", Seq(tuple(computed))), " ") if computed else
+                    Seq(("read from state:", Seq(tuple(read))), " "))
+    t.add("Statistics", *uses)
+    cnts = [d.counts(p, o.conv) for p in passes]
+    t.add("FLOPs", *(o.flops(n) for n in cnts))
+    size = sp.Mul(*x.shape)
+    t.add(f"FLOPs per element of {x.name}", *(sp.expand(o.flops(n) / size) for n in cnts))
+    facts = [_norm_facts(c, d, p) for p in passes]
+    t.add("Batch dependence", *("yes" if f["batch"] else "no" for f in facts))
+    t.add("Fold into the preceding layer", *(_fold_cell(o, c.name, _fixed(d, p))
+                                              for p in passes))
+    t.add(f"Saved for backward (bytes, {o.dtype})", o.bytes(d, "saved"), "none (no backward)")
+    t.add(f"Running statistics (state bytes, {o.dtype})", o.bytes(d, "state"),
+          o.bytes(d, "state"))
+    return t
+
+
+def _norm_layers() -> list[str]:
+    return [n for n, b in normalization.COMPONENTS.items() if "forward" in b().passes]
+
+
+def _norm_metrics(name: str):
+    def build(convention="default", dtype="float32", exact=False) -> Table:
+        o = Opts(convention, dtype, exact)
+        c, d = _derived(name)
+        f = _norm_facts(c, d, "forward")
+        t = o.table(f"normalization-{name}", f"{name}: cost and properties",
+                    ("Metric", "Value"), f"{c.summary}.")
+        t.add("Values per statistic", f["over"])
+        t.add("Statistics (mean and variance each)", f["statistics"])
+        t.add("Parameters (elements)", d.memory.elements("parameters"))
+        for p in d.passes:
+            t.add(f"{p} FLOPs", o.flops(d.counts(p, o.conv)))
+        t.add("Batch dependence", "yes" if f["batch"] else "no")
+        t.add("Fold into the preceding layer at inference",
+              _fold_cell(o, name, _fixed(d, _inference_pass(d))))
+        t.add(f"Saved for backward (bytes, {o.dtype})", o.bytes(d, "saved"))
+        return t
+    build.__name__ = f"normalization_{name.replace('-', '_')}"
+    build.__doc__ = (f"{name}: values per statistic, parameters, FLOPs of each pass, batch "
+                     "dependence, folding, saved bytes.")
+    return build
+
+
+def normalization_comparison(convention="default", dtype="float32", exact=False) -> Table:
+    """Normalization layers: statistic sizes, parameters, FLOPs, batch dependence, folding."""
+    o = Opts(convention, dtype, exact)
+    t = o.table("normalization-comparison", "Normalization layers compared",
+                ("Method", "Values per statistic", "Parameters", "Forward FLOPs",
+                 "Backward FLOPs", "Batch dep.", "Fold at inference"))
+    for name in _norm_layers():
+        c, d = _derived(name)
+        f = _norm_facts(c, d, "forward")
+        fold = _fold_cell(o, name, _fixed(d, _inference_pass(d)))
+        t.add(name, f["over"], d.memory.elements("parameters"), _pass_flops(o, d, "forward"),
+              _pass_flops(o, d, "backward"), "yes" if f["batch"] else "no",
+              "yes" if fold != "no" else "no")
+    return t
+
+
+# -- the whole step -----------------------------------------------------------------------
+
+def _part_flops(o: Opts, part: Part, pass_name: str, d: Derivation) -> sp.Expr:
+    """FLOPs of ``d``'s pass at the sizes and multiplicity of the composite's ``part``."""
+    subs = {part.component.dims[k]: v for k, v in part.dims.items()}
+    return o.poly(part.times * o.flops(d.counts(pass_name, o.conv)).xreplace(subs))
+
+
+def _part_bytes(o: Opts, part: Part, what: str, d: Derivation) -> sp.Expr:
+    subs = {part.component.dims[k]: v for k, v in part.dims.items()}
+    return o.poly(part.times * d.memory.bytes(what, o.dtype).xreplace(subs))
+
+
+def training_step_summary(convention="default", dtype="float32", exact=False) -> Table:
+    """The whole training step part by part (training-step composite): FLOPs and memory."""
+    o = Opts(convention, dtype, exact)
+    d = CompositeDerivation(training.training_step("adam"))
+    comp = d.composite
+    t = o.table("training-step-summary", "One training step, part by part",
+                ("Component", "FLOPs per step", "Memory (bytes)", "Memory kind"),
+                "Network forward F and backward k F are given; every other part is derived; "
+                "BatchNorm counts are for its L_bn layers.")
+    size = dtype_bytes(o.dtype)
+    mem = {label: e for label, _, e in comp.memory_terms}
+    for (label, flops), mlabel in zip(comp.network, ("activations", "gradients")):
+        t.add(label, flops, o.poly(size * mem[mlabel]), mlabel)
+    for part in comp.parts:
+        pd = d.derived[part.label]
+        if part.label == "optimizer":
+            # The same part with each optimizer the document lists: adam (this composite's)
+            # and sgd, at the part's sizes.
+            for name in ("adam", "sgd"):
+                od = pd if name == "adam" else _derived(name)[1]
+                t.add(f"optimizer.step ({name})", _part_flops(o, part, "step", od),
+                      _part_bytes(o, part, "state", od), "state")
+            continue
+        # A differentiated part keeps tensors for its backward pass; any other, its state.
+        what, kind = (("saved", "saved for backward") if part.component.differentiate
+                      else ("state", "state"))
+        for k, q in enumerate(part.passes):
+            t.add(f"{part.label}.{q}", o.flops(d.counts(f"{part.label}.{q}", o.conv)),
+                  _part_bytes(o, part, what, pd) if k == 0 else "", kind if k == 0 else "")
+    _, dd = _derived("dropout")
+    t.add("dropout.forward (one layer, not in the composite)",
+          o.flops(dd.counts("forward", o.conv)), o.bytes(dd, "saved"), "saved for backward")
+    t.add("parameters", "", o.poly(size * mem["parameters"]), "parameters")
+    total_mem = sum((d.memory.bytes(w, o.dtype) for w in ("parameters", "gradients", "state",
+                                                          "saved")), sp.Integer(0))
+    t.add("Total step (adam)", o.flops(d.counts("step", o.conv)), o.poly(total_mem),
+          "parameters + gradients + state + activations")
+    return t
+
+
+def memory_total(convention="default", dtype="float32", exact=False) -> Table:
+    """ResNet-50 training memory with Adam: parameters, gradients, state, activations, total."""
+    o = Opts(convention, dtype, exact)
+    inputs = _example_inputs("resnet50-memory")
+    P, B, per = inputs["P"], inputs["B"], inputs["activations per sample"]
+    d = CompositeDerivation(training.training_step("adam"))
+    sizes = {d.composite.dims["P"]: P, d.composite.dims["A"]: B * per}
+    t = o.table("memory-total", "Training memory of ResNet-50 with Adam",
+                ("Term", f"Bytes ({o.dtype})", "MiB"),
+                f"P = {P:,} parameters, B = {B}, A = B x {per:,} activation values per "
+                "sample (as the worked example resnet50-memory).")
+    size = dtype_bytes(o.dtype)
+    total = sp.Integer(0)
+    for label, _, elements in d.composite.memory_terms:
+        b = o.poly(size * elements)
+        total += b
+        t.add(label, b, Num(float(b.xreplace(sizes)) / MIB, ",.1f"))
+    t.add("Total", total, Num(float(total.xreplace(sizes)) / MIB, ",.1f"))
+    return t
+
+
+# -- the registry ---------------------------------------------------------------------------
+
+TABLES: dict[str, Callable[..., Table]] = {
+    "loss-mse": loss_mse,
+    "loss-cross-entropy": loss_cross_entropy,
+    "loss-others": loss_others,
+    "loss-all": loss_all,
+    **{f"optimizer-{n}": _optimizer_metrics(n) for n in optimizers.COMPONENTS},
+    "optimizer-adam-operations": optimizer_adam_operations,
+    "optimizer-comparison": optimizer_comparison,
+    "optimizer-25.6m": optimizer_25m,
+    "regularization-l1": _regularizer("l1"),
+    "regularization-l2": _regularizer("l2"),
+    "regularization-dropout": regularization_dropout,
+    "regularization-data-augmentation": _regularizer("data-augmentation"),
+    "batchnorm-steps": batchnorm_steps,
+    "batchnorm-train-vs-inference": batchnorm_train_vs_inference,
+    **{f"normalization-{n}": _norm_metrics(n) for n in _norm_layers()},
+    "normalization-comparison": normalization_comparison,
+    "training-step-summary": training_step_summary,
+    "memory-total": memory_total,
+}
+
+TABLE_NAMES = list(TABLES)
+
+
+def build_table(name: str, convention: str = "default", dtype: str = "float32",
+                exact: bool = False) -> Table:
+    if name not in TABLES:
+        close = difflib.get_close_matches(name, TABLE_NAMES, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else \
+            f" (tables: {', '.join(TABLE_NAMES)})"
+        raise UsageError(f"unknown table {name!r}{hint}")
+    return TABLES[name](convention=convention, dtype=dtype, exact=exact)
+
+
+def render_table(name: str, fmt: str = "markdown", convention: str = "default",
+                 dtype: str = "float32", exact: bool = False) -> str:
+    """One table of the document, rendered as ``latex``, ``markdown``, ``csv`` or ``json``."""
+    return render(build_table(name, convention, dtype, exact), fmt)

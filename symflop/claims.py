@@ -1,0 +1,485 @@
+"""Claims report: a reference text's quantitative claims beside what the engine derives.
+
+A catalogue records the claims of a text as data: one ``Claim`` per figure, with
+the text quoted, the value as the text states it (``claimed``), and a function
+that derives the comparable quantity with the engine under a counting
+convention.  This module parses the stated value, compares it with the derived
+one at the text's own precision, tries every named counting convention when the
+default one disagrees, and renders the verdicts as Markdown or JSON.  It knows
+no component; a catalogue lists its claims under the entry point group
+``symflop.claims`` (a list of ``Claim``).
+
+The stated value (``claimed``) is one of:
+
+* a count or size polynomial in the sizes, ``7*N*d + 2*d`` (a unit word such as
+  ``bytes`` or ``elements`` may follow);
+* counts per kind of operation, ``add: B*d - 1, mul: B*d`` (only the kinds named
+  are compared; ``other`` stands for the sum of every kind not named);
+* an order, ``O(B*C)`` or ``O(1)``;
+* a number with an optional scale or unit: ``524,288``, ``51.2M`` (K, M, G are
+  10**3, 10**6, 10**9), ``195.3 MB`` (MB and GB are 2**20 and 2**30 bytes, as the
+  reference document uses them), ``4.72%``;
+* a stated equation, when the derivation returns an ``Equation``;
+* any other text, compared as text.
+
+A prefix ``≈``, ``~`` or ``about`` marks an approximate value.
+
+Precision: a polynomial is compared exactly when the text writes lower-order
+terms (``P + 1``, ``N*d + d``) or a constant, and at leading order when it is
+approximate or a single term (``2*P``, ``≈3*B*d``): a single term carries no
+lower-order information.  A number agrees when the derived value rounds to it
+at its last stated digit (within half a unit of it; trailing zeros of an integer
+are not significant); an approximate number within less than one unit.  An
+equation agrees when both sides take the same value at small sizes on seeded
+random inputs (or a constant ratio, for a proportionality).
+
+Verdicts: ``agrees`` (under the default convention), ``reconciled`` (it agrees
+under the named other convention(s) only), ``differs`` (under every
+convention; the derived value is the default convention's, and the claim's
+reason says why), ``cannot-derive`` (the reason says why).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from tokenize import TokenError
+
+import sympy as sp
+
+from symflop.conventions import CONVENTIONS, KINDS
+from symflop.counting import leading_order
+from symflop.errors import UsageError
+
+STATUSES = ("agrees", "reconciled", "differs", "cannot-derive")
+GROUP = "symflop.claims"
+
+
+@dataclass(frozen=True)
+class Underivable:
+    """Returned by a derivation that finds the quantity out of the engine's reach."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Equation:
+    """A derived expression and the stated one, in the same symbols, to evaluate.
+
+    ``sizes`` maps size symbols to small integers; both sides are evaluated at
+    every point of ``at`` (maps of free index -> integer; default: the first and
+    last index values) on seeded random inputs in [0.2, 1.8].  ``values`` may
+    adjust the random values to an assumption (it gets and returns the map of
+    each leaf to its value); ``assumptions`` says in words what was assumed.
+    """
+
+    derived: sp.Expr
+    claimed: sp.Expr
+    sizes: dict
+    at: tuple = ()
+    proportional: bool = False
+    values: Callable[[dict], dict] | None = None
+    assumptions: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return str(self.derived)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One quantitative claim of a text and how the engine derives the same quantity.
+
+    ``derive`` takes a convention name and returns the derived quantity (a SymPy
+    polynomial or number, a dict of counts per kind, an ``Equation``, a string,
+    or ``Underivable``); ``None`` means the claim cannot be derived, and
+    ``reason`` says why.  ``by_convention`` is False for quantities no counting
+    convention changes (memory, gradients), which are derived once.  ``reason``
+    also carries the explanation shown when the claim differs or is reconciled.
+    """
+
+    id: str
+    section: str
+    quote: str
+    claimed: str
+    how: str = ""
+    derive: Callable[[str], object] | None = None
+    by_convention: bool = True
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: Claim
+    status: str
+    derived: str = ""
+    conventions: tuple[str, ...] = ()
+    detail: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        c = self.claim
+        return {"id": c.id, "section": c.section, "quote": c.quote, "claimed": c.claimed,
+                "how": c.how, "verdict": self.status, "derived": self.derived,
+                "conventions": list(self.conventions), "detail": self.detail,
+                "reason": self.reason}
+
+
+# -- the stated value -------------------------------------------------------------
+
+_APPROX = re.compile(r"^\s*(≈|~|∼|about\s+)\s*")
+_NUMBER = re.compile(r"^([-+]?[\d,]*\.?\d+)\s*(K|M|G|%|MB|GB|bytes)?$")
+_SCALE = {None: 1, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "%": 1, "MB": 2 ** 20,
+          "GB": 2 ** 30, "bytes": 1}
+_UNIT_WORDS = ("bytes", "elements", "values", "FLOPs", "parameters")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Stated:
+    form: str                 # polynomial | kinds | order | number | text | equation
+    approx: bool
+    value: object = None      # sp.Expr, dict, float, str
+    unit: str | None = None
+    step: float = 0.0         # a unit of the last stated digit (numbers), in the unit
+
+
+def size_symbol(name: str) -> sp.Symbol:
+    """A size as the engine declares it: a positive integer symbol."""
+    return sp.Symbol(name, integer=True, positive=True)
+
+
+def parse_polynomial(text: str, known: dict | None = None) -> sp.Expr:
+    """``7*N*d + 2*d`` with every name a size symbol (never SymPy's own N, E, S, ...)."""
+    names = {n: (known or {}).get(n, size_symbol(n)) for n in _NAME.findall(text)}
+    try:
+        return sp.expand(sp.parse_expr(text, local_dict=names, evaluate=True))
+    except (SyntaxError, TypeError, TokenError, sp.SympifyError) as e:
+        raise UsageError(f"cannot read the stated value {text!r}: {e}") from None
+
+
+def parse_claimed(text: str) -> Stated:
+    m = _APPROX.match(text)
+    approx = bool(m)
+    body = text[m.end():].strip() if m else text.strip()
+    if body.startswith("O(") and body.endswith(")"):
+        return Stated("order", approx, parse_polynomial(body[2:-1]))
+    num = _NUMBER.match(body)
+    if num:
+        digits, unit = num.group(1).replace(",", ""), num.group(2)
+        d = Decimal(digits)
+        if "." in digits:
+            step = float(Decimal(1).scaleb(d.as_tuple().exponent))
+        else:
+            stripped = digits.lstrip("+-")
+            zeros = len(stripped) - len(stripped.rstrip("0")) if d != 0 else 0
+            step = float(10 ** zeros)
+        return Stated("number", approx, float(d), unit, step)
+    if re.match(r"^[a-z]+\s*:", body):
+        kinds = {}
+        for part in body.split(","):
+            kind, _, expr = part.partition(":")
+            kind = kind.strip()
+            if kind not in KINDS and kind not in ("fma", "other"):
+                raise UsageError(f"unknown kind {kind!r} in {text!r}")
+            kinds[kind] = parse_polynomial(expr)
+        return Stated("kinds", approx, kinds)
+    words = body.split()
+    unit = words[-1] if len(words) > 1 and words[-1] in _UNIT_WORDS else None
+    expr_text = " ".join(words[:-1]) if unit else body
+    return Stated("polynomial", approx, parse_polynomial(expr_text), unit)
+
+
+# -- comparison -------------------------------------------------------------------
+
+def _mode(stated: Stated, claimed: sp.Expr) -> str:
+    if stated.approx:
+        return "leading"
+    return "exact" if len(sp.Add.make_args(sp.expand(claimed))) > 1 or claimed.is_number \
+        else "leading"
+
+
+def _same_poly(claimed: sp.Expr, derived: sp.Expr, mode: str) -> bool:
+    derived = sp.expand(sp.sympify(derived))
+    if mode == "exact":
+        return sp.expand(claimed - derived) == 0
+    return sp.expand(leading_order(claimed) - leading_order(derived)) == 0
+
+
+def _kinds_of(stated: Stated, derived: dict) -> dict:
+    named = set(stated.value) - {"other"}
+    out = {k: sp.expand(sp.sympify(derived.get(k, 0))) for k in named}
+    if "other" in stated.value:
+        out["other"] = sp.expand(sp.Add(*[sp.sympify(v) for k, v in derived.items()
+                                          if k not in named]))
+    return out
+
+
+def _agrees(stated: Stated, derived, mode_override: str | None = None) -> bool:
+    if stated.form == "polynomial":
+        return _same_poly(stated.value, derived, mode_override or _mode(stated, stated.value))
+    if stated.form == "kinds":
+        got = _kinds_of(stated, derived)
+        return all(_same_poly(v, got[k], mode_override or _mode(stated, v))
+                   for k, v in stated.value.items())
+    if stated.form == "order":
+        return _same_order(stated.value, sp.sympify(derived))
+    if stated.form == "number":
+        derived = sp.sympify(derived)
+        if derived.free_symbols:
+            return sp.expand(derived - sp.nsimplify(stated.value)) == 0
+        value = float(derived) / _SCALE[stated.unit]
+        diff = abs(value - stated.value)
+        if stated.value == 0 and not stated.approx:
+            return value == 0
+        if stated.approx:
+            return diff < stated.step * (1 - 1e-12)
+        return diff <= stated.step / 2 * (1 + 1e-9)
+    if stated.form == "equation":
+        return same_values(derived)
+    return str(derived).strip() == str(stated.value).strip()
+
+
+def _same_order(claimed: sp.Expr, derived: sp.Expr) -> bool:
+    lead = leading_order(sp.expand(derived))
+    if claimed.is_number:
+        return lead.is_number and lead != 0
+    terms = sp.Add.make_args(lead)
+    return all((t / claimed).is_number and t != 0 for t in terms)
+
+
+def same_values(eq: Equation, trials: int = 3) -> bool:
+    """Both sides of ``eq`` equal (or in a constant ratio) at small sizes, seeded inputs."""
+    subs = {k: sp.Integer(v) for k, v in eq.sizes.items()}
+    sides = [sp.sympify(e) for e in (eq.derived, eq.claimed)]
+    points = list(eq.at) or _corner_points(sides, subs)
+    ratios = []
+    for point in points:
+        at = {k: sp.Integer(v) for k, v in point.items()}
+        concrete = [s.xreplace(at).xreplace(subs).doit() for s in sides]
+        leaves = sorted(_leaves(concrete), key=str)
+        for trial in range(trials):
+            rng = random.Random(f"claims-{trial}")
+            values = {leaf: rng.uniform(0.2, 1.8) for leaf in leaves}
+            if eq.values is not None:
+                values = eq.values(values)
+            a, b = (complex(sp.N(s.xreplace(values))) for s in concrete)
+            if eq.proportional:
+                if abs(b) < 1e-300:
+                    return False
+                ratios.append(a / b)
+            elif abs(a - b) > 1e-9 * max(1.0, abs(a), abs(b)):
+                return False
+    if eq.proportional:
+        return all(abs(r - ratios[0]) <= 1e-9 * max(1.0, abs(ratios[0])) for r in ratios)
+    return True
+
+
+def _corner_points(exprs, subs: dict) -> list[dict]:
+    """The first and the last value of every free index (sizes substituted)."""
+    free = sorted({s for e in exprs for s in e.free_symbols if isinstance(s, sp.Idx)}, key=str)
+    if not free:
+        return [{}]
+    return [{k: 0 for k in free}, {k: int(sp.sympify(k.upper).xreplace(subs)) for k in free}]
+
+
+def _leaves(exprs) -> set:
+    out: set = set()
+    for e in exprs:
+        indexed = e.atoms(sp.Indexed)
+        labels = {x.base.label for x in indexed}
+        out |= indexed
+        out |= {s for s in e.atoms(sp.Symbol) if s not in labels and not isinstance(s, sp.Idx)}
+    return out
+
+
+# -- display ----------------------------------------------------------------------
+
+def _show(stated: Stated, derived) -> str:
+    if isinstance(derived, dict):
+        kinds = [k for k in (*KINDS, "fma") if k in derived] + sorted(
+            k for k in derived if k not in KINDS and k != "fma")
+        shown = [f"{k}: {sp.expand(sp.sympify(derived[k]))}" for k in kinds
+                 if sp.sympify(derived[k]) != 0]
+        return ", ".join(shown) or "0"
+    if isinstance(derived, Equation):
+        text = str(derived.derived)
+        return text + (f"  [assumes {'; '.join(derived.assumptions)}]"
+                       if derived.assumptions else "")
+    if stated.form == "number":
+        value = sp.sympify(derived)
+        return str(sp.expand(value)) if value.free_symbols else _show_number(stated,
+                                                                             float(value))
+    if isinstance(derived, sp.Basic):
+        return str(sp.expand(derived))
+    return str(derived)
+
+
+def _show_number(stated: Stated, value: float) -> str:
+    scale = _SCALE[stated.unit]
+    places = max(0, -Decimal(str(stated.step)).as_tuple().exponent) + 2
+    if stated.unit in ("K", "M", "G"):
+        return f"{value:,.0f} ({value / scale:.{places}f}{stated.unit})"
+    if stated.unit in ("MB", "GB"):
+        return f"{value / scale:.{places}f} {stated.unit} ({value:,.0f} bytes)"
+    if stated.unit == "%":
+        return f"{value:.{places}f}%"
+    if float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:.{places}f}"
+
+
+# -- verdicts ---------------------------------------------------------------------
+
+def judge(claim: Claim) -> Verdict:
+    """The verdict on one claim: compare under the default convention, then the others."""
+    if claim.derive is None:
+        return Verdict(claim, "cannot-derive", reason=claim.reason)
+    results: dict[str, object] = {}
+    names = list(CONVENTIONS) if claim.by_convention else ["default"]
+    for conv in names:
+        got = claim.derive(conv)
+        if isinstance(got, Underivable):
+            return Verdict(claim, "cannot-derive", reason=got.reason)
+        results[conv] = got
+    default = results["default"]
+    approx = bool(_APPROX.match(claim.claimed))
+    if isinstance(default, Equation):
+        stated = Stated("equation", approx)
+    elif isinstance(default, str):
+        stated = Stated("text", approx, _APPROX.sub("", claim.claimed).strip())
+    else:
+        stated = parse_claimed(claim.claimed)
+    shown = _show(stated, default)
+    if _agrees(stated, default):
+        return Verdict(claim, "agrees", shown, ("default",), _precision_note(stated, default))
+    agreeing = tuple(c for c in names[1:] if _agrees(stated, results[c]))
+    if agreeing:
+        under = "; ".join(f"under {c}: {_show(stated, results[c])}"
+                          + _paren(_precision_note(stated, results[c])) for c in agreeing)
+        return Verdict(claim, "reconciled", shown, agreeing,
+                       f"reconciled by convention {', '.join(agreeing)} ({under})",
+                       claim.reason)
+    return Verdict(claim, "differs", shown, (), _near_miss(stated, results), claim.reason)
+
+
+def _precision_note(stated: Stated, derived) -> str:
+    if stated.form in ("polynomial", "kinds"):
+        exact = _agrees(stated, derived, "exact")
+        if stated.form == "polynomial" and _mode(stated, stated.value) == "leading":
+            return "exactly" if exact else "at leading order"
+        if stated.form == "kinds":
+            modes = {_mode(stated, v) for v in stated.value.values()}
+            return "exactly" if exact else ("at leading order" if "leading" in modes else "")
+        return "exactly"
+    if stated.form == "number":
+        return "at the stated precision"
+    if stated.form == "equation":
+        assumed = "; ".join(derived.assumptions)
+        return "numerically equal at small sizes" + (f"; assumes {assumed}" if assumed else "")
+    return ""
+
+
+def _paren(note: str) -> str:
+    return f" ({note})" if note and note != "at the stated precision" else ""
+
+
+def _near_miss(stated: Stated, results: dict) -> str:
+    """What does agree, when the stated value differs: its leading order, and where."""
+    if stated.form not in ("polynomial", "kinds"):
+        return ""
+    lead = [c for c, v in results.items() if _agrees(stated, v, "leading")]
+    if not lead:
+        return ""
+    if lead[0] == "default":
+        return "leading order agrees"
+    return f"leading order agrees under {', '.join(lead)}"
+
+
+def judge_all(claims: list[Claim]) -> list[Verdict]:
+    seen: set[str] = set()
+    for c in claims:
+        if c.id in seen:
+            raise UsageError(f"claim id {c.id!r} is used twice")
+        seen.add(c.id)
+    return [judge(c) for c in claims]
+
+
+def tally(verdicts: list[Verdict]) -> dict[str, int]:
+    counts = {s: 0 for s in STATUSES}
+    for v in verdicts:
+        counts[v.status] += 1
+    counts["total"] = len(verdicts)
+    return counts
+
+
+# -- rendering --------------------------------------------------------------------
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def closing_note(verdicts: list[Verdict]) -> list[str]:
+    """One line per claim that differs: what is stated, what is derived, and why."""
+    return [f"{v.claim.id} ({v.claim.section}): stated {v.claim.claimed}; derived {v.derived}"
+            + (f" ({v.detail})" if v.detail else "") + f". {v.reason}".rstrip()
+            for v in verdicts if v.status == "differs"]
+
+
+def render_markdown(verdicts: list[Verdict], title: str) -> str:
+    counts = tally(verdicts)
+    out = [f"# {title}", "",
+           f"{counts['total']} claims: {counts['agrees']} agree, {counts['reconciled']} "
+           f"reconciled by a counting convention, {counts['differs']} differ, "
+           f"{counts['cannot-derive']} cannot be derived.", ""]
+    sections: list[str] = []
+    for v in verdicts:
+        if v.claim.section not in sections:
+            sections.append(v.claim.section)
+    for section in sections:
+        out += [f"## {section}", "", "| id | claim | stated | derived | verdict | how / why |",
+                "|---|---|---|---|---|---|"]
+        for v in (v for v in verdicts if v.claim.section == section):
+            why = "; ".join(x for x in (v.detail, v.reason, v.claim.how) if x)
+            out.append("| " + " | ".join(_cell(x) for x in (
+                v.claim.id, v.claim.quote, v.claim.claimed, v.derived or "-", v.status,
+                why)) + " |")
+        out.append("")
+    out += ["## Closing note: claims that differ", ""]
+    note = closing_note(verdicts)
+    out += [f"- {line}" for line in note] if note else ["No claim differs."]
+    return "\n".join(out) + "\n"
+
+
+def render_json(verdicts: list[Verdict], title: str) -> str:
+    data = {"title": title, "counts": tally(verdicts),
+            "claims": [v.as_dict() for v in verdicts],
+            "closing_note": closing_note(verdicts)}
+    return json.dumps(data, indent=2, ensure_ascii=True) + "\n"
+
+
+def report(claims: list[Claim], fmt: str = "markdown",
+           title: str = "Claims of the reference document") -> str:
+    """The claims report in ``fmt`` (markdown or json); the same bytes on every run."""
+    if fmt not in ("markdown", "json"):
+        raise UsageError(f"unknown format {fmt!r} (markdown, json)")
+    verdicts = judge_all(claims)
+    return render_markdown(verdicts, title) if fmt == "markdown" else render_json(verdicts,
+                                                                                 title)
+
+
+def installed() -> list[Claim]:
+    """Claims from every installed catalogue (entry point group ``symflop.claims``)."""
+    from importlib.metadata import entry_points
+
+    out: list[Claim] = []
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        try:
+            out.extend(ep.load())
+        except Exception as e:  # noqa: BLE001 - a broken plug-in is reported in one line
+            raise UsageError(f"claims {ep.name!r} ({ep.value}) failed to load: "
+                             f"{type(e).__name__}: {e}") from None
+    return out

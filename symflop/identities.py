@@ -1,0 +1,296 @@
+"""Identities: equivalences (and non-equivalences) between forms of a component, each
+proved or refuted symbolically and checked numerically.
+
+A catalogue states them as ``Identity`` records (name, statement, what a reference text
+claims, verdict, derivation steps with SymPy expressions) through the entry point group
+``symflop.identities``: a dict of name -> function returning an ``Identity``.  The
+engine knows no particular identity.  A numeric check is named by a ``"module:function"``
+string (the function takes the identity's name and returns a ``NumericResult``) and
+imported only when it is run, so the records and their symbolic derivations never need
+torch.
+
+``step`` runs one pass of a component on one element of each tensor, symbolically, so
+that a catalogue can compose its components' own equations (an optimizer step, a
+normalization at inference) instead of writing them again.
+
+Rendering is deterministic: text, Markdown and JSON depend only on the records.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.metadata import entry_points
+
+import sympy as sp
+
+from symflop.errors import ComponentError, UsageError
+from symflop.model import Component, Role
+
+GROUP = "symflop.identities"
+FORMATS = ("text", "markdown", "json")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a derivation: words, and optionally the expression they name."""
+
+    text: str
+    expr: sp.Basic | None = None
+
+    def plain(self) -> str:
+        return self.text if self.expr is None else f"{self.text} {sp.sstr(self.expr)}"
+
+    def as_dict(self) -> dict:
+        out: dict = {"text": self.text}
+        if self.expr is not None:
+            out["expr"] = sp.sstr(self.expr)
+            out["latex"] = latex(self.expr)
+        return out
+
+
+@dataclass(frozen=True)
+class NumericResult:
+    """The outcome of a numeric check: passed is None when the check did not run."""
+
+    passed: bool | None
+    summary: str
+    lines: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        return {True: "agrees", False: "FAILS", None: "not run"}[self.passed]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A statement, its verdict and the derivation behind it.
+
+    holds: whether the statement is true; condition: the change of variables or the
+    condition under which it holds ("" if it holds as stated).  document: what the
+    reference text asserts, and document_agrees whether the verdict bears it out.
+    numeric_check: ``"module:function"``, called with ``name``, imported lazily.
+    """
+
+    name: str
+    title: str
+    statement: str
+    holds: bool
+    derivation: tuple[Step, ...]
+    condition: str = ""
+    document: str = ""
+    document_agrees: bool | None = None
+    notes: tuple[str, ...] = ()
+    numeric_check: str | None = None
+    numeric: NumericResult | None = field(default=None, compare=False)
+
+    @property
+    def verdict(self) -> str:
+        if not self.holds:
+            return "does not hold"
+        return f"holds under {self.condition}" if self.condition else "holds"
+
+
+# -- running a component's equations on scalars ---------------------------------------
+
+def step(c: Component, pass_name: str, values: Mapping[str, sp.Expr]) -> dict[str, sp.Expr]:
+    """Run ``pass_name`` of ``c`` on one element of every tensor, symbolically.
+
+    ``values`` maps tensor names (and hyperparameter names, optionally) to SymPy
+    expressions standing for one element; tensors not given stand for themselves, as a
+    plain symbol of their name.  Each assignment is applied in order, so later ones read
+    the values earlier ones wrote (an updated state, an intermediate).  Returns every
+    tensor's value after the pass.  Only elementwise passes can be run this way: an
+    assignment with a sum, or one that reads a tensor at indices other than its own,
+    is rejected.
+    """
+    if pass_name not in c.passes:
+        raise ComponentError(f"{c.name} has no pass {pass_name!r} (passes: "
+                             f"{', '.join(c.passes)})")
+    env: dict[str, sp.Expr] = {}
+    for name, t in c.tensors.items():
+        if name in values:
+            env[name] = sp.sympify(values[name])
+        elif t.role is Role.HYPER:
+            env[name] = t.symbol
+        else:
+            env[name] = sp.Symbol(name, real=True)
+    for a in c.passes[pass_name].assignments:
+        if a.rhs.has(sp.Sum):
+            raise ComponentError(f"{c.name}.{pass_name}: assignment to {a.lhs.name!r} has a "
+                                 "sum; only elementwise passes can be stepped on scalars")
+        mapping: dict = {}
+        for ref in a.rhs.atoms(sp.Indexed):
+            name = str(ref.base)
+            if set(ref.indices) - set(a.idx):
+                raise ComponentError(f"{c.name}.{pass_name}: {ref} is read at an index the "
+                                     f"assignment to {a.lhs.name!r} does not run over")
+            mapping[ref] = env[name]
+        for name, t in c.tensors.items():
+            if not t.shape:
+                mapping[t.symbol] = env[name]
+        env[a.lhs.name] = a.rhs.xreplace(mapping)
+    return env
+
+
+# -- finding and running ---------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def installed() -> dict[str, Callable[[], Identity]]:
+    """Identities from every installed catalogue (entry point group symflop.identities)."""
+    found: dict = {}
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        try:
+            entries = ep.load()
+        except Exception as e:  # noqa: BLE001 - a broken plug-in is reported in one line
+            raise UsageError(f"identities {ep.name!r} ({ep.value}) failed to load: "
+                             f"{type(e).__name__}: {e}") from None
+        for name, build in entries.items():
+            found.setdefault(name, build)
+    return found
+
+
+def run_numeric(ident: Identity) -> NumericResult:
+    """Run the identity's numeric check, or say why it did not run."""
+    if ident.numeric_check is None:
+        return NumericResult(None, "no numeric check")
+    module, _, func = ident.numeric_check.partition(":")
+    try:
+        check = getattr(importlib.import_module(module), func)
+    except ImportError as e:
+        return NumericResult(None, f"not run: {e.name or e} is not installed")
+    return check(ident.name)
+
+
+def evaluate(identities: Mapping[str, Callable[[], Identity]], numeric: bool = True,
+             names: tuple[str, ...] | None = None) -> list[Identity]:
+    """Build the identities (all, or ``names`` in that order), with numeric results."""
+    names = tuple(identities) if names is None else names
+    unknown = [n for n in names if n not in identities]
+    if unknown:
+        raise UsageError(f"unknown identity {unknown[0]!r} (identities: "
+                         f"{', '.join(identities)})")
+    out = []
+    for n in names:
+        ident = identities[n]()
+        result = run_numeric(ident) if numeric else NumericResult(None, "not run (disabled)")
+        out.append(_with_numeric(ident, result))
+    return out
+
+
+def _with_numeric(ident: Identity, result: NumericResult) -> Identity:
+    fields = {k: getattr(ident, k) for k in Identity.__dataclass_fields__}
+    fields["numeric"] = result
+    return Identity(**fields)
+
+
+# -- rendering -----------------------------------------------------------------------
+
+def latex(e: sp.Basic) -> str:
+    plain = {k: sp.Symbol(k.name) for k in e.atoms(sp.Idx)}
+    return sp.latex(e.xreplace(plain))
+
+
+def _document_line(ident: Identity) -> str:
+    if not ident.document:
+        return ""
+    tag = {True: "agrees", False: "WRONG", None: "not a claim of the document"}
+    return f"{ident.document} ({tag[ident.document_agrees]})"
+
+
+def _numeric_head(r: NumericResult) -> str:
+    return r.summary if r.passed is None else f"{r.status}: {r.summary}"
+
+
+def render_text(items: list[Identity]) -> str:
+    out = []
+    for ident in items:
+        out.append(f"{ident.name}: {ident.title}")
+        out.append(f"  statement: {ident.statement}")
+        out.append(f"  verdict:   {ident.verdict}")
+        if ident.document:
+            out.append(f"  document:  {_document_line(ident)}")
+        out.append("  derivation:")
+        out.extend(f"    {s.plain()}" for s in ident.derivation)
+        out.extend(f"  note: {n}" for n in ident.notes)
+        if ident.numeric is not None:
+            out.append(f"  numeric: {_numeric_head(ident.numeric)}")
+            out.extend(f"    {line}" for line in ident.numeric.lines)
+        out.append("")
+    wrong = [i.name for i in items if i.document_agrees is False]
+    failed = [i.name for i in items if i.numeric is not None and i.numeric.passed is False]
+    out.append(f"{len(items)} identities; the document is wrong in: "
+               + (", ".join(wrong) if wrong else "none"))
+    if failed:
+        out.append("numeric checks FAIL: " + ", ".join(failed))
+    return "\n".join(out)
+
+
+def render_markdown(items: list[Identity]) -> str:
+    out = ["| identity | verdict | document | numeric |", "|---|---|---|---|"]
+    for i in items:
+        doc = {True: "agrees", False: "wrong", None: "-"}[i.document_agrees]
+        num = i.numeric.status if i.numeric is not None else "-"
+        out.append(f"| `{i.name}` | {i.verdict} | {doc} | {num} |")
+    for i in items:
+        out += ["", f"### `{i.name}`: {i.title}", "", f"**Statement.** {i.statement}", "",
+                f"**Verdict.** {i.verdict}."]
+        if i.document:
+            out += ["", f"**Document.** {_document_line(i)}"]
+        out += ["", "**Derivation.**", ""]
+        for s in i.derivation:
+            out.append(f"- {s.text.strip()}"
+                       + (f" ${latex(s.expr)}$" if s.expr is not None else ""))
+        if i.notes:
+            out.append("")
+            out.extend(f"*Note.* {n}" + "\n" for n in i.notes)
+            out[-1] = out[-1].rstrip("\n")
+        if i.numeric is not None:
+            out += ["", f"**Numeric check.** {_numeric_head(i.numeric)}"]
+            if i.numeric.lines:
+                out.append("")
+                out.extend(f"- {line.strip()}" for line in i.numeric.lines)
+    return "\n".join(out)
+
+
+def to_json(items: list[Identity]) -> dict:
+    rows = []
+    for i in items:
+        row = {"name": i.name, "title": i.title, "statement": i.statement,
+               "verdict": i.verdict, "holds": i.holds, "condition": i.condition,
+               "document": i.document, "document_agrees": i.document_agrees,
+               "derivation": [s.as_dict() for s in i.derivation], "notes": list(i.notes)}
+        if i.numeric is not None:
+            row["numeric"] = {"status": i.numeric.status, "passed": i.numeric.passed,
+                              "summary": i.numeric.summary, "lines": list(i.numeric.lines)}
+        rows.append(row)
+    return {"identities": rows}
+
+
+def render(items: list[Identity], fmt: str) -> str:
+    if fmt == "text":
+        return render_text(items)
+    if fmt == "markdown":
+        return render_markdown(items)
+    if fmt == "json":
+        return json.dumps(to_json(items), indent=2)
+    raise UsageError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
+
+
+def report(fmt: str = "text", numeric: bool = True,
+           identities: Mapping[str, Callable[[], Identity]] | None = None,
+           names: tuple[str, ...] | None = None) -> str:
+    """Every identity (or ``names``), evaluated and rendered as ``fmt``.
+
+    ``identities`` defaults to those installed through the ``symflop.identities``
+    entry points.
+    """
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
+    found = installed() if identities is None else identities
+    if not found:
+        raise UsageError("no identities are installed (pip install -e . in the repository)")
+    return render(evaluate(found, numeric, names), fmt)

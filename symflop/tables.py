@@ -1,0 +1,275 @@
+"""Tables of derived results, rendered as LaTeX, Markdown, CSV or JSON.
+
+The engine knows no particular table: a catalogue builds ``Table`` values whose
+cells are SymPy expressions (counts, bytes, equations), numbers or text, and
+this module renders them.  Rendering is deterministic: the same table gives the
+same bytes in every process, whatever ``PYTHONHASHSEED`` is (expressions are
+printed by SymPy's printers, which order terms canonically; JSON keys are
+sorted; nothing iterates over a set).
+
+Cells:
+
+* ``str``: text (escaped for LaTeX; ``|`` escaped for Markdown);
+* ``int`` / ``float`` / ``Num``: a number (``Num`` carries its display format;
+  CSV and JSON always get the unformatted value);
+* a SymPy expression (``sp.Basic``): ``$...$`` with SymPy's LaTeX printer in
+  LaTeX and Markdown, SymPy's string form in CSV and JSON; an ``Eq`` prints as
+  ``lhs = rhs``; index variables print as their plain names;
+* ``Seq``: several cells in one, joined by a separator (a list in JSON).
+
+A LaTeX table is a ``table`` float holding a booktabs ``tabular``, with caption
+and label, ready to ``\\input`` into a document whose preamble loads
+``booktabs`` and ``amsmath`` (``LATEX_PACKAGES``; ``latex_document`` writes a
+whole document).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from symflop.errors import UsageError
+
+FORMATS = ("latex", "markdown", "csv", "json")
+LATEX_PACKAGES = ("booktabs", "amsmath", "amssymb")
+
+
+@dataclass(frozen=True)
+class Num:
+    """A number with its display format (a ``format`` spec such as ``",.1f"``)."""
+
+    value: int | float
+    fmt: str = ","
+
+    def text(self) -> str:
+        return format(self.value, self.fmt)
+
+
+@dataclass(frozen=True)
+class Seq:
+    """Several cells shown in one, e.g. a list of hyperparameters."""
+
+    items: tuple
+    sep: str = ", "
+
+
+Cell = str | int | float | Num | Seq | sp.Basic
+
+
+@dataclass
+class Table:
+    """A named table: title, caption, column headers and rows of cells."""
+
+    name: str
+    title: str
+    columns: tuple
+    rows: list = field(default_factory=list)
+    caption: str = ""
+    notes: tuple[str, ...] = ()
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.columns = tuple(self.columns)
+        self.rows = [tuple(r) for r in self.rows]
+        for r in self.rows:
+            if len(r) != len(self.columns):
+                raise ValueError(f"table {self.name!r}: a row has {len(r)} cells for "
+                                 f"{len(self.columns)} columns: {r!r}")
+            for cell in r:
+                _check_cell(cell)
+
+    def add(self, *cells) -> None:
+        if len(cells) != len(self.columns):
+            raise ValueError(f"table {self.name!r}: {len(cells)} cells for "
+                             f"{len(self.columns)} columns")
+        for cell in cells:
+            _check_cell(cell)
+        self.rows.append(tuple(cells))
+
+
+def _check_cell(cell) -> None:
+    if isinstance(cell, Seq):
+        for c in cell.items:
+            _check_cell(c)
+    elif isinstance(cell, bool) or not isinstance(cell, (str, int, float, Num, sp.Basic)):
+        raise TypeError(f"a table cell must be text, a number or a SymPy expression, "
+                        f"not {type(cell).__name__}: {cell!r}")
+    elif isinstance(cell, float) and not math.isfinite(cell):
+        raise ValueError(f"a table cell must be finite, got {cell!r}")
+
+
+# -- cells --------------------------------------------------------------------------
+
+def _plain(e: sp.Basic) -> sp.Basic:
+    """Index variables as plain symbols (an ``Idx`` prints its range as a subscript)."""
+    idx = sorted(e.atoms(sp.Idx), key=sp.default_sort_key)
+    return e.xreplace({k: sp.Symbol(k.name) for k in idx}) if idx else e
+
+
+def expr_latex(e: sp.Basic) -> str:
+    e = _plain(e)
+    if isinstance(e, sp.Equality):
+        return f"{sp.latex(e.lhs)} = {sp.latex(e.rhs)}"
+    return sp.latex(e)
+
+
+def expr_text(e: sp.Basic) -> str:
+    if isinstance(e, sp.Equality):
+        return f"{sp.sstr(e.lhs)} = {sp.sstr(e.rhs)}"
+    return sp.sstr(e)
+
+
+def _number_text(v) -> str:
+    if isinstance(v, Num):
+        return v.text()
+    return format(v, ",") if isinstance(v, int) else repr(v)
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
+}
+
+
+def latex_escape(text: str, collapse: bool = True) -> str:
+    """Text for LaTeX: every special character escaped, whitespace collapsed."""
+    if collapse:
+        text = " ".join(text.split())
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def cell_latex(cell) -> str:
+    if isinstance(cell, Seq):
+        return latex_escape(cell.sep, collapse=False).join(cell_latex(c) for c in cell.items)
+    if isinstance(cell, str):
+        return latex_escape(cell)
+    if isinstance(cell, (int, float, Num)):
+        return latex_escape(_number_text(cell))
+    return f"${expr_latex(cell)}$"
+
+
+def _md_escape(text: str, collapse: bool = True) -> str:
+    if collapse:
+        text = " ".join(text.split())
+    return text.replace("|", r"\|")
+
+
+def cell_markdown(cell) -> str:
+    if isinstance(cell, Seq):
+        return _md_escape(cell.sep, collapse=False).join(cell_markdown(c) for c in cell.items)
+    if isinstance(cell, str):
+        return _md_escape(cell)
+    if isinstance(cell, (int, float, Num)):
+        return _md_escape(_number_text(cell))
+    return _md_escape(f"${expr_latex(cell)}$")
+
+
+def cell_text(cell) -> str:
+    """Plain text for CSV: expressions as SymPy strings, numbers unformatted."""
+    if isinstance(cell, Seq):
+        return cell.sep.join(cell_text(c) for c in cell.items)
+    if isinstance(cell, str):
+        return " ".join(cell.split())
+    if isinstance(cell, Num):
+        return cell_text(cell.value)
+    if isinstance(cell, (int, float)):
+        return repr(cell)
+    return expr_text(cell)
+
+
+def cell_json(cell):
+    if isinstance(cell, Seq):
+        return [cell_json(c) for c in cell.items]
+    if isinstance(cell, Num):
+        return cell.value
+    if isinstance(cell, (str, int, float)):
+        return cell
+    return expr_text(cell)
+
+
+# -- tables -------------------------------------------------------------------------
+
+def _is_numeric(cell) -> bool:
+    return isinstance(cell, (int, float, Num)) and not isinstance(cell, bool)
+
+
+def _align(t: Table) -> str:
+    cols = []
+    for k in range(len(t.columns)):
+        column = [r[k] for r in t.rows]
+        cols.append("r" if column and all(_is_numeric(c) for c in column) else "l")
+    return "".join(cols)
+
+
+def label(t: Table) -> str:
+    return "tab:" + "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in t.name)
+
+
+def to_latex(t: Table) -> str:
+    caption = latex_escape(t.caption or t.title)
+    lines = [r"\begin{table}[htbp]", r"\centering",
+             f"\\caption{{{caption}}}", f"\\label{{{label(t)}}}",
+             f"\\begin{{tabular}}{{{_align(t)}}}", r"\toprule",
+             " & ".join(cell_latex(c) for c in t.columns) + r" \\", r"\midrule"]
+    lines.extend(" & ".join(cell_latex(c) for c in r) + r" \\" for r in t.rows)
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if t.notes:
+        lines.append(r"\par\smallskip\footnotesize")
+        lines.extend(latex_escape(n) + r"\par" for n in t.notes)
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(t: Table) -> str:
+    lines = [f"**{_md_escape(t.title)}**", ""]
+    lines.append("| " + " | ".join(cell_markdown(c) for c in t.columns) + " |")
+    lines.append("|" + "|".join("---:" if a == "r" else "---" for a in _align(t)) + "|")
+    lines.extend("| " + " | ".join(cell_markdown(c) for c in r) + " |" for r in t.rows)
+    if t.caption:
+        lines += ["", _md_escape(t.caption)]
+    if t.notes:
+        lines += [""] + [f"* {_md_escape(n)}" for n in t.notes]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(t: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([cell_text(c) for c in t.columns])
+    for r in t.rows:
+        w.writerow([cell_text(c) for c in r])
+    return buf.getvalue()
+
+
+def to_json(t: Table) -> str:
+    doc = {"name": t.name, "title": t.title, "caption": t.caption,
+           "columns": [cell_json(c) for c in t.columns],
+           "rows": [[cell_json(c) for c in r] for r in t.rows],
+           "notes": list(t.notes), "options": dict(t.options)}
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
+
+
+RENDERERS = {"latex": to_latex, "markdown": to_markdown, "csv": to_csv, "json": to_json}
+
+
+def render(t: Table, fmt: str) -> str:
+    try:
+        fn = RENDERERS[fmt]
+    except KeyError:
+        raise UsageError(f"unknown table format {fmt!r} (known: {', '.join(FORMATS)})") from None
+    return fn(t)
+
+
+def latex_document(tables: list[Table]) -> str:
+    """A whole LaTeX document holding ``tables``, one per page."""
+    body = "\n\\clearpage\n".join(to_latex(t) for t in tables)
+    return ("\\documentclass{article}\n"
+            f"\\usepackage{{{','.join(LATEX_PACKAGES)}}}\n"
+            "\\usepackage[margin=1.5cm,landscape]{geometry}\n"
+            "\\begin{document}\n" + body + "\\end{document}\n")

@@ -1,0 +1,318 @@
+"""Tables of the reference document: rendered from the engine's results, deterministically."""
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import sympy as sp
+
+from derivations import losses, optimizers
+from derivations.tables import TABLE_NAMES, TABLES, build_table, render_table
+from symflop import Component, UsageError, derive, total
+from symflop.compose import CompositeDerivation
+from symflop.conventions import CONVENTIONS
+from symflop.tables import FORMATS, Num, Seq, Table, latex_document, latex_escape, render
+
+P, B, d, N = sp.symbols("P B d N", integer=True, positive=True)
+
+# One table (or family of tables) per table of the reference document.
+DOCUMENT_TABLES = [
+    "loss-mse", "loss-cross-entropy", "loss-others",
+    "optimizer-sgd", "optimizer-momentum", "optimizer-nesterov-lookahead",
+    "optimizer-adagrad-eps-inside", "optimizer-rmsprop-eps-inside", "optimizer-adam",
+    "optimizer-adamw", "optimizer-adam-operations", "optimizer-comparison", "optimizer-25.6m",
+    "regularization-l1", "regularization-l2", "regularization-dropout",
+    "regularization-data-augmentation", "batchnorm-steps", "batchnorm-train-vs-inference",
+    "normalization-layernorm", "normalization-comparison", "training-step-summary",
+    "memory-total",
+]
+
+
+def rows(t: Table) -> dict:
+    """First cell (text) -> the whole row."""
+    return {r[0]: r for r in t.rows}
+
+
+def col(t: Table, header: str) -> int:
+    return list(t.columns).index(header)
+
+
+def outside_math(line: str) -> str:
+    """The text of a LaTeX line outside $...$ (unescaped dollars)."""
+    parts = re.split(r"(?<!\\)\$", line)
+    return "".join(parts[::2])
+
+
+def check_latex(t: Table, text: str) -> None:
+    lines = text.splitlines()
+    assert lines[0] == r"\begin{table}[htbp]" and lines[-1] == r"\end{table}"
+    for cmd in (r"\toprule", r"\midrule", r"\bottomrule", r"\end{tabular}"):
+        assert lines.count(cmd) == 1
+    assert f"\\label{{tab:{t.name}}}" in text and "\\caption{" in text
+    unescaped = re.sub(r"\\[{}]", "", text)
+    depth = 0
+    for ch in unescaped:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    assert text.count("$") % 2 == 0
+    body = lines[lines.index(r"\toprule") + 1:lines.index(r"\bottomrule")]
+    body = [ln for ln in body if ln != r"\midrule"]
+    assert len(body) == len(t.rows) + 1
+    for ln in body:
+        assert ln.endswith(r" \\")
+        # Column separators outside math (a cases environment has its own '&').
+        assert len(re.findall(r"(?<!\\)&", outside_math(ln))) == len(t.columns) - 1
+
+
+def check_markdown(t: Table, text: str) -> None:
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    assert len(lines) == len(t.rows) + 2
+    for ln in lines:
+        assert len(re.findall(r"(?<!\\)\|", ln)) == len(t.columns) + 1
+
+
+def check_csv(t: Table, text: str) -> None:
+    got = list(csv.reader(io.StringIO(text)))
+    assert len(got) == len(t.rows) + 1
+    assert all(len(r) == len(t.columns) for r in got)
+
+
+def check_json(t: Table, text: str) -> None:
+    doc = json.loads(text)
+    assert text == json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
+    assert doc["name"] == t.name and len(doc["columns"]) == len(t.columns)
+    assert len(doc["rows"]) == len(t.rows)
+
+
+CHECKS = {"latex": check_latex, "markdown": check_markdown, "csv": check_csv,
+          "json": check_json}
+
+
+def test_every_table_of_the_document_is_there():
+    assert set(DOCUMENT_TABLES) <= set(TABLE_NAMES)
+    assert TABLE_NAMES == list(TABLES)
+
+
+@pytest.mark.parametrize("name", TABLE_NAMES)
+def test_every_table_renders_in_every_format_under_every_convention(name):
+    for conv in CONVENTIONS:
+        for exact in (False, True):
+            t = build_table(name, conv, "float32", exact)
+            assert t.rows and t.options == {"convention": conv, "dtype": "float32",
+                                            "exact": exact}
+            for fmt in FORMATS:
+                CHECKS[fmt](t, render(t, fmt))
+    for fmt in FORMATS:
+        assert render_table(name, fmt, "shared", "float64", True) == \
+            render(build_table(name, "shared", "float64", True), fmt)
+
+
+# -- the entries are the engine's ----------------------------------------------------------
+
+def test_entries_are_the_engines_counts_and_bytes():
+    adam = derive(optimizers.adam())
+    t = rows(build_table("optimizer-adam", exact=True))
+    assert t["Per-step FLOPs"][1] == adam.counts("step").total == 14 * P + 7
+    assert t["Extra state memory (bytes, float32)"][1] == 8 * P + 4
+    assert rows(build_table("optimizer-adam"))["Per-step FLOPs"][1] == 14 * P  # leading
+    # dtype chooses the bytes: float64 doubles them.
+    t64 = rows(build_table("optimizer-adam", dtype="float64", exact=True))
+    assert t64["Extra state memory (bytes, float64)"][1] == adam.memory.bytes("state", "float64")
+    assert t64["Extra state memory (bytes, float64)"][1] == 16 * P + 8
+    # The convention chooses the counts: under fma the multiply-adds count once.
+    tf = rows(build_table("optimizer-adam", "fma", exact=True))
+    assert tf["Per-step FLOPs"][1] == adam.counts("step", "fma").total != 14 * P + 7
+    # The Adam breakdown is the engine's per-step counts, in order, then the total.
+    ops = build_table("optimizer-adam-operations", exact=True)
+    steps = adam.step_counts("step")
+    assert [r[0] for r in ops.rows[:len(steps)]] == [st.lhs for st, _ in steps]
+    assert [r[2] for r in ops.rows[:len(steps)]] == [c.total for _, c in steps]
+    assert ops.rows[-1][2] == 14 * P + 7
+
+
+def test_batchnorm_tables_follow_the_convention():
+    bn = derive(__import__("derivations.normalization").normalization.batchnorm())
+    for conv in ("default", "shared"):
+        t = rows(build_table("batchnorm-steps", conv, exact=True))
+        assert t["Total forward"][2] == bn.counts("forward", conv).total
+        assert t["Total backward (derived)"][2] == bn.counts("backward", conv).total
+    default = rows(build_table("batchnorm-steps", "default", exact=True))
+    shared = rows(build_table("batchnorm-steps", "shared", exact=True))
+    # Shared reuses x - mu from the variance step in the normalize step: N*d fewer.
+    assert sp.expand(default["xhat"][2] - shared["xhat"][2]) == N * d
+    tvi = rows(build_table("batchnorm-train-vs-inference"))
+    assert tvi["FLOPs per element of x"][1:] == (8, 4)
+    assert tvi["Batch dependence"][1:] == ("yes", "no")
+    assert tvi["Fold into the preceding layer"][1] == "no"
+
+
+def test_optimizer_25m_figures():
+    t = rows(build_table("optimizer-25.6m", exact=True))
+    # Hand count: 14 * 25.6M + 7 FLOPs; state 8 * 25.6M + 4 bytes = 195.31 MiB.
+    assert t["adam"][2] == Num(14 * 25_600_000 + 7, ",")
+    assert t["adam"][1].value == pytest.approx((8 * 25_600_000 + 4) / 2 ** 20)
+    assert t["adam"][3].value == pytest.approx(100 * (14 * 25_600_000 + 7) / 7.6e9)
+    assert "358,400,007" in render_table("optimizer-25.6m", "markdown", exact=True)
+    assert "358,400,000" in render_table("optimizer-25.6m", "markdown")
+
+
+def test_training_step_and_memory_total_come_from_the_composite():
+    from derivations import training
+    d = CompositeDerivation(training.training_step("adam"))
+    t = rows(build_table("training-step-summary", exact=True))
+    assert t["Total step (adam)"][1] == d.counts("step").total
+    assert t["loss.backward"][1] == d.counts("loss.backward").total
+    m = rows(build_table("memory-total", exact=True))
+    assert m["Total"][1] == sum((d.memory.bytes(w) for w in ("parameters", "gradients",
+                                                            "state", "saved")), sp.Integer(0))
+
+
+def mse_times_3() -> Component:
+    """MSE with a factor 3: one more multiplication (3 * the sum), once."""
+    c = Component("mse-times-3", "Losses", "mean squared error times 3")
+    Bs, ds = c.dim("B d")
+    i, j = c.index(i=Bs, j=ds)
+    yhat, y = c.input("yhat", (Bs, ds)), c.target("y", (Bs, ds))
+    L = c.output("L")
+    c.assign("forward", L, 3 * total((yhat[i, j] - y[i, j]) ** 2, i, j) / (Bs * ds))
+    c.set_gradient(L, (yhat,))
+    return c
+
+
+def mse_cubed() -> Component:
+    """|yhat - y|**3 summed: one more multiplication per element (leading order 4*B*d)."""
+    c = Component("mse-cubed", "Losses", "mean cubed error")
+    Bs, ds = c.dim("B d")
+    i, j = c.index(i=Bs, j=ds)
+    yhat, y = c.input("yhat", (Bs, ds)), c.target("y", (Bs, ds))
+    L = c.output("L")
+    c.assign("forward", L, total((yhat[i, j] - y[i, j]) ** 3, i, j) / (Bs * ds))
+    c.set_gradient(L, (yhat,))
+    return c
+
+
+def adam_without_bias_correction() -> Component:
+    c = Component("adam-no-bias", "Optimizers", "Adam without bias correction")
+    Ps = c.dim("P")
+    p = c.index(p=Ps)
+    theta, g = c.parameter("theta", (Ps,)), c.input("g", (Ps,))
+    m, v = c.state("m", (Ps,)), c.state("v", (Ps,))
+    beta1, beta2, lr, eps = c.hyper("beta1 beta2 lr epsilon")
+    c.assign("step", m[p], beta1 * m[p] + (1 - beta1) * g[p])
+    c.assign("step", v[p], beta2 * v[p] + (1 - beta2) * g[p] ** 2)
+    c.assign("step", theta[p], theta[p] - lr * m[p] / (sp.sqrt(v[p]) + eps))
+    return c
+
+
+def test_a_changed_equation_changes_the_table(monkeypatch):
+    before = rows(build_table("loss-mse", exact=True))
+    # Hand count of the original: B*d subtractions + B*d squares + (B*d - 1) additions,
+    # then one multiplication B*d and one division: 3*B*d + 1.
+    assert before["Total FLOPs"][1] == 3 * B * d + 1
+    monkeypatch.setitem(losses.COMPONENTS, "mse", mse_times_3)
+    after = rows(build_table("loss-mse", exact=True))
+    # The factor 3 is one more multiplication, once: 3*B*d + 2.
+    assert after["Total FLOPs"][1] == 3 * B * d + 2
+    assert after["multiply"][1] == B * d + 2
+    assert "3 B d + 2" in render_table("loss-mse", "latex", exact=True)
+    assert rows(build_table("loss-all", exact=True))["mse"][1] == 3 * B * d + 2
+    # A change of leading order shows in the default (leading-order) table as well.
+    monkeypatch.setitem(losses.COMPONENTS, "mse", mse_cubed)
+    assert rows(build_table("loss-mse"))["Total FLOPs"][1] == 4 * B * d  # cube: 2 multiplications
+    assert "4 B d" in render_table("loss-mse", "markdown")
+
+
+def test_a_changed_optimizer_changes_every_table_that_uses_it(monkeypatch):
+    before = render_table("memory-total", "csv", exact=True)
+    monkeypatch.setitem(optimizers.COMPONENTS, "adam", adam_without_bias_correction)
+    # Hand count without bias correction: m 3P + 1 (1 - beta1, once), v 4P + 1, theta 5P;
+    # state m, v only.
+    t = rows(build_table("optimizer-25.6m", exact=True))
+    assert t["adam"][2] == Num(12 * 25_600_000 + 2, ",")
+    assert rows(build_table("optimizer-comparison", exact=True))["adam"][2] == 12 * P + 2
+    assert rows(build_table("optimizer-adam", exact=True))["Per-step FLOPs"][1] == 12 * P + 2
+    summary = rows(build_table("training-step-summary", exact=True))
+    assert summary["optimizer.step (adam)"][1:3] == (12 * P + 2, 8 * P)
+    after = render_table("memory-total", "csv", exact=True)
+    assert before != after and "8*P + 4" in before and "8*P + 4" not in after
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+def test_text_is_escaped_and_expressions_printed():
+    t = Table("demo_1", "Costs & 50% of {x}_1 #2 $3 ~ ^ \\ |", ("Name", "Value", "N"),
+              [("a_b & c", sp.Eq(sp.Symbol("y"), sp.Abs(sp.Symbol("x")), evaluate=False),
+                Num(1234.5, ",.1f")),
+               ("list", Seq((sp.Symbol("beta1"), "lr_max")), 7)])
+    tex = render(t, "latex")
+    assert r"a\_b \& c" in tex and r"50\% of \{x\}\_1 \#2 \$3" in tex
+    assert r"\textasciitilde{} \textasciicircum{} \textbackslash{} \textbar{}" in tex
+    assert r"$y = \left|{x}\right|$" in tex and "1,234.5" in tex
+    assert r"$\beta_{1}$, lr\_max" in tex
+    assert r"\label{tab:demo-1}" in tex and "{llr}" in tex
+    md = render(t, "markdown")
+    assert r"$y = \left\|{x}\right\|$" in md and "---:|" in md
+    got = list(csv.reader(io.StringIO(render(t, "csv"))))
+    assert got[1] == ["a_b & c", "y = Abs(x)", "1234.5"] and got[2] == ["list", "beta1, lr_max",
+                                                                      "7"]
+    doc = json.loads(render(t, "json"))
+    assert doc["rows"][1] == ["list", ["beta1", "lr_max"], 7]
+    assert latex_escape("a  b\n c") == "a b c"
+
+
+def test_bad_tables_and_options_are_refused():
+    with pytest.raises(ValueError, match="2 cells for 3 columns"):
+        Table("x", "x", ("a", "b", "c"), [("1", "2")])
+    with pytest.raises(TypeError):
+        Table("x", "x", ("a",), [(object(),)])
+    with pytest.raises(UsageError, match="did you mean optimizer-adam"):
+        render_table("optimizer-adm", "latex")
+    with pytest.raises(UsageError, match="unknown table format"):
+        render_table("loss-mse", "html")
+    with pytest.raises(UsageError, match="unknown convention"):
+        render_table("loss-mse", "csv", convention="nope")
+    with pytest.raises(UsageError, match="unknown dtype"):
+        render_table("loss-mse", "csv", dtype="int3")
+
+
+def test_latex_document_compiles(tmp_path):
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not on PATH (CI installs a LaTeX distribution)")
+    demo = Table("demo", "Special characters: & % $ # _ { } ~ ^ \\ | < >", ("a", "b"),
+                 [("x_1 & 50%", sp.sqrt(sp.Symbol("epsilon") + sp.Symbol("v")))])
+    tables = [build_table(n, exact=e) for n in TABLE_NAMES for e in (False, True)]
+    (tmp_path / "tables.tex").write_text(latex_document(tables + [demo]))
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                           "tables.tex"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "tables.pdf").stat().st_size > 0
+
+
+_RENDER_ALL = """
+from derivations.tables import TABLE_NAMES, build_table
+from symflop.tables import FORMATS, render
+for conv, exact in (("default", False), ("shared", True)):
+    for name in TABLE_NAMES:
+        t = build_table(name, conv, "float32", exact)
+        for fmt in FORMATS:
+            print(render(t, fmt), end="")
+"""
+
+
+def test_output_is_byte_identical_across_hash_seeds():
+    outs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", _RENDER_ALL], env=env,
+                              capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        outs.append(done.stdout)
+    assert len(outs[0]) > 10_000 and outs[0] == outs[1]
