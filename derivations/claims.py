@@ -23,12 +23,11 @@ from derivations import CATALOGUE, examples
 from symflop import Component, derive, total
 from symflop import claims as engine
 from symflop.claims import Claim, Equation, Underivable
-from symflop.compose import CompositeDerivation, derive_any, state_tensor_count
+from symflop.compose import derive_any, state_tensor_count
 from symflop.counting import leading_order
 from symflop.indices import all_index_names, instantiate
 from symflop.program import ref_indices, ref_name, tensor_refs
 
-TITLE = "Claims of the reference document, checked against the derivations"
 MIB, GIB = 2 ** 20, 2 ** 30
 RESNET_P = 25_600_000        # the document's ResNet-50 parameter count (a premise)
 RESNET_BACKWARD = 7.6e9      # the document's ResNet-50 backward FLOPs (a premise, not derived)
@@ -241,9 +240,9 @@ def _grad_bce(_conv):
     return _equation(f.expr, (_sigmoid(z[i]) - y[i]) / B, {B: 3}, assumptions=f.assumptions)
 
 
-def _softmax(z, i, k, C):
-    c = sp.Idx("c", C)
-    return sp.exp(z[i, k]) / sp.Sum(sp.exp(z[i, c]), (c, 0, C - 1))
+def _softmax(z, i, k, classes):
+    c = sp.Idx("c", classes)
+    return sp.exp(z[i, k]) / sp.Sum(sp.exp(z[i, c]), (c, 0, classes - 1))
 
 
 def _grad_ce(_conv):
@@ -763,8 +762,8 @@ CLAIMS: list[Claim] = [
            flops("adam", "step", ("m",), kinds=True)),
     _claim("adam-v-products", S_ADAM, r"Square gradient | $\bm{g}_t \odot \bm{g}_t$ | $P$; "
            r"Scale $v_{t-1}$ | $\beta_2 \bm{v}_{t-1}$ | $P$; "
-           r"Scale squared gradient | $(1-\beta_2)\bm{g}_t^2$ | $P$", "mul: P + P + P", flops("adam", "step", ("v",),
-                                                              kinds=True)),
+           r"Scale squared gradient | $(1-\beta_2)\bm{g}_t^2$ | $P$", "mul: P + P + P",
+           flops("adam", "step", ("v",), kinds=True)),
     _claim("adam-v-add", S_ADAM, r"Add for $\bm{v}_t$ | $+$ | $P$", "add: P",
            flops("adam", "step", ("v",), kinds=True)),
     _claim("adam-bias-m", S_ADAM, r"Bias correct $\hat{m}$ | $\bm{m}_t / (1-\beta_1^t)$ | "
@@ -777,9 +776,10 @@ CLAIMS: list[Claim] = [
                   "not counted as a FLOP, as XLA reports transcendentals apart"),
     _claim("adam-sqrt", S_ADAM, r"Square root | $\sqrt{\hat{\bm{v}}_t}$ | $P$",
            "transcendental: P", flops("adam", "step", ("theta",), kinds=True)),
-    _claim("adam-eps-and-update", S_ADAM, r"Add epsilon | $\sqrt{\hat{\bm{v}}_t} + \epsilon$ | $P$; "
-           r"Update params | $\bm{\theta}_t -$ | $P$", "add: P + P", flops("adam", "step", ("theta",),
-                                                           kinds=True)),
+    _claim("adam-eps-and-update", S_ADAM,
+           r"Add epsilon | $\sqrt{\hat{\bm{v}}_t} + \epsilon$ | $P$; "
+           r"Update params | $\bm{\theta}_t -$ | $P$", "add: P + P",
+           flops("adam", "step", ("theta",), kinds=True)),
     _claim("adam-division", S_ADAM, r"Division | $\hat{\bm{m}}_t / (\sqrt{\hat{\bm{v}}_t} + "
            r"\epsilon)$ | $P$", "div: P", flops("adam", "step", ("theta",), kinds=True)),
     _claim("adam-lr", S_ADAM, r"Scale by LR | $\times \eta$ | $P$", "mul: P",
@@ -923,7 +923,8 @@ CLAIMS: list[Claim] = [
                "forward pass"),
     _claim("dropout-total", S_DROP, r"Total | $\approx 4Bn$ FLOPs + RNG cost", "≈4*B*n",
            flops("dropout", "forward")),
-    _claim("dropout-inference", S_DROP, r"FLOPs (Inference) ... 0 (free at inference)", "0", flops("dropout", "inference")),
+    _claim("dropout-inference", S_DROP, r"FLOPs (Inference) ... 0 (free at inference)", "0",
+           flops("dropout", "inference")),
     _claim("dropout-mask-memory", S_DROP, r"Extra memory (training): $Bn$ values for the "
            r"binary mask", "B*n values", memory("dropout", "saved", elements=True)),
     _claim("dropout-gradient", S_DROP, r"\pd{L}{\bm{a}} = \pd{L}{\tilde{\bm{a}}} \odot "
@@ -1245,4 +1246,4 @@ CLAIMS: list[Claim] = [
 
 def report(fmt: str = "markdown") -> str:
     """The claims report (``symflop claims --format markdown|json``)."""
-    return engine.report(CLAIMS, fmt, TITLE)
+    return engine.report(CLAIMS, fmt)

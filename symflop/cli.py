@@ -127,6 +127,22 @@ def cmd_validate(args) -> int:
     return 0 if all(r.ok for r in rows) else 1
 
 
+def cmd_table(args) -> int:
+    from symflop.tables import render
+    found = plugin("symflop.tables", "tables")
+    if args.name is None:
+        for name, build in found.items():
+            print(f"{name:<34} {(build.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    if args.name not in found:
+        close = difflib.get_close_matches(args.name, list(found), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else " (symflop table lists them)"
+        raise UsageError(f"unknown table {args.name!r}{hint}")
+    print(render(found[args.name](convention=args.convention, dtype=args.dtype,
+                                  exact=args.exact), args.format), end="")
+    return 0
+
+
 def cmd_identities(args) -> int:
     from symflop.identities import evaluate, installed, render
     items = evaluate(installed(), not args.no_numeric, tuple(args.names) or None)
@@ -275,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_validate)
+    t = sub.add_parser("table", help="a table of the reference document, from the engine")
+    t.add_argument("name", nargs="?", help="table name (none: list them)")
+    t.add_argument("--format", choices=("latex", "markdown", "csv", "json"), default="markdown")
+    t.add_argument("--exact", action="store_true", help="exact polynomials, not leading order")
+    common(t)
+    t.set_defaults(func=cmd_table)
     i = sub.add_parser("identities", help="identities the document states: proved or "
                                           "refuted (SymPy), checked (torch)")
     i.add_argument("names", nargs="*")

@@ -19,7 +19,7 @@ Cells:
 
 A LaTeX table is a ``table`` float holding a booktabs ``tabular``, with caption
 and label, ready to ``\\input`` into a document whose preamble loads
-``booktabs`` and ``amsmath`` (``LATEX_PACKAGES``; ``latex_document`` writes a
+``booktabs``, ``amsmath`` and ``graphicx`` (``LATEX_PACKAGES``; ``latex_document`` writes a
 whole document).
 """
 
@@ -36,7 +36,7 @@ import sympy as sp
 from symflop.errors import UsageError
 
 FORMATS = ("latex", "markdown", "csv", "json")
-LATEX_PACKAGES = ("booktabs", "amsmath", "amssymb")
+LATEX_PACKAGES = ("booktabs", "amsmath", "amssymb", "graphicx")
 
 
 @dataclass(frozen=True)
@@ -215,10 +215,12 @@ def to_latex(t: Table) -> str:
     caption = latex_escape(t.caption or t.title)
     lines = [r"\begin{table}[htbp]", r"\centering",
              f"\\caption{{{caption}}}", f"\\label{{{label(t)}}}",
+             # no wider than the text: shrunk to fit when it would overflow (graphicx)
+             r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
              f"\\begin{{tabular}}{{{_align(t)}}}", r"\toprule",
              " & ".join(cell_latex(c) for c in t.columns) + r" \\", r"\midrule"]
     lines.extend(" & ".join(cell_latex(c) for c in r) + r" \\" for r in t.rows)
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}", "}"]
     if t.notes:
         lines.append(r"\par\smallskip\footnotesize")
         lines.extend(latex_escape(n) + r"\par" for n in t.notes)

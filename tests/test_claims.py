@@ -24,6 +24,11 @@ def verdicts():
     return {v.claim.id: v for v in engine.judge_all(CLAIMS)}
 
 
+@pytest.fixture(scope="module")
+def reports():
+    return {"markdown": report("markdown"), "json": report("json")}
+
+
 # -- every claim ---------------------------------------------------------------------
 
 def test_every_claim_has_a_verdict(verdicts):
@@ -130,21 +135,21 @@ def test_per_kind_claims_name_the_kind_that_differs(verdicts):
     assert verdicts["step-decay-cost"].status == "differs"
 
 
-def test_the_closing_note_lists_every_difference(verdicts):
+def test_the_closing_note_lists_every_difference(verdicts, reports):
     differing = [v.claim.id for v in verdicts.values() if v.status == "differs"]
-    data = json.loads(report("json"))
+    data = json.loads(reports["json"])
     note = data["closing_note"]
     assert [line.split(" ", 1)[0] for line in note] == differing
     for line, cid in zip(note, differing):
         v = verdicts[cid]
         assert f"derived {v.derived}" in line and v.reason in line
-    md = report("markdown")
+    md = reports["markdown"]
     closing = md.split("## Closing note: claims that differ", 1)[1]
     assert all(f"- {cid} (" in closing for cid in differing)
 
 
-def test_json_counts_match_the_claims():
-    data = json.loads(report("json"))
+def test_json_counts_match_the_claims(reports):
+    data = json.loads(reports["json"])
     counts = data["counts"]
     assert counts["total"] == len(CLAIMS) == len(data["claims"])
     assert sum(counts[s] for s in engine.STATUSES) == counts["total"]
@@ -265,16 +270,17 @@ def test_an_unknown_format_and_a_repeated_id_are_refused():
 
 # -- determinism ---------------------------------------------------------------------
 
-def test_the_report_is_the_same_bytes_twice():
-    assert report("markdown") == report("markdown")
-    assert report("json") == report("json")
+def test_the_report_is_the_same_bytes_twice(reports):
+    assert report("markdown") == reports["markdown"]
+    assert report("json") == reports["json"]
 
 
-def test_the_report_is_the_same_bytes_under_any_hash_seed(tmp_path):
+def test_the_report_is_the_same_bytes_under_any_hash_seed(reports):
+    # Fresh derivations (no cache) in processes with other hash seeds than this one.
     code = ("import sys; from derivations.claims import report; "
             "sys.stdout.write(report('markdown') + report('json'))")
     runs = []
-    for seed in ("0", "1", "4242"):
+    for seed in ("0", "4242"):
         env = dict(os.environ, PYTHONHASHSEED=seed, SYMFLOP_NO_CACHE="1")
         runs.append(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
@@ -283,5 +289,5 @@ def test_the_report_is_the_same_bytes_under_any_hash_seed(tmp_path):
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()
         outs.append(out)
-    assert outs[0] == outs[1] == outs[2]
-    assert outs[0].decode() == report("markdown") + report("json")
+    assert outs[0] == outs[1]
+    assert outs[0].decode() == reports["markdown"] + reports["json"]
