@@ -50,20 +50,32 @@ def claims_stage(w: ReportWriter) -> str:
     from derivations.claims import report
     w.write("claims.md", report("markdown"))
     w.write("claims.json", report("json"))
-    data = json.loads(report("json"))
-    return _claims_latex(data)
+    return _claims_latex(json.loads(report("json")))
 
 
-def _claims_latex(data) -> str:
-    rows = data["claims"] if isinstance(data, dict) else data
+def _breakable(text: str) -> str:
+    """Escaped text that may break after operators and brackets: the document's quotes
+    hold long LaTeX and formulas without spaces, which would overrun a table column."""
+    out = latex_escape(text)
+    for token in ("}", "(", ")", ",", "+", "=", "*", "/"):
+        out = out.replace(token, token + r"\allowbreak{}")
+    return out
+
+
+def _claims_latex(data: dict) -> str:
+    counts = data.get("counts", {})
     lines = [r"\section{The document's claims, checked}",
-             r"\begin{longtable}{p{0.09\textwidth}p{0.38\textwidth}p{0.12\textwidth}"
-             r"p{0.33\textwidth}}", r"\toprule",
-             r"claim & document says & verdict & derived \\", r"\midrule", r"\endhead"]
-    for r in rows:
-        cells = [r.get("id", ""), f"{r.get('text', '')} ({r.get('claimed', '')})",
-                 r.get("verdict", ""), r.get("derived", "") or r.get("reason", "")]
-        lines.append(" & ".join(latex_escape(str(c)) for c in cells) + r" \\")
+             latex_escape(", ".join(f"{v} {k}" for k, v in counts.items())) + r"\par\medskip",
+             r"\begin{longtable}{" + "".join(
+                 rf">{{\raggedright\arraybackslash}}p{{{w}\textwidth}}"
+                 for w in ("0.13", "0.36", "0.1", "0.35")) + "}", r"\toprule",
+             r"claim & the document says & verdict & derived (why) \\", r"\midrule",
+             r"\endhead"]
+    for r in data["claims"]:
+        why = r.get("reason") or r.get("detail") or ""
+        cells = [r["id"], f"{r['quote']} [{r['claimed']}]", r["verdict"],
+                 f"{r.get('derived') or ''} {('(' + why + ')') if why else ''}"]
+        lines.append(" & ".join(_breakable(str(c)) for c in cells) + r" \\")
     lines += [r"\bottomrule", r"\end{longtable}", r"\clearpage"]
     return "\n".join(lines)
 

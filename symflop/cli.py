@@ -127,6 +127,12 @@ def cmd_validate(args) -> int:
     return 0 if all(r.ok for r in rows) else 1
 
 
+def cmd_claims(args) -> int:
+    from symflop.claims import report
+    print(report(plugin("symflop.claims", "claims"), args.format), end="")
+    return 0
+
+
 def cmd_table(args) -> int:
     from symflop.tables import render
     found = plugin("symflop.tables", "tables")
@@ -291,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_validate)
+    cl = sub.add_parser("claims", help="the reference document's quantitative claims, "
+                                       "checked against the derivations")
+    cl.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    cl.set_defaults(func=cmd_claims)
     t = sub.add_parser("table", help="a table of the reference document, from the engine")
     t.add_argument("name", nargs="?", help="table name (none: list them)")
     t.add_argument("--format", choices=("latex", "markdown", "csv", "json"), default="markdown")

@@ -21,6 +21,7 @@ PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage{amsmath}
 \usepackage{amssymb}
 \usepackage{longtable}
+\usepackage{array}
 \usepackage[T1]{fontenc}
 \usepackage{lmodern}
 \setlength{\parindent}{0pt}
@@ -69,9 +70,12 @@ def compile_pdf(root: Path, tex: str = "report.tex") -> tuple[bool, str]:
             if not item.name.startswith("."):
                 dest = Path(work) / item.name
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest)
+        # A fixed date makes the PDF the same bytes on every run (pdfTeX honours these).
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1"}
         for _ in range(2):
             r = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", tex],  # noqa: S603
-                               cwd=work, capture_output=True, text=True, timeout=300)
+                               cwd=work, capture_output=True, text=True, timeout=300,
+                               env=env)
         log = (Path(work) / tex).with_suffix(".log")
         text = log.read_text(errors="replace") if log.exists() else r.stdout
         if r.returncode != 0 or "Undefined control sequence" in text:

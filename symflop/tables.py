@@ -134,6 +134,14 @@ _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
+    # Characters the standard fonts lack, written as LaTeX math or text commands.
+    "\u2248": r"$\approx$", "\u2013": "--", "\u2014": "---", "\u2192": r"$\to$",
+    "\u00d7": r"$\times$", "\u221d": r"$\propto$", "\u2212": "-", "\u2264": r"$\leq$",
+    "\u2265": r"$\geq$", "\u2026": r"\ldots{}", "\u00b2": r"\textsuperscript{2}",
+    "\u03bc": r"$\mu$", "\u03c3": r"$\sigma$", "\u03b7": r"$\eta$", "\u03bb": r"$\lambda$",
+    "\u03b5": r"$\varepsilon$", "\u03b1": r"$\alpha$", "\u03b2": r"$\beta$",
+    "\u03b3": r"$\gamma$", "\u03b8": r"$\theta$", "\u2018": "`", "\u2019": "'",
+    "\u201c": "``", "\u201d": "''",
 }
 
 
