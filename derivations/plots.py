@@ -160,6 +160,18 @@ def training_step_plot() -> dict[str, bytes]:
     return _save(fig, plt)
 
 
+CAPTIONS = {
+    "schedules": "Every schedule's learning rate over a run, from its generated code at its "
+                 "customary hyperparameters.",
+    "gradient-ce-vs-mse": "Gradient magnitude with respect to the logit against the "
+                          "predicted probability of the true class: cross-entropy (bce) "
+                          "against MSE through a sigmoid, both from derived gradients.",
+    "optimizers": "Per-step FLOPs and state memory of every optimizer against the number "
+                  "of parameters P (default convention, float32).",
+    "training-step-resnet50": "A ResNet-50 training step with Adam at B = 32: FLOPs of each "
+                              "part (log scale) and memory by kind.",
+}
+
 PLOTS: dict[str, Callable[[], dict[str, bytes]]] = {
     "schedules": schedules_plot,
     "gradient-ce-vs-mse": gradient_plot,

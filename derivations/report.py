@@ -28,14 +28,14 @@ def tables_stage(w: ReportWriter) -> str:
 
 
 def plots_stage(w: ReportWriter) -> str:
-    from derivations.plots import PLOTS
+    from derivations.plots import CAPTIONS, PLOTS
     parts = [r"\section{Plots}"]
     for name, draw in PLOTS.items():
         for ext, data in draw().items():
             w.write(f"figures/{name}.{ext}", data)
         parts += [r"\begin{figure}[htbp]\centering",
                   f"\\includegraphics[width=0.85\\textwidth]{{figures/{name}.pdf}}",
-                  f"\\caption{{{latex_escape(name)}}}", r"\end{figure}"]
+                  f"\\caption{{{latex_escape(CAPTIONS.get(name, name))}}}", r"\end{figure}"]
     parts.append(r"\clearpage")
     return "\n".join(parts)
 
