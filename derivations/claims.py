@@ -25,8 +25,7 @@ from symflop import claims as engine
 from symflop.claims import Claim, Equation, Underivable
 from symflop.compose import derive_any, state_tensor_count
 from symflop.counting import leading_order
-from symflop.indices import all_index_names, instantiate
-from symflop.program import ref_indices, ref_name, tensor_refs
+from symflop.fused import inline
 
 MIB, GIB = 2 ** 20, 2 ** 30
 RESNET_P = 25_600_000        # the document's ResNet-50 parameter count (a premise)
@@ -193,18 +192,7 @@ def _inlined(name: str, pass_name: str, target: str) -> tuple[sp.Expr, tuple]:
     prog = _derivation(name).programs[pass_name]
     defs = {st.lhs: st for st in prog.steps}
     st = defs[target]
-    expr = st.rhs()
-    while True:
-        refs = [r for r in tensor_refs(expr, prog.tensors) if ref_name(r) in defs
-                and ref_name(r) != target]
-        if not refs:
-            return expr, st.idx
-        taken = all_index_names(expr)
-        mapping = {}
-        for r in refs:
-            d = defs[ref_name(r)]
-            mapping[r] = instantiate(d.body, d.idx, ref_indices(r), d.reduce, taken)
-        expr = expr.xreplace(mapping)
+    return inline(st.rhs(), defs, prog.tensors, exclude=target), st.idx
 
 
 def _equation(derived: sp.Expr, claimed: sp.Expr, sizes: dict, **kw) -> Equation:

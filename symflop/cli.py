@@ -87,18 +87,25 @@ def cmd_grad(args) -> int:
     return 0
 
 
-def cmd_example(args) -> int:
-    found = examples()
-    if args.name is None:
-        for name, build in found.items():
-            print(f"{name:<20} {(build.__doc__ or '').strip().splitlines()[0]}")
-        return 0
-    if args.name not in found:
-        close = difflib.get_close_matches(args.name, list(found), n=3, cutoff=0.5)
+def _pick(found: dict, name: str | None, what: str):
+    """The builder called ``name``; with no name, list them all (and return None)."""
+    if name is None:
+        width = max(map(len, found), default=0) + 2
+        for key, build in found.items():
+            print(f"{key:<{width}} {(build.__doc__ or '').strip().splitlines()[0]}")
+        return None
+    if name not in found:
+        close = difflib.get_close_matches(name, list(found), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else \
-            f" (examples: {', '.join(found)})"
-        raise UsageError(f"unknown example {args.name!r}{hint}")
-    print(render_example(found[args.name]()))
+            f" (`symflop {what}` lists them)"
+        raise UsageError(f"unknown {what} {name!r}{hint}")
+    return found[name]
+
+
+def cmd_example(args) -> int:
+    build = _pick(examples(), args.name, "example")
+    if build is not None:
+        print(render_example(build()))
     return 0
 
 
@@ -135,17 +142,10 @@ def cmd_claims(args) -> int:
 
 def cmd_table(args) -> int:
     from symflop.tables import render
-    found = plugin("symflop.tables", "tables")
-    if args.name is None:
-        for name, build in found.items():
-            print(f"{name:<34} {(build.__doc__ or '').strip().splitlines()[0]}")
-        return 0
-    if args.name not in found:
-        close = difflib.get_close_matches(args.name, list(found), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else " (symflop table lists them)"
-        raise UsageError(f"unknown table {args.name!r}{hint}")
-    print(render(found[args.name](convention=args.convention, dtype=args.dtype,
-                                  exact=args.exact), args.format), end="")
+    build = _pick(plugin("symflop.tables", "tables"), args.name, "table")
+    if build is not None:
+        print(render(build(convention=args.convention, dtype=args.dtype, exact=args.exact),
+                     args.format), end="")
     return 0
 
 

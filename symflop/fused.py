@@ -39,13 +39,15 @@ def fuse(c: Component, fwd: Program, bwd: Program) -> dict[str, FusedGradient]:
     for w in c.wrt:
         st = bwd.defining_step(grad_name(w))
         used: set[str] = set()
-        expr = _inline(st.rhs(), inlinable, bwd.tensors, exclude=grad_name(w))
+        expr = inline(st.rhs(), inlinable, bwd.tensors, exclude=grad_name(w))
         expr = _tidy(expr, bwd.tensors, used)
         out[w] = FusedGradient(w, st.idx, expr, tuple(sorted(used)))
     return out
 
 
-def _inline(expr: sp.Expr, defs: dict[str, Step], tensors, exclude: str) -> sp.Expr:
+def inline(expr: sp.Expr, defs: dict[str, Step], tensors, exclude: str) -> sp.Expr:
+    """``expr`` with every reference to a tensor defined in ``defs`` (other than
+    ``exclude``) replaced by its definition, repeatedly, bound indices renamed apart."""
     while True:
         refs = [r for r in tensor_refs(expr, tensors) if ref_name(r) in defs
                 and ref_name(r) != exclude]
