@@ -134,9 +134,9 @@ def training_step_plot() -> dict[str, bytes]:
     plt = _figure()
     ex = examples.resnet50_memory()
     sizes = {"P": ex.inputs["P"], "B": ex.inputs["B"], "C": 1000,
-             # The document's ResNet-50 backward (~7.6G FLOPs, read per image) is about
-             # 2F: F = 3.8 GFLOPs per image, so B times that per step.
-             "F": ex.inputs["B"] * 3_800_000_000, "k": 2,
+             # The document's ResNet-50 backward (~7.6G FLOPs) is about 2F; read per step,
+             # as its optimizer table (and the optimizers-25.6m example) reads it.
+             "F": 3_800_000_000, "k": 2,
              # Its BatchNorm layers normalize this many values per sample in all (the
              # example's layer list); BatchNorm's cost is per value, so one layer of
              # that many values with d = 1 carries it.
@@ -155,8 +155,9 @@ def training_step_plot() -> dict[str, bytes]:
     a1.set(xscale="log", xlabel="GFLOPs per step (log scale)", title="Training step FLOPs")
     a2.bar([n for n, _ in memory], [v for _, v in memory])
     a2.set(ylabel="GiB (float32)", title="Training memory")
-    fig.suptitle("ResNet-50, Adam, B = 32, float32: F = 32 x 3.8 GFLOPs (the document's "
-                 "backward ~7.6G per image = 2F), BatchNorm over every conv output", fontsize=8)
+    fig.suptitle("ResNet-50, Adam, B = 32, float32: F = 3.8 GFLOPs per step (the document's "
+                 "backward ~7.6G = 2F, as its optimizer table reads it), BatchNorm over every "
+                 "conv output", fontsize=8)
     return _save(fig, plt)
 
 

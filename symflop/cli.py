@@ -1,4 +1,5 @@
-"""Command line: list, show, grad, count, summary."""
+"""Command line: list, show, grad, count, code, summary, example, validate, table, claims,
+identities, report."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def _derivation(args) -> tuple:
     if args.from_spec is not None and not args.from_spec.partition(":")[0].endswith(".py"):
         raise UsageError(f"--from takes FILE.py:NAME, got {args.from_spec!r}")
     options = {"optimizer": args.optimizer} if getattr(args, "optimizer", None) else {}
-    c = get_component(args.name or args.from_spec, **options)
+    c = get_component(args.name if args.name is not None else args.from_spec, **options)
     return c, derive_any(c)
 
 
@@ -163,15 +164,20 @@ def cmd_report(args) -> int:
     from symflop.report import ReportWriter, compile_pdf, document
     stages = plugin("symflop.report", "report stages")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
     writer = ReportWriter(out)
     parts = []
     start = time.perf_counter()
-    for k, (label, stage) in enumerate(stages, 1):
-        t = time.perf_counter()
-        parts.append(stage(writer))
-        print(f"[{k}/{len(stages)}] {label}: done in {time.perf_counter() - t:.1f} s",
-              flush=True)
-    writer.write("report.tex", document(parts))
+    try:
+        for k, (label, stage) in enumerate(stages, 1):
+            t = time.perf_counter()
+            parts.append(stage(writer))
+            print(f"[{k}/{len(stages)}] {label}: done in {time.perf_counter() - t:.1f} s",
+                  flush=True)
+        writer.write("report.tex", document(parts))
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     print(f"wrote {len(writer.written)} files to {out}/ in "
           f"{time.perf_counter() - start:.1f} s")
     built, message = (False, "--no-pdf: report.pdf not built") if args.no_pdf \
@@ -182,6 +188,9 @@ def cmd_report(args) -> int:
 
 def cmd_code(args) -> int:
     c, d = _derivation(args)
+    if not d.sources:
+        raise UsageError(f"{c.name} is a composite and has no generated code of its own; "
+                         "its parts do (e.g. symflop code adam)")
     names = [args.pass_name] if args.pass_name else list(d.passes)
     for name in names:
         if name not in d.sources:

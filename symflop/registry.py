@@ -69,6 +69,8 @@ def get_component(name: str, **options: str) -> Component:
     ``options`` are keyword arguments for builders that take them (e.g. the
     optimizer of a training step).
     """
+    if not name or not name.strip():
+        raise UsageError("empty component name; `symflop list` shows them")
     key = (name, tuple(sorted(options.items())))
     if key in _built:
         return _built[key]

@@ -97,6 +97,9 @@ def test_code_prints_generated_source(capsys):
     (["count", "mse", "--dtype", "int3"], "unknown dtype"),
     (["grad", "adam"], "adam has no gradient"),
     (["grad", "mse", "--wrt", "y"], "no gradient with respect to 'y'"),
+    (["code", "training-step"], "is a composite and has no generated code"),
+    (["show", ""], "empty component name"),
+    (["report", "--out", __file__], "exists and is not a folder"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)

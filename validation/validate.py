@@ -264,7 +264,9 @@ def validate(names: list[str], device: str = "cpu", dtype=torch.float64,
 def format_rows(rows: list[Row]) -> str:
     head = ("component", "pass", "checked", "max abs err", "max rel err",
             "FLOPs symbolic vs executed", "verdict")
-    body = [(r.component, r.pass_name, r.checked, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
+    body = [(r.component, r.pass_name, r.checked,
+             *((f"{r.max_abs:.2e}", f"{r.max_rel:.2e}") if r.verdict != "nothing to compare"
+               else ("-", "-")),
              r.counts_text(),
              r.verdict + (f": {'; '.join(r.notes)}" if r.notes and not r.ok else ""))
             for r in rows]
@@ -274,12 +276,14 @@ def format_rows(rows: list[Row]) -> str:
     for b in body:
         lines.append("  ".join(f"{x:<{w}}" for x, w in zip(b, widths)) + "  " + b[-1])
     failed = sum(not r.ok for r in rows)
+    idle = sum(r.verdict == "nothing to compare" for r in rows)
     notes = [(r, n) for r in rows for n in r.count_notes]
     if notes:
         lines.append("\nwhere executed and symbolic counts differ (at the first size set; the "
                      "symbolic count of array work, Python-number work excluded):")
         lines.extend(f"  {r.component} {r.pass_name}: {n}" for r, n in notes)
-    lines.append(f"{len(rows) - failed} passed, {failed} failed")
+    lines.append(f"{len(rows) - failed - idle} passed, {failed} failed, "
+                 f"{idle} with nothing to compare")
     return "\n".join(lines)
 
 
