@@ -16,6 +16,7 @@ from symflop.derive import derive
 from symflop.examples import Example
 
 MIB = 2 ** 20
+ACTIVATIONS = "activations per sample (counted from the layer list)"  # an input key
 
 
 def _flops(c, pass_name: str, convention: str = "default", **sizes) -> int:
@@ -151,7 +152,7 @@ def resnet50_memory() -> Example:
     d = CompositeDerivation(t)
     sizes = {"P": P, "A": per_sample * B}
     ex = Example("resnet50-memory", "ResNet-50 training memory with Adam, B = 32, float32",
-                 {"P": P, "B": B, "activations per sample": per_sample})
+                 {"P": P, "B": B, ACTIVATIONS: per_sample})
     params = _bytes(d, "parameters", **sizes)
     grads = _bytes(d, "gradients", **sizes)
     state = _bytes(d, "state", **sizes)

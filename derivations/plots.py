@@ -141,7 +141,7 @@ def training_step_plot() -> dict[str, bytes]:
              # example's layer list); BatchNorm's cost is per value, so one layer of
              # that many values with d = 1 carries it.
              "N": ex.inputs["B"] * examples.resnet50_batchnorm_values(), "d": 1, "L_bn": 1,
-             "A": ex.inputs["B"] * ex.inputs["activations per sample"]}
+             "A": ex.inputs["B"] * ex.inputs[examples.ACTIVATIONS]}
     d = CompositeDerivation(training.training_step("adam"))
     parts = [(name, d.count_function(name)(**sizes)) for name in d.passes[1:]]
     parts = [("network forward", sizes["F"]), ("network backward", sizes["k"] * sizes["F"])] \

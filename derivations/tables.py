@@ -508,7 +508,7 @@ def memory_total(convention="default", dtype="float32", exact=False) -> Table:
     """ResNet-50 training memory with Adam: parameters, gradients, state, activations, total."""
     o = Opts(convention, dtype, exact)
     inputs = _example_inputs("resnet50-memory")
-    P, B, per = inputs["P"], inputs["B"], inputs["activations per sample"]
+    P, B, per = inputs["P"], inputs["B"], inputs[examples.ACTIVATIONS]
     d = CompositeDerivation(training.training_step("adam"))
     sizes = {d.composite.dims["P"]: P, d.composite.dims["A"]: B * per}
     t = o.table("memory-total", "Training memory of ResNet-50 with Adam",
