@@ -133,10 +133,12 @@ def training_step_plot() -> dict[str, bytes]:
     """ResNet-50, Adam, B = 32: FLOPs per part and memory per kind."""
     plt = _figure()
     ex = examples.resnet50_memory()
+    k = 2  # backward ~ k * forward
+    backward = examples.optimizers_25m().inputs["backward FLOPs (given)"]
     sizes = {"P": ex.inputs["P"], "B": ex.inputs["B"], "C": 1000,
-             # The document's ResNet-50 backward (~7.6G FLOPs) is about 2F; read per step,
-             # as its optimizer table (and the optimizers-25.6m example) reads it.
-             "F": 3_800_000_000, "k": 2,
+             # The document's ResNet-50 backward (the optimizers-25.6m example's input,
+             # read per step as its optimizer table reads it) is about k*F.
+             "F": int(backward / k), "k": k,
              # Its BatchNorm layers normalize this many values per sample in all (the
              # example's layer list); BatchNorm's cost is per value, so one layer of
              # that many values with d = 1 carries it.
