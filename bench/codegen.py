@@ -58,7 +58,7 @@ if ROOT not in sys.path:
 
 from derivations import CATALOGUE  # noqa: E402
 from symflop import derive  # noqa: E402
-from symflop.backends import get_backend  # noqa: E402
+from symflop.lower.backends import get_backend  # noqa: E402
 
 CE_B, CE_C = 4096, 32000
 BN_BATCH, BN_C, BN_HW = 32, 256, 56

@@ -7,7 +7,7 @@ states it, and a function that derives the comparable quantity from the catalogu
 under a counting convention.  The document's numbers are only compared here; no
 derivation reads them.  The inputs of its worked examples (P = 25.6M parameters,
 ResNet-50's backward of 7.6G FLOPs, B = 32, 56x56, ...) are the document's
-premises and are used as such.  ``symflop.claims`` parses, compares and renders.
+premises and are used as such.  ``symflop.report.claims`` parses, compares and renders.
 
 A claim's ``reason`` explains a difference (or a reconciliation) in one line; the
 report shows it only when the claim does not simply agree.
@@ -21,11 +21,11 @@ import sympy as sp
 
 from derivations import CATALOGUE, examples
 from symflop import Component, derive, total
-from symflop import claims as engine
-from symflop.claims import Claim, Equation, Underivable
 from symflop.compose import derive_any, state_tensor_count
-from symflop.counting import leading_order
-from symflop.fused import inline
+from symflop.cost.counting import leading_order
+from symflop.report import claims as engine
+from symflop.report.claims import Claim, Equation, Underivable
+from symflop.rewrite.fused import inline
 
 MIB, GIB = 2 ** 20, 2 ** 30
 RESNET_P = 25_600_000        # the document's ResNet-50 parameter count (a premise)
@@ -1219,13 +1219,9 @@ CLAIMS: list[Claim] = [
     _claim("memory-adam-state", S_MEM, r"Adam state: 195.3 MB", "195.3 MB",
            memory("training-step", "state", at={"P": RESNET_P}, optimizer="adam")),
     _claim("memory-activations", S_MEM, r"Activations: ~2.5 GB", "~2.5 GB",
-           _example("resnet50-memory", "activations", GIB),
-           reason="counted from ResNet-50's layer shapes at B = 32 (every convolution and "
-                  "BatchNorm output, block outputs; derivations/examples.py); the document "
-                  "does not say what its 2.5 GB counts"),
+           _example("resnet50-memory", "activations", GIB)),
     _claim("memory-total", S_MEM, r"Total: ~2.9 GB", "~2.9 GB",
-           _example("resnet50-memory", "total", GIB),
-           reason="follows the activation count"),
+           _example("resnet50-memory", "total", GIB)),
     _claim("memory-activations-dominate", S_MEM, r"Activations dominate for this "
            r"configuration", "activations",
            _fn(_largest_memory, "example resnet50-memory: the largest term", False)),

@@ -13,7 +13,7 @@ import sympy as sp
 from derivations import layers, normalization, optimizers, regularization, training
 from symflop.compose import CompositeDerivation
 from symflop.derive import derive
-from symflop.examples import Example
+from symflop.report.examples import Example
 
 MIB = 2 ** 20
 ACTIVATIONS = "activations per sample (counted from the layer list)"  # an input key

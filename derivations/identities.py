@@ -22,7 +22,7 @@ import sympy as sp
 from derivations import losses, normalization, optimizers, regularization
 from symflop.derive import derive
 from symflop.errors import UsageError
-from symflop.identities import FORMATS, Identity, Step, evaluate, render, step
+from symflop.report.identities import FORMATS, Identity, Step, evaluate, render, step
 
 NUMERIC = "validation.identities_torch:numeric_check"
 

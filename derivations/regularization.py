@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symflop import Component, total, uniform
-from symflop.model import Pass
+from symflop.core.model import Pass
 
 
 def l1() -> Component:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 
-from symflop.report import ReportWriter
-from symflop.tables import latex_escape
+from symflop.report.report import ReportWriter
+from symflop.report.tables import latex_escape
 
 FORMATS = {"latex": "tex", "markdown": "md", "csv": "csv", "json": "json"}
 
 
 def tables_stage(w: ReportWriter) -> str:
     from derivations.tables import TABLE_NAMES, build_table
-    from symflop.tables import render
+    from symflop.report.tables import render
     parts = [r"\section{Cost tables}",
              "Every entry is derived by the engine (default counting convention, float32, "
              "leading order); the same tables in Markdown, CSV and JSON lie beside this file "

@@ -27,13 +27,13 @@ import sympy as sp
 import derivations
 from derivations import examples, losses, normalization, optimizers, training
 from symflop.compose import CompositeDerivation, Part
-from symflop.conventions import Convention, get_convention
-from symflop.counting import Counts, leading_order
+from symflop.core.model import Component, Role
+from symflop.cost.conventions import Convention, get_convention
+from symflop.cost.counting import Counts, leading_order
+from symflop.cost.memory import dtype_bytes
 from symflop.derive import Derivation, derive
 from symflop.errors import UsageError
-from symflop.memory import dtype_bytes
-from symflop.model import Component, Role
-from symflop.tables import Num, Seq, Table, render
+from symflop.report.tables import Num, Seq, Table, render
 
 MIB = 2 ** 20
 

@@ -1,10 +1,10 @@
 """symflop: gradients, operation counts, memory and code, derived from SymPy equations."""
 
-from symflop.conventions import CONVENTIONS, Convention, get_convention
+from symflop.core.functions import log1p, softplus, uniform
+from symflop.core.model import Component, Fact, Role, Tensor, total
+from symflop.cost.conventions import CONVENTIONS, Convention, get_convention
 from symflop.derive import Derivation, derive
 from symflop.errors import ComponentError, InputError, SymflopError, UsageError
-from symflop.functions import log1p, softplus, uniform
-from symflop.model import Component, Fact, Role, Tensor, total
 
 __all__ = [
     "CONVENTIONS", "Component", "ComponentError", "Convention", "Derivation", "Fact",

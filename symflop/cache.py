@@ -37,8 +37,9 @@ def engine_fingerprint() -> str:
     import sympy
     h = hashlib.sha256(f"format {_FORMAT} sympy {sympy.__version__} "
                        f"python {sys.version_info[:2]}".encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode())
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()
 

@@ -11,14 +11,14 @@ import sys
 
 import sympy as sp
 
-from symflop import conventions
 from symflop.compose import derive_any
+from symflop.cost import conventions
+from symflop.cost.memory import DTYPE_BYTES
 from symflop.derive import Derivation
 from symflop.errors import SymflopError, UsageError
-from symflop.examples import render as render_example
-from symflop.memory import DTYPE_BYTES
 from symflop.registry import catalogue, examples, get_component, plugin
-from symflop.render import fused_text, show
+from symflop.report.examples import render as render_example
+from symflop.report.render import fused_text, show
 
 _SIZE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([+-]?\d+)\s*$")
 
@@ -136,13 +136,13 @@ def cmd_validate(args) -> int:
 
 
 def cmd_claims(args) -> int:
-    from symflop.claims import report
+    from symflop.report.claims import report
     print(report(plugin("symflop.claims", "claims"), args.format), end="")
     return 0
 
 
 def cmd_table(args) -> int:
-    from symflop.tables import render
+    from symflop.report.tables import render
     build = _pick(plugin("symflop.tables", "tables"), args.name, "table")
     if build is not None:
         print(render(build(convention=args.convention, dtype=args.dtype, exact=args.exact),
@@ -151,7 +151,7 @@ def cmd_table(args) -> int:
 
 
 def cmd_identities(args) -> int:
-    from symflop.identities import evaluate, installed, render
+    from symflop.report.identities import evaluate, installed, render
     items = evaluate(installed(), not args.no_numeric, tuple(args.names) or None)
     print(render(items, args.format))
     return 1 if any(i.numeric is not None and i.numeric.passed is False for i in items) else 0
@@ -161,7 +161,7 @@ def cmd_report(args) -> int:
     import time
     from pathlib import Path
 
-    from symflop.report import ReportWriter, compile_pdf, document
+    from symflop.report.report import ReportWriter, compile_pdf, document
     stages = plugin("symflop.report", "report stages")
     out = Path(args.out)
     if out.exists() and not out.is_dir():

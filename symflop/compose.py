@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symflop.conventions import KINDS, Convention, get_convention
-from symflop.counting import Counts, leading_order
+from symflop.core.model import Component, Role
+from symflop.cost.conventions import KINDS, Convention, get_convention
+from symflop.cost.counting import Counts, leading_order
+from symflop.cost.memory import Memory
 from symflop.derive import compile_polynomial, derive
 from symflop.errors import ComponentError, UsageError
-from symflop.memory import Memory
-from symflop.model import Component, Role
 
 NETWORK = "network"
 

@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from symflop import cache
-from symflop.autodiff import backward, grad_name
-from symflop.codegen import Signature, generate
-from symflop.compiled import CompiledPass, shapes_of
-from symflop.conventions import Convention, get_convention
-from symflop.counting import Counts, Tally, apply_convention, tally_program, total_tally
+from symflop.core.model import Component, Role
+from symflop.core.program import Program, normalize, split_step
+from symflop.cost.conventions import Convention, get_convention
+from symflop.cost.counting import Counts, Tally, apply_convention, tally_program, total_tally
+from symflop.cost.memory import Memory, memory
 from symflop.errors import UsageError
-from symflop.fused import FusedGradient, fuse
-from symflop.memory import Memory, memory
-from symflop.model import Component, Role
-from symflop.program import Program, normalize, split_step
-from symflop.stabilize import rewrite_log_steps, stabilize
+from symflop.lower.codegen import Signature, generate
+from symflop.lower.compiled import CompiledPass, shapes_of
+from symflop.rewrite.autodiff import backward, grad_name
+from symflop.rewrite.fused import FusedGradient, fuse
+from symflop.rewrite.stability import rewrite_log_steps, stabilize
 
 
 @dataclass

@@ -17,8 +17,8 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from symflop.core.model import Component
 from symflop.errors import SymflopError, UsageError
-from symflop.model import Component
 
 GROUP = "symflop.catalogues"
 

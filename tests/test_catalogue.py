@@ -56,13 +56,13 @@ def test_generated_numpy_and_torch_agree_with_sympy(name):
 
 
 def _drawn(program):
-    from symflop.functions import uniform
+    from symflop.core.functions import uniform
     return {st.lhs for st in program.steps if st.body.has(uniform)}
 
 
 def _depends_on_draws(programs):
     """Tensors computed from random draws, in any pass (numpy and torch draw differently)."""
-    from symflop.program import ref_name, tensor_refs
+    from symflop.core.program import ref_name, tensor_refs
     tainted: set = set()
     for program in programs:
         tainted |= _drawn(program)

@@ -1,7 +1,7 @@
 """Operation counts of small programs against hand counts.
 
 Each test builds a tiny component, counts it, and compares with a count made by
-hand from the convention stated in ``symflop.ir`` and ``symflop.counting``: a
+hand from the convention stated in ``symflop.core.ir`` and ``symflop.cost.counting``: a
 node is evaluated once over the index space of the indices it depends on, a
 reduction of n terms costs n - 1 additions per output element, and so on.  The
 hand count is written out in a comment next to each expected value.
@@ -11,9 +11,9 @@ import pytest
 import sympy as sp
 
 from symflop import Component, Fact, total, uniform
-from symflop.conventions import CONVENTIONS
-from symflop.counting import apply_convention, leading_order, tally_program, total_tally
-from symflop.program import normalize
+from symflop.core.program import normalize
+from symflop.cost.conventions import CONVENTIONS
+from symflop.cost.counting import apply_convention, leading_order, tally_program, total_tally
 
 KINDS = ("add", "mul", "div", "transcendental", "compare", "random")
 

@@ -12,8 +12,8 @@ from conftest import derived
 from derivations import CATALOGUE
 from symflop import Component, ComponentError, InputError, derive
 from symflop import cache as cache_mod
-from symflop.counting import leading_order
-from symflop.program import walk
+from symflop.core.program import walk
+from symflop.cost.counting import leading_order
 
 
 def _all_derived_exprs(d):
@@ -90,7 +90,7 @@ def test_leading_order():
      "whole range"),
 ])
 def test_malformed_components_are_rejected_with_a_clear_message(build, message):
-    from symflop.program import normalize
+    from symflop.core.program import normalize
     c = Component("bad", "Test", "bad")
     N, d = c.dim("N d")
     i, j = c.index(i=N, j=d)

@@ -6,8 +6,8 @@ import sympy as sp
 import torch
 
 from symflop import Component, ComponentError, derive, total, uniform
-from symflop.counting import apply_convention, tally_program, total_tally
-from symflop.program import normalize
+from symflop.core.program import normalize
+from symflop.cost.counting import apply_convention, tally_program, total_tally
 from validation.harness import run_passes
 
 

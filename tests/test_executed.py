@@ -12,7 +12,7 @@ from conftest import derived
 
 from derivations import CATALOGUE
 from symflop import Component
-from symflop.conventions import KINDS
+from symflop.cost.conventions import KINDS
 from validation.executed import (
     OpCounter,
     by_kind,

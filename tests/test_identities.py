@@ -13,7 +13,7 @@ import torch
 from derivations import losses, optimizers
 from derivations.identities import IDENTITIES, report
 from symflop.errors import ComponentError, UsageError
-from symflop.identities import Identity, NumericResult, Step, evaluate, render, step
+from symflop.report.identities import Identity, NumericResult, Step, evaluate, render, step
 from validation import identities_torch
 from validation.identities_torch import CHECKS, _Checks, numeric_check
 
@@ -182,13 +182,13 @@ def test_rendering_formats():
 def test_failed_numeric_check_is_reported():
     ident = Identity("x", "t", "s", True, (Step("a"),))
     bad = NumericResult(False, "broken", ("line",))
-    from symflop.identities import _with_numeric
+    from symflop.report.identities import _with_numeric
     text = render([_with_numeric(ident, bad)], "text")
     assert "numeric: FAILS: broken" in text and "numeric checks FAIL: x" in text
 
 
 _SCRIPT = ("import sys; from derivations.identities import IDENTITIES; "
-           "from symflop.identities import evaluate, render; "
+           "from symflop.report.identities import evaluate, render; "
            "items = evaluate(IDENTITIES, sys.argv[1] == 'numeric'); "
            "sys.stdout.write(''.join(render(items, f) for f in ('text', 'markdown', 'json')))")
 
@@ -226,7 +226,7 @@ def test_imports_and_reports_without_torch():
 def test_engine_finds_identities_through_entry_points(monkeypatch):
     """symflop.identities.report() without arguments reads the symflop.identities entry
     point group (what `symflop identities` uses once the entry point is declared)."""
-    import symflop.identities as engine
+    import symflop.report.identities as engine
 
     class FakeEntryPoint:
         name, value = "builtin", "derivations.identities:IDENTITIES"

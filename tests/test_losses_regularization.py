@@ -9,7 +9,7 @@ from checks import inputs
 from conftest import derived
 
 from symflop import CONVENTIONS
-from symflop.backends import get_backend
+from symflop.lower.backends import get_backend
 from validation.harness import run_passes
 from validation.references import REFERENCES
 from validation.tolerances import TOLERANCES

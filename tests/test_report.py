@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from symflop.cli import main
-from symflop.report import ReportWriter
+from symflop.report.report import ReportWriter
 
 NEEDS_LATEX = os.environ.get("CI") == "true"  # .ci/run installs LaTeX; CI must compile
 

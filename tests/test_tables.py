@@ -16,8 +16,8 @@ from derivations import losses, optimizers
 from derivations.tables import TABLE_NAMES, TABLES, build_table, render_table
 from symflop import Component, UsageError, derive, total
 from symflop.compose import CompositeDerivation
-from symflop.conventions import CONVENTIONS
-from symflop.tables import FORMATS, Num, Seq, Table, latex_document, latex_escape, render
+from symflop.cost.conventions import CONVENTIONS
+from symflop.report.tables import FORMATS, Num, Seq, Table, latex_document, latex_escape, render
 
 P, B, d, N = sp.symbols("P B d N", integer=True, positive=True)
 
@@ -298,7 +298,7 @@ def test_latex_document_compiles(tmp_path):
 
 _RENDER_ALL = """
 from derivations.tables import TABLE_NAMES, build_table
-from symflop.tables import FORMATS, render
+from symflop.report.tables import FORMATS, render
 for conv, exact in (("default", False), ("shared", True)):
     for name in TABLE_NAMES:
         t = build_table(name, conv, "float32", exact)

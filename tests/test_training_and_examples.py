@@ -10,7 +10,7 @@ from derivations.examples import EXAMPLES
 from symflop import derive
 from symflop.cli import main
 from symflop.compose import CompositeDerivation
-from symflop.examples import render
+from symflop.report.examples import render
 
 P, A, F, k = sp.symbols("P A F k", integer=True, positive=True)
 

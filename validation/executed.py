@@ -3,7 +3,7 @@
 ``OpCounter`` is a ``TorchDispatchMode``: while the generated code of a pass runs
 under it, every aten operation torch executes is recorded (operation, input and
 output shapes and dtypes) and costed with ``ATEN_COSTS`` under the convention of
-the symbolic counter (``symflop.ir``, README "Counting convention"): kinds add,
+the symbolic counter (``symflop.core.ir``, README "Counting convention"): kinds add,
 mul, div, transcendental, compare, random; an elementwise operation costs its
 per-element count times the number of elements of its (broadcast) result; a sum
 costs (input elements - output elements) additions; views, copies and tensor
@@ -15,7 +15,7 @@ The symbolic side is the engine's own count of the equations
 work on hyperparameters and sizes (``1/(B*d)``, ``1 - beta1``), which the
 generated code computes once in Python floats, where the dispatcher never sees
 it.  ``symbolic_array_counts`` therefore re-tallies the same program with the
-engine's own lowering (``symflop.counting.lowerer_for``, ``symflop.ir.step_root``)
+engine's own lowering (``symflop.cost.counting.lowerer_for``, ``symflop.core.ir.step_root``)
 and leaves out every node whose value is a Python number at run time: a node that
 reads no tensor (indexed tensors, random draws, and the scalar tensors that are
 torch tensors at run time).  An empty index set alone is not the criterion: in
@@ -27,7 +27,7 @@ difference, stage by stage, naming the aten operations responsible:
 
 1. one-hot gather: the equations count ``sum_k onehot[.., k] * f`` as a gather;
    the code multiplies by the one-hot tensor (aten.mul) and sums (aten.sum);
-2. stability rewrites (``symflop.stabilize``): the code runs the rewritten program
+2. stability rewrites (``symflop.rewrite.stability``): the code runs the rewritten program
    (a sum of exponentials as aten.logsumexp, ``log(1 + exp(u))`` as aten.softplus,
    ``log(1 + u)`` as aten.log1p, a logistic derivative ``exp(u)/(1 + exp(u))**2`` as
    ``1/((1 + exp(-u))*(1 + exp(u)))``, ...); the difference of the two programs'
@@ -44,7 +44,7 @@ Whatever the four stages leave is reported as unexplained.
 Costing decisions (``ATEN_COSTS`` and ``_cost``):
 
 * softplus: 1 transcendental per element, as the symbolic convention counts
-  ``softplus`` (``symflop.ir.TRANSCENDENTAL``) and every library function (tanh,
+  ``softplus`` (``symflop.core.ir.TRANSCENDENTAL``) and every library function (tanh,
   erf): the kernel's internal branch (``x > threshold ? x : log1p(exp(x))``) is
   the function's implementation, not work the program asks for.
 * logsumexp over n input and m output elements: what ATen's kernel
@@ -80,17 +80,17 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from symflop import stabilize as stabilize_module
-from symflop.autodiff import grad_name
-from symflop.backends import get_backend
-from symflop.codegen import generate
-from symflop.conventions import KINDS
-from symflop.counting import gather_one_hot, lowerer_for
-from symflop.functions import log1p, softplus
-from symflop.ir import Node, step_root
-from symflop.model import Role
-from symflop.program import Program, ref_name, tensor_refs
-from symflop.stabilize import stabilize
+from symflop.core.functions import log1p, softplus
+from symflop.core.ir import Node, step_root
+from symflop.core.model import Role
+from symflop.core.program import Program, ref_name, tensor_refs
+from symflop.cost.conventions import KINDS
+from symflop.cost.counting import gather_one_hot, lowerer_for
+from symflop.lower.backends import get_backend
+from symflop.lower.codegen import generate
+from symflop.rewrite import stability as stabilize_module
+from symflop.rewrite.autodiff import grad_name
+from symflop.rewrite.stability import stabilize
 
 # aten operation (overload packet) -> (kind, operations per output element).
 _ELEMENTWISE = {
@@ -309,7 +309,7 @@ def tally(program: Program, arrays=None, gather: bool = True,
           logsumexp: str = "equation") -> dict[tuple[str, str], sp.Expr]:
     """(aten operation, kind) -> count of ``program``, as the engine counts it.
 
-    The same lowering and rules as ``symflop.counting`` (default convention: each
+    The same lowering and rules as ``symflop.cost.counting`` (default convention: each
     step on its own, identical subexpressions once per step).  ``arrays``: None
     counts every node (the engine's count); a set of names counts only the nodes
     whose value is a torch tensor at run time, the set naming the scalar tensors
@@ -421,7 +421,7 @@ def code_programs(derivation) -> dict[str, Program]:
 
 
 def _same_source(a: str, b: str) -> bool:
-    """Equal sources, up to the order of the arguments: ``symflop.codegen.signature``
+    """Equal sources, up to the order of the arguments: ``symflop.lower.codegen.signature``
     lists hyperparameters in the iteration order of a set of symbols, which varies with
     PYTHONHASHSEED, so a cached derivation may have been printed with another order."""
     (ha, _, ra), (hb, _, rb) = a.partition("\n"), b.partition("\n")
@@ -502,7 +502,7 @@ def _op_text(delta: dict) -> str:
 
 
 def _rewrites(eq: Program, code: Program) -> list[str]:
-    """The stability rewrites (``symflop.stabilize``) that changed ``eq`` into ``code``."""
+    """The stability rewrites (``symflop.rewrite.stability``) that changed ``eq`` into ``code``."""
     found: list[str] = []
 
     def add(text: str) -> None:
@@ -649,7 +649,7 @@ def catalogue_rows(names=None, seed: int = 0) -> list[Row]:
     references' sizes, on seeded float64 inputs."""
     from derivations import CATALOGUE
     from symflop.compose import derive_any
-    from symflop.model import Component
+    from symflop.core.model import Component
     from validation.inputs import torch_inputs
     from validation.references import REFERENCES
 

@@ -11,7 +11,7 @@ def run_passes(d: Derivation, values: dict, backend: str = "numpy",
 
     Returns every tensor any pass produced (later passes overwrite state they update).
     """
-    from symflop.backends import get_backend
+    from symflop.lower.backends import get_backend
     xp = get_backend(backend, seed)  # one backend, so random draws continue across passes
     env = dict(values)
     produced: dict = {}

@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F  # noqa: N812 - torch's customary name
 
-from symflop.identities import NumericResult
+from symflop.report.identities import NumericResult
 
 DTYPE = torch.float64
 TOL = 1e-12          # relative to max(1, |expected|) unless stated

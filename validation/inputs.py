@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from symflop.core.model import Component, Fact, Role
 from symflop.derive import Derivation
-from symflop.model import Component, Fact, Role
 
 
 def pass_inputs(d: Derivation, pass_name: str) -> tuple[str, ...]:

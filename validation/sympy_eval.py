@@ -12,9 +12,9 @@ import itertools
 import numpy as np
 import sympy as sp
 
-from symflop.functions import uniform
-from symflop.model import Role
-from symflop.program import Program, ref_name, tensor_refs
+from symflop.core.functions import uniform
+from symflop.core.model import Role
+from symflop.core.program import Program, ref_name, tensor_refs
 
 
 def evaluate(program: Program, values: dict, dims: dict[str, int]) -> dict[str, np.ndarray]:

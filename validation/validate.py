@@ -20,9 +20,9 @@ import torch
 
 from symflop import Component, InputError
 from symflop.compose import derive_any
+from symflop.core.functions import uniform
+from symflop.core.model import Role
 from symflop.derive import Derivation
-from symflop.functions import uniform
-from symflop.model import Role
 from validation.executed import compare, compare_passes
 from validation.harness import run_passes
 from validation.inputs import torch_inputs

@@ -3,7 +3,7 @@ proved or refuted symbolically and checked numerically.
 
 A catalogue states them as ``Identity`` records (name, statement, what a reference text
 claims, verdict, derivation steps with SymPy expressions) through the entry point group
-``symflop.identities``: a dict of name -> function returning an ``Identity``.  The
+``symflop.report.identities``: a dict of name -> function returning an ``Identity``.  The
 engine knows no particular identity.  A numeric check is named by a ``"module:function"``
 string (the function takes the identity's name and returns a ``NumericResult``) and
 imported only when it is run, so the records and their symbolic derivations never need
@@ -27,8 +27,8 @@ from importlib.metadata import entry_points
 
 import sympy as sp
 
+from symflop.core.model import Component, Role
 from symflop.errors import ComponentError, UsageError
-from symflop.model import Component, Role
 
 GROUP = "symflop.identities"
 FORMATS = ("text", "markdown", "json")
@@ -285,7 +285,7 @@ def report(fmt: str = "text", numeric: bool = True,
            names: tuple[str, ...] | None = None) -> str:
     """Every identity (or ``names``), evaluated and rendered as ``fmt``.
 
-    ``identities`` defaults to those installed through the ``symflop.identities``
+    ``identities`` defaults to those installed through the ``symflop.report.identities``
     entry points.
     """
     if fmt not in FORMATS:

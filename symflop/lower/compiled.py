@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from symflop.backends import get_backend
-from symflop.codegen import Signature
+from symflop.core.model import Tensor
 from symflop.errors import InputError
-from symflop.model import Tensor
+from symflop.lower.backends import get_backend
+from symflop.lower.codegen import Signature
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The counter and the code printer both work on this tree, so the code of a
 program executes what is counted for it, with two exceptions that are stated
 where they arise: counts are taken of the equations, while the code runs them
-after the stability rewrites (``symflop.stabilize``: log-sum-exp adds a max and a
+after the stability rewrites (``symflop.rewrite.stability``: log-sum-exp adds a max and a
 shift, softplus replaces log(1 + exp)); and a sum against a one-hot tensor is
 counted as a gather but computed as a dense product.  Each node records the
 indices it depends on; a node is evaluated once over the index space of those

@@ -4,8 +4,8 @@ Each index of a step becomes an axis of the step's index space (output indices
 first, then reduced ones); a tensor reference is permuted and given size-1
 axes so that it broadcasts into that space; a sum becomes one reduction call.
 Elementwise bodies are printed from the same operation tree the counter uses
-(``symflop.ir``), with repeated subexpressions computed once per step.  The
-source is plain Python over an array namespace ``xp`` (``symflop.backends``),
+(``symflop.core.ir``), with repeated subexpressions computed once per step.  The
+source is plain Python over an array namespace ``xp`` (``symflop.lower.backends``),
 so one function serves NumPy and torch on any device.
 """
 
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symflop.counting import lowerer_for
+from symflop.core.ir import Node, step_root
+from symflop.core.model import Role
+from symflop.core.program import Program, Step, ref_indices, ref_name, tensor_refs
+from symflop.cost.counting import lowerer_for
 from symflop.errors import ComponentError
-from symflop.ir import Node, step_root
-from symflop.model import Role
-from symflop.program import Program, Step, ref_indices, ref_name, tensor_refs
 
 _BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 _CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}

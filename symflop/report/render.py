@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symflop.conventions import get_convention
+from symflop.core.model import Component
+from symflop.core.program import Step
+from symflop.cost.conventions import get_convention
+from symflop.cost.memory import dtype_bytes
 from symflop.derive import Derivation
-from symflop.fused import FusedGradient
-from symflop.memory import dtype_bytes
-from symflop.model import Component
-from symflop.program import Step
+from symflop.rewrite.fused import FusedGradient
 
 
 def lhs_text(name: str, idx, latex: bool) -> str:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from symflop.core.functions import uniform
+from symflop.core.model import Component, Role, Tensor
 from symflop.errors import ComponentError
-from symflop.functions import uniform
-from symflop.model import Component, Role, Tensor
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Step:
     """``lhs[idx] = body`` (``reduce`` empty) or ``lhs[idx] = Sum over reduce of body``.
 
     ``op`` is ``"sum"`` for every step an author or the differentiator writes;
-    the stability rewrites (``symflop.stabilize``) may turn a sum of exponentials
+    the stability rewrites (``symflop.rewrite.stability``) may turn a sum of exponentials
     into ``"logsumexp"``: ``lhs = log(Sum over reduce of exp(body))``.
     """
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from symflop.core.model import Role
+from symflop.core.program import Program, ref_name, tensor_refs
 from symflop.errors import UsageError
-from symflop.model import Role
-from symflop.program import Program, ref_name, tensor_refs
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
 

@@ -1,6 +1,6 @@
 """Operation counts of a normalized program, exact and leading-order.
 
-Per step, the body is lowered to an operation tree (``symflop.ir``) whose nodes
+Per step, the body is lowered to an operation tree (``symflop.core.ir``) whose nodes
 are each evaluated once over the index space of the indices they depend on.  A
 reduction of n terms costs n - 1 additions per output element.  Identical
 subexpressions within a step are computed once; across steps only when the
@@ -19,10 +19,10 @@ from functools import lru_cache
 
 import sympy as sp
 
-from symflop.conventions import KINDS, Convention
-from symflop.ir import Lowerer, Node, step_root
-from symflop.model import Fact, Role, Tensor
-from symflop.program import Program, Step
+from symflop.core.ir import Lowerer, Node, step_root
+from symflop.core.model import Fact, Role, Tensor
+from symflop.core.program import Program, Step
+from symflop.cost.conventions import KINDS, Convention
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from dataclasses import replace
 
 import sympy as sp
 
-from symflop.functions import log1p, softplus
-from symflop.model import Role, Tensor
-from symflop.program import Program, Step, ref_indices, ref_name, tensor_refs, walk
+from symflop.core.functions import log1p, softplus
+from symflop.core.model import Role, Tensor
+from symflop.core.program import Program, Step, ref_indices, ref_name, tensor_refs, walk
 
 
 def stabilize(program: Program, keep: set[str],

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sympy as sp
 
+from symflop.core.indices import fresh_index, instantiate
+from symflop.core.model import Component, Role, Tensor
+from symflop.core.program import Program, Step, ref_indices, ref_name, split_step, tensor_refs
 from symflop.errors import ComponentError
-from symflop.indices import fresh_index, instantiate
-from symflop.model import Component, Role, Tensor
-from symflop.program import Program, Step, ref_indices, ref_name, split_step, tensor_refs
 
 DIFFERENTIABLE = {Role.INPUT, Role.PARAMETER, Role.INTERMEDIATE, Role.OUTPUT}
 

@@ -7,7 +7,7 @@ convention.  This module parses the stated value, compares it with the derived
 one at the text's own precision, tries every named counting convention when the
 default one disagrees, and renders the verdicts as Markdown or JSON.  It knows
 no component; a catalogue lists its claims under the entry point group
-``symflop.claims`` (a list of ``Claim``).
+``symflop.report.claims`` (a list of ``Claim``).
 
 The stated value (``claimed``) is one of:
 
@@ -51,8 +51,8 @@ from tokenize import TokenError
 
 import sympy as sp
 
-from symflop.conventions import CONVENTIONS, KINDS
-from symflop.counting import leading_order
+from symflop.cost.conventions import CONVENTIONS, KINDS
+from symflop.cost.counting import leading_order
 from symflop.errors import UsageError
 
 STATUSES = ("agrees", "reconciled", "differs", "cannot-derive")
@@ -471,7 +471,7 @@ def report(claims: list[Claim], fmt: str = "markdown",
 
 
 def installed() -> list[Claim]:
-    """Claims from every installed catalogue (entry point group ``symflop.claims``)."""
+    """Claims from every installed catalogue (entry point group ``symflop.report.claims``)."""
     from importlib.metadata import entry_points
 
     out: list[Claim] = []

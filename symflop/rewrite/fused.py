@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symflop.autodiff import grad_name
-from symflop.indices import all_index_names, instantiate
-from symflop.model import Component, Fact, Tensor
-from symflop.program import Program, Step, ref_indices, ref_name, tensor_refs
+from symflop.core.indices import all_index_names, instantiate
+from symflop.core.model import Component, Fact, Tensor
+from symflop.core.program import Program, Step, ref_indices, ref_name, tensor_refs
+from symflop.rewrite.autodiff import grad_name
 
 
 @dataclass(frozen=True)
