@@ -1,9 +1,12 @@
 """Everything derived from one component, computed once and cached.
 
-``derive(component)`` returns a ``Derivation``: the normalized passes, the
-derived backward pass and fused gradients, per-step raw operation tallies,
-memory, and generated (stabilized) source for every pass.  Counts under a
-convention, numeric count functions and callables are cheap views on it.
+``derive(component)`` runs the staged pipeline (``symflop.rewrite.pipeline``) and
+returns a ``Derivation``: every stage's programs and the rules that fired, per
+step raw operation tallies of every stage, memory per stage, the save-or-recompute
+points of the backward pass, and generated source of every pass printed from
+the stabilized stage.  Counts, memory and code all name the stage they come
+from; by default that is the optimized stage (``reused``), and the equations as
+written stay one argument away (``stage="written"``).
 """
 
 from __future__ import annotations
@@ -14,28 +17,40 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from symflop import cache
-from symflop.core.model import Component, Role
-from symflop.core.program import Program, normalize, split_step
+from symflop.core.model import Component
 from symflop.cost.conventions import Convention, get_convention
 from symflop.cost.counting import Counts, Tally, apply_convention, tally_program, total_tally
 from symflop.cost.memory import Memory, memory
 from symflop.errors import UsageError
 from symflop.lower.codegen import Signature, generate
 from symflop.lower.compiled import CompiledPass, shapes_of
-from symflop.rewrite.autodiff import backward, grad_name
-from symflop.rewrite.fused import FusedGradient, fuse
-from symflop.rewrite.stability import rewrite_log_steps, stabilize
+from symflop.rewrite.fused import FusedGradient
+from symflop.rewrite.pipeline import STAGES, Stage, recompute_point, run, stage_name
+
+DEFAULT_STAGE = "reused"
+
+
+@dataclass(frozen=True)
+class Tradeoff:
+    """One way to split the work between forward and backward: what the backward
+    costs (default convention) and what the forward must save for it (elements)."""
+
+    label: str
+    flops: sp.Expr
+    saved: sp.Expr
+    tensors: tuple[str, ...]
 
 
 @dataclass
 class Derivation:
     component: str
     dims: tuple[str, ...]
-    programs: dict[str, Program]
-    fused: dict[str, FusedGradient]
-    tallies: dict[tuple[str, bool], tuple[Tally, ...]]
-    memory: Memory
+    stages: tuple[Stage, ...]
+    tallies: dict[tuple[str, str], tuple[Tally, ...]]
+    memories: dict[str, Memory]
     sources: dict[str, tuple[str, Signature, dict]]
+    wrt: tuple[str, ...] = ()
+    tradeoffs: tuple[Tradeoff, ...] = ()
     _compiled: dict = field(default_factory=dict, repr=False)
     _count_fns: dict = field(default_factory=dict, repr=False)
 
@@ -44,41 +59,71 @@ class Derivation:
         state["_compiled"], state["_count_fns"] = {}, {}
         return state
 
+    # -- stages ---------------------------------------------------------------------------
+    def stage(self, name: str = DEFAULT_STAGE) -> Stage:
+        name = stage_name(name)
+        return next(s for s in self.stages if s.name == name)
+
+    @property
+    def programs(self):
+        return self.stage().programs
+
+    @property
+    def fused(self) -> dict[str, FusedGradient]:
+        return self.stage().fused
+
+    def fused_at(self, stage: str) -> dict[str, FusedGradient]:
+        return self.stage(stage).fused
+
+    @property
+    def memory(self) -> Memory:
+        return self.memories[DEFAULT_STAGE]
+
+    def memory_at(self, stage: str) -> Memory:
+        return self.memories[stage_name(stage)]
+
     @property
     def passes(self) -> tuple[str, ...]:
         return tuple(self.programs)
 
-    def counts(self, pass_name: str, convention: str | Convention = "default") -> Counts:
+    # -- counts ---------------------------------------------------------------------------
+    def counts(self, pass_name: str, convention: str | Convention = "default",
+               stage: str = DEFAULT_STAGE) -> Counts:
         conv = get_convention(convention)
-        self._check_pass(pass_name)
-        return apply_convention(total_tally(list(self.tallies[pass_name, conv.share_across_steps])),
-                                conv)
+        return apply_convention(total_tally(list(self._tallies(pass_name, stage))), conv)
 
-    def step_counts(self, pass_name: str, convention: str | Convention = "default"):
+    def step_counts(self, pass_name: str, convention: str | Convention = "default",
+                    stage: str = DEFAULT_STAGE):
         conv = get_convention(convention)
-        self._check_pass(pass_name)
-        tallies = self.tallies[pass_name, conv.share_across_steps]
+        steps = self.stage(stage).programs[pass_name].steps
         return [(st, apply_convention(t, conv))
-                for st, t in zip(self.programs[pass_name].steps, tallies)]
+                for st, t in zip(steps, self._tallies(pass_name, stage))]
 
-    def count_function(self, pass_name: str, convention: str | Convention = "default"):
+    def count_function(self, pass_name: str, convention: str | Convention = "default",
+                       stage: str = DEFAULT_STAGE):
         """A plain Python function of the sizes (keyword arguments) giving total FLOPs.
 
         It needs the sizes its polynomial uses and ignores any other."""
         conv = get_convention(convention)
-        key = (pass_name, conv.key)
+        key = (pass_name, conv.key, stage_name(stage))
         fn = self._count_fns.get(key)
         if fn is None:
-            fn = compile_polynomial(self.counts(pass_name, conv).total)
+            fn = compile_polynomial(self.counts(pass_name, conv, stage).total)
             self._count_fns[key] = fn
         return fn
 
+    def _tallies(self, pass_name: str, stage: str) -> tuple[Tally, ...]:
+        self._check_pass(pass_name)
+        return self.tallies[stage_name(stage), pass_name]
+
+    # -- code -----------------------------------------------------------------------------
     def compiled(self, pass_name: str) -> CompiledPass:
+        """The generated code of a pass (printed from the stabilized stage)."""
         self._check_pass(pass_name)
         hit = self._compiled.get(pass_name)
         if hit is None:
             source, sig, shapes = self.sources[pass_name]
-            hit = CompiledPass(_func_name(pass_name), source, sig, shapes)
+            hit = CompiledPass(func_name(pass_name), source, sig, shapes)
             self._compiled[pass_name] = hit
         return hit
 
@@ -95,7 +140,7 @@ def compile_polynomial(poly: sp.Expr):
     return eval(f"{head}: {sp.pycode(poly)}")  # noqa: S307 - printed from a SymPy polynomial
 
 
-def _func_name(pass_name: str) -> str:
+def func_name(pass_name: str) -> str:
     return pass_name.replace("-", "_").replace(".", "_")
 
 
@@ -126,52 +171,35 @@ def derive(c: Component, use_cache: bool = True) -> Derivation:
 
 
 def _derive(c: Component) -> Derivation:
-    programs = {name: normalize(c, name) for name in c.passes}
-    fused: dict[str, FusedGradient] = {}
-    bwd = None
-    if c.differentiate is not None:
-        fwd_name = c.grad_pass or _pass_computing(c, programs, c.differentiate)
-        if fwd_name not in programs:
-            raise UsageError(f"{c.name}: gradient pass {fwd_name!r} does not exist")
-        stable_fwd = rewrite_log_steps(programs[fwd_name])
-        bwd = backward(c, stable_fwd)
-        programs["backward"] = bwd
-        fused = fuse(c, stable_fwd, bwd)
-        programs["gradient"] = _fused_program(fused, bwd)
-    tallies = {(name, share): tuple(tally_program(p, share))
-               for name, p in programs.items() for share in (False, True)}
-    mem = memory(c.tensors, programs, bwd, c.wrt)
-    sources = _sources(c, programs)
-    return Derivation(c.name, tuple(sorted(c.dims)), programs, fused, tallies, mem, sources)
+    stages = run(c)
+    tallies = {(s.name, name): tuple(tally_program(p))
+               for s in stages for name, p in s.programs.items()}
+    memories = {s.name: memory(c.tensors, s.programs, s.programs.get("backward"), c.wrt)
+                for s in stages}
+    code = next(s for s in stages if s.name == STAGES[-1])
+    sources = {}
+    for name, p in code.programs.items():
+        source, sig = generate(p, func_name(name))
+        sources[name] = (source, sig, shapes_of(p.tensors, sig.inputs))
+    return Derivation(c.name, tuple(sorted(c.dims)), stages, tallies, memories, sources,
+                      tuple(c.wrt), _tradeoffs(c, stages, memories))
 
 
-def _pass_computing(c: Component, programs: dict[str, Program], name: str) -> str:
-    for pname, p in programs.items():
-        if any(st.lhs == name for st in p.steps):
-            return pname
-    raise UsageError(f"{c.name}: no pass computes {name!r}")
-
-
-def _fused_program(fused: dict[str, FusedGradient], bwd: Program) -> Program:
-    tensors = dict(bwd.tensors)
-    steps = []
-    for f in fused.values():
-        steps.extend(split_step(f.name, f.idx, f.expr, tensors, suffix="part"))
-    return Program("gradient", steps, tensors)
-
-
-def _sources(c: Component, programs: dict[str, Program]) -> dict:
-    """Stabilized source of every pass; later passes see the forward's rewrites."""
-    out = {}
-    replaced: dict[str, str] = {}
-    tensors: dict = {}
-    outputs = {n for n, t in c.tensors.items() if t.role in (Role.OUTPUT, Role.STATE,
-                                                             Role.PARAMETER)}
-    outputs |= {grad_name(w) for w in c.wrt}
-    for name, p in programs.items():
-        tensors.update(p.tensors)
-        stable, replaced = stabilize(Program(p.name, p.steps, dict(tensors)), outputs, replaced)
-        tensors.update(stable.tensors)
-        source, sig = generate(stable, _func_name(name))
-        out[name] = (source, sig, shapes_of(stable.tensors, sig.inputs))
-    return out
+def _tradeoffs(c: Component, stages, memories) -> tuple[Tradeoff, ...]:
+    """The optimized backward (reading what the forward named) and the one that
+    recomputes the forward's large intermediates from its inputs instead."""
+    reused = next(s for s in stages if s.name == DEFAULT_STAGE)
+    if "backward" not in reused.programs:
+        return ()
+    points = [("reuse", reused.programs["backward"], memories[DEFAULT_STAGE])]
+    other = recompute_point(c, stages)
+    if other is not None:
+        points.append(("recompute", other, memory(c.tensors, {"backward": other}, other,
+                                                    c.wrt)))
+    out = []
+    for label, program, mem in points:
+        flops = apply_convention(total_tally(tally_program(program)),
+                                 get_convention("default")).total
+        out.append(Tradeoff(label, flops, mem.elements("saved"),
+                            tuple(n for n, _ in mem.saved)))
+    return tuple(out)

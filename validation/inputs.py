@@ -54,9 +54,8 @@ def _syms(dims):
 def _draw(t, shape, rng):
     if not shape:
         return float(rng.standard_normal())
-    if t.has(Fact.ONE_HOT):
-        labels = rng.integers(0, shape[-1], size=shape[:-1])
-        return np.eye(shape[-1])[labels]
+    if t.has(Fact.ONE_HOT):  # passed as its labels, as torch's cross_entropy takes them
+        return rng.integers(0, shape[-1], size=shape[:-1])
     if t.has(Fact.ROWS_SUM_TO_ONE):
         e = np.exp(rng.standard_normal(shape))
         return e / e.sum(axis=-1, keepdims=True)
@@ -76,7 +75,9 @@ def torch_inputs(c: Component, d: Derivation, ref, dims: dict[str, int], seed: i
         values = ref.prepare(values)
     out = {}
     for k, v in values.items():
-        if isinstance(v, np.ndarray):
+        if isinstance(v, np.ndarray) and v.dtype.kind == "i":
+            v = torch.as_tensor(v, device=device)  # labels stay integers
+        elif isinstance(v, np.ndarray):
             v = torch.tensor(v * (scale or {}).get(k, 1.0), dtype=dtype, device=device)
         out[k] = v
     if ref.initial:

@@ -108,7 +108,7 @@ REFERENCES = {
     "mse": Reference(sizes={"B": 5, "d": 3}, tiny={"B": 2, "d": 3}, run=_mse,
                      extreme=_scaled("yhat")),
     "cross-entropy": Reference(sizes={"B": 6, "C": 7}, tiny={"B": 2, "C": 3},
-                               run=_cross_entropy(lambda y: y.argmax(dim=-1)),
+                               run=_cross_entropy(lambda y: y),  # y: labels
                                extreme=_scaled("z")),
     "cross-entropy-soft": Reference(sizes={"B": 6, "C": 7}, tiny={"B": 2, "C": 3},
                                     run=_cross_entropy(lambda y: y), extreme=_scaled("z")),

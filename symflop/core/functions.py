@@ -1,4 +1,4 @@
-"""Functions that SymPy lacks but stable code needs: ``log1p`` and ``softplus``."""
+"""Functions that SymPy lacks but stable code needs: ``log1p``, ``softplus``, ``sigmoid``."""
 
 from __future__ import annotations
 
@@ -38,11 +38,36 @@ class uniform(sp.Function):  # noqa: N801
 class softplus(sp.Function):  # noqa: N801
     """log(1 + exp(x)), evaluated without overflow."""
 
+    is_real = True
+
     def fdiff(self, argindex=1):
-        return 1 / (1 + sp.exp(-self.args[0]))
+        return sigmoid(self.args[0])
 
     def _eval_evalf(self, prec):
         return sp.log(1 + sp.exp(self.args[0]))._eval_evalf(prec)
 
     def _latex(self, printer):
         return r"\operatorname{softplus}\left(" + printer._print(self.args[0]) + r"\right)"
+
+
+class sigmoid(sp.Function):  # noqa: N801
+    """The logistic function 1/(1 + exp(-x)); its derivative is sigmoid(x)*(1 - sigmoid(x))."""
+
+    is_real = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sp.S.Half
+
+    def fdiff(self, argindex=1):
+        return self * (1 - self)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return 1 / (1 + sp.exp(-x))
+
+    def _eval_evalf(self, prec):
+        return (1 / (1 + sp.exp(-self.args[0])))._eval_evalf(prec)
+
+    def _latex(self, printer):
+        return r"\sigma\left(" + printer._print(self.args[0]) + r"\right)"

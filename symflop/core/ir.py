@@ -1,29 +1,33 @@
 """Lowering of elementwise SymPy expressions to a small operation tree.
 
-The counter and the code printer both work on this tree, so the code of a
-program executes what is counted for it, with two exceptions that are stated
-where they arise: counts are taken of the equations, while the code runs them
-after the stability rewrites (``symflop.rewrite.stability``: log-sum-exp adds a max and a
-shift, softplus replaces log(1 + exp)); and a sum against a one-hot tensor is
-counted as a gather but computed as a dense product.  Each node records the
-indices it depends on; a node is evaluated once over the index space of those
-indices, so a loop-invariant subexpression (``1/(B*d)``, ``sqrt(var[j] + eps)``)
-is computed once per distinct value, not once per element.
+The counter (``symflop.cost.counting``) and the code printer
+(``symflop.lower.codegen``) both work on this tree, so the code of a program
+executes what is counted for it.  Each node records the indices it depends on;
+a node is evaluated once over the index space of those indices, so a
+loop-invariant subexpression (``1/(B*d)``, ``sqrt(var[j] + eps)``) is computed
+once per distinct value, not once per element.
 
 Lowering rules (the counting convention is stated in terms of them):
 
 * ``a + b + c``: terms are combined from the fewest indices up; a term with a
   negative coefficient is subtracted (``a + (-1)*b`` is one subtraction); a
   common numeric factor is pulled out first (SymPy distributes ``2*(a - b)``).
+* one sign for ``a - b`` and ``b - a``: of an expression and its negation the
+  one with fewer negative terms (then the first in SymPy's sort order) is
+  computed, and the other is its negation, which is folded into the enclosing
+  sum, product, even power or even function (``abs``, ``cos``) at no cost.  So
+  ``abs(yhat - y)`` and ``(y - yhat)**2`` share one subtraction.
 * ``a * b / (c * d)``: factors that depend on fewer indices than the product
   are combined first (hoisted); the numerator and the denominator are each
   multiplied out and joined by one division.
 * ``x**n`` (integer n >= 2): n - 1 multiplications; ``x**(1/2)``: a square root;
   any other power: one general power (transcendental).
-* a sum: factors of its body that do not depend on the summed indices multiply
-  the sum once per output element; a body that uses none of them is n copies.
-* ``Piecewise((1, c), (0, True))`` is the comparison c itself; ``floor`` is a
-  compare/select, ``Mod`` a division, ``uniform(...)`` one random draw.
+* a reduction: factors of its body that do not depend on the reduced indices
+  multiply the sum once per output element; a body that uses none of them is
+  n copies.
+* ``Piecewise((1, c), (0, True))`` is the comparison c itself; ``Mod`` is a
+  division, ``uniform(...)`` one random draw; every other function is a row of
+  ``symflop.core.ops`` and costs what its row says.
 """
 
 from __future__ import annotations
@@ -32,18 +36,12 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from symflop.core.ops import BY_NAME, BY_SYMPY
 from symflop.errors import ComponentError
 
-TRANSCENDENTAL = {"exp", "log", "sqrt", "log1p", "softplus", "tanh", "sin", "cos", "erf", "powf"}
-COMPARE = {"abs", "sign", "max", "min", "where", "cmp", "and", "or", "not", "heaviside", "floor"}
-DIVIDE = {"mod"}
-RANDOM = {"uniform"}
-
-_FUNCS = {
-    sp.exp: "exp", sp.log: "log", sp.Abs: "abs", sp.sign: "sign", sp.tanh: "tanh",
-    sp.sin: "sin", sp.cos: "cos", sp.erf: "erf", sp.Heaviside: "heaviside",
-    sp.floor: "floor",
-}
+COMPARE_NODES = {"max", "min", "where", "cmp", "and", "or", "not"}
+EVEN_FUNCTIONS = {"abs", "cos"}
+ODD_FUNCTIONS = {"sign", "sin", "tanh", "atan", "erf"}
 
 
 @dataclass(frozen=True)
@@ -57,33 +55,61 @@ class Node:
 
     @property
     def kind(self) -> str | None:
-        """Kind of operation this node costs (``None`` for leaves)."""
-        if self.op in ("ref", "const", "indicator", "sum", "logsumexp"):
-            return None  # sums are tallied by the counter from their sizes
+        """Kind of operation this node costs (``None`` for leaves and reductions)."""
+        if self.op in ("ref", "const", "indicator", "sum", "amax"):
+            return None  # reductions are tallied by the counter from their sizes
         if self.op in ("add", "sub"):
             return "add"
         if self.op in ("mul", "neg", "pow"):
             return "mul"
-        if self.op == "div" or self.leaf in DIVIDE:
+        if self.op == "div":
             return "div"
-        name = self.leaf if self.op == "fn" else self.op
-        if name in TRANSCENDENTAL:
-            return "transcendental"
-        if name in COMPARE:
+        if self.op in COMPARE_NODES:
             return "compare"
-        if name in RANDOM:
-            return "random"
-        raise ComponentError(f"no operation kind for {name!r}")
+        if self.op == "fn":
+            if self.leaf == "powf":
+                return "transcendental"
+            if self.leaf == "mod":
+                return "div"
+            if self.leaf == "uniform":
+                return "random"
+            return BY_NAME[self.leaf].kind
+        raise ComponentError(f"no operation kind for {self.op!r}")
 
     @property
     def ops(self) -> int:
         """How many operations of ``kind`` one evaluation costs."""
         return int(self.leaf) - 1 if self.op == "pow" else (0 if self.kind is None else 1)
 
+    @property
+    def reads_tensor(self) -> bool:
+        """Does the value depend on a tensor (else it is a Python number at run time)?"""
+        return _reads_tensor(self)
+
+
+_READS: dict = {}
+
+
+def _reads_tensor(n: Node) -> bool:
+    hit = _READS.get(n)
+    if hit is None:
+        if n.op == "ref" or (n.op == "fn" and n.leaf == "uniform"):
+            hit = True
+        else:
+            hit = any(_reads_tensor(a) for a in n.args)
+        if len(_READS) > 1 << 17:
+            _READS.clear()
+        _READS[n] = hit
+    return hit
+
 
 def _node(op: str, *args: Node, leaf=None) -> Node:
     idx = frozenset().union(*(a.idx for a in args)) if args else frozenset()
     return Node(op, tuple(args), leaf, idx)
+
+
+def _negate(n: Node) -> Node:
+    return n.args[0] if n.op == "neg" else _node("neg", n)
 
 
 def _order(nodes):
@@ -101,6 +127,19 @@ def _worth_pulling(content: sp.Expr, prim: sp.Expr) -> bool:
     """Take a common numeric factor out of a sum only when that saves work: every term
     of what is left has coefficient +/-1 (2*a - 2*b, a/2 - b/2; not a + b/2)."""
     return content != 1 and all(abs(t.as_coeff_Mul()[0]) == 1 for t in sp.Add.make_args(prim))
+
+
+def _negative_terms(e: sp.Expr) -> int:
+    return sum(1 for t in sp.Add.make_args(e) if t.as_coeff_Mul()[0].is_negative)
+
+
+def canonical_first(a: sp.Expr, b: sp.Expr) -> bool:
+    """Is ``a`` computed rather than ``b = -a``?  Fewer negative terms first, then
+    SymPy's sort order, so that exactly one of the two is ever computed."""
+    ka, kb = _negative_terms(a), _negative_terms(b)
+    if ka != kb:
+        return ka < kb
+    return sp.default_sort_key(a) < sp.default_sort_key(b)
 
 
 def _signed_sum(terms: list[tuple[Node, int]]) -> tuple[Node, int]:
@@ -138,26 +177,79 @@ def _fold(op: str, nodes: list[Node]) -> Node | None:
     return acc
 
 
-def step_root(body: sp.Expr, reduce: tuple, lower: Lowerer, op: str = "sum") -> Node:
-    """The operation tree of ``op`` (sum or logsumexp) over ``reduce`` of ``body``.
+def reduction_root(body: sp.Expr, reduce: tuple, lower: Lowerer, op: str = "sum") -> Node:
+    """The operation tree of a reduction (``sum`` or ``amax``) over ``reduce`` of ``body``.
 
-    Factors of a sum's body that do not depend on the summed indices are applied
+    Factors of a sum's body that do not depend on the reduced indices are applied
     once per output element, after the sum (``sum_i c[j]*f[i, j]`` is
     ``c[j] * sum_i f[i, j]``).
     """
     bound = set(reduce)
-    factors = sp.Mul.make_args(body) if op == "sum" else (body,)
+    if op == "amax":
+        inner = lower(body)
+        if not inner.idx & bound:
+            return inner  # the maximum of equal values
+        return Node("amax", (inner,), tuple(reduce), inner.idx - bound)
+    factors = sp.Mul.make_args(body)
     outer = [f for f in factors if not (f.free_symbols & bound)]
     inner = [f for f in factors if f.free_symbols & bound]
     if not inner:  # nothing depends on the summed indices: a sum of equal terms
         return lower(sp.Mul(*outer, *[k.upper + 1 for k in reduce]))
     inner_node = lower(sp.Mul(*inner))
-    reduced = Node(op, (inner_node,), tuple(reduce), inner_node.idx - bound)
+    reduced = Node("sum", (inner_node,), tuple(reduce), inner_node.idx - bound)
     if not outer:
         return reduced
     stand_in = sp.Dummy("reduced", real=True)
     lower.bind(stand_in, reduced)
     return lower(sp.Mul(*outer, stand_in))
+
+
+def step_root(step, lower: Lowerer) -> Node:
+    """The operation tree of a normal-form step (``symflop.core.program.Step``).
+
+    Indices gathered at a one-hot tensor's label are reduced over too: they have
+    one value per output element, so that sum adds nothing."""
+    reduce = step.reduce + tuple(k for k, _ in step.gather)
+    if not reduce:
+        return settle(lower(step.body))
+    return settle(reduction_root(step.body, reduce, lower,
+                                 "amax" if step.reduce_op == "max" else "sum"))
+
+
+def settle(root: Node) -> Node:
+    """Negations no parent absorbed, done without a multiplication where possible:
+    ``-(a - b)`` is ``b - a``, ``-(c*x)`` and ``-(c/x)`` take the sign into the constant."""
+    memo: dict[Node, Node] = {}
+
+    def go(n: Node) -> Node:
+        hit = memo.get(n)
+        if hit is not None:
+            return hit
+        args = tuple(go(a) for a in n.args)
+        out = Node(n.op, args, n.leaf, n.idx) if args != n.args else n
+        if out.op == "neg":
+            out = _free_negation(out.args[0]) or out
+        memo[n] = out
+        return out
+
+    return go(root)
+
+
+def _free_negation(n: Node) -> Node | None:
+    """A node computing ``-n`` with no more operations than ``n``, if there is one."""
+    if n.op == "neg":
+        return n.args[0]
+    if n.op == "sub":
+        return Node("sub", n.args[::-1], n.leaf, n.idx)
+    if n.op in ("mul", "div") and n.args[0].op == "const" \
+            and not isinstance(n.args[0].leaf, sp.Symbol):
+        return Node(n.op, (Node("const", (), -n.args[0].leaf), n.args[1]), n.leaf, n.idx)
+    if n.op == "add":
+        for a, b in (n.args, n.args[::-1]):
+            f = _free_negation(a)
+            if f is not None:
+                return Node("sub", (f, b), None, n.idx)
+    return None
 
 
 class Lowerer:
@@ -176,6 +268,11 @@ class Lowerer:
         if hit is None:
             hit = self._memo[e] = self._lower(e)
         return hit
+
+    def _unsigned(self, e: sp.Expr) -> tuple[Node, bool]:
+        """``e`` lowered, with a negation taken off: (node, negated)."""
+        n = self(e)
+        return (n.args[0], True) if n.op == "neg" else (n, False)
 
     def _lower(self, e: sp.Expr) -> Node:
         if isinstance(e, sp.Indexed):
@@ -202,21 +299,42 @@ class Lowerer:
             return _fold("and" if isinstance(e, sp.And) else "or", [self(a) for a in e.args])
         if isinstance(e, sp.Not):
             return _node("not", self(e.args[0]))
-        if e.func in _FUNCS:
-            return _node("fn", self(e.args[0]), leaf=_FUNCS[e.func])
         if isinstance(e, sp.Function) and e.func.__name__ == "uniform":
             if not all(isinstance(a, sp.Idx) for a in e.args):
                 raise ComponentError(f"uniform() takes index variables only: {e}")
             return Node("fn", (), "uniform", frozenset(e.args))
-        if isinstance(e, sp.Function) and e.func.__name__ in ("log1p", "softplus"):
-            return _node("fn", *[self(a) for a in e.args], leaf=e.func.__name__)
         if isinstance(e, sp.Mod):
             return _node("fn", self(e.args[0]), self(e.args[1]), leaf="mod")
+        if e.func in BY_SYMPY:
+            return self._fn(e)
         if isinstance(e, sp.Sum):
             raise ComponentError(f"a sum inside an elementwise body was not split: {e}")
+        if isinstance(e, sp.Function):
+            raise ComponentError(
+                f"unsupported function {e.func.__name__!r} in {e}: it has no row in "
+                "symflop's table of elementary functions (symflop/core/ops.py)")
         raise ComponentError(f"unsupported operation {type(e).__name__} in {e}")
 
+    def _fn(self, e: sp.Expr) -> Node:
+        op = BY_SYMPY[e.func]
+        args = e.args
+        if op.name == "heaviside" and len(args) == 2:
+            if args[1] != sp.S.Half:
+                raise ComponentError(f"Heaviside with H(0) = {args[1]}: only 1/2 is supported")
+            args = args[:1]
+        if len(args) != 1:
+            raise ComponentError(f"{op.name} takes one argument: {e}")
+        inner, negated = self._unsigned(args[0])
+        if negated and op.name in EVEN_FUNCTIONS:
+            return _node("fn", inner, leaf=op.name)
+        if negated and op.name in ODD_FUNCTIONS:
+            return _negate(_node("fn", inner, leaf=op.name))
+        return _node("fn", self(args[0]), leaf=op.name)
+
     def _add(self, e: sp.Add) -> Node:
+        neg = -e
+        if not canonical_first(e, neg):
+            return _negate(self(neg))
         content, prim = e.primitive()
         if all(t.as_coeff_Mul()[0].is_negative for t in sp.Add.make_args(prim)):
             content, prim = -content, -prim  # -2*x - 2*y is (-2)*(x + y)
@@ -226,11 +344,13 @@ class Lowerer:
         for t in e.args:
             coeff, rest = t.as_coeff_Mul()
             if coeff.is_negative:
-                terms.append((self(rest if coeff == -1 else -t), -1))
+                node, negated = self._unsigned(rest if coeff == -1 else -t)
+                terms.append((node, 1 if negated else -1))
             else:
-                terms.append((self(t), 1))
+                node, negated = self._unsigned(t)
+                terms.append((node, -1 if negated else 1))
         node, sign = _signed_sum(terms)
-        return node if sign > 0 else _node("neg", node)
+        return node if sign > 0 else _negate(node)
 
     def _mul(self, e: sp.Expr) -> Node:
         coeff, factors = e.as_coeff_mul()
@@ -241,17 +361,23 @@ class Lowerer:
                 if _worth_pulling(content, prim):
                     coeff, f = coeff * content, prim
             pulled.append(f)
-        factors = pulled
-        negate = coeff == -1
+        negative = bool(coeff.is_negative)
         nums, dens = [], []
-        if coeff not in (1, -1):
-            nums.append(Node("const", (), coeff))
-        for f in factors:
+        for f in pulled:
             base, ex = f.as_base_exp() if isinstance(f, sp.Pow) else (f, sp.Integer(1))
             if ex.is_Number and ex.is_negative:
-                dens.append(self(base if ex == -1 else sp.Pow(base, -ex)))
+                node, negated = self._unsigned(base if ex == -1 else sp.Pow(base, -ex))
+                dens.append(node)
             else:
-                nums.append(self(f))
+                node, negated = self._unsigned(f)
+                nums.append(node)
+            negative ^= negated
+        magnitude = abs(coeff)
+        negate = False
+        if magnitude != 1:
+            nums.append(Node("const", (), -magnitude if negative else magnitude))
+        else:
+            negate = negative
         full = frozenset().union(*(n.idx for n in nums + dens))
         if negate and any(n.idx < full for n in nums + dens):
             nums.append(Node("const", (), sp.Integer(-1)))  # absorbed by the hoisted factor
@@ -269,16 +395,20 @@ class Lowerer:
         bottom = _times(l_den, h_den)
         if bottom is not None and top is None:  # a reciprocal: -1/x is one division
             top, negate = Node("const", (), sp.Integer(-1 if negate else 1)), False
+        if top is None:
+            top = Node("const", (), sp.Integer(1))
         if bottom is not None:
             top = _node("div", top, bottom)
-        return _node("neg", top) if negate else top
+        return _negate(top) if negate else top
 
     def _pow(self, e: sp.Pow) -> Node:
         base, ex = e.args
         if ex.is_Number and ex.is_negative:
             return self._mul(sp.Mul(sp.Integer(1), e, evaluate=False))
         if ex.is_Integer and ex >= 2:
-            return _node("pow", self(base), leaf=int(ex))
+            inner, negated = self._unsigned(base)
+            node = _node("pow", inner, leaf=int(ex))
+            return _negate(node) if negated and ex % 2 else node
         if ex == sp.Rational(1, 2):
             return _node("fn", self(base), leaf="sqrt")
         return _node("fn", self(base), self(ex), leaf="powf")

@@ -19,30 +19,68 @@ from symflop.errors import ComponentError
 
 @dataclass(frozen=True)
 class Step:
-    """``lhs[idx] = body`` (``reduce`` empty) or ``lhs[idx] = Sum over reduce of body``.
+    """``lhs[idx] = body`` (``reduce`` empty) or ``lhs[idx] = R over reduce of body``.
 
-    ``op`` is ``"sum"`` for every step an author or the differentiator writes;
-    the stability rewrites (``symflop.rewrite.stability``) may turn a sum of exponentials
-    into ``"logsumexp"``: ``lhs = log(Sum over reduce of exp(body))``.
+    ``reduce_op`` is the reduction R: ``"sum"`` for every step an author or the
+    differentiator writes, ``"max"`` for the shift the stability rewrites add to a
+    log-sum-exp.  Two forms run a sum against a one-hot tensor ``y`` (its last index
+    ``k``) at the labels only (``symflop.rewrite.algebra``):
+
+    * ``gather = ((k, y[..., k]),)``: ``sum_k y[..., k] * body`` is ``body`` at
+      ``k = label``; ``k`` is an axis of size one of the step's space;
+    * ``scatter = (k, y[..., k], base)``: ``base[idx] + y[..., k] * body`` adds ``body``
+      to ``base`` at the labels only.
+
+    ``rhs()`` always gives the mathematical form (the dense product with ``y``).
     """
 
     lhs: str
     idx: tuple[sp.Idx, ...]
     body: sp.Expr
     reduce: tuple[sp.Idx, ...] = ()
-    op: str = "sum"
+    reduce_op: str = "sum"
+    gather: tuple[tuple[sp.Idx, sp.Indexed], ...] = ()
+    scatter: tuple[sp.Idx, sp.Indexed, str] | None = None
 
     @property
     def space(self) -> tuple[sp.Idx, ...]:
-        """Index space the body runs over: output indices, then reduced ones."""
-        return self.idx + self.reduce
+        """Index space the body runs over: output indices, reduced ones, gathered ones."""
+        return self.idx + self.reduce + tuple(k for k, _ in self.gather)
+
+    @property
+    def labelled(self) -> tuple[sp.Idx, ...]:
+        """Indices fixed at a one-hot tensor's label (size one when counting)."""
+        out = tuple(k for k, _ in self.gather)
+        return out + ((self.scatter[0],) if self.scatter else ())
 
     def rhs(self) -> sp.Expr:
-        if not self.reduce:
-            return self.body
-        if self.op == "logsumexp":
-            return sp.log(sp.Sum(sp.exp(self.body), *[(k, k.lower, k.upper) for k in self.reduce]))
-        return sp.Sum(self.body, *[(k, k.lower, k.upper) for k in self.reduce])
+        body = self.body
+        for _k, y in self.gather:
+            body = y * body
+        limits = [(k, k.lower, k.upper) for k in self.reduce + tuple(k for k, _ in self.gather)]
+        if self.scatter is not None:
+            _k, y, base = self.scatter
+            t = sp.IndexedBase(base, real=True)
+            return (t[self.idx] if self.idx else sp.Symbol(base, real=True)) + y * body
+        if not limits:
+            return body
+        if self.reduce_op == "max":
+            return _MaxOver(body, *[sp.Tuple(*lim) for lim in limits])
+        return sp.Sum(body, *limits)
+
+
+class _MaxOver(sp.Function):  # noqa: N801 - display only: max of body over the limits
+    """``max`` over index ranges, for printing a max-reduction step."""
+
+    def _sympystr(self, printer):
+        body, *limits = self.args
+        return "Max(" + printer._print(body) + ", " + ", ".join(
+            printer._print(lim) for lim in limits) + ")"
+
+    def _latex(self, printer):
+        body, *limits = self.args
+        below = ",".join(printer._print(lim[0]) for lim in limits)
+        return r"\max_{" + below + "} " + printer._print(body)
 
 
 @dataclass
@@ -87,6 +125,15 @@ def tensor_refs(expr: sp.Expr, tensors: dict[str, Tensor]) -> list[sp.Expr]:
             if t is not None and t.role is not Role.HYPER and t.is_scalar:
                 out.add(a)
     return sorted(out, key=sp.default_sort_key)
+
+
+def step_reads(step: Step, tensors: dict[str, Tensor]) -> set[str]:
+    """Names of the tensors a step reads (its body, a one-hot tensor, a scatter's base)."""
+    out = {ref_name(r) for r in tensor_refs(step.body, tensors)}
+    out |= {str(y.base) for _k, y in step.gather}
+    if step.scatter is not None:
+        out |= {str(step.scatter[1].base), step.scatter[2]}
+    return out
 
 
 def ref_name(ref: sp.Expr) -> str:
@@ -173,6 +220,22 @@ def split_step(lhs: str, idx: tuple[sp.Idx, ...], rhs: sp.Expr,
     else:
         out.append(Step(lhs, idx, lift(rhs, idx)))
     return out
+
+
+def to_steps(lhs: str, idx: tuple[sp.Idx, ...], rhs: sp.Expr, tensors: dict[str, Tensor],
+             suffix: str = "part") -> list[Step]:
+    """``lhs[idx] = rhs`` in normal form, keeping a factor of one sum inside its step:
+    ``c[j] * Sum(f, i)`` is the reduction ``Sum(c[j]*f, i)`` (the counter applies ``c``
+    once per output element), not a sum step and a product step."""
+    factors = sp.Mul.make_args(rhs)
+    sums = [f for f in factors if isinstance(f, sp.Sum)]
+    if len(sums) == 1 and not isinstance(rhs, sp.Sum):
+        s = sums[0]
+        others = [f for f in factors if f is not s]
+        bound = {lim[0] for lim in s.limits}
+        if not any(f.has(sp.Sum) or f.free_symbols & bound for f in others):
+            rhs = sp.Sum(sp.Mul(*others) * s.function, *s.limits)
+    return split_step(lhs, idx, rhs, tensors, suffix)
 
 
 def _limits(s: sp.Sum) -> tuple[sp.Idx, ...]:

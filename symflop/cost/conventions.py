@@ -3,17 +3,21 @@
 The counter tallies raw operations by kind (and, separately, the multiply-add
 pairs that a fused multiply-add instruction would execute as one).  A convention
 turns those tallies into FLOPs: a weight per kind, whether a fused multiply-add
-counts as 1 or 2, and whether a subexpression computed in one step is reused by
-later steps of the same pass.
+counts as 1 or 2, and whether a division feeding an addition fuses as well.  What
+a convention fuses is decided here, once, for every component.  Which program is
+counted (the equations as written, or the optimized program with its reuse of
+common subexpressions) is a stage of the derivation, not a convention.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from symflop.core.ops import KINDS
 from symflop.errors import UsageError
 
-KINDS = ("add", "mul", "div", "transcendental", "compare", "random")
+__all__ = ["CONVENTIONS", "KINDS", "Convention", "get_convention"]
+
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class Convention:
     description: str
     weights: dict = field(default_factory=lambda: dict.fromkeys(KINDS, 1))
     fma_flops: int = 2
-    share_across_steps: bool = False
+    fuses_division: bool = False
 
     def weight(self, kind: str) -> int:
         return self.weights[kind]
@@ -30,7 +34,7 @@ class Convention:
     @property
     def key(self) -> tuple:
         """Everything that changes a count: two conventions with equal keys count alike."""
-        return (tuple(sorted(self.weights.items())), self.fma_flops, self.share_across_steps)
+        return (tuple(sorted(self.weights.items())), self.fma_flops, self.fuses_division)
 
 
 def _weights(**over: int) -> dict:
@@ -42,25 +46,22 @@ def _weights(**over: int) -> dict:
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     Convention(
         "default",
-        "every add, subtract, multiply, divide, transcendental (exp, log, sqrt, power, tanh), "
+        "every add, subtract, multiply, divide, transcendental (each function of the table "
+        "symflop/core/ops.py: exp, log, sqrt, tanh, sigmoid, softplus, ..., and a general power), "
         "compare/select (abs, sign, max, min, where) and random draw is 1 FLOP; "
-        "a multiply-add is 2; each step counted as written (no reuse across steps)"),
+        "a multiply-add is 2"),
     Convention(
         "fma",
-        "as default, but a multiply feeding an add of the same size is one fused "
-        "multiply-add counted as 1 FLOP (fvcore's multiply-accumulate count of matrix "
-        "products, applied to every such pair)",
-        fma_flops=1),
+        "as default, but a multiply or a division feeding an add of the same size is one "
+        "fused multiply-add counted as 1 FLOP (fvcore's multiply-accumulate count of matrix "
+        "products, applied to every such pair; a division a/b runs as a times the "
+        "reciprocal of b, whose multiply fuses with the add)",
+        fma_flops=1, fuses_division=True),
     Convention(
         "weighted",
         "as default, but each transcendental costs 4 FLOPs: on NVIDIA GPUs since Volta a "
         "streaming multiprocessor has 16 special-function units against 64 FP32 lanes",
         weights=_weights(transcendental=4)),
-    Convention(
-        "shared",
-        "as default, but a subexpression already computed by an earlier step of the same "
-        "pass (e.g. BatchNorm's x - mu) is reused, not recomputed, as hand derivations do",
-        share_across_steps=True),
     Convention(
         "xla",
         "as XLA's HloCostAnalysis: elementwise ops and compares 1 FLOP each, transcendentals "

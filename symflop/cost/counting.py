@@ -1,15 +1,22 @@
 """Operation counts of a normalized program, exact and leading-order.
 
-Per step, the body is lowered to an operation tree (``symflop.core.ir``) whose nodes
-are each evaluated once over the index space of the indices they depend on.  A
-reduction of n terms costs n - 1 additions per output element.  Identical
-subexpressions within a step are computed once; across steps only when the
-convention asks for it.  A reduction whose body is multiplied by a one-hot
-tensor along a reduced axis is a gather: no multiplications by the one-hot
-values and no additions along that axis.
+Per step, the body is lowered to an operation tree (``symflop.core.ir``) whose
+nodes are each evaluated once over the index space of the indices they depend
+on.  A reduction of n terms costs n - 1 additions (a maximum n - 1 compares)
+per output element.  Identical subexpressions within a step are computed once;
+sharing across steps is a rewrite of the program (``symflop.rewrite``), never a
+counting rule, so the code computes what is counted.  An index fixed at a
+one-hot tensor's label (a gather or a scatter) has size one; a scatter adds its
+values into its base at one position per row.
 
-The counter produces raw tallies (per kind of operation, plus the number of
-multiply-add pairs); a ``Convention`` turns them into FLOPs.
+A step's work is a list of ``Term``s (a kind, a coefficient and the indices
+whose sizes multiply it), cached per step: summed symbolically they give the
+exact polynomials, summed at concrete sizes they give the numeric cost the
+rewrite rules minimise.  The counter produces raw tallies (per kind of
+operation, plus the multiply-add pairs a fused multiply-add would execute as
+one); a ``Convention`` turns them into FLOPs.  Work on values that read no
+tensor (hyperparameters and sizes only) is tallied apart as ``host`` work: the
+generated code computes it once in Python numbers.
 """
 
 from __future__ import annotations
@@ -20,136 +27,145 @@ from functools import lru_cache
 import sympy as sp
 
 from symflop.core.ir import Lowerer, Node, step_root
-from symflop.core.model import Fact, Role, Tensor
+from symflop.core.model import Role, Tensor
 from symflop.core.program import Program, Step
 from symflop.cost.conventions import KINDS, Convention
+
+PAIRS = ("fma-mul", "fma-div")  # multiply-add pairs fed by a multiplication / a division
+
+
+@dataclass(frozen=True)
+class Term:
+    """``coef`` operations of ``kind`` per point of the index space ``idx``."""
+
+    kind: str
+    coef: int
+    idx: frozenset
+    host: bool
 
 
 @dataclass(frozen=True)
 class Tally:
-    """Raw counts: operations per kind and multiply-add pairs, as polynomials."""
+    """Raw counts: operations per kind, multiply-add pairs, and host work, as polynomials."""
 
     kinds: tuple[tuple[str, sp.Expr], ...]
-    fma_pairs: sp.Expr
+    pairs: tuple[tuple[str, sp.Expr], ...] = ()
+    host: tuple[tuple[str, sp.Expr], ...] = ()
 
     def __getitem__(self, kind: str) -> sp.Expr:
         return dict(self.kinds)[kind]
 
     @staticmethod
     def zero() -> Tally:
-        return Tally(tuple((k, sp.Integer(0)) for k in KINDS), sp.Integer(0))
+        z = sp.Integer(0)
+        return Tally(tuple((k, z) for k in KINDS), tuple((k, z) for k in PAIRS),
+                     tuple((k, z) for k in KINDS))
 
     def __add__(self, other: Tally) -> Tally:
-        a, b = dict(self.kinds), dict(other.kinds)
-        return Tally(tuple((k, sp.expand(a[k] + b[k])) for k in KINDS),
-                     sp.expand(self.fma_pairs + other.fma_pairs))
+        def add(a, b, keys):
+            da, db = dict(a), dict(b)
+            return tuple((k, sp.expand(da.get(k, 0) + db.get(k, 0))) for k in keys)
+        return Tally(add(self.kinds, other.kinds, KINDS), add(self.pairs, other.pairs, PAIRS),
+                     add(self.host, other.host, KINDS))
 
 
 @dataclass(frozen=True)
 class Counts:
-    """FLOPs of one pass under one convention."""
+    """FLOPs of one pass under one convention; ``host`` is the raw work in Python numbers."""
 
     convention: str
     by_kind: dict
     total: sp.Expr
     leading: sp.Expr
+    host: dict | None = None
 
 
-def lowerer_for(tensors: dict[str, Tensor]) -> Lowerer:
-    def is_tensor(sym: sp.Symbol) -> bool:
-        t = tensors.get(sym.name)
-        return t is not None and t.role is not Role.HYPER
-    return Lowerer(is_tensor)
+def tensor_names(tensors: dict[str, Tensor]) -> frozenset[str]:
+    """Names that stand for tensors in equations (hyperparameters are constants)."""
+    return frozenset(n for n, t in tensors.items() if t.role is not Role.HYPER)
 
 
-def tally_program(program: Program, share_across_steps: bool = False) -> list[Tally]:
-    """Raw tallies, one per step of ``program``."""
-    lower = lowerer_for(program.tensors)
+def lowerer_for(tensors: dict[str, Tensor] | frozenset[str]) -> Lowerer:
+    names = tensors if isinstance(tensors, frozenset) else tensor_names(tensors)
+    return Lowerer(lambda sym: sym.name in names)
+
+
+@lru_cache(maxsize=1 << 15)
+def step_terms(step: Step, names: frozenset[str]) -> tuple[Term, ...]:
+    """The work of one step, as terms (see the module docstring)."""
+    lower = lowerer_for(names)
+    root = step_root(step, lower)
+    labelled = set(step.labelled)
+    terms: list[Term] = []
     seen: set = set()
-    out = []
-    for step in program.steps:
-        if not share_across_steps:
-            seen = set()
-        out.append(_tally_step(step, program.tensors, lower, seen))
-        # A value read from a tensor this step overwrites cannot be reused afterwards.
-        seen -= {n for n in seen if step.lhs in _reads(n)}
-    return out
-
-
-@lru_cache(maxsize=1 << 16)
-def _reads(n: Node) -> frozenset:
-    """Names of the tensors a node's value is computed from."""
-    if n.op == "ref":
-        leaf = n.leaf
-        return frozenset({str(leaf.base) if isinstance(leaf, sp.Indexed) else leaf.name})
-    return frozenset().union(*(_reads(a) for a in n.args))
-
-
-def _tally_step(step: Step, tensors, lower: Lowerer, seen: set) -> Tally:
-    sizes = {k: k.upper + 1 for k in step.space}
-    body, reduce = step.body, step.reduce
-    gathered = ()
-    if reduce and isinstance(body, sp.Mul):
-        body, kept = gather_one_hot(body, reduce, tensors, sizes)
-        gathered, reduce = tuple(k for k in reduce if k not in kept), kept
-    acc = dict.fromkeys(KINDS, sp.Integer(0))
-    pairs = sp.Integer(0)
     fused: set = set()
-    new: set = set()  # nodes computed by this step (only they can pair into multiply-adds)
-    root = step_root(body, reduce, lower) if step.reduce else lower(body)
 
-    def size(idx) -> sp.Expr:
-        return sp.Mul(*[sizes[k] for k in idx])
+    def space(idx) -> frozenset:
+        return frozenset(k for k in idx if k not in labelled)
 
-    def pair(mul: Node, count: sp.Expr) -> None:
-        nonlocal pairs
-        if mul.op in ("mul", "pow") and mul in new and mul not in fused:
-            fused.add(mul)
-            pairs += count
+    def add(kind: str, coef: int, idx, host: bool) -> None:
+        terms.append(Term(kind, coef, space(idx), host))
+
+    def pair(producer: Node, *parts: tuple[int, frozenset]) -> None:
+        """``producer`` feeds an addition: one multiply-add pair per addition it feeds."""
+        if producer.op in ("mul", "pow", "div") and producer not in fused:
+            fused.add(producer)
+            for coef, idx in parts:
+                add("fma-div" if producer.op == "div" else "fma-mul", coef, idx, False)
 
     def visit(n: Node) -> None:
         if n in seen:
             return
         seen.add(n)
-        new.add(n)
         for a in n.args:
             visit(a)
-        if n.op == "sum":
+        host = not n.reads_tensor
+        if n.op in ("sum", "amax"):
             inner = n.args[0]
             present = [k for k in n.leaf if k in inner.idx]
-            adds = size(n.idx) * (size(present) - 1)
-            acc["add"] += adds
-            if len(present) < len(n.leaf):
-                acc["mul"] += size(n.idx)  # a sum over an unused index: times its size
-            pair(inner, adds)
+            absent = [k for k in n.leaf if k not in inner.idx and k not in labelled]
+            kind = "add" if n.op == "sum" else "compare"
+            add(kind, 1, n.idx | set(present), host)  # n - 1 per output element
+            add(kind, -1, n.idx, host)
+            if absent and n.op == "sum":
+                add("mul", 1, n.idx, host)  # a sum over an unused index: times its size
+            if n.op == "sum":
+                pair(inner, (1, n.idx | set(present)), (-1, n.idx))
             return
         if n.kind is None:
             return
-        acc[n.kind] += n.ops * size(n.idx)
+        add(n.kind, n.ops, n.idx, host)
         if n.op in ("add", "sub"):
             for a in n.args:
-                if a.idx == n.idx and a.op in ("mul", "pow") and a in new and a not in fused:
-                    pair(a, size(n.idx))
+                if a.idx == n.idx and a.op in ("mul", "pow", "div") and a not in fused:
+                    pair(a, (1, n.idx))
                     break
 
-    before = set(seen)
     visit(root)
-    for n in seen - before:  # computed at one point of a gathered axis only: not reusable
-        if n.idx & set(gathered):
-            seen.discard(n)
-    return Tally(tuple((k, sp.expand(acc[k])) for k in KINDS), sp.expand(pairs))
+    if step.scatter is not None:
+        add("add", 1, step.idx, False)  # each value is added into the base at its label
+    return tuple(terms)
 
 
-def gather_one_hot(body: sp.Mul, reduce, tensors, sizes):
-    """Sum over c of onehot[..., c] * f  ->  f at one c per output: a gather."""
-    for f in body.args:
-        if isinstance(f, sp.Indexed) and tensors[str(f.base)].has(Fact.ONE_HOT):
-            c = f.indices[-1]
-            if c in reduce:
-                sizes[c] = sp.Integer(1)
-                rest = sp.Mul(*[a for a in body.args if a is not f])
-                return rest, tuple(k for k in reduce if k != c)
-    return body, reduce
+def _size(idx: frozenset) -> sp.Expr:
+    return sp.Mul(*[k.upper + 1 for k in idx])
+
+
+def _sum(terms, keep) -> sp.Expr:
+    return sp.expand(sp.Add(*[t.coef * _size(t.idx) for t in terms if keep(t)]))
+
+
+def tally_step(step: Step, names: frozenset[str]) -> Tally:
+    terms = step_terms(step, names)
+    return Tally(tuple((k, _sum(terms, lambda t, k=k: t.kind == k)) for k in KINDS),
+                 tuple((k, _sum(terms, lambda t, k=k: t.kind == k)) for k in PAIRS),
+                 tuple((k, _sum(terms, lambda t, k=k: t.kind == k and t.host)) for k in KINDS))
+
+
+def tally_program(program: Program) -> list[Tally]:
+    """Raw tallies, one per step of ``program``."""
+    names = tensor_names(program.tensors)
+    return [tally_step(step, names) for step in program.steps]
 
 
 def total_tally(tallies: list[Tally]) -> Tally:
@@ -163,12 +179,52 @@ def apply_convention(t: Tally, conv: Convention) -> Counts:
     by_kind = {k: t[k] for k in KINDS}
     total = sum((conv.weight(k) * by_kind[k] for k in KINDS), sp.Integer(0))
     if conv.fma_flops == 1:
-        by_kind["add"] = sp.expand(by_kind["add"] - t.fma_pairs)
-        by_kind["mul"] = sp.expand(by_kind["mul"] - t.fma_pairs)
-        by_kind["fma"] = t.fma_pairs
-        total -= t.fma_pairs * (conv.weight("add") + conv.weight("mul") - 1)
+        pairs = dict(t.pairs)
+        fused = {"mul": pairs.get("fma-mul", sp.Integer(0)),
+                 "div": pairs.get("fma-div", sp.Integer(0)) if conv.fuses_division
+                 else sp.Integer(0)}
+        all_pairs = fused["mul"] + fused["div"]
+        by_kind["add"] = sp.expand(by_kind["add"] - all_pairs)
+        for k, n in fused.items():
+            by_kind[k] = sp.expand(by_kind[k] - n)
+            total -= n * (conv.weight("add") + conv.weight(k) - 1)
+        by_kind["fma"] = sp.expand(all_pairs)
     total = sp.expand(total)
-    return Counts(conv.name, by_kind, total, leading_order(total))
+    return Counts(conv.name, by_kind, total, leading_order(total), dict(t.host))
+
+
+# -- numeric cost: what the rewrite rules minimise ------------------------------------
+
+def numeric_sizes(dims: dict[str, sp.Symbol] | tuple, base: int = 1000) -> dict:
+    """Concrete sizes at which two programs are compared: every size large, all distinct,
+    so a term of higher order in the sizes outweighs any number of lower-order ones."""
+    symbols = sorted(dims.values() if isinstance(dims, dict) else dims, key=lambda s: s.name)
+    return {s: base + 7 * n for n, s in enumerate(symbols)}
+
+
+def _numeric_size(k: sp.Idx, sizes: dict) -> int:
+    return int((k.upper + 1).xreplace(sizes))
+
+
+def step_cost(step: Step, names: frozenset[str], sizes: dict, kinds=KINDS) -> int:
+    """FLOPs of one step at concrete ``sizes`` (default convention)."""
+    total = 0
+    cache: dict = {}
+    for t in step_terms(step, names):
+        if t.kind not in kinds:
+            continue
+        n = t.coef
+        for k in t.idx:
+            if k not in cache:
+                cache[k] = _numeric_size(k, sizes)
+            n *= cache[k]
+        total += n
+    return total
+
+
+def program_cost(program: Program, sizes: dict) -> int:
+    names = tensor_names(program.tensors)
+    return sum(step_cost(st, names, sizes) for st in program.steps)
 
 
 def leading_order(poly: sp.Expr) -> sp.Expr:

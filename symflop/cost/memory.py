@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symflop.core.model import Role
-from symflop.core.program import Program, ref_name, tensor_refs
+from symflop.core.model import Fact, Role
+from symflop.core.program import Program, step_reads
 from symflop.errors import UsageError
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
@@ -41,6 +41,11 @@ def size(shape) -> sp.Expr:
     return sp.Mul(*shape)
 
 
+def elements(t) -> sp.Expr:
+    """Values a tensor holds at run time: a one-hot tensor is kept as its labels."""
+    return size(t.shape[:-1] if t.has(Fact.ONE_HOT) else t.shape)
+
+
 def memory(tensors: dict, programs: dict[str, Program], backward: Program | None,
            wrt: tuple[str, ...] = ()) -> Memory:
     params = tuple((n, size(t.shape)) for n, t in tensors.items() if t.role is Role.PARAMETER)
@@ -51,13 +56,12 @@ def memory(tensors: dict, programs: dict[str, Program], backward: Program | None
     if backward is not None:
         made_by_backward = {st.lhs for st in backward.steps}
         for st in backward.steps:
-            for r in tensor_refs(st.body, backward.tensors):
-                n = ref_name(r)
+            for n in sorted(step_reads(st, backward.tensors)):
                 t = backward.tensors[n]
                 if (n in made_by_backward or t.role in (Role.PARAMETER, Role.STATE, Role.HYPER)
                         or n.startswith("grad_") or any(n == s for s, _ in saved)):
                     continue
-                saved.append((n, size(t.shape)))
+                saved.append((n, elements(t)))
     moved = tuple((name, _moved(p)) for name, p in programs.items())
     return Memory(params, state, tuple(saved), moved, grads)
 
@@ -66,6 +70,6 @@ def _moved(p: Program) -> sp.Expr:
     """Elements read and written, each step on its own (no fusion across steps)."""
     total = sp.Integer(0)
     for st in p.steps:
-        names = {ref_name(r) for r in tensor_refs(st.body, p.tensors)} | {st.lhs}
-        total += sum((size(p.tensors[n].shape) for n in names), sp.Integer(0))
+        names = step_reads(st, p.tensors) | {st.lhs}
+        total += sum((elements(p.tensors[n]) for n in names), sp.Integer(0))
     return sp.expand(total)

@@ -1,19 +1,30 @@
 """Array namespaces the generated code calls (``xp.exp``, ``xp.sum``, ...).
 
 The same generated source runs on NumPy arrays and on torch tensors on any
-device.  Python scalars (hyperparameters, sizes) stay Python floats, computed
-in double precision with ``math``, so they never lower a tensor's precision.
+device.  Every elementary function comes from the table ``symflop.core.ops``
+(one row per function, read here for both backends).  Python scalars
+(hyperparameters, sizes) stay Python floats, computed in double precision with
+``math``, so they never lower a tensor's precision.  A one-hot tensor arrives
+as its integer labels; ``gather`` reads values at the labels and ``scatter_add``
+adds values there.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from symflop.core.ops import OPS
 from symflop.errors import UsageError
 
 _SCALAR = (int, float)
+
+
+def _numpy_function(op):
+    def f(x):
+        if isinstance(x, _SCALAR):
+            return op.math(x)
+        return op.numpy(x)
+    return staticmethod(f)
 
 
 class NumpyBackend:
@@ -26,8 +37,6 @@ class NumpyBackend:
         return self.rng.random(shape, dtype=like.dtype if like.dtype == np.float32
                                else np.float64)
 
-    floor = staticmethod(np.floor)
-
     @staticmethod
     def is_array(x) -> bool:
         return isinstance(x, np.ndarray)
@@ -36,9 +45,6 @@ class NumpyBackend:
     def asarray(x):
         return np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x
 
-    # staticmethod: some NumPy callables are Python functions and would bind as methods.
-    exp, log, log1p, sqrt = map(staticmethod, (np.exp, np.log, np.log1p, np.sqrt))
-    abs, sign, tanh, sin, cos = map(staticmethod, (np.abs, np.sign, np.tanh, np.sin, np.cos))
     maximum, minimum = map(staticmethod, (np.maximum, np.minimum))
     logical_and, logical_or, logical_not = map(
         staticmethod, (np.logical_and, np.logical_or, np.logical_not))
@@ -48,18 +54,14 @@ class NumpyBackend:
         return 1.0 / x
 
     @staticmethod
+    def divide(a, b):
+        return a / b
+
+    @staticmethod
     def where(c, a, b, like=None):
         out = np.where(c, a, b)
         dtype = like.dtype if like is not None else np.float64
         return out.astype(dtype) if isinstance(out, np.ndarray) else dtype.type(out)
-
-    @staticmethod
-    def softplus(x):
-        return np.logaddexp(0.0, x)
-
-    @staticmethod
-    def heaviside(x):
-        return np.heaviside(x, 0.5)
 
     # Reductions keep the reduced axes (size 1), so that results broadcast against the
     # step's other factors; the step squeezes them at the end.
@@ -68,10 +70,21 @@ class NumpyBackend:
         return np.sum(x, axis=axes, keepdims=True)
 
     @staticmethod
-    def logsumexp(x, axes):
-        m = np.max(x, axis=axes, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0.0)
-        return np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+    def amax(x, axes):
+        return np.max(x, axis=axes, keepdims=True)
+
+    @staticmethod
+    def gather(x, axis, labels):
+        return np.take_along_axis(x, labels, axis=axis)
+
+    @staticmethod
+    def scatter_add(base, axis, labels, values):
+        out = np.array(base, copy=True)
+        labels = np.broadcast_to(labels, _label_shape(out.shape, axis))
+        values = np.broadcast_to(values, labels.shape)
+        np.put_along_axis(out, labels, np.take_along_axis(out, labels, axis=axis) + values,
+                          axis=axis)
+        return out
 
     @staticmethod
     def squeeze(x, axes):
@@ -86,12 +99,12 @@ class NumpyBackend:
         return np.broadcast_to(np.asarray(x, dtype=like.dtype), shape).copy()
 
 
-def _scalar_or(torch_fn, math_fn):
-    def f(x):
-        if isinstance(x, _SCALAR):
-            return math_fn(x)
-        return torch_fn(x)
-    return staticmethod(f)
+for _op in OPS:
+    setattr(NumpyBackend, _op.name, _numpy_function(_op))
+
+
+def _label_shape(shape: tuple, axis: int) -> tuple:
+    return tuple(1 if n == axis else s for n, s in enumerate(shape))
 
 
 class TorchBackend:
@@ -102,6 +115,19 @@ class TorchBackend:
         self.torch = torch
         self.seed = seed
         self._generators: dict = {}
+        for op in OPS:
+            setattr(self, op.name, self._function(op))
+
+    @staticmethod
+    def _function(op):
+        import torch
+        fn = op.torch(torch)
+
+        def f(x):
+            if isinstance(x, _SCALAR):
+                return op.math(x)
+            return fn(x)
+        return f
 
     def uniform(self, shape, like):
         gen = None
@@ -112,35 +138,20 @@ class TorchBackend:
                 self._generators[like.device] = gen
         return self.torch.rand(shape, generator=gen, dtype=like.dtype, device=like.device)
 
-    floor = _scalar_or(lambda x: x.floor(), math.floor)
-
     def is_array(self, x) -> bool:
         return isinstance(x, self.torch.Tensor)
 
     def asarray(self, x):
         return x if self.is_array(x) else self.torch.as_tensor(x, dtype=self.torch.float64)
 
-    exp = _scalar_or(lambda x: x.exp(), math.exp)
-    log = _scalar_or(lambda x: x.log(), math.log)
-    log1p = _scalar_or(lambda x: x.log1p(), math.log1p)
-    sqrt = _scalar_or(lambda x: x.sqrt(), math.sqrt)
-    abs = _scalar_or(lambda x: x.abs(), abs)
-    sign = _scalar_or(lambda x: x.sign(), lambda x: float(np.sign(x)))
-    tanh = _scalar_or(lambda x: x.tanh(), math.tanh)
-    sin = _scalar_or(lambda x: x.sin(), math.sin)
-    cos = _scalar_or(lambda x: x.cos(), math.cos)
+    def reciprocal(self, x):
+        return 1.0 / x if isinstance(x, _SCALAR) else x.reciprocal()
 
-    reciprocal = _scalar_or(lambda x: x.reciprocal(), lambda x: 1.0 / x)
-
-    def softplus(self, x):
-        if isinstance(x, _SCALAR):
-            return float(np.logaddexp(0.0, x))
-        return self.torch.nn.functional.softplus(x, beta=1.0, threshold=20.0)
-
-    def heaviside(self, x):
-        if isinstance(x, _SCALAR):
-            return float(np.heaviside(x, 0.5))
-        return self.torch.heaviside(x, self.torch.tensor(0.5, dtype=x.dtype, device=x.device))
+    def divide(self, a, b):
+        if isinstance(b, _SCALAR):
+            return a / b
+        # torch runs a Python c / x as x.reciprocal() * c: two operations, not one
+        return self.torch.div(self.torch.as_tensor(a, dtype=b.dtype, device=b.device), b)
 
     def _binary(self, fn, a, b):
         t = self.torch
@@ -178,8 +189,24 @@ class TorchBackend:
     def sum(self, x, axes):
         return self.torch.sum(x, dim=axes, keepdim=True)
 
-    def logsumexp(self, x, axes):
-        return self.torch.logsumexp(x, dim=axes, keepdim=True)
+    def amax(self, x, axes):
+        return self.torch.amax(x, dim=axes, keepdim=True)
+
+    def gather(self, x, axis, labels):
+        shape = list(self.torch.broadcast_shapes(x.shape, labels.shape))
+        shape[axis] = x.shape[axis]
+        x = x.expand(shape)
+        shape[axis] = 1
+        return x.gather(axis, labels.expand(shape))
+
+    def scatter_add(self, base, axis, labels, values):
+        t = self.torch
+        labels = labels.expand(_label_shape(tuple(base.shape), axis))
+        if isinstance(values, _SCALAR):
+            values = t.full(labels.shape, values, dtype=base.dtype, device=base.device)
+        else:
+            values = values.expand(labels.shape)
+        return base.clone().scatter_add_(axis, labels, values)
 
     def squeeze(self, x, axes):
         return x.squeeze(axes)

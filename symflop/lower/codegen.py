@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symflop.core.ir import Node, step_root
-from symflop.core.model import Role
+from symflop.core.model import Fact, Role
 from symflop.core.program import Program, Step, ref_indices, ref_name, tensor_refs
 from symflop.cost.counting import lowerer_for
 from symflop.errors import ComponentError
@@ -39,12 +39,11 @@ def signature(program: Program) -> Signature:
     inputs: list[str] = []
     dims: set[str] = set()
     for st in program.steps:
-        for r in tensor_refs(st.body, program.tensors):
-            name = ref_name(r)
+        for name in _ordered_reads(st, program.tensors):
             if name not in assigned and name not in inputs:
                 inputs.append(name)
         syms = set(st.body.free_symbols)
-        for k in st.space:
+        for k in st.space + st.labelled:
             syms |= k.upper.free_symbols
         for s in sorted(syms, key=lambda s: s.name):  # never set order: PYTHONHASHSEED
             if isinstance(s, sp.Idx):
@@ -59,10 +58,23 @@ def signature(program: Program) -> Signature:
     return Signature(tuple(sorted(dims)), tuple(inputs), outputs)
 
 
+def _ordered_reads(st: Step, tensors) -> list[str]:
+    """What a step reads, in a stable order: its body's tensors, then one-hot labels, then
+    a scatter's base."""
+    names = [ref_name(r) for r in tensor_refs(st.body, tensors)]
+    names += [str(y.base) for _k, y in st.gather]
+    if st.scatter is not None:
+        names += [str(st.scatter[1].base), st.scatter[2]]
+    return list(dict.fromkeys(names))
+
+
 def generate(program: Program, func_name: str) -> tuple[str, Signature]:
-    """Python source of ``def func_name(xp, <dims>, <inputs>)`` returning a dict."""
+    """Python source of ``def func_name(xp, <dims>, <inputs>)`` returning a dict.
+
+    A one-hot tensor is passed as its labels (integers, without the one-hot axis)."""
     sig = signature(program)
-    like = next((n for n in sig.inputs if not program.tensors[n].is_scalar), None)
+    like = next((n for n in sig.inputs if not program.tensors[n].is_scalar
+                 and not program.tensors[n].has(Fact.ONE_HOT)), None)
     lines = [f"def {func_name}(xp, {', '.join(sig.dims + sig.inputs)}):"]
     lower = lowerer_for(program.tensors)
     for st in program.steps:
@@ -82,8 +94,13 @@ def _shape_text(idx) -> str:
 
 
 def _step_lines(st: Step, program: Program, lower, like: str | None) -> list[str]:
-    space = st.space
+    space = st.idx if st.scatter is not None else st.space
+    labels = {k: y for k, y in st.gather}
+    if st.scatter is not None:
+        labels[st.scatter[0]] = st.scatter[1]
     lines: list[str] = []
+    label_text = {k: _align(str(y.base), tuple(y.indices[:-1]), space)
+                  for k, y in labels.items()}
     aligned: dict = {}
     for r in tensor_refs(st.body, program.tensors):
         name, ridx = ref_name(r), ref_indices(r)
@@ -91,13 +108,23 @@ def _step_lines(st: Step, program: Program, lower, like: str | None) -> list[str
             continue
         local = f"_{name}_{len(aligned)}"
         aligned[r] = local
-        lines.append(f"{local} = {_align(name, ridx, space)}")
-    root = step_root(st.body, st.reduce, lower, st.op) if st.reduce else lower(st.body)
-    printer = _Printer(aligned, space, like)
+        text = _align(name, ridx, space)
+        for k in ridx:
+            if k in labels:  # read at the label only
+                text = f"xp.gather({text}, {space.index(k)}, {label_text[k]})"
+        lines.append(f"{local} = {text}")
+    root = step_root(st, lower)
+    printer = _Printer(aligned, space, like, tuple(labels))
     lines.extend(printer.locals_for(root))
     expr = printer(root)
-    if st.reduce and aligned:  # reductions kept their axes (size 1): drop them now
-        expr = f"xp.squeeze({expr}, {tuple(space.index(k) for k in st.reduce)})"
+    if st.scatter is not None:
+        k, _y, base = st.scatter
+        lines.append(f"{st.lhs} = xp.scatter_add({base}, {space.index(k)}, {label_text[k]}, "
+                     f"{expr})")
+        return lines
+    folded = st.reduce + tuple(labels)
+    if folded and aligned:  # reductions kept their axes (size 1): drop them now
+        expr = f"xp.squeeze({expr}, {tuple(space.index(k) for k in folded)})"
     out_present = root.idx >= set(st.idx)
     if st.idx and not out_present:
         expr = f"xp.broadcast_to({expr}, {_shape_text(st.idx)}, like={like})"
@@ -122,10 +149,12 @@ def _align(name: str, ridx: tuple, space: tuple) -> str:
 class _Printer:
     """Prints an operation tree; nodes used twice become locals ``_t0, _t1, ...``."""
 
-    def __init__(self, aligned: dict, space: tuple = (), like: str | None = None):
+    def __init__(self, aligned: dict, space: tuple = (), like: str | None = None,
+                 labelled: tuple = ()):
         self.aligned = aligned
         self.space = space
         self.like = like
+        self.labelled = set(labelled)
         self.names: dict[Node, str] = {}
 
     def locals_for(self, root: Node) -> list[str]:
@@ -160,6 +189,8 @@ class _Printer:
             return _const(n.leaf)
         if n.op == "div" and n.args[0].op == "const" and n.args[0].leaf == 1:
             return f"xp.reciprocal({a[1]})"  # 1/x: torch runs a Python 1 / x as two ops
+        if n.op == "div" and not n.args[0].reads_tensor and n.args[1].reads_tensor:
+            return f"xp.divide({a[0]}, {a[1]})"  # c / x: one division, as counted
         if n.op in _BINARY:
             return f"({a[0]} {_BINARY[n.op]} {a[1]})"
         if n.op == "neg":
@@ -180,14 +211,13 @@ class _Printer:
             return f"xp.{n.op}imum({a[0]}, {a[1]})"
         if n.op == "where":
             return f"xp.where({a[0]}, {a[1]}, {a[2]}, like={self.like})"
-        if n.op in ("sum", "logsumexp"):
+        if n.op in ("sum", "amax"):
             inner = n.args[0]
             axes = tuple(self.space.index(k) for k in n.leaf)
-            missing = sp.Mul(*[k.upper + 1 for k in n.leaf if k not in inner.idx])
-            if n.op == "logsumexp" and missing != 1:
-                raise ComponentError("log-sum-exp over an axis its body does not use")
+            missing = sp.Mul(*[k.upper + 1 for k in n.leaf if k not in inner.idx
+                               and k not in self.labelled])
             text = f"xp.{n.op}({a[0]}, {axes})" if inner.idx else a[0]
-            return text if missing == 1 else f"({text} * {sp.pycode(missing)})"
+            return text if missing == 1 or n.op == "amax" else f"({text} * {sp.pycode(missing)})"
         if n.op == "indicator":
             return f"xp.where({a[0]}, 1.0, 0.0, like={self.like})"
         if n.op == "cmp":

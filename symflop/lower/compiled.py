@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from symflop.core.model import Tensor
+from symflop.core.model import Fact, Tensor
 from symflop.errors import InputError
 from symflop.lower.backends import get_backend
 from symflop.lower.codegen import Signature
@@ -46,7 +46,13 @@ class CompiledPass:
         if unknown:
             raise InputError(f"{self.name}: unexpected input(s): {', '.join(unknown)} "
                              f"(takes {', '.join(sig.inputs)})")
+        values = self._labels(values, xp, check)
         dims = self._dims(values, check, xp, dict(sizes or {}))
+        for name, shape in self.shapes.items() if check else ():
+            if shape[-1:] == ("labels",) and name in values and shape[-2] in dims \
+                    and bool((values[name] >= dims[shape[-2]]).any()):
+                raise InputError(f"{self.name}: {name} has a label >= {shape[-2]} = "
+                                 f"{dims[shape[-2]]}")
         args = [dims[d] for d in sig.dims] + [values[n] for n in sig.inputs]
         try:
             return self.fn(xp, *args)
@@ -55,10 +61,40 @@ class CompiledPass:
             raise InputError(f"{self.name}: division by zero at sizes {sizes} (a formula "
                              "such as N/(N - 1) needs a larger size)") from None
 
+    def _labels(self, values: dict, xp, check: bool) -> dict:
+        """One-hot tensors as integer labels: a dense one-hot array is converted."""
+        out = dict(values)
+        for name, shape in self.shapes.items():
+            if shape[-1:] != ("labels",) or name not in out:
+                continue
+            v, full = out[name], shape[:-1]
+            if not xp.is_array(v):
+                raise InputError(f"{self.name}: {name} must be a {xp.name} array of labels, "
+                                 f"got {type(v).__name__}")
+            if v.ndim == len(full) - 1:
+                if _is_float(v):
+                    raise InputError(f"{self.name}: {name} holds labels: give integers "
+                                     f"(or the dense one-hot array), got {v.dtype}")
+                if check and not _labels_in_range(v):
+                    raise InputError(f"{self.name}: {name} has negative labels")
+                out[name] = v
+                continue
+            if v.ndim != len(full):
+                raise InputError(f"{self.name}: {name} must have {len(full) - 1} axes of "
+                                 f"labels or {len(full)} one-hot axes, got shape "
+                                 f"{tuple(v.shape)}")
+            if check and not _one_hot(v):
+                raise InputError(f"{self.name}: {name} is declared one-hot, but a row is not "
+                                 "a single 1 among 0s")
+            out[name] = v.argmax(-1)
+        return out
+
     def _dims(self, values, check: bool, xp, dims: dict[str, int]) -> dict[str, int]:
         source: dict[str, str] = dict.fromkeys(dims, "sizes")
         for name in self.signature.inputs:
             v, shape = values[name], self.shapes[name]
+            if shape[-1:] == ("labels",):
+                shape = shape[:-2]  # labels carry every axis but the one-hot one
             if not shape:
                 if check and xp.is_array(v) and v.ndim != 0:
                     raise InputError(f"{self.name}: {name} must be a scalar, got shape "
@@ -92,6 +128,18 @@ class CompiledPass:
         return dims
 
 
+def _is_float(v) -> bool:
+    return "float" in str(v.dtype)
+
+
+def _labels_in_range(v) -> bool:
+    return bool((v >= 0).all())
+
+
+def _one_hot(v) -> bool:
+    return bool(((v == 0) | (v == 1)).all()) and bool((v.sum(-1) == 1).all())
+
+
 def _finite_scalar(v) -> bool:
     try:
         return math.isfinite(float(v))
@@ -106,4 +154,10 @@ def _all_finite(v) -> bool:
 
 
 def shapes_of(tensors: dict[str, Tensor], names) -> dict[str, tuple[str, ...]]:
-    return {n: tuple(str(s) for s in tensors[n].shape) for n in names}
+    """Axis sizes of each input; a one-hot tensor's ends with ``"labels"`` (it is passed
+    as its integer labels, or densely and converted)."""
+    out = {}
+    for n in names:
+        shape = tuple(str(s) for s in tensors[n].shape)
+        out[n] = shape + ("labels",) if tensors[n].has(Fact.ONE_HOT) else shape
+    return out

@@ -1,11 +1,13 @@
-"""Fused closed-form gradients: the backward program substituted into one expression.
+"""Fused closed-form gradients: a gradient program substituted into one expression.
 
-Adjoints and the intermediates the engine introduced are inlined; tensors the
-author named in the forward pass (``mu``, ``xhat``) stay as names.  The result is
-tidied by targeted rewrites only: factors that do not depend on a sum's index
-are taken out of the sum, a sum of terms is split, and a sum over the last axis
-of a tensor whose rows sum to one is replaced by 1, which is recorded as an
-assumption of the printed result.
+``fuse`` builds the closed forms from the derived backward pass (the
+``gradient`` pass of the differentiated stage): adjoints and the intermediates the
+engine introduced are inlined; tensors the author named in the forward pass
+(``mu``, ``xhat``) stay as names.  ``closed_forms`` reads the closed forms back
+from the gradient pass of any later stage, so that what ``symflop grad`` prints
+is what that stage counts.  Both are tidied by presentation-only rewrites:
+factors that do not depend on a sum's index are taken out of the sum, a sum of
+terms is split, and bound indices get the plainest names.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symflop.core.indices import all_index_names, instantiate
-from symflop.core.model import Component, Fact, Tensor
-from symflop.core.program import Program, Step, ref_indices, ref_name, tensor_refs
+from symflop.core.model import Component
+from symflop.core.program import Program, Step, ref_indices, ref_name, split_step, tensor_refs
 from symflop.rewrite.autodiff import grad_name
 
 
@@ -38,10 +40,31 @@ def fuse(c: Component, fwd: Program, bwd: Program) -> dict[str, FusedGradient]:
     out = {}
     for w in c.wrt:
         st = bwd.defining_step(grad_name(w))
-        used: set[str] = set()
         expr = inline(st.rhs(), inlinable, bwd.tensors, exclude=grad_name(w))
-        expr = _tidy(expr, bwd.tensors, used)
-        out[w] = FusedGradient(w, st.idx, expr, tuple(sorted(used)))
+        out[w] = FusedGradient(w, st.idx, tidy(expr), ())
+    return out
+
+
+def fused_program(fused: dict[str, FusedGradient], bwd: Program) -> Program:
+    """The closed forms as a program of their own (the ``gradient`` pass)."""
+    tensors = dict(bwd.tensors)
+    steps = []
+    for f in fused.values():
+        steps.extend(split_step(f.name, f.idx, f.expr, tensors, suffix="part"))
+    return Program("gradient", steps, tensors)
+
+
+def closed_forms(program: Program, wrt: tuple[str, ...],
+                 assumptions: tuple[str, ...]) -> dict[str, FusedGradient]:
+    """The closed form of each gradient of ``program``: every step it reads inlined."""
+    out = {}
+    for w in wrt:
+        st = program.defining_step(grad_name(w))
+        if st is None:
+            continue
+        defs = {s.lhs: s for s in program.steps if s.lhs != st.lhs}
+        expr = inline(st.rhs(), defs, program.tensors, exclude=st.lhs)
+        out[w] = FusedGradient(w, st.idx, tidy(expr), assumptions)
     return out
 
 
@@ -57,12 +80,15 @@ def inline(expr: sp.Expr, defs: dict[str, Step], tensors, exclude: str) -> sp.Ex
         mapping = {}
         for r in refs:
             d = defs[ref_name(r)]
-            mapping[r] = instantiate(d.body, d.idx, ref_indices(r), d.reduce, taken)
+            rhs = d.rhs()
+            bound = tuple(lim[0] for lim in rhs.limits) if isinstance(rhs, sp.Sum) else ()
+            body = rhs.function if isinstance(rhs, sp.Sum) else rhs
+            mapping[r] = instantiate(body, d.idx, ref_indices(r), bound, taken)
         expr = expr.xreplace(mapping)
 
 
-def _tidy(expr: sp.Expr, tensors: dict[str, Tensor], used: set[str]) -> sp.Expr:
-    expr = expr.replace(lambda e: isinstance(e, sp.Sum), lambda s: _split_sum(s, tensors, used))
+def tidy(expr: sp.Expr) -> sp.Expr:
+    expr = expr.replace(lambda e: isinstance(e, sp.Sum), _split_sum)
     return _plain_bound_names(sp.factor_terms(expr))
 
 
@@ -87,22 +113,15 @@ def _plain_bound_names(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, sp.Sum), rename)
 
 
-def _split_sum(s: sp.Sum, tensors, used: set[str]) -> sp.Expr:
-    """Pull out what does not depend on the bound indices; apply row-sum facts."""
+def _split_sum(s: sp.Sum) -> sp.Expr:
+    """Pull out what does not depend on the bound indices; split a sum of terms."""
     bound = {lim[0] for lim in s.limits}
     body = s.function
     if isinstance(body, sp.Add):
-        return sp.Add(*[_split_sum(sp.Sum(t, *s.limits), tensors, used) for t in body.args])
+        return sp.Add(*[_split_sum(sp.Sum(t, *s.limits)) for t in body.args])
     factors = sp.Mul.make_args(body)
     outside = [f for f in factors if not (f.free_symbols & bound)]
     inside = [f for f in factors if f.free_symbols & bound]
     if not inside:
         return sp.Mul(*outside) * sp.Mul(*[k.upper + 1 for k in bound])
-    rest = sp.Mul(*inside)
-    if len(s.limits) == 1 and isinstance(rest, sp.Indexed):
-        t = tensors.get(ref_name(rest))
-        k = s.limits[0][0]
-        if t is not None and t.has(Fact.ROWS_SUM_TO_ONE) and rest.indices[-1] == k:
-            used.add(f"{t.name}: {Fact.ROWS_SUM_TO_ONE.value}")
-            return sp.Mul(*outside)
-    return sp.Mul(*outside) * sp.Sum(rest, *s.limits)
+    return sp.Mul(*outside) * sp.Sum(sp.Mul(*inside), *s.limits)

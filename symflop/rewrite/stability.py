@@ -1,15 +1,21 @@
-"""Numerical-stability rewrites, a phase of its own between a program and its code.
+"""Stabilize: rewrites that make the code safe in floating point, as PyTensor's
+"stabilize" rewrites do.  The equations stay mathematical (a log of a sum of
+exponentials); this phase runs once, after differentiation and reuse, and what it
+adds is counted at its own stage:
 
-The equations stay mathematical (log of a sum of exponentials); only the code is
-made stable, as PyTensor's "stabilize" rewrites do:
+* ``logsumexp``: a sum of exponentials ``s = sum_k exp(u)`` becomes
+  ``m = max_k u``, ``sum_k exp(u - m)`` and ``lse = log(sum) + m``; every later use of
+  ``s`` (in this pass or a later one) reads ``exp(lse)``;
+* ``combine-exp``: exponentials are combined (``exp(z)*exp(-lse) -> exp(z - lse)``, a
+  softmax that cannot overflow);
+* ``inline-underflowing``: an elementwise step holding ``exp(-lse)`` (which
+  underflows on its own) is substituted into the steps that read it;
+* ``stable-logs``: ``log(1/x) -> -log(x)``, ``log(1 + exp(u)) -> softplus(u)``,
+  ``log(1 + u) -> log1p(u)``.
 
-* a sum of exponentials becomes a log-sum-exp step (max-shifted by the backend),
-  and every later use of the sum ``s`` is written ``exp(lse)``;
-* an elementwise step holding ``exp(-lse)`` (which underflows on its own) is
-  inlined into the steps that read it, where exponentials are combined
-  (``exp(z) * exp(-lse) -> exp(z - lse)``, a softmax that cannot overflow);
-* ``log(1/x) -> -log(x)``, ``log(1 + exp(u)) -> softplus(u)`` (so
-  ``log(sigmoid(z)) -> -softplus(-z)``) and ``log(1 + u) -> log1p(u)``.
+The same ``stable-logs`` rewrite is a rule of the differentiate phase too: applied
+to the forward equations before reverse mode, it makes the derived gradients
+stable (the derivative of softplus is a sigmoid, which cannot overflow).
 """
 
 from __future__ import annotations
@@ -21,40 +27,105 @@ import sympy as sp
 from symflop.core.functions import log1p, softplus
 from symflop.core.model import Role, Tensor
 from symflop.core.program import Program, Step, ref_indices, ref_name, tensor_refs, walk
+from symflop.rewrite.rules import Context, rule
 
 
-def stabilize(program: Program, keep: set[str],
-              replaced: dict[str, str] | None = None) -> tuple[Program, dict[str, str]]:
-    """Rewrite ``program`` for stable evaluation.
+def rewrite_logs(e: sp.Expr, ctx: Context | None = None, where: str = "") -> sp.Expr:
+    """``log(1/x) -> -log(x)``, ``log(1 + exp(u)) -> softplus(u)``, ``log(1 + u) -> log1p(u)``.
 
-    ``replaced`` maps a sum-of-exponentials tensor (possibly from an earlier pass)
-    to the log-sum-exp tensor that now stands for it; the updated map is returned.
-    ``keep`` names tensors that must still be computed (outputs of the pass).
+    ``log(1 - 1/(1 + exp(-z)))`` is first brought over a common denominator, so
+    that both halves of a binary cross-entropy become softplus terms.
     """
-    replaced = dict(replaced or {})
+    if not e.has(sp.log):
+        return e
+
+    def note(name: str) -> None:
+        if ctx is not None:
+            ctx.note(name, where)
+
+    def fix(x):
+        arg = x.args[0]
+        if isinstance(arg, sp.Add) and sp.S.One in arg.args:
+            rest = arg - 1
+            if isinstance(rest, sp.exp):
+                note("softplus")
+                return softplus(rest.args[0])
+            combined = sp.together(arg)
+            if not isinstance(combined, sp.Add):
+                return rewrite_logs(sp.log(combined), ctx, where)
+            note("log1p")
+            return log1p(rest)
+        if isinstance(arg, (sp.Mul, sp.Pow)):
+            expanded = sp.expand_log(x)  # only where SymPy can show the factors positive
+            if expanded != x:
+                note("log-reciprocal")
+                return rewrite_logs(expanded, ctx, where)
+        return x
+
+    return e.replace(lambda x: isinstance(x, sp.log), fix)
+
+
+@rule("stable-logs-before-autodiff", "differentiate", on="program")
+def stable_logs_before_autodiff(program: Program, ctx: Context) -> Program | None:
+    """The forward's logs made stable before reverse mode, so that gradients are too."""
+    steps = [replace(st, body=rewrite_logs(st.body)) for st in program.steps]
+    if steps == program.steps:
+        return None
+    for old, new in zip(program.steps, steps):
+        if old != new:
+            ctx.note("stable-logs-before-autodiff", new.lhs)
+    return Program(program.name, steps, program.tensors)
+
+
+@rule("stable-logs", "stabilize", on="program")
+def stable_logs(program: Program, ctx: Context) -> Program | None:
+    """log(1/x) -> -log(x), log(1 + exp(u)) -> softplus(u), log(1 + u) -> log1p(u)."""
+    steps = [replace(st, body=rewrite_logs(st.body, ctx, st.lhs)) for st in program.steps]
+    return None if steps == program.steps else Program(program.name, steps, program.tensors)
+
+
+@rule("logsumexp", "stabilize", on="program")
+def logsumexp(program: Program, ctx: Context) -> Program | None:
+    """sum_k exp(u) -> exp(max_k u + log sum_k exp(u - max_k u)), read as exp(lse)."""
+    replaced: dict[str, str] = ctx.state.setdefault("lse", {})
     tensors = dict(program.tensors)
+    for lse in replaced.values():
+        tensors.setdefault(lse, ctx.state["lse_tensors"][lse])
     steps: list[Step] = []
+    changed = False
     for st in program.steps:
-        body = rewrite_logistic(rewrite_logs(_substitute(st.body, replaced, tensors)))
-        if st.reduce and st.op == "sum" and isinstance(body, sp.exp):
-            name = f"{st.lhs}_lse"
-            tensors[name] = Tensor(name, tensors[st.lhs].shape, Role.INTERMEDIATE,
-                                   doc=f"log of {st.lhs}")
-            replaced[st.lhs] = name
-            steps.append(Step(name, st.idx, body.args[0], st.reduce, op="logsumexp"))
-            if st.lhs in keep:  # the sum itself is an output: give it back
-                lse = tensors[name].symbol
-                steps.append(Step(st.lhs, st.idx, sp.exp(lse[st.idx] if st.idx else lse)))
+        body = _read_lse(st.body, replaced, tensors)
+        if body != st.body:
+            st, changed = replace(st, body=body), True
+        if not (st.reduce and st.reduce_op == "sum" and not st.gather and st.scatter is None
+                and isinstance(st.body, sp.exp)):
+            steps.append(st)
             continue
-        steps.append(replace(st, body=body))
-    lse_names = set(replaced.values())
-    steps = [replace(st, body=sp.powsimp(st.body, combine="exp"))
-             if _has_lse_exp(st.body, lse_names, tensors) else st for st in steps]
-    steps = _inline_underflowing(steps, lse_names, keep, tensors)
-    return Program(program.name, steps, tensors), replaced
+        u = st.body.args[0]
+        names = {k: f"{st.lhs}_{k}" for k in ("max", "shifted", "lse")}
+        for key, name in names.items():
+            tensors[name] = Tensor(name, tensors[st.lhs].shape, Role.INTERMEDIATE,
+                                   doc=f"{key} of the log-sum-exp of {st.lhs}")
+        m, s, lse = (tensors[names[k]].symbol for k in ("max", "shifted", "lse"))
+        def at(t, idx=st.idx):
+            return t[idx] if idx else t
+
+        steps.append(Step(names["max"], st.idx, u, st.reduce, reduce_op="max"))
+        steps.append(Step(names["shifted"], st.idx, sp.exp(u - at(m)), st.reduce))
+        steps.append(Step(names["lse"], st.idx, sp.log(at(s)) + at(m)))
+        replaced[st.lhs] = names["lse"]
+        ctx.state.setdefault("lse_tensors", {})[names["lse"]] = tensors[names["lse"]]
+        if st.lhs in ctx.keep:  # the sum itself is an output: give it back
+            steps.append(Step(st.lhs, st.idx, sp.exp(at(lse))))
+        ctx.note("logsumexp", st.lhs)
+        changed = True
+    if not changed:
+        return None
+    return Program(program.name, steps, tensors)
 
 
-def _substitute(body: sp.Expr, replaced: dict[str, str], tensors) -> sp.Expr:
+def _read_lse(body: sp.Expr, replaced: dict[str, str], tensors) -> sp.Expr:
+    """Every reference to a replaced sum of exponentials ``s`` read as ``exp(lse)``."""
     if not replaced:
         return body
     mapping = {}
@@ -67,63 +138,8 @@ def _substitute(body: sp.Expr, replaced: dict[str, str], tensors) -> sp.Expr:
     return body.xreplace(mapping) if mapping else body
 
 
-def rewrite_logs(e: sp.Expr) -> sp.Expr:
-    """``log(1/x) -> -log(x)``, ``log(1 + exp(u)) -> softplus(u)``, ``log(1 + u) -> log1p(u)``.
-
-    ``log(1 - 1/(1 + exp(-z)))`` is first brought over a common denominator, so
-    that both halves of a binary cross-entropy become softplus terms.
-    """
-    if not e.has(sp.log):
-        return e
-
-    def fix(x):
-        arg = x.args[0]
-        if isinstance(arg, sp.Add) and sp.S.One in arg.args:
-            rest = arg - 1
-            if isinstance(rest, sp.exp):
-                return softplus(rest.args[0])
-            combined = sp.together(arg)
-            if not isinstance(combined, sp.Add):
-                return rewrite_logs(sp.log(combined))
-            return log1p(rest)
-        if isinstance(arg, (sp.Mul, sp.Pow)):
-            expanded = sp.expand_log(x)  # only where SymPy can show the factors positive
-            if expanded != x:
-                return rewrite_logs(expanded)
-        return x
-
-    return e.replace(lambda x: isinstance(x, sp.log), fix)
-
-
-def rewrite_logistic(e: sp.Expr) -> sp.Expr:
-    """``exp(u) / (1 + exp(u))**n -> 1/((1 + exp(-u)) * (1 + exp(u))**(n - 1))``.
-
-    Derivatives of a sigmoid come out as ``exp(-z)/(1 + exp(-z))**2``, which is
-    inf/inf once exp(-z) overflows; the rewritten form is bounded.
-    """
-    if not (e.has(sp.exp) and e.has(sp.Pow)):
-        return e
-
-    def fix(m: sp.Mul) -> sp.Expr:
-        factors = list(m.args)
-        for n, f in enumerate(factors):
-            if not isinstance(f, sp.exp):
-                continue
-            for q, g in enumerate(factors):
-                base, ex = g.as_base_exp()
-                if ex.is_Integer and ex < 0 and base == 1 + f:
-                    rest = [h for r, h in enumerate(factors) if r not in (n, q)]
-                    return sp.Mul(*rest, 1 / (1 + sp.exp(-f.args[0])), base ** (ex + 1))
-        return m
-
-    return e.replace(lambda x: isinstance(x, sp.Mul), fix)
-
-
-def rewrite_log_steps(program: Program) -> Program:
-    """``rewrite_logs`` on every step: differentiating the result keeps gradients stable
-    (the derivative of softplus is a sigmoid, ``1/(1 + exp(-u))``, which cannot overflow)."""
-    steps = [replace(st, body=rewrite_logs(st.body)) for st in program.steps]
-    return Program(program.name, steps, program.tensors)
+def _lse_names(ctx: Context) -> set[str]:
+    return set(ctx.state.get("lse", {}).values())
 
 
 def _has_lse_exp(body: sp.Expr, lse_names: set[str], tensors, negative=False) -> bool:
@@ -134,15 +150,38 @@ def _has_lse_exp(body: sp.Expr, lse_names: set[str], tensors, negative=False) ->
                for a in walk(body))
 
 
-def _inline_underflowing(steps: list[Step], lse_names: set[str], keep: set[str],
-                         tensors) -> list[Step]:
+@rule("combine-exp", "stabilize", on="program")
+def combine_exp(program: Program, ctx: Context) -> Program | None:
+    """exp(z)*exp(-lse) -> exp(z - lse): a softmax that cannot overflow."""
+    names = _lse_names(ctx)
+    steps = []
+    for st in program.steps:
+        if _has_lse_exp(st.body, names, program.tensors):
+            new = sp.powsimp(st.body, combine="exp")
+            if new != st.body:
+                ctx.note("combine-exp", st.lhs)
+                st = replace(st, body=new)
+        steps.append(st)
+    return None if steps == program.steps else Program(program.name, steps, program.tensors)
+
+
+@rule("inline-underflowing", "stabilize", on="program")
+def inline_underflowing(program: Program, ctx: Context) -> Program | None:
+    """An elementwise step holding exp(-lse) is substituted into its readers."""
+    names = _lse_names(ctx)
+    tensors = program.tensors
+    steps = list(program.steps)
     out: list[Step] = []
+    changed = False
     for n, st in enumerate(steps):
-        underflows = _has_lse_exp(st.body, lse_names, tensors, negative=True)
-        if st.reduce or st.lhs in keep or not underflows:
+        underflows = _has_lse_exp(st.body, names, tensors, negative=True)
+        if st.reduce or st.gather or st.scatter is not None or st.lhs in ctx.keep \
+                or not underflows:
             out.append(st)
             continue
-        t = tensors[st.lhs]
+        if any(s.scatter is not None and s.scatter[2] == st.lhs for s in steps[n + 1:]):
+            out.append(st)  # a scatter adds into it: it stays a tensor
+            continue
         readers = [m for m in range(n + 1, len(steps))
                    if any(ref_name(r) == st.lhs for r in tensor_refs(steps[m].body, tensors))]
         reads = {ref_name(r) for r in tensor_refs(st.body, tensors)}
@@ -158,6 +197,8 @@ def _inline_underflowing(steps: list[Step], lse_names: set[str], keep: set[str],
                     mapping[r] = st.body.xreplace(dict(zip(st.idx, ref_indices(r))))
             body = sp.powsimp(later.body.xreplace(mapping), combine="exp")
             steps[m] = replace(later, body=body)
-        if not readers and t.role is not Role.INTERMEDIATE:
+        ctx.note("inline-underflowing", st.lhs)
+        changed = True
+        if not readers and tensors[st.lhs].role is not Role.INTERMEDIATE:
             out.append(st)
-    return out
+    return Program(program.name, out, tensors) if changed else None

@@ -1,0 +1,84 @@
+"""Reuse: read what the forward pass computed instead of computing it again.
+
+* ``forward-sum`` (a rule of each step): a sum of a forward reduction's summand is
+  that reduction's tensor (``sum_k exp(z[i, k])`` in the gradient reads ``lse_sum``);
+* ``reuse-definition`` (a move of ``symflop.rewrite.structure.optimize``): a
+  subexpression that a forward step names is read from it, solved for the part that
+  varies with every index: ``x - mu`` is ``xhat * sqrt(var + eps)`` when the forward
+  computed ``xhat = (x - mu)/sqrt(var + eps)``.  Whether that is worth it depends on
+  what else the pass reads, so the search decides, program by program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import sympy as sp
+
+from symflop.core.program import Program, index_symbols
+from symflop.rewrite.algebra import _replace_sums
+from symflop.rewrite.facts import Definition, unify
+from symflop.rewrite.rules import Context, rule
+from symflop.rewrite.sums import resolve
+
+
+@rule("forward-sum", "reuse", cost_driven=True)
+def forward_sum(expr: sp.Expr, ctx: Context):
+    """A sum of a forward reduction's summand reads the forward's result."""
+    facts = [k for k in ctx.facts.known if k.name is not None]
+    if not facts:
+        return None
+
+    def fix(s: sp.Sum) -> sp.Expr:
+        out, _ = resolve(s, facts, ctx.tensors)
+        return out
+
+    return _replace_sums(expr, fix)
+
+
+def varying_part(d: Definition) -> tuple[sp.Expr, sp.Expr] | None:
+    """(V, C) with ``d.body = V * C``, V the one factor that varies with every index of
+    the step and is not a plain reference; None when there is no such factor."""
+    full = set(d.idx)
+    if not full:
+        return None
+    factors = sp.Mul.make_args(d.body)
+    varying = [f for f in factors if index_symbols(f) == full]
+    if len(varying) != 1 or isinstance(varying[0], (sp.Indexed, sp.Symbol)) \
+            or varying[0].is_number:
+        return None
+    v = varying[0]
+    return v, sp.Mul(*[f for f in factors if f is not v])
+
+
+def reuse_definition(program: Program, d: Definition, ctx: Context) -> Program | None:
+    """Every occurrence of the definition's varying part read from the defined tensor."""
+    split = varying_part(d)
+    if split is None or d.name not in program.tensors:
+        return None
+    v, coef = split
+    t = program.tensors[d.name]
+    variables = set(d.idx)
+
+    def value(mapping: dict) -> sp.Expr:
+        idx = tuple(mapping[k] for k in d.idx)
+        return t.symbol[idx] / coef.xreplace(mapping)
+
+    def fix(e: sp.Expr) -> sp.Expr:
+        if isinstance(v, sp.Add):
+            content, prim = e.primitive()
+            for sign in (1, -1):
+                m = unify(v, sign * prim, variables)
+                if m is not None:
+                    return content * sign * value(m)
+            return e
+        m = unify(v, e, variables)
+        return e if m is None else value(m)
+
+    steps, changed = [], False
+    for st in program.steps:
+        body = st.body.replace(lambda e: type(e) is type(v), fix)
+        if body != st.body:
+            st, changed = replace(st, body=body), True
+        steps.append(st)
+    return Program(program.name, steps, program.tensors) if changed else None

@@ -1,0 +1,127 @@
+"""Rules as data: named rewrites registered by phase, and the record of what fired.
+
+A ``Rule`` is a name, the phase it belongs to (``differentiate``, ``simplify``,
+``reuse``, ``stabilize``), what it rewrites (one expression, or a whole
+program) and the function that does it, returning ``None`` when it does not
+apply.  Modules of this package register their rules with ``@rule``; the
+pipeline (``symflop.rewrite.pipeline``) is the only place that knows the order
+of the phases, and it applies each phase's rules in registration order.  Adding
+a rule is one decorated function in the module of its phase.
+
+A rule marked ``cost_driven`` proposes a form that is equivalent but not always
+cheaper; the phase keeps it only where the counter, at concrete sizes where every
+size is large (``symflop.cost.counting.numeric_sizes``), says it costs less.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from symflop.core.model import Tensor
+from symflop.core.program import Program, Step, to_steps
+from symflop.cost.counting import step_cost, tensor_names
+from symflop.rewrite.facts import Facts
+
+PHASES = ("differentiate", "simplify", "reuse", "stabilize")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    phase: str
+    on: str                  # "expr": one right-hand side; "program": a whole program
+    apply: Callable
+    doc: str
+    cost_driven: bool = False
+
+
+REGISTRY: dict[str, list[Rule]] = {p: [] for p in PHASES}
+
+
+def rule(name: str, phase: str, on: str = "expr", cost_driven: bool = False):
+    """Register the decorated function as a rule of ``phase``; its docstring's first
+    line is the rule's description in stage reports."""
+    if phase not in REGISTRY:
+        raise ValueError(f"unknown phase {phase!r}")
+
+    def register(fn: Callable) -> Callable:
+        if any(r.name == name for rs in REGISTRY.values() for r in rs):
+            raise ValueError(f"rule {name!r} registered twice")
+        doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
+        REGISTRY[phase].append(Rule(name, phase, on, fn, doc, cost_driven))
+        return fn
+    return register
+
+
+def rules(phase: str, on: str | None = None) -> list[Rule]:
+    return [r for r in REGISTRY[phase] if on is None or r.on == on]
+
+
+def describe(name: str) -> str:
+    """A rule's one-line description (for reports)."""
+    for rs in REGISTRY.values():
+        for r in rs:
+            if r.name == name:
+                return r.doc
+    return name
+
+
+@dataclass
+class Context:
+    """What rules may read: the program's tensors, facts derived from the forward pass,
+    the sizes at which costs are compared, and the log of what fired."""
+
+    tensors: dict[str, Tensor]
+    facts: Facts
+    sizes: dict
+    keep: frozenset[str] = frozenset()
+    forward: frozenset[str] = frozenset()     # tensors the forward pass computes
+    fired: list[tuple[str, str]] = field(default_factory=list)
+    assumptions: set[str] = field(default_factory=set)
+    state: dict = field(default_factory=dict)  # what a phase carries from pass to pass
+    skip_definitions: frozenset[str] = frozenset()  # forward tensors not to read back
+
+    def note(self, rule_name: str, where: str) -> None:
+        entry = (rule_name, where)
+        if entry not in self.fired:
+            self.fired.append(entry)
+
+
+def steps_cost(steps, names: frozenset[str], sizes: dict) -> int:
+    return sum(step_cost(st, names, sizes) for st in steps)
+
+
+def rewrite_steps(program: Program, phase: str, ctx: Context,
+                  skip: frozenset[str] = frozenset(), only: frozenset[str] | None = None
+                  ) -> Program:
+    """Apply the expression rules of ``phase`` to every step, in registration order.
+
+    A step that runs against a one-hot tensor's labels or reduces by a maximum is left
+    as it is; a cost-driven rule's result is kept only where the step costs less."""
+    tensors = dict(program.tensors)
+    ctx.tensors = tensors
+    out: list[Step] = []
+    for st in program.steps:
+        if st.gather or st.scatter is not None or st.reduce_op != "sum":
+            out.append(st)
+            continue
+        rhs, current = st.rhs(), [st]
+        for r in rules(phase, "expr"):
+            if r.name in skip or (only is not None and r.name not in only):
+                continue
+            new = r.apply(rhs, ctx)
+            if new is None or new == rhs:
+                continue
+            trial = dict(tensors)
+            candidate = to_steps(st.lhs, st.idx, new, trial)
+            if r.cost_driven:
+                names = tensor_names(trial)
+                if steps_cost(candidate, names, ctx.sizes) >= steps_cost(current, names,
+                                                                          ctx.sizes):
+                    continue
+            tensors.update(trial)
+            rhs, current = new, candidate
+            ctx.note(r.name, st.lhs)
+        out.extend(current)
+    return Program(program.name, out, tensors)

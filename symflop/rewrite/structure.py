@@ -1,0 +1,476 @@
+"""Reuse: rewrites of a whole program that share work between steps.
+
+Normalizations, applied after every change because they never add work:
+
+* ``propagate``: a step that is zero, a constant or a copy of another tensor is
+  substituted into its readers; a step nothing reads is dropped;
+* ``factor-reduction``: in ``sum_{c,s} gamma[g, c]*f[b, g, c, s]`` the factor that
+  does not depend on ``s`` multiplies a partial sum: ``sum_c gamma*(sum_s f)``;
+* ``shared-reduction``: two reductions of the same summand (up to index names and
+  a factor outside the sum) are computed once; a reduction over more indices
+  than another of the same summand sums the other's result
+  (``dgamma[c] = sum_b P[b, c]`` with ``P[b, c] = sum_s dy*xhat``).
+
+Moves, kept only where the program gets cheaper (``optimize``):
+
+* ``inline``: an elementwise intermediate is substituted into its readers
+  (``grad_xhat = gamma*grad_y`` disappears into the sums that read it);
+* ``common-subexpression``: a subexpression several steps compute becomes a step
+  of its own (BatchNorm's ``x - mu``, read by the variance and by ``xhat``).
+
+A program's cost is (FLOPs, elements it reads from the forward pass, steps) at
+the sizes of ``symflop.cost.counting.numeric_sizes``, compared in that order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import sympy as sp
+
+from symflop.core.model import Role, Tensor
+from symflop.core.program import (
+    Program,
+    Step,
+    index_symbols,
+    ref_name,
+    step_reads,
+    tensor_refs,
+)
+from symflop.cost.counting import step_cost, tensor_names
+from symflop.rewrite.facts import split_factors, unify
+from symflop.rewrite.rules import Context
+
+MAX_ROUNDS = 40
+
+
+# -- reading and substituting ------------------------------------------------------------
+
+reads = step_reads
+
+
+def _untouched(steps: list[Step], start: int, stop: int, names: set[str]) -> bool:
+    """No step in ``steps[start:stop]`` assigns any of ``names``."""
+    return not any(s.lhs in names for s in steps[start:stop])
+
+
+def _value(st: Step, ref: sp.Expr) -> sp.Expr:
+    """The elementwise step ``st`` evaluated at the indices of ``ref``."""
+    if not st.idx:
+        return st.body
+    return st.body.xreplace(dict(zip(st.idx, ref.indices)))
+
+
+def substitute(reader: Step, st: Step, tensors) -> Step:
+    refs = [r for r in tensor_refs(reader.body, tensors) if ref_name(r) == st.lhs]
+    body = reader.body.xreplace({r: _value(st, r) for r in refs})
+    return replace(reader, body=body)
+
+
+def _readers(steps: list[Step], n: int, tensors) -> list[int] | None:
+    """Steps after ``n`` that read what step ``n`` assigns, before it is assigned again;
+    None when a reader reads it as a one-hot tensor or a scatter's base."""
+    name = steps[n].lhs
+    out = []
+    for m in range(n + 1, len(steps)):
+        s = steps[m]
+        if name in reads(s, tensors):
+            if (s.scatter is not None and s.scatter[2] == name) or any(
+                    str(y.base) == name for _k, y in s.gather):
+                return None
+            if s.labelled and any(ref_name(r) == name and set(r.indices) & set(s.labelled)
+                                  for r in tensor_refs(s.body, tensors)
+                                  if isinstance(r, sp.Indexed)):
+                return None
+            out.append(m)
+        if s.lhs == name:
+            break
+    return out
+
+
+def _assigned_once(steps: list[Step], name: str) -> bool:
+    return sum(1 for s in steps if s.lhs == name) == 1
+
+
+def _elementwise(st: Step) -> bool:
+    return not st.reduce and not st.gather and st.scatter is None
+
+
+def try_inline(program: Program, n: int, ctx: Context) -> Program | None:
+    """Substitute step ``n`` into every step that reads it, and drop it."""
+    steps = list(program.steps)
+    st = steps[n]
+    if (st.lhs in ctx.keep or not _elementwise(st) or not _assigned_once(steps, st.lhs)
+            or any(type(f).__name__ == "uniform" for f in st.body.atoms(sp.Function))):
+        return None  # a random draw is drawn once, never recomputed
+    readers = _readers(steps, n, program.tensors)
+    if not readers:
+        return None
+    inputs = reads(st, program.tensors)
+    if not all(_untouched(steps, n + 1, m, inputs) for m in readers):
+        return None
+    for m in readers:
+        steps[m] = substitute(steps[m], st, program.tensors)
+    del steps[n]
+    return Program(program.name, steps, program.tensors)
+
+
+# -- normalizations ---------------------------------------------------------------------
+
+def propagate(program: Program, ctx: Context) -> Program:
+    """Substitute zero, constant and copy steps into their readers; drop dead steps."""
+    changed = True
+    while changed:
+        changed = False
+        for n, st in enumerate(program.steps):
+            if not _trivial(st, program.tensors):
+                continue
+            out = try_inline(program, n, ctx)
+            if out is not None:
+                program, changed = out, True
+                break
+    return drop_dead(program, ctx.keep)
+
+
+def _trivial(st: Step, tensors) -> bool:
+    if not _elementwise(st):
+        return False
+    refs = tensor_refs(st.body, tensors)
+    if not refs:
+        return not index_symbols(st.body)  # a constant: hyperparameters and sizes only
+    return len(refs) == 1 and st.body == refs[0]
+
+
+def drop_dead(program: Program, keep: frozenset[str]) -> Program:
+    """Keep only the steps whose values reach something in ``keep``."""
+    needed = set(keep)
+    kept: list[Step] = []
+    for st in reversed(program.steps):
+        if st.lhs not in needed:
+            continue
+        kept.append(st)
+        needed.discard(st.lhs)
+        needed |= reads(st, program.tensors)
+    kept.reverse()
+    return Program(program.name, kept, program.tensors)
+
+
+def _red_name(tensors: dict, stem: str) -> str:
+    stem = re.sub(r"(_(cse|red)\d*)+$", "", stem)
+    n = 1
+    while True:
+        name = f"{stem}_red" + (str(n) if n > 1 else "")
+        if name not in tensors:
+            return name
+        n += 1
+
+
+def _ordered(indices: set, space: tuple) -> tuple:
+    return tuple(k for k in space if k in indices)
+
+
+def factor_reductions(program: Program, ctx: Context) -> Program:
+    """Sum first over the indices only the widest factors use (see module docstring)."""
+    tensors = dict(program.tensors)
+    steps: list[Step] = []
+    changed = False
+    names = tensor_names(tensors)
+    for st in program.steps:
+        split = _factor(st, tensors) if st.reduce and st.reduce_op == "sum" \
+            and not st.gather and st.scatter is None else None
+        if split is not None and sum(step_cost(s, tensor_names(tensors), ctx.sizes)
+                                     for s in split) < step_cost(st, names, ctx.sizes):
+            steps.extend(split)
+            changed = True
+            ctx.note("factor-reduction", st.lhs)
+        else:
+            steps.append(st)
+    return Program(program.name, steps, tensors) if changed else program
+
+
+def _factor(st: Step, tensors: dict) -> list[Step] | None:
+    bound = set(st.reduce)
+    coef, core = split_factors(st.body, bound)
+    factors = sp.Mul.make_args(core)
+    deps = {f: index_symbols(f) & bound for f in factors}
+    full = [f for f in factors if deps[f] == bound]
+    inner_k = {k for k in bound if all(deps[f] == bound for f in factors if k in deps[f])}
+    if not full or not inner_k or inner_k == bound:
+        return None
+    inner = sp.Mul(*full)
+    p_idx = _ordered(index_symbols(inner) - inner_k, st.space)
+    name = _red_name(tensors, st.lhs)
+    tensors[name] = Tensor(name, tuple(k.upper + 1 for k in p_idx), Role.INTERMEDIATE,
+                           doc=f"partial sum of {st.lhs}")
+    t = tensors[name]
+    ref = t.symbol[p_idx] if p_idx else t.symbol
+    outer = sp.Mul(coef, *[f for f in factors if f not in full], ref)
+    return [Step(name, p_idx, inner, _ordered(inner_k, st.reduce)),
+            Step(st.lhs, st.idx, outer, _ordered(bound - inner_k, st.reduce))]
+
+
+def share_reductions(program: Program, ctx: Context) -> Program:
+    """Compute each reduction of a summand once (see module docstring)."""
+    changed = True
+    while changed:
+        changed = False
+        reds = [n for n, st in enumerate(program.steps)
+                if st.reduce and st.reduce_op == "sum" and not st.gather and st.scatter is None]
+        for a in reds:
+            for b in reds:
+                if a == b:
+                    continue
+                out = _share(program, a, b, ctx)
+                if out is not None:
+                    program, changed = out, True
+                    break
+            if changed:
+                break
+    return program
+
+
+def _share(program: Program, a: int, b: int, ctx: Context) -> Program | None:
+    """Let reduction ``b`` read the sum of reduction ``a``'s summand (over as many or fewer
+    indices): ``a`` itself when nothing multiplies its sum, else a new step holding the
+    sum alone; ``a`` moves up before ``b`` if it comes later and can move."""
+    steps = list(program.steps)
+    sa, sb = steps[a], steps[b]
+    coef_a, core_a = split_factors(sa.body, set(sa.reduce))
+    coef_b, core_b = split_factors(sb.body, set(sb.reduce))
+    if sa.lhs == sb.lhs or not _assigned_once(steps, sa.lhs):
+        return None
+    mapping = unify(core_a, core_b, set(sa.idx) | set(sa.reduce))
+    if mapping is None:
+        return None
+    summed = {mapping[k] for k in sa.reduce}
+    if not summed <= set(sb.reduce) or not {mapping.get(k, k) for k in sa.idx} <= set(sb.space):
+        return None
+    tensors = dict(program.tensors)
+    if coef_a != 1:  # the bare sum becomes a step of its own, read by both
+        r_idx = _ordered(index_symbols(core_a) - set(sa.reduce), sa.space)
+        if not set(sa.idx) <= set(r_idx) | index_symbols(coef_a) or not set(r_idx) <= set(
+                sa.idx):
+            return None
+        name = _red_name(tensors, sa.lhs)
+        tensors[name] = Tensor(name, tuple(k.upper + 1 for k in r_idx), Role.INTERMEDIATE,
+                               doc=f"the sum {sa.lhs} scales")
+        ref = tensors[name].symbol[r_idx] if r_idx else tensors[name].symbol
+        steps[a:a + 1] = [Step(name, r_idx, core_a, sa.reduce),
+                          Step(sa.lhs, sa.idx, coef_a * ref)]
+        if b > a:
+            b += 1
+        sa, a, idx_a = steps[a], a, r_idx
+    else:
+        idx_a = sa.idx
+    if a > b:  # a must be computed first: move it up, if what it reads is ready there
+        if not _movable(steps, a, b, tensors):
+            return None
+        steps.insert(b, steps.pop(a))
+        a, b = b, b + 1
+    t = tensors[sa.lhs]
+    ref = t.symbol[tuple(mapping.get(k, k) for k in idx_a)] if idx_a else t.symbol
+    left = tuple(k for k in sb.reduce if k not in summed)
+    steps[b] = replace(sb, body=coef_b * ref, reduce=left)
+    ctx.note("shared-reduction", sb.lhs)
+    return Program(program.name, steps, tensors)
+
+
+def _movable(steps: list[Step], n: int, to: int, tensors) -> bool:
+    """Can step ``n`` run at position ``to`` (< n): nothing between writes what it reads
+    or touches what it writes."""
+    st = steps[n]
+    between = steps[to:n]
+    if any(s.lhs in reads(st, tensors) or s.lhs == st.lhs for s in between):
+        return False
+    return not any(st.lhs in reads(s, tensors) for s in between)
+
+
+def plain_indices(program: Program) -> Program:
+    """Summation indices renamed to the plainest free name (i'' -> i), so that the same
+    summand in two steps is written alike."""
+    steps = []
+    for st in program.steps:
+        mapping = {}
+        taken = {k.name for k in st.idx}
+        for k in st.reduce:
+            base = k.name.rstrip("'")
+            if base != k.name and base not in taken and not any(
+                    j.name == base for j in st.reduce if j != k):
+                mapping[k] = sp.Idx(base, k.upper + 1)
+                taken.add(base)
+            else:
+                taken.add(k.name)
+        if mapping:
+            st = replace(st, body=st.body.xreplace(mapping),
+                         reduce=tuple(mapping.get(k, k) for k in st.reduce))
+        steps.append(st)
+    return Program(program.name, steps, program.tensors)
+
+
+def normalize(program: Program, ctx: Context) -> Program:
+    program = plain_indices(propagate(program, ctx))
+    program = share_reductions(factor_reductions(program, ctx), ctx)
+    return propagate(program, ctx)
+
+
+# -- moves and the search -----------------------------------------------------------------
+
+def cost(program: Program, ctx: Context) -> tuple[int, int, int]:
+    names = tensor_names(program.tensors)
+    flops = sum(step_cost(st, names, ctx.sizes) for st in program.steps)
+    return flops, saved_elements(program, ctx), len(program.steps)
+
+
+def saved_elements(program: Program, ctx: Context) -> int:
+    """Elements of the forward pass's tensors this program reads (what must be saved)."""
+    made = {st.lhs for st in program.steps}
+    total = 0
+    seen: set[str] = set()
+    for st in program.steps:
+        for name in reads(st, program.tensors):
+            if name in made or name in seen or name not in ctx.forward:
+                continue
+            seen.add(name)
+            t = program.tensors[name]
+            if t.role in (Role.PARAMETER, Role.STATE, Role.HYPER):
+                continue
+            n = 1
+            for s in t.shape:
+                n *= int(s.xreplace(ctx.sizes))
+            total += n
+    return total
+
+
+def _common_subexpressions(program: Program) -> list[sp.Expr]:
+    """Subexpressions SymPy's cse finds in more than one step, that read tensors."""
+    bodies = [st.body for st in program.steps if st.scatter is None]
+    if len(bodies) < 2:
+        return []
+    try:
+        pairs, _ = sp.cse(bodies, optimizations=None, order="none")
+    except Exception:  # noqa: BLE001 - cse is a source of candidates only
+        return []
+    found, defs = [], {}
+    for sym, e in pairs:
+        full = e.xreplace(defs)
+        defs[sym] = full
+        if not index_symbols(full) or not tensor_refs(full, program.tensors) \
+                or isinstance(full, (sp.Indexed, sp.Symbol)):
+            continue
+        holders = [st for st in program.steps if contains(st.body, full)]
+        if len(holders) >= 2:
+            found.append(full)
+    return found
+
+
+def _parts(e: sp.Expr) -> list:
+    return list(sp.Add.make_args(e) if isinstance(e, sp.Add) else sp.Mul.make_args(e))
+
+
+def _subset(small: list, big: list) -> list | None:
+    """``big`` without the elements of ``small`` (as multisets), or None."""
+    rest = list(big)
+    for x in small:
+        if x not in rest:
+            return None
+        rest.remove(x)
+    return rest
+
+
+def contains(body: sp.Expr, expr: sp.Expr) -> bool:
+    return replace_sub(body, expr, sp.Dummy()) != body
+
+
+def replace_sub(body: sp.Expr, expr: sp.Expr, ref: sp.Expr) -> sp.Expr:
+    """``body`` with ``expr`` (and ``-expr``) replaced by ``ref``, also where ``expr`` is a
+    part of a longer sum or product (SymPy flattens ``gamma*dy*xhat``)."""
+    kind = type(expr)
+
+    def fix(e: sp.Expr) -> sp.Expr:
+        if e == expr:
+            return ref
+        if e == -expr:
+            return -ref
+        if isinstance(e, kind) and isinstance(e, (sp.Add, sp.Mul)):
+            for sign in (1, -1):
+                target = expr if sign == 1 else -expr
+                if not isinstance(target, kind):
+                    continue
+                rest = _subset(_parts(target), _parts(e))
+                if rest is not None:
+                    return kind(sign * ref, *rest) if kind is sp.Add else \
+                        kind(ref, *rest) * (1 if sign == 1 else -1)
+        return e
+
+    return body.replace(lambda e: isinstance(e, (kind, type(-expr))) or e == expr, fix)
+
+
+def try_share(program: Program, expr: sp.Expr, ctx: Context) -> Program | None:
+    """``expr`` computed once, in a step of its own before its first reader."""
+    steps = list(program.steps)
+    holders = [n for n, st in enumerate(steps) if st.scatter is None and not st.gather
+               and contains(st.body, expr)]
+    if len(holders) < 2:
+        return None
+    first = holders[0]
+    inputs = {ref_name(r) for r in tensor_refs(expr, program.tensors)}
+    if not all(_untouched(steps, first, m, inputs) for m in holders):
+        return None
+    tensors = dict(program.tensors)
+    stem = re.sub(r"(_(cse|red)\d*)+$", "", steps[first].lhs)
+    n = 1
+    while f"{stem}_cse" + (str(n) if n > 1 else "") in tensors:
+        n += 1
+    name = f"{stem}_cse" + (str(n) if n > 1 else "")
+    idx = _ordered(index_symbols(expr), steps[first].space)
+    tensors[name] = Tensor(name, tuple(k.upper + 1 for k in idx), Role.INTERMEDIATE,
+                           doc=f"{expr}, shared by {len(holders)} steps")
+    ref = tensors[name].symbol[idx] if idx else tensors[name].symbol
+    for m in holders:
+        st = steps[m]
+        steps[m] = replace(st, body=replace_sub(st.body, expr, ref))
+    steps.insert(first, Step(name, idx, expr))
+    return Program(program.name, steps, tensors)
+
+
+def optimize(program: Program, ctx: Context) -> Program:
+    """Normalize, then take the cheapest improving move until none improves."""
+    program = normalize(program, ctx)
+    best = cost(program, ctx)
+    for _ in range(MAX_ROUNDS):
+        choice = None
+        for label, move in _moves(program, ctx):
+            trial_ctx = _trial(ctx)
+            out = move(trial_ctx)
+            if out is None:
+                continue
+            out = normalize(out, trial_ctx)
+            c = cost(out, ctx)
+            if c < best and (choice is None or c < choice[0]):
+                choice = (c, out, label, trial_ctx)
+        if choice is None:
+            return program
+        best, program, label, trial_ctx = choice
+        for entry in trial_ctx.fired:
+            ctx.note(*entry)
+        ctx.note(*label)
+    return program
+
+
+def _trial(ctx: Context) -> Context:
+    return Context(ctx.tensors, ctx.facts, ctx.sizes, ctx.keep, ctx.forward, [],
+                   ctx.assumptions, ctx.state, ctx.skip_definitions)
+
+
+def _moves(program: Program, ctx: Context):
+    from symflop.rewrite.reuse import reuse_definition
+    for d in ctx.facts.definitions:
+        if d.name not in ctx.skip_definitions:
+            yield ("reuse-definition", d.name), (
+                lambda c, d=d: reuse_definition(program, d, c))
+    for n, st in enumerate(program.steps):
+        if _elementwise(st) and st.lhs not in ctx.keep:
+            yield ("inline", st.lhs), (lambda c, n=n: try_inline(program, n, c))
+    for expr in _common_subexpressions(program):
+        yield ("common-subexpression", str(expr)), (lambda c, e=expr: try_share(program, e, c))
