@@ -10,7 +10,7 @@ hand count is written out in a comment next to each expected value.
 import pytest
 import sympy as sp
 
-from symflop import Component, Fact, total, uniform
+from symflop import Component, Fact, derive, total, uniform
 from symflop.core.program import normalize
 from symflop.cost.conventions import CONVENTIONS
 from symflop.cost.counting import apply_convention, leading_order, tally_program, total_tally
@@ -25,19 +25,24 @@ def _component():
     return c, (N, d, K), (i, j, k)
 
 
-def _tallies(c, share=False):
-    return tally_program(normalize(c, "forward"), share_across_steps=share)
+def _tallies(c):
+    """Per-step tallies of the forward pass as written (normal form, no rewrite)."""
+    return tally_program(normalize(c, "forward"))
 
 
-def _raw(c, share=False) -> dict:
+def _raw(c) -> dict:
     """Raw operations per kind, summed over the steps of the forward pass."""
-    t = total_tally(_tallies(c, share))
+    t = total_tally(_tallies(c))
     return {kind: t[kind] for kind in KINDS}
 
 
+def _optimized(c) -> dict:
+    """Raw operations per kind of the optimized forward pass (the reuse stage)."""
+    return derive(c, use_cache=False).counts("forward", stage="optimized").by_kind
+
+
 def _counts(c, convention="default"):
-    conv = CONVENTIONS[convention]
-    return apply_convention(total_tally(_tallies(c, conv.share_across_steps)), conv)
+    return apply_convention(total_tally(_tallies(c)), CONVENTIONS[convention])
 
 
 def _expect(actual: dict, **expected) -> None:
@@ -150,7 +155,7 @@ def test_matrix_product_pairs_its_multiply_adds():
     c.assign("forward", o[i, k], total(a[i, j] * w[j, k], j))
     t = total_tally(_tallies(c))
     _expect(_raw(c), mul=N * K * d, add=N * K * (d - 1))  # N*K*d muls + N*K*(d-1) adds
-    assert sp.expand(t.fma_pairs - N * K * (d - 1)) == 0  # every add is fed by a mul
+    assert sp.expand(dict(t.pairs)["fma-mul"] - N * K * (d - 1)) == 0  # every add: a mul
     assert sp.expand(_counts(c, "default").total - (2 * N * K * d - N * K)) == 0
     assert sp.expand(_counts(c, "fma").total - N * K * d) == 0  # the usual N*K*d MACs
 
@@ -238,25 +243,30 @@ def _batchnorm():
     return c, N, d
 
 
-def test_sharing_across_steps_only_under_the_shared_convention():
+def test_a_subexpression_of_two_steps_is_computed_once_in_the_optimized_program():
     c, N, d = _batchnorm()
-    # mu:  d*(N-1) adds + d divs
-    # var: N*d subs (x - mu) + N*d squares + d*(N-1) adds + d divs
-    # out: N*d subs (x - mu again) + d adds + d sqrts + N*d divs
-    default = 4 * N * d - d, N * d, N * d + 2 * d, d  # add, mul, div, transcendental
-    _expect(_raw(c), **dict(zip(("add", "mul", "div", "transcendental"), default)))
+    # As written: mu:  d*(N-1) adds + d divs
+    #             var: N*d subs (x - mu) + N*d squares + d*(N-1) adds + d divs
+    #             out: N*d subs (x - mu again) + d adds + d sqrts + N*d divs
+    written = 4 * N * d - d, N * d, N * d + 2 * d, d  # add, mul, div, transcendental
+    _expect(_raw(c), **dict(zip(("add", "mul", "div", "transcendental"), written)))
     assert sp.expand(_counts(c, "default").total - (6 * N * d + 2 * d)) == 0
-    # "shared": out reuses var's x - mu, saving N*d subs
-    _expect(_raw(c, share=True), add=3 * N * d - d, mul=N * d, div=N * d + 2 * d,
-            transcendental=d)
-    shared = _counts(c, "shared")
-    assert sp.expand(shared.total - (5 * N * d + 2 * d)) == 0
-    assert shared.leading == 5 * N * d
-    out_step = {kind: _tallies(c, share=True)[-1][kind] for kind in KINDS}
-    _expect(out_step, add=d, transcendental=d, div=N * d)
+    # Optimized: x - mu is a step of its own, read by var and out: N*d subs fewer
+    _expect(_optimized(c), add=3 * N * d - d, mul=N * d, div=N * d + 2 * d, transcendental=d)
+    d_ = derive(c, use_cache=False)
+    prog = d_.stage("optimized").programs["forward"]
+    i, j = sp.Idx("i", N), sp.Idx("j", d)
+    x_mu = prog.tensors["x"].symbol[i, j] - prog.tensors["mu"].symbol[j]
+    shared = [st for st in prog.steps if st.body == x_mu]
+    assert len(shared) == 1  # the code computes it once too: it runs this program
+    readers = [st.lhs for st in prog.steps
+               if shared[0].lhs in {str(r.base) for r in st.body.atoms(sp.Indexed)}]
+    assert sorted(readers) == ["out", "var_sum"]
+    assert ("common-subexpression", "forward") in {(r, p) for r, p, _ in
+                                                    d_.stage("optimized").fired}
 
 
-def test_shared_convention_does_not_reuse_values_that_were_only_gathered():
+def test_a_value_computed_at_the_labels_only_is_not_shared():
     # L gathers z - m at the one labelled k of each row (N subs); p then needs
     # z - m at every (i, k), which no earlier step computed: N*K subs.
     c, (N, _, K), (i, _, k) = _component()
@@ -268,8 +278,7 @@ def test_shared_convention_does_not_reuse_values_that_were_only_gathered():
     c.assign("forward", L, total(y[i, k] * (z[i, k] - m[i]), i, k))
     c.assign("forward", p[i, k], sp.exp(z[i, k] - m[i]))
     # L: N subs + (N-1) adds; p: N*K subs + N*K exps
-    _expect(_raw(c), add=N * K + 2 * N - 1, transcendental=N * K)
-    _expect(_raw(c, share=True), add=N * K + 2 * N - 1, transcendental=N * K)
+    _expect(_optimized(c), add=N * K + 2 * N - 1, transcendental=N * K)
 
 
 # -- conventions ------------------------------------------------------------------------
@@ -296,10 +305,7 @@ def test_raw_tallies_of_the_convention_program():
     # g: N*d muls (x*w again) + N*d maxes + N*d draws + N*d adds (max is no mul: no pair)
     _expect(_raw(c), add=3 * N * d - N, mul=3 * N * d, transcendental=d, compare=N * d,
             random=N * d)
-    assert sp.expand(total_tally(_tallies(c)).fma_pairs - (2 * N * d - N)) == 0
-    # shared: g reuses h's x*w
-    _expect(_raw(c, share=True), add=3 * N * d - N, mul=2 * N * d, transcendental=d,
-            compare=N * d, random=N * d)
+    assert sp.expand(dict(total_tally(_tallies(c)).pairs)["fma-mul"] - (2 * N * d - N)) == 0
 
 
 @pytest.mark.parametrize(("convention", "expected", "leading"), [
@@ -309,8 +315,6 @@ def test_raw_tallies_of_the_convention_program():
     ("fma", "6*N*d + d", "6*N*d"),
     # d exps weigh 4: 3*d more
     ("weighted", "8*N*d - N + 4*d", "8*N*d"),
-    # g's x*w is reused: N*d fewer muls
-    ("shared", "7*N*d - N + d", "7*N*d"),
     # exps and draws weigh 0: d + N*d fewer
     ("xla", "7*N*d - N", "7*N*d"),
 ])
@@ -342,14 +346,18 @@ def test_sum_against_a_one_hot_tensor_is_a_gather():
     p = c.input("p", (N, K))
     o = c.output("o", (N,))
     c.assign("forward", o[i], total(y[i, k] * sp.log(p[i, k]), k))
-    _expect(_raw(c), transcendental=N)  # log at the labelled k only: N logs; no muls, no adds
+    # as written: N*K logs, N*K muls, N*(K-1) adds
+    _expect(_raw(c), transcendental=N * K, mul=N * K, add=N * (K - 1))
+    _expect(_optimized(c), transcendental=N)  # log at the labelled k only: no muls, no adds
 
     c, (N, _, K), (i, _, k) = _component()
     y = c.input("y", (N, K), facts=(Fact.ONE_HOT,))
     p = c.input("p", (N, K))
     L = c.output("L")
     c.assign("forward", L, total(y[i, k] * sp.log(p[i, k]), i, k))
-    _expect(_raw(c), transcendental=N, add=N - 1)  # N logs; the sum over i: N-1 adds
+    _expect(_optimized(c), transcendental=N, add=N - 1)  # N logs; the sum over i: N-1 adds
+    st = derive(c, use_cache=False).stage("optimized").programs["forward"].steps[-1]
+    assert [k_ for k_, _ in st.gather] == [k]  # the step records it: the code gathers too
 
 
 def test_rows_that_only_sum_to_one_are_not_gathered():
@@ -358,8 +366,9 @@ def test_rows_that_only_sum_to_one_are_not_gathered():
     p = c.input("p", (N, K))
     L = c.output("L")
     c.assign("forward", L, total(y[i, k] * sp.log(p[i, k]), i, k))
-    # N*K logs + N*K muls + N*K - 1 adds
+    # N*K logs + N*K muls + N*K - 1 adds, as written and optimized
     _expect(_raw(c), transcendental=N * K, mul=N * K, add=N * K - 1)
+    _expect(_optimized(c), transcendental=N * K, mul=N * K, add=N * K - 1)
 
 
 # -- leading order ----------------------------------------------------------------------

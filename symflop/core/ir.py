@@ -244,6 +244,13 @@ def _free_negation(n: Node) -> Node | None:
     if n.op in ("mul", "div") and n.args[0].op == "const" \
             and not isinstance(n.args[0].leaf, sp.Symbol):
         return Node(n.op, (Node("const", (), -n.args[0].leaf), n.args[1]), n.leaf, n.idx)
+    if n.op in ("mul", "div"):  # -(a*b) = (-a)*b, -(a/b) = (-a)/b
+        f = _free_negation(n.args[0])
+        if f is not None:
+            return Node(n.op, (f, n.args[1]), n.leaf, n.idx)
+        f = _free_negation(n.args[1])
+        if f is not None:
+            return Node(n.op, (n.args[0], f), n.leaf, n.idx)
     if n.op == "add":
         for a, b in (n.args, n.args[::-1]):
             f = _free_negation(a)

@@ -133,7 +133,7 @@ def _pass_computing(c: Component, programs: dict[str, Program], name: str) -> st
 def _context(c: Component, plan: Plan, program: Program, facts: Facts, pass_name: str,
              forward: frozenset[str] = frozenset()) -> Context:
     return Context(dict(program.tensors), facts, plan.sizes,
-                   plan.keep.get(pass_name, frozenset()), forward)
+                   plan.keep.get(pass_name, frozenset()), forward, named=frozenset(c.tensors))
 
 
 def _tag(fired, pass_name: str) -> tuple[tuple[str, str, str], ...]:

@@ -81,6 +81,7 @@ class Context:
     assumptions: set[str] = field(default_factory=set)
     state: dict = field(default_factory=dict)  # what a phase carries from pass to pass
     skip_definitions: frozenset[str] = frozenset()  # forward tensors not to read back
+    named: frozenset[str] = frozenset()  # tensors the author named: kept unless it pays
 
     def note(self, rule_name: str, where: str) -> None:
         entry = (rule_name, where)

@@ -317,9 +317,12 @@ def normalize(program: Program, ctx: Context) -> Program:
 # -- moves and the search -----------------------------------------------------------------
 
 def cost(program: Program, ctx: Context) -> tuple[int, int, int]:
+    """(FLOPs, elements read from the forward pass, steps the engine made): a step the
+    author named is never dropped only to save a step."""
     names = tensor_names(program.tensors)
     flops = sum(step_cost(st, names, ctx.sizes) for st in program.steps)
-    return flops, saved_elements(program, ctx), len(program.steps)
+    made = sum(1 for st in program.steps if st.lhs not in ctx.named)
+    return flops, saved_elements(program, ctx), made
 
 
 def saved_elements(program: Program, ctx: Context) -> int:
@@ -406,6 +409,16 @@ def replace_sub(body: sp.Expr, expr: sp.Expr, ref: sp.Expr) -> sp.Expr:
     return body.replace(lambda e: isinstance(e, (kind, type(-expr))) or e == expr, fix)
 
 
+def _index_order(expr: sp.Expr) -> tuple:
+    """The free indices of ``expr`` in the order its widest tensor reference has them."""
+    free = index_symbols(expr)
+    refs = sorted(expr.atoms(sp.Indexed), key=lambda r: (-len(r.indices), sp.default_sort_key(r)))
+    out: list = []
+    for r in refs:
+        out += [k for k in r.indices if k in free and k not in out]
+    return tuple(out)
+
+
 def try_share(program: Program, expr: sp.Expr, ctx: Context) -> Program | None:
     """``expr`` computed once, in a step of its own before its first reader."""
     steps = list(program.steps)
@@ -423,7 +436,7 @@ def try_share(program: Program, expr: sp.Expr, ctx: Context) -> Program | None:
     while f"{stem}_cse" + (str(n) if n > 1 else "") in tensors:
         n += 1
     name = f"{stem}_cse" + (str(n) if n > 1 else "")
-    idx = _ordered(index_symbols(expr), steps[first].space)
+    idx = _index_order(expr)
     tensors[name] = Tensor(name, tuple(k.upper + 1 for k in idx), Role.INTERMEDIATE,
                            doc=f"{expr}, shared by {len(holders)} steps")
     ref = tensors[name].symbol[idx] if idx else tensors[name].symbol
@@ -460,7 +473,7 @@ def optimize(program: Program, ctx: Context) -> Program:
 
 def _trial(ctx: Context) -> Context:
     return Context(ctx.tensors, ctx.facts, ctx.sizes, ctx.keep, ctx.forward, [],
-                   ctx.assumptions, ctx.state, ctx.skip_definitions)
+                   ctx.assumptions, ctx.state, ctx.skip_definitions, ctx.named)
 
 
 def _moves(program: Program, ctx: Context):
