@@ -34,6 +34,7 @@ from symflop.cost.memory import dtype_bytes
 from symflop.derive import Derivation, derive
 from symflop.errors import UsageError
 from symflop.report.tables import Num, Seq, Table, render
+from symflop.rewrite.pipeline import as_written_stage, stage_name
 
 MIB = 2 ** 20
 
@@ -51,11 +52,29 @@ OTHER_LOSSES = ("hinge", "huber", "focal", "kl-div")
 class Opts:
     """The options every table takes, checked once."""
 
-    def __init__(self, convention: str | Convention, dtype: str, exact: bool):
+    def __init__(self, convention: str | Convention, dtype: str, exact: bool,
+                 stage: str = "optimized"):
         self.conv = get_convention(convention)
         dtype_bytes(dtype)
         self.dtype = dtype
         self.exact = bool(exact)
+        self.stage = stage_name(stage)
+
+    def counts(self, d, pass_name: str) -> Counts:
+        """A pass's counts at the chosen stage (a pass the author wrote, or one derived
+        from it: as written means as reverse mode derived it)."""
+        return d.counts(pass_name, self.conv, self._stage(d, pass_name))
+
+    def step_counts(self, d, pass_name: str):
+        return d.step_counts(pass_name, self.conv, self._stage(d, pass_name))
+
+    def memory(self, d):
+        return d.memory_at(self.stage) if hasattr(d, "memory_at") else d.memory
+
+    def _stage(self, d, pass_name: str) -> str:
+        if self.stage == "written" and hasattr(d, "stages"):
+            return as_written_stage(d, pass_name)
+        return self.stage
 
     def poly(self, e) -> sp.Expr:
         e = sp.expand(sp.sympify(e))
@@ -65,18 +84,20 @@ class Opts:
         return cnt.total if self.exact else cnt.leading
 
     def bytes(self, d, what: str) -> sp.Expr:
-        return self.poly(d.memory.bytes(what, self.dtype))
+        return self.poly(self.memory(d).bytes(what, self.dtype))
 
     @property
     def order(self) -> str:
         return "exact" if self.exact else "leading order"
 
     def table(self, name: str, title: str, columns, what: str = "") -> Table:
-        caption = (f"{title}. {what + ' ' if what else ''}FLOPs under the {self.conv.name} "
-                   f"convention, {self.order}; bytes for {self.dtype}.")
+        program = {"reused": "the optimized program", "written": "the equations as written"
+                   }.get(self.stage, f"the {self.stage} program")
+        caption = (f"{title}. {what + ' ' if what else ''}FLOPs of {program}, under the "
+                   f"{self.conv.name} convention, {self.order}; bytes for {self.dtype}.")
         return Table(name, title, columns, caption=caption,
                      options={"convention": self.conv.name, "dtype": self.dtype,
-                              "exact": self.exact})
+                              "exact": self.exact, "stage": self.stage})
 
 
 def _builder(name: str) -> Callable[[], Component]:
@@ -128,7 +149,7 @@ def _equation(st) -> sp.Equality:
 
 
 def _pass_flops(o: Opts, d, pass_name: str):
-    return o.flops(d.counts(pass_name, o.conv)) if pass_name in d.passes else "-"
+    return o.flops(o.counts(d, pass_name)) if pass_name in d.passes else "-"
 
 
 def _reduces_over(d: Derivation, pass_name: str, dim: sp.Expr) -> bool:
@@ -146,7 +167,7 @@ def _kinds_table(o: Opts, name: str, title: str, comp: str,
     """Operations per kind of ``passes`` (one column each), their FLOPs under the
     convention, then the FLOPs of ``extra`` passes and the bytes saved for backward."""
     c, d = _derived(comp)
-    counts = [d.counts(p, o.conv) for p, _ in passes]
+    counts = [o.counts(d, p) for p, _ in passes]
     t = o.table(name, title, ("Operation",) + tuple(h for _, h in passes),
                 f"{comp}: {c.summary}.")
     kinds = [k for k in counts[0].by_kind if any(sp.expand(n.by_kind.get(k, 0)) != 0
@@ -161,9 +182,10 @@ def _kinds_table(o: Opts, name: str, title: str, comp: str,
     return t
 
 
-def loss_mse(convention="default", dtype="float32", exact=False) -> Table:
+def loss_mse(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """MSE: forward operations by kind, forward/backward/gradient FLOPs, bytes saved."""
-    return _kinds_table(Opts(convention, dtype, exact), "loss-mse",
+    return _kinds_table(Opts(convention, dtype, exact, stage), "loss-mse",
                         "MSE: operations of the forward pass", "mse",
                         (("forward", "Forward"),),
                         (("backward", "Backward FLOPs (derived)"),
@@ -188,23 +210,26 @@ _LOSS_COLUMNS = ("Forward FLOPs", "Backward FLOPs", "Gradient FLOPs (fused)",
                  "Saved for backward (bytes)", "Notes")
 
 
-def loss_cross_entropy(convention="default", dtype="float32", exact=False) -> Table:
+def loss_cross_entropy(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """BCE and cross-entropy (one-hot, soft): forward, backward, fused-gradient FLOPs, bytes."""
-    o = Opts(convention, dtype, exact)
+    o = Opts(convention, dtype, exact, stage)
     t = o.table("loss-cross-entropy", "Cross-entropy variants", ("Variant",) + _LOSS_COLUMNS)
     return _loss_rows(o, t, LOSS_VARIANTS, formula=False)
 
 
-def loss_others(convention="default", dtype="float32", exact=False) -> Table:
+def loss_others(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """Hinge, Huber, focal, KL: formula, forward/backward/gradient FLOPs, bytes saved."""
-    o = Opts(convention, dtype, exact)
+    o = Opts(convention, dtype, exact, stage)
     t = o.table("loss-others", "Other losses", ("Loss", "Formula") + _LOSS_COLUMNS)
     return _loss_rows(o, t, OTHER_LOSSES, formula=True)
 
 
-def loss_all(convention="default", dtype="float32", exact=False) -> Table:
+def loss_all(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """Every loss of the catalogue: forward/backward/gradient FLOPs, bytes saved."""
-    o = Opts(convention, dtype, exact)
+    o = Opts(convention, dtype, exact, stage)
     t = o.table("loss-all", "Every loss of the catalogue", ("Loss",) + _LOSS_COLUMNS)
     return _loss_rows(o, t, tuple(losses.COMPONENTS), formula=False)
 
@@ -220,16 +245,17 @@ def _step_memory_total(o: Opts, name: str) -> sp.Expr:
 
 
 def _optimizer_metrics(name: str):
-    def build(convention="default", dtype="float32", exact=False) -> Table:
-        o = Opts(convention, dtype, exact)
+    def build(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
+        o = Opts(convention, dtype, exact, stage)
         c, d = _derived(name)
         t = o.table(f"optimizer-{name}", f"{name}: per-step cost and memory",
                     ("Metric", "Value"), f"{c.summary}.")
-        state = [n for n, _ in d.memory.state]
+        state = [n for n, _ in o.memory(d).state]
         t.add(f"Extra state memory (bytes, {o.dtype})", o.bytes(d, "state"))
         t.add("State tensors", Seq(tuple(state)) if state else "none")
         t.add(f"Parameters + gradients + state (bytes, {o.dtype})", _step_memory_total(o, name))
-        cnt = d.counts("step", o.conv)
+        cnt = o.counts(d, "step")
         t.add("Per-step FLOPs", o.flops(cnt))
         t.add("Per-step FLOPs by kind", _by_kind(o, cnt))
         t.add("Hyperparameters", _hypers(c))
@@ -237,9 +263,10 @@ def _optimizer_metrics(name: str):
         if base is not None:
             bc, bd = _derived(base)
             t.add(f"Extra FLOPs vs. {base}",
-                  o.poly(cnt.total - bd.counts("step", o.conv).total))
+                  o.poly(cnt.total - o.counts(bd, "step").total))
             t.add(f"Extra state memory vs. {base} (bytes)",
-                  o.poly(d.memory.bytes("state", o.dtype) - bd.memory.bytes("state", o.dtype)))
+                  o.poly(o.memory(d).bytes("state", o.dtype)
+                         - o.memory(bd).bytes("state", o.dtype)))
             extra = tuple(s for s in _hypers(c).items if s not in _hypers(bc).items)
             t.add(f"Extra hyperparameters vs. {base}", Seq(extra) if extra else "none")
         return t
@@ -254,38 +281,41 @@ def _steps_table(o: Opts, name: str, title: str, comp: str, pass_name: str,
                  extra: tuple[tuple[str, str], ...]) -> Table:
     c, d = _derived(comp)
     t = o.table(name, title, ("Step", "Computation", "FLOPs", "By kind"), f"{c.summary}.")
-    for st, cnt in d.step_counts(pass_name, o.conv):
+    for st, cnt in o.step_counts(d, pass_name):
         t.add(st.lhs, _equation(st), o.flops(cnt), _by_kind(o, cnt))
-    total = d.counts(pass_name, o.conv)
+    total = o.counts(d, pass_name)
     t.add(f"Total {pass_name}", "", o.flops(total), _by_kind(o, total))
     for p, label in extra:
-        cnt = d.counts(p, o.conv)
+        cnt = o.counts(d, p)
         t.add(label, "", o.flops(cnt), _by_kind(o, cnt))
     return t
 
 
-def optimizer_adam_operations(convention="default", dtype="float32", exact=False) -> Table:
+def optimizer_adam_operations(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """Adam: each step of the update with its equation, FLOPs and kinds, and the total."""
-    return _steps_table(Opts(convention, dtype, exact), "optimizer-adam-operations",
+    return _steps_table(Opts(convention, dtype, exact, stage), "optimizer-adam-operations",
                         "Adam: FLOPs of each step of the update", "adam", "step", ())
 
 
-def optimizer_comparison(convention="default", dtype="float32", exact=False) -> Table:
+def optimizer_comparison(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """Every optimizer: extra state bytes, per-step FLOPs, hyperparameters."""
-    o = Opts(convention, dtype, exact)
+    o = Opts(convention, dtype, exact, stage)
     t = o.table("optimizer-comparison", "Optimizer comparison",
                 ("Optimizer", f"Extra memory (bytes, {o.dtype})", "Per-step FLOPs",
                  "Hyperparameters", "Summary"))
     for name in optimizers.COMPONENTS:
         c, d = _derived(name)
-        t.add(name, o.bytes(d, "state"), o.flops(d.counts("step", o.conv)), _hypers(c),
+        t.add(name, o.bytes(d, "state"), o.flops(o.counts(d, "step")), _hypers(c),
               c.summary)
     return t
 
 
-def optimizer_25m(convention="default", dtype="float32", exact=False) -> Table:
+def optimizer_25m(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """Every optimizer at P = 25.6M: state MiB, step FLOPs, share of a 7.6G backward pass."""
-    o = Opts(convention, dtype, exact)
+    o = Opts(convention, dtype, exact, stage)
     inputs = _example_inputs("optimizers-25.6m")
     P, backward = inputs["P"], inputs["backward FLOPs (given)"]
     t = o.table("optimizer-25.6m", f"Optimizers for a model of {P:,} parameters",
@@ -297,7 +327,7 @@ def optimizer_25m(convention="default", dtype="float32", exact=False) -> Table:
         c, d = _derived(name)
         subs = {c.dims["P"]: P}
         state = int(o.bytes(d, "state").xreplace(subs))
-        flops = int(o.flops(d.counts("step", o.conv)).xreplace(subs))
+        flops = int(o.flops(o.counts(d, "step")).xreplace(subs))
         t.add(name, Num(state / MIB, ",.1f"), Num(flops, ","),
               Num(100 * flops / backward, ".2f"))
     return t
@@ -306,13 +336,14 @@ def optimizer_25m(convention="default", dtype="float32", exact=False) -> Table:
 # -- regularization ---------------------------------------------------------------------
 
 def _regularizer(name: str):
-    def build(convention="default", dtype="float32", exact=False) -> Table:
-        o = Opts(convention, dtype, exact)
+    def build(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
+        o = Opts(convention, dtype, exact, stage)
         c, d = _derived(name)
         t = o.table(f"regularization-{name}", f"{name}: extra cost per step",
                     ("Metric", "Value"), f"{c.summary}.")
         for p in d.passes:
-            t.add(f"{p} FLOPs", o.flops(d.counts(p, o.conv)))
+            t.add(f"{p} FLOPs", o.flops(o.counts(d, p)))
         for label, what in (("Extra state memory", "state"),
                             ("Saved for backward", "saved")):
             t.add(f"{label} (bytes, {o.dtype})", o.bytes(d, what))
@@ -324,9 +355,10 @@ def _regularizer(name: str):
     return build
 
 
-def regularization_dropout(convention="default", dtype="float32", exact=False) -> Table:
+def regularization_dropout(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """Dropout: training and inference operations by kind, backward FLOPs, mask bytes."""
-    return _kinds_table(Opts(convention, dtype, exact), "regularization-dropout",
+    return _kinds_table(Opts(convention, dtype, exact, stage), "regularization-dropout",
                         "Dropout: operations in training and at inference", "dropout",
                         (("forward", "Training"), ("inference", "Inference")),
                         (("backward", "Backward FLOPs (derived)"),))
@@ -334,9 +366,10 @@ def regularization_dropout(convention="default", dtype="float32", exact=False) -
 
 # -- normalization ----------------------------------------------------------------------
 
-def batchnorm_steps(convention="default", dtype="float32", exact=False) -> Table:
+def batchnorm_steps(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """BatchNorm: each training-forward step with FLOPs; forward, backward, gradient totals."""
-    return _steps_table(Opts(convention, dtype, exact), "batchnorm-steps",
+    return _steps_table(Opts(convention, dtype, exact, stage), "batchnorm-steps",
                         "BatchNorm: FLOPs of each step of the training forward pass",
                         "batchnorm", "forward",
                         (("backward", "Total backward (derived)"),
@@ -373,13 +406,14 @@ def _fold_cell(o: Opts, name: str, fixed: bool):
     if not fixed or found is None:
         return "no"
     fc, fd = found
-    return Seq(("yes", f"({fc.name}, once per weight update:", o.flops(fd.counts(
-        fd.passes[0], o.conv)), "FLOPs)"), " ")
+    return Seq(("yes", f"({fc.name}, once per weight update:", o.flops(o.counts(fd,
+        fd.passes[0])), "FLOPs)"), " ")
 
 
-def batchnorm_train_vs_inference(convention="default", dtype="float32", exact=False) -> Table:
+def batchnorm_train_vs_inference(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """BatchNorm training vs inference: statistics, FLOPs, batch dependence, folding."""
-    o = Opts(convention, dtype, exact)
+    o = Opts(convention, dtype, exact, stage)
     c, d = _derived("batchnorm")
     x = _first_input(c)
     t = o.table("batchnorm-train-vs-inference", "BatchNorm: training against inference",
@@ -394,7 +428,7 @@ def batchnorm_train_vs_inference(convention="default", dtype="float32", exact=Fa
         uses.append(Seq(("computed:", Seq(tuple(computed))), " ") if computed else
                     Seq(("read from state:", Seq(tuple(read))), " "))
     t.add("Statistics", *uses)
-    cnts = [d.counts(p, o.conv) for p in passes]
+    cnts = [o.counts(d, p) for p in passes]
     t.add("FLOPs", *(o.flops(n) for n in cnts))
     size = sp.Mul(*x.shape)
     t.add(f"FLOPs per element of {x.name}", *(sp.expand(o.flops(n) / size) for n in cnts))
@@ -413,17 +447,18 @@ def _norm_layers() -> list[str]:
 
 
 def _norm_metrics(name: str):
-    def build(convention="default", dtype="float32", exact=False) -> Table:
-        o = Opts(convention, dtype, exact)
+    def build(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
+        o = Opts(convention, dtype, exact, stage)
         c, d = _derived(name)
         f = _norm_facts(c, d, "forward")
         t = o.table(f"normalization-{name}", f"{name}: cost and properties",
                     ("Metric", "Value"), f"{c.summary}.")
         t.add("Values per statistic", f["over"])
         t.add("Statistics (mean and variance each)", f["statistics"])
-        t.add("Parameters (elements)", d.memory.elements("parameters"))
+        t.add("Parameters (elements)", o.memory(d).elements("parameters"))
         for p in d.passes:
-            t.add(f"{p} FLOPs", o.flops(d.counts(p, o.conv)))
+            t.add(f"{p} FLOPs", o.flops(o.counts(d, p)))
         t.add("Batch dependence", "yes" if f["batch"] else "no")
         t.add("Fold into the preceding layer at inference",
               _fold_cell(o, name, _fixed(d, _inference_pass(d))))
@@ -435,9 +470,10 @@ def _norm_metrics(name: str):
     return build
 
 
-def normalization_comparison(convention="default", dtype="float32", exact=False) -> Table:
+def normalization_comparison(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """Normalization layers: statistic sizes, parameters, FLOPs, batch dependence, folding."""
-    o = Opts(convention, dtype, exact)
+    o = Opts(convention, dtype, exact, stage)
     t = o.table("normalization-comparison", "Normalization layers compared",
                 ("Method", "Values per statistic", "Parameters", "Forward FLOPs",
                  "Backward FLOPs", "Batch dep.", "Fold at inference"))
@@ -445,7 +481,7 @@ def normalization_comparison(convention="default", dtype="float32", exact=False)
         c, d = _derived(name)
         f = _norm_facts(c, d, "forward")
         fold = _fold_cell(o, name, _fixed(d, _inference_pass(d)))
-        t.add(name, f["over"], d.memory.elements("parameters"), _pass_flops(o, d, "forward"),
+        t.add(name, f["over"], o.memory(d).elements("parameters"), _pass_flops(o, d, "forward"),
               _pass_flops(o, d, "backward"), "yes" if f["batch"] else "no",
               "yes" if fold != "no" else "no")
     return t
@@ -456,17 +492,18 @@ def normalization_comparison(convention="default", dtype="float32", exact=False)
 def _part_flops(o: Opts, part: Part, pass_name: str, d: Derivation) -> sp.Expr:
     """FLOPs of ``d``'s pass at the sizes and multiplicity of the composite's ``part``."""
     subs = {part.component.dims[k]: v for k, v in part.dims.items()}
-    return o.poly(part.times * o.flops(d.counts(pass_name, o.conv)).xreplace(subs))
+    return o.poly(part.times * o.flops(o.counts(d, pass_name)).xreplace(subs))
 
 
 def _part_bytes(o: Opts, part: Part, what: str, d: Derivation) -> sp.Expr:
     subs = {part.component.dims[k]: v for k, v in part.dims.items()}
-    return o.poly(part.times * d.memory.bytes(what, o.dtype).xreplace(subs))
+    return o.poly(part.times * o.memory(d).bytes(what, o.dtype).xreplace(subs))
 
 
-def training_step_summary(convention="default", dtype="float32", exact=False) -> Table:
+def training_step_summary(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """The whole training step part by part (training-step composite): FLOPs and memory."""
-    o = Opts(convention, dtype, exact)
+    o = Opts(convention, dtype, exact, stage)
     d = CompositeDerivation(training.training_step("adam"))
     comp = d.composite
     t = o.table("training-step-summary", "One training step, part by part",
@@ -491,22 +528,23 @@ def training_step_summary(convention="default", dtype="float32", exact=False) ->
         what, kind = (("saved", "saved for backward") if part.component.differentiate
                       else ("state", "state"))
         for k, q in enumerate(part.passes):
-            t.add(f"{part.label}.{q}", o.flops(d.counts(f"{part.label}.{q}", o.conv)),
+            t.add(f"{part.label}.{q}", o.flops(o.counts(d, f"{part.label}.{q}")),
                   _part_bytes(o, part, what, pd) if k == 0 else "", kind if k == 0 else "")
     _, dd = _derived("dropout")
     t.add("dropout.forward (one layer, not in the composite)",
-          o.flops(dd.counts("forward", o.conv)), o.bytes(dd, "saved"), "saved for backward")
+          o.flops(o.counts(dd, "forward")), o.bytes(dd, "saved"), "saved for backward")
     t.add("parameters", "", o.poly(size * mem["parameters"]), "parameters")
-    total_mem = sum((d.memory.bytes(w, o.dtype) for w in ("parameters", "gradients", "state",
+    total_mem = sum((o.memory(d).bytes(w, o.dtype) for w in ("parameters", "gradients", "state",
                                                           "saved")), sp.Integer(0))
-    t.add("Total step (adam)", o.flops(d.counts("step", o.conv)), o.poly(total_mem),
+    t.add("Total step (adam)", o.flops(o.counts(d, "step")), o.poly(total_mem),
           "parameters + gradients + state + activations")
     return t
 
 
-def memory_total(convention="default", dtype="float32", exact=False) -> Table:
+def memory_total(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
     """ResNet-50 training memory with Adam: parameters, gradients, state, activations, total."""
-    o = Opts(convention, dtype, exact)
+    o = Opts(convention, dtype, exact, stage)
     inputs = _example_inputs("resnet50-memory")
     P, B, per = inputs["P"], inputs["B"], inputs[examples.ACTIVATIONS]
     d = CompositeDerivation(training.training_step("adam"))
@@ -552,16 +590,16 @@ TABLE_NAMES = list(TABLES)
 
 
 def build_table(name: str, convention: str = "default", dtype: str = "float32",
-                exact: bool = False) -> Table:
+                exact: bool = False, stage: str = "optimized") -> Table:
     if name not in TABLES:
         close = difflib.get_close_matches(name, TABLE_NAMES, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else \
             f" (tables: {', '.join(TABLE_NAMES)})"
         raise UsageError(f"unknown table {name!r}{hint}")
-    return TABLES[name](convention=convention, dtype=dtype, exact=exact)
+    return TABLES[name](convention=convention, dtype=dtype, exact=exact, stage=stage)
 
 
 def render_table(name: str, fmt: str = "markdown", convention: str = "default",
-                 dtype: str = "float32", exact: bool = False) -> str:
+                 dtype: str = "float32", exact: bool = False, stage: str = "optimized") -> str:
     """One table of the document, rendered as ``latex``, ``markdown``, ``csv`` or ``json``."""
-    return render(build_table(name, convention, dtype, exact), fmt)
+    return render(build_table(name, convention, dtype, exact, stage), fmt)

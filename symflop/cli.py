@@ -18,7 +18,8 @@ from symflop.derive import Derivation
 from symflop.errors import SymflopError, UsageError
 from symflop.registry import catalogue, examples, get_component, plugin
 from symflop.report.examples import render as render_example
-from symflop.report.render import fused_text, show
+from symflop.report.render import fused_text, show, stage_report
+from symflop.rewrite.pipeline import ALIASES, STAGES, as_written_stage, stage_name
 
 _SIZE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([+-]?\d+)\s*$")
 
@@ -71,18 +72,25 @@ def cmd_list(args) -> int:
 
 def cmd_show(args) -> int:
     c, d = _derivation(args)
-    print(show(c, d, args.latex, args.convention, args.dtype))
+    if args.stages:
+        if not hasattr(d, "stages"):
+            raise UsageError(f"{c.name} is a composite: its parts have stages "
+                             "(e.g. symflop show batchnorm --stages)")
+        print(stage_report(c, d, args.convention))
+        return 0
+    print(show(c, d, args.latex, args.convention, args.dtype, args.stage))
     return 0
 
 
 def cmd_grad(args) -> int:
     c, d = _derivation(args)
-    if not d.fused:
+    fused = d.fused_at(args.stage) if hasattr(d, "fused_at") else d.fused
+    if not fused:
         raise UsageError(f"{c.name} has no gradient (it has passes: {', '.join(d.passes)})")
-    if args.wrt and args.wrt not in d.fused:
+    if args.wrt is not None and args.wrt not in fused:
         raise UsageError(f"{c.name} has no gradient with respect to {args.wrt!r} "
-                         f"(it has: {', '.join(d.fused)})")
-    for w, f in d.fused.items():
+                         f"(it has: {', '.join(fused)})")
+    for w, f in fused.items():
         if args.wrt in (None, w):
             print(fused_text(f, args.latex))
     return 0
@@ -145,8 +153,8 @@ def cmd_table(args) -> int:
     from symflop.report.tables import render
     build = _pick(plugin("symflop.tables", "tables"), args.name, "table")
     if build is not None:
-        print(render(build(convention=args.convention, dtype=args.dtype, exact=args.exact),
-                     args.format), end="")
+        print(render(build(convention=args.convention, dtype=args.dtype, exact=args.exact,
+                           stage=args.stage), args.format), end="")
     return 0
 
 
@@ -199,69 +207,97 @@ def cmd_code(args) -> int:
     return 0
 
 
-def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: str) -> dict:
+def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: str,
+                 stage: str = "optimized") -> dict:
+    """Counts of every pass at ``stage``, each with its count as written beside it."""
     conv = conventions.get_convention(convention)
+    staged = hasattr(d, "stages")
+    stage = stage_name(stage)
     subs = {sp.Symbol(k, integer=True, positive=True): v for k, v in dims.items()}
     passes = {}
     for name in d.passes:
-        cnt = d.counts(name, conv)
+        cnt = d.counts(name, conv, stage)
         entry = {"total": str(cnt.total), "leading": str(cnt.leading),
                  "by_kind": {k: str(v) for k, v in cnt.by_kind.items()}}
+        written = d.counts(name, conv, as_written_stage(d, name))
+        entry["as_written"] = {"total": str(written.total), "leading": str(written.leading)}
         free = {s.name for s in cnt.total.free_symbols}
         if free <= set(dims):
             sizes = {k: dims.get(k, 1) for k in d.dims}
-            entry["value"] = int(d.count_function(name, conv)(**sizes))
+            fn = d.count_function(name, conv, stage)
+            entry["value"] = int(fn(**sizes))
             entry["by_kind_value"] = {k: int(v.xreplace(subs)) for k, v in cnt.by_kind.items()}
         passes[name] = entry
     memory = {"dtype": dtype}
+    mem = d.memory_at(stage) if staged else d.memory
     for what, label in (("parameters", "parameters"), ("gradients", "gradients"),
                         ("state", "state"), ("saved", "saved_for_backward")):
-        b = d.memory.bytes(what, dtype)
-        item = {"bytes": str(b), "tensors": [n for n, _ in getattr(d.memory, what)]}
+        b = mem.bytes(what, dtype)
+        item = {"bytes": str(b), "tensors": [n for n, _ in getattr(mem, what)]}
         if {s.name for s in b.free_symbols} <= set(dims):
             item["value"] = int(b.xreplace(subs))
         memory[label] = item
-    return {"component": d.component, "convention": conv.name, "symbols": list(d.dims),
-            "dims": dims, "passes": passes, "memory": memory}
+    out = {"component": d.component, "convention": conv.name,
+           "stage": stage, "symbols": list(d.dims),
+           "dims": dims, "passes": passes, "memory": memory}
+    if staged and d.tradeoffs:
+        out["save_or_recompute"] = [
+            {"point": tr.label, "backward_flops": str(tr.flops), "saved_elements": str(tr.saved),
+             "saved_tensors": list(tr.tensors)} for tr in d.tradeoffs]
+    return out
 
 
 def cmd_count(args) -> int:
     c, d = _derivation(args)
     dims = parse_dims(args.dims, d.dims, c.name)
-    report = count_report(d, dims, args.convention, args.dtype)
+    report = count_report(d, dims, args.convention, args.dtype, args.stage)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{c.name} under convention {report['convention']}"
+    print(f"{c.name} under convention {report['convention']}, stage {report['stage']}"
           + (f" at {', '.join(f'{k}={v}' for k, v in dims.items())}" if dims else ""))
     width = max(9, *(len(n) for n in report["passes"]))
     for name, e in report["passes"].items():
         value = f" = {e['value']:,}" if "value" in e else ""
-        print(f"  {name:<{width}} {e['total']}{value}   (leading {e['leading']})")
+        written = e.get("as_written")
+        also = f"; as written {written['leading']}" if written and \
+            written["total"] != e["total"] else ""
+        print(f"  {name:<{width}} {e['total']}{value}   (leading {e['leading']}{also})")
     for label in ("parameters", "gradients", "state", "saved_for_backward"):
         m = report["memory"][label]
         value = f" = {m['value']:,}" if "value" in m else ""
         print(f"  {label.replace('_', ' ')}: {m['bytes']} bytes{value} ({args.dtype})")
+    for point in report.get("save_or_recompute", []) if len(report.get(
+            "save_or_recompute", [])) > 1 else []:
+        print(f"  backward if it {point['point']}s: {point['backward_flops']} FLOPs, saves "
+              f"{point['saved_elements']} elements ({', '.join(point['saved_tensors'])})")
     return 0
 
 
 def cmd_summary(args) -> int:
     conv = conventions.get_convention(args.convention)
+    stage = stage_name(args.stage)
     rows = []
     for name in catalogue():
         c = get_component(name)
         d = derive_any(c)
         for p in d.passes:
+            cnt = d.counts(p, conv, stage)
+            written = d.counts(p, conv, as_written_stage(d, p))
+            mem = d.memory_at(stage) if hasattr(d, "memory_at") else d.memory
             rows.append({"component": name, "pass": p,
-                         "leading": str(d.counts(p, conv).leading),
-                         "exact": str(d.counts(p, conv).total),
-                         "state_bytes": str(d.memory.bytes("state", args.dtype)),
-                         "saved_bytes": str(d.memory.bytes("saved", args.dtype))})
+                         "leading": str(cnt.leading), "as_written": str(written.leading),
+                         "exact": str(cnt.total),
+                         "state_bytes": str(mem.bytes("state", args.dtype)),
+                         "saved_bytes": str(mem.bytes("saved", args.dtype))})
     if args.json:
-        print(json.dumps({"convention": conv.name, "dtype": args.dtype, "rows": rows}, indent=2))
+        print(json.dumps({"convention": conv.name, "stage": stage, "dtype": args.dtype,
+                          "rows": rows}, indent=2))
         return 0
-    print(f"convention: {conv.name} ({conv.description})\ndtype: {args.dtype}\n")
-    cols = ("component", "pass", "leading", "exact", "state_bytes", "saved_bytes")
+    print(f"convention: {conv.name} ({conv.description})\nstage: {stage}\n"
+          f"dtype: {args.dtype}\n")
+    cols = ("component", "pass", "leading", "as_written", "exact", "state_bytes",
+            "saved_bytes")
     widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in cols}
     print("  ".join(f"{k:<{widths[k]}}" for k in cols))
     for r in rows:
@@ -285,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp_.add_argument("--from", dest="from_spec", metavar="FILE.py:NAME",
                          help="a component defined in a file of your own")
 
+    def staged(sp_):
+        sp_.add_argument("--stage", default="optimized",
+                         help=f"which program to count: {', '.join(STAGES)} "
+                              f"({', '.join(f'{k} = {v}' for k, v in ALIASES.items())}); "
+                              "default optimized")
+
     def common(sp_, dims=False):
         sp_.add_argument("--optimizer", help="optimizer of a composite such as training-step")
         sp_.add_argument("--convention", default="default",
@@ -297,12 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="equations, gradients, counts and memory of a component")
     named(s)
     s.add_argument("--latex", action="store_true")
+    s.add_argument("--stages", action="store_true",
+                   help="each pass's count at every stage, with the rules that fired")
     common(s)
+    staged(s)
     s.set_defaults(func=cmd_show)
     g = sub.add_parser("grad", help="fused gradient(s) of a component")
     named(g)
     g.add_argument("--wrt")
     g.add_argument("--latex", action="store_true")
+    staged(g)
     g.set_defaults(func=cmd_grad)
     e = sub.add_parser("example", help="a worked example of the reference document")
     e.add_argument("name", nargs="?", help="example name (none: list them)")
@@ -322,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", choices=("latex", "markdown", "csv", "json"), default="markdown")
     t.add_argument("--exact", action="store_true", help="exact polynomials, not leading order")
     common(t)
+    staged(t)
     t.set_defaults(func=cmd_table)
     i = sub.add_parser("identities", help="identities the document states: proved or "
                                           "refuted (SymPy), checked (torch)")
@@ -342,10 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     named(c)
     c.add_argument("--json", action="store_true")
     common(c, dims=True)
+    staged(c)
     c.set_defaults(func=cmd_count)
     m = sub.add_parser("summary", help="leading-order counts and memory of every component")
     m.add_argument("--json", action="store_true")
     common(m)
+    staged(m)
     m.set_defaults(func=cmd_summary)
     return p
 
@@ -357,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"unknown dtype {args.dtype!r} (known: {', '.join(DTYPE_BYTES)})")
         if getattr(args, "convention", None) is not None:
             conventions.get_convention(args.convention)
+        if getattr(args, "stage", None) is not None:
+            stage_name(args.stage)
         return args.func(args)
     except SymflopError as e:
         print(f"symflop: error: {e}", file=sys.stderr)

@@ -101,14 +101,19 @@ class CompositeDerivation:
     def _substitution(self, part: Part) -> dict:
         return {part.component.dims[k]: v for k, v in part.dims.items()}
 
-    def part_counts(self, part: Part, pass_name: str, conv: Convention) -> Counts:
-        cnt = self.derived[part.label].counts(pass_name, conv)
+    def part_counts(self, part: Part, pass_name: str, conv: Convention,
+                    stage: str = "optimized") -> Counts:
+        d = self.derived[part.label]
+        if stage in ("written", "as-written") and pass_name in ("backward", "gradient"):
+            stage = "differentiated"  # a derived pass as reverse mode derived it
+        cnt = d.counts(pass_name, conv, stage)
         subs = self._substitution(part)
         by_kind = {k: sp.expand(part.times * v.xreplace(subs)) for k, v in cnt.by_kind.items()}
         total = sp.expand(part.times * cnt.total.xreplace(subs))
         return Counts(conv.name, by_kind, total, leading_order(total))
 
-    def counts(self, pass_name: str, convention: str | Convention = "default") -> Counts:
+    def counts(self, pass_name: str, convention: str | Convention = "default",
+               stage: str = "optimized") -> Counts:
         conv = get_convention(convention)
         if pass_name != "step":  # noqa: S105 - a pass name, not a password
             label, _, q = pass_name.partition(".")
@@ -116,11 +121,11 @@ class CompositeDerivation:
             if part is None or q not in part.passes:
                 raise UsageError(f"{self.component} has no pass {pass_name!r} "
                                  f"(passes: {', '.join(self.passes)})")
-            return self.part_counts(part, q, conv)
+            return self.part_counts(part, q, conv, stage)
         by_kind = dict.fromkeys(KINDS, sp.Integer(0))
         for part in self.composite.parts:
             for q in part.passes:
-                for k, v in self.part_counts(part, q, conv).by_kind.items():
+                for k, v in self.part_counts(part, q, conv, stage).by_kind.items():
                     by_kind[k] = by_kind.get(k, sp.Integer(0)) + v
         by_kind[NETWORK] = sp.Add(*[f for _, f in self.composite.network])
         by_kind = {k: sp.expand(v) for k, v in by_kind.items()}
@@ -128,11 +133,12 @@ class CompositeDerivation:
         total = sp.expand(sum((weights[k] * v for k, v in by_kind.items()), sp.Integer(0)))
         return Counts(conv.name, by_kind, total, leading_order(total))
 
-    def count_function(self, pass_name: str, convention: str | Convention = "default"):
+    def count_function(self, pass_name: str, convention: str | Convention = "default",
+                       stage: str = "optimized"):
         conv = get_convention(convention)
-        key = (pass_name, conv.key)
+        key = (pass_name, conv.key, stage)
         if key not in self._count_fns:
-            self._count_fns[key] = compile_polynomial(self.counts(pass_name, conv).total)
+            self._count_fns[key] = compile_polynomial(self.counts(pass_name, conv, stage).total)
         return self._count_fns[key]
 
     def _memory(self) -> Memory:

@@ -23,3 +23,10 @@ def derived(name: str):
 @pytest.fixture(params=sorted(CATALOGUE))
 def component_name(request):
     return request.param
+
+
+def as_written(d, pass_name: str):
+    """The count function of a pass as written: the author's passes at the written stage,
+    the derived ones (backward, gradient) as reverse mode derives them."""
+    stage = "differentiated" if pass_name in ("backward", "gradient") else "written"
+    return d.count_function(pass_name, stage=stage)

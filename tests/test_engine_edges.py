@@ -21,8 +21,7 @@ def _two_dim():
 def _count(c, convention="default", pass_name="forward"):
     from symflop import get_convention
     conv = get_convention(convention)
-    return apply_convention(total_tally(tally_program(normalize(c, pass_name),
-                                                      conv.share_across_steps)), conv).total
+    return apply_convention(total_tally(tally_program(normalize(c, pass_name))), conv).total
 
 
 def test_sum_of_terms_over_different_indices():
@@ -66,7 +65,7 @@ def test_reading_a_tensor_that_is_overwritten_later_is_refused_by_reverse_mode()
         derive(c, use_cache=False)
 
 
-def test_shared_convention_does_not_reuse_a_value_across_an_overwrite():
+def test_a_value_is_not_shared_across_an_overwrite():
     c = Component("edge", "Test", "edge")
     P = c.dim("P")
     p = c.index(p=P)
@@ -74,8 +73,11 @@ def test_shared_convention_does_not_reuse_a_value_across_an_overwrite():
     mu = c.hyper("mu")
     c.assign("step", v[p], mu * v[p] + g[p])
     c.assign("step", out[p], mu * v[p] + g[p])  # the new v: must be computed again
-    assert _count(c, "shared", "step") == 4 * P
     assert _count(c, "default", "step") == 4 * P
+    d = derive(c, use_cache=False)
+    assert d.counts("step", stage="optimized").total == 4 * P
+    out = d.compiled("step")(g=np.array([1.0, 2.0]), v=np.array([3.0, 4.0]), mu=0.5)
+    np.testing.assert_allclose(out["out"], 0.5 * (0.5 * np.array([3.0, 4.0]) + [1, 2]) + [1, 2])
 
 
 def test_random_draws_written_inline_are_drawn_once_and_saved():

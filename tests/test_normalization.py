@@ -7,7 +7,7 @@ import sympy as sp
 import torch
 import torch.nn.functional as F  # noqa: N812
 from checks import DEVICES, inputs
-from conftest import derived
+from conftest import as_written, derived
 
 from validation.harness import run_passes
 from validation.references import REFERENCES
@@ -81,7 +81,7 @@ def test_batchnorm_hand_counts_at_N3_d2():
     assert gradient == 92
     for pass_name, want in [("forward", forward), ("inference", inference),
                             ("backward", backward), ("gradient", gradient)]:
-        assert d.count_function(pass_name)(N=3, d=2) == want, pass_name
+        assert as_written(d, pass_name)(N=3, d=2) == want, pass_name
 
 
 def test_batchnorm_fold_hand_count_at_d2_K3():
@@ -91,7 +91,7 @@ def test_batchnorm_fold_hand_count_at_d2_K3():
         + 2 * 3  # W_f = W s: one multiplication per weight
         + 2 * 3  # b_f = (b - running_mean) s + beta: subtraction, multiplication, addition
     )
-    assert d.count_function("fold")(K=3, d=2) == fold == 18
+    assert as_written(d, "fold")(K=3, d=2) == fold == 18
 
 
 def _norm_family_counts(E, R, P, once=0):
@@ -138,7 +138,7 @@ def test_layernorm_hand_counts_at_B2_d3():
     assert gradient == 106
     for pass_name, want in [("forward", forward), ("backward", backward),
                             ("gradient", gradient)]:
-        assert d.count_function(pass_name)(B=2, d=3) == want, pass_name
+        assert as_written(d, pass_name)(B=2, d=3) == want, pass_name
 
 
 def test_groupnorm_hand_counts_at_B2_G2_Cg2_S3():
@@ -165,7 +165,7 @@ def test_groupnorm_hand_counts_at_B2_G2_Cg2_S3():
     assert gradient == 421
     for pass_name, want in [("forward", forward), ("backward", backward),
                             ("gradient", gradient)]:
-        assert d.count_function(pass_name)(B=2, G=2, Cg=2, S=3) == want, pass_name
+        assert as_written(d, pass_name)(B=2, G=2, Cg=2, S=3) == want, pass_name
 
 
 def test_instancenorm_hand_counts_at_B2_C3_S4():
@@ -186,23 +186,27 @@ def test_instancenorm_hand_counts_at_B2_C3_S4():
     assert gradient == 366
     for pass_name, want in [("forward", forward), ("backward", backward),
                             ("gradient", gradient)]:
-        assert d.count_function(pass_name)(B=2, C=3, S=4) == want, pass_name
+        assert as_written(d, pass_name)(B=2, C=3, S=4) == want, pass_name
 
 
 def test_leading_orders_against_the_documents_figures():
     N, dd, B, G, Cg, S, C, K = _sym("N d B G Cg S C K")
-    lead = {name: {p: derived(name)[1].counts(p, "shared").leading
+    lead = {name: {p: derived(name)[1].counts(p, stage="optimized").leading
                    for p in derived(name)[1].passes}
             for name in ("batchnorm", "layernorm", "groupnorm", "instancenorm")}
-    # The document reuses x - mu between variance and normalize (convention "shared"):
-    # ~7 per element forward for every layer, ~4 per element at inference.
+    # The optimized forward computes x - mu once, for the variance and the normalization
+    # (the document's reuse): ~7 per element for every layer.
     assert lead["batchnorm"]["forward"] == 7 * N * dd
-    assert lead["batchnorm"]["inference"] == 4 * N * dd
     assert lead["layernorm"]["forward"] == 7 * B * dd
     assert lead["groupnorm"]["forward"] == 7 * B * G * Cg * S
     assert lead["instancenorm"]["forward"] == 7 * B * C * S
-    # Without reuse the forward costs one more subtraction per element.
-    assert derived("batchnorm")[1].counts("forward").leading == 8 * N * dd
+    # Inference: gamma (x - m)/sqrt(v + eps) + beta is a*x + b with per-feature a and b:
+    # one multiplication and one addition per element (the document's ~4 computes it as
+    # written: x - m, the division, the multiplication, the addition).
+    assert lead["batchnorm"]["inference"] == 2 * N * dd
+    assert derived("batchnorm")[1].counts("inference", stage="written").leading == 4 * N * dd
+    # As written the forward costs one more subtraction per element.
+    assert derived("batchnorm")[1].counts("forward", stage="written").leading == 8 * N * dd
     assert derived("batchnorm-fold")[1].counts("fold").leading == K * dd
 
 
@@ -211,21 +215,24 @@ def test_leading_orders_against_the_documents_figures():
 def test_parameters_state_and_saved_tensors():
     N, dd, B, G, Cg, S, C, K = _sym("N d B G Cg S C K")
     want = {
-        # name: (parameters, state, saved tensors for backward)
-        "batchnorm": (2 * dd, 2 * dd, {"x", "xhat", "mu", "var"}),
-        "batchnorm-fold": (2 * dd, 2 * dd, set()),
-        "layernorm": (2 * dd, 0, {"x", "xhat", "mu", "var"}),
-        "groupnorm": (2 * G * Cg, 0, {"x", "xhat", "mu", "var"}),  # 2C, C = G Cg
-        "instancenorm": (2 * C, 0, {"x", "xhat", "mu", "var"}),
+        # name: (parameters, state, saved for the optimized backward, as written)
+        "batchnorm": (2 * dd, 2 * dd, {"xhat", "var"}, {"x", "xhat", "mu", "var"}),
+        "batchnorm-fold": (2 * dd, 2 * dd, set(), set()),
+        "layernorm": (2 * dd, 0, {"xhat", "var"}, {"x", "xhat", "mu", "var"}),
+        "groupnorm": (2 * G * Cg, 0, {"xhat", "var"}, {"x", "xhat", "mu", "var"}),  # 2C
+        "instancenorm": (2 * C, 0, {"xhat", "var"}, {"x", "xhat", "mu", "var"}),
     }
-    for name, (params, state, saved) in want.items():
-        m = derived(name)[1].memory
+    for name, (params, state, saved, written) in want.items():
+        d = derived(name)[1]
+        m = d.memory
         assert m.elements("parameters") == params, name
         assert m.elements("state") == state, name
         assert {n for n, _ in m.saved} == saved, name
-    m = derived("batchnorm")[1].memory
-    # x and xhat (N d each), mu and var (d each): the backward reads x for x - mu.
-    assert m.elements("saved") == 2 * N * dd + 2 * dd
+        assert {n for n, _ in d.memory_at("differentiated").saved} == written, name
+    d = derived("batchnorm")[1]
+    # Optimized: xhat (N d) and var (d); as written, x too (for x - mu) and mu.
+    assert d.memory.elements("saved") == N * dd + dd
+    assert d.memory_at("differentiated").elements("saved") == 2 * N * dd + 2 * dd
 
 
 # -- BatchNorm: inference and folding ------------------------------------------------------

@@ -14,6 +14,9 @@ class log1p(sp.Function):  # noqa: N801 - printed name matches numpy/torch
     def _eval_evalf(self, prec):
         return sp.log(1 + self.args[0])._eval_evalf(prec)
 
+    def _eval_rewrite_as_log(self, x, **kwargs):
+        return sp.log(1 + x)
+
     def _latex(self, printer):
         return r"\operatorname{log1p}\left(" + printer._print(self.args[0]) + r"\right)"
 
@@ -45,6 +48,9 @@ class softplus(sp.Function):  # noqa: N801
 
     def _eval_evalf(self, prec):
         return sp.log(1 + sp.exp(self.args[0]))._eval_evalf(prec)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return sp.log(1 + sp.exp(x))
 
     def _latex(self, printer):
         return r"\operatorname{softplus}\left(" + printer._print(self.args[0]) + r"\right)"

@@ -386,6 +386,16 @@ class Lowerer:
         else:
             negate = negative
         full = frozenset().union(*(n.idx for n in nums + dens))
+        if negate:  # a factor that negates for free takes the sign (b - a for a - b)
+            for group in (nums, dens):
+                for node in _order(group):
+                    free = _free_negation(node)
+                    if free is not None:
+                        group[group.index(node)] = free
+                        negate = False
+                        break
+                if not negate:
+                    break
         if negate and any(n.idx < full for n in nums + dens):
             nums.append(Node("const", (), sp.Integer(-1)))  # absorbed by the hoisted factor
             negate = False

@@ -10,6 +10,8 @@ from symflop.cost.conventions import get_convention
 from symflop.cost.memory import dtype_bytes
 from symflop.derive import Derivation
 from symflop.rewrite.fused import FusedGradient
+from symflop.rewrite.pipeline import STAGES, stage_name
+from symflop.rewrite.rules import describe
 
 
 def lhs_text(name: str, idx, latex: bool) -> str:
@@ -58,28 +60,80 @@ def show_composite(comp, d, convention: str, dtype: str) -> str:
     return "\n".join(out)
 
 
-def show(c: Component, d: Derivation, latex: bool, convention: str, dtype: str) -> str:
+def show(c: Component, d: Derivation, latex: bool, convention: str, dtype: str,
+         stage: str = "optimized") -> str:
     if hasattr(d, "composite"):
         return show_composite(c, d, convention, dtype)
     conv = get_convention(convention)
+    name = stage_name(stage)
     out = [f"{c.name} ({c.section}): {c.summary}"]
     if c.reference:
         out.append(f"reference: {c.reference}")
     out.append("tensors: " + ", ".join(
         f"{t.name}{'[' + ', '.join(map(str, t.shape)) + ']' if t.shape else ''} {t.role.value}"
         for t in c.tensors.values()))
-    for name in d.programs:
-        out.append(f"\n{name} pass:")
-        for st, cnt in d.step_counts(name, conv):
-            out.append(f"  {step_text(st, latex)}")
+    out.append(f"stage: {_stage_label(name)} (`symflop show {c.name} --stages` compares them)")
+    for pass_name in d.stage(name).programs:
+        out.append(f"\n{pass_name} pass:")
+        for st, cnt in d.step_counts(pass_name, conv, name):
+            out.append(f"  {step_text(st, latex)}{_implementation(st)}")
             out.append(f"      FLOPs {cnt.total}   ({_kinds(cnt.by_kind)})")
-        total = d.counts(name, conv)
+        total = d.counts(pass_name, conv, name)
         out.append(f"  total {total.total}; leading order {total.leading}")
-    if d.fused:
+    fused = d.fused_at(name)
+    if fused:
         out.append("\nfused gradients:")
-        out.extend(f"  {fused_text(f, latex)}" for f in d.fused.values())
-    out.append(f"\nmemory ({dtype}, convention {conv.name} for FLOPs above):")
-    out.extend("  " + line for line in memory_lines(d, dtype))
+        out.extend(f"  {fused_text(f, latex)}" for f in fused.values())
+    out.append(f"\nmemory ({dtype}, stage {_stage_label(name)}):")
+    out.extend("  " + line for line in memory_lines(d, dtype, name))
+    return "\n".join(out)
+
+
+def _stage_label(name: str) -> str:
+    extra = {"reused": "optimized", "stabilized": "code"}.get(name)
+    return f"{name} ({extra})" if extra else name
+
+
+def _implementation(st: Step) -> str:
+    if st.gather:
+        return "    [" + "; ".join(f"at the labels of {y.base} along {k}" for k, y in st.gather) \
+            + ": a gather]"
+    if st.scatter is not None:
+        k, y, base = st.scatter
+        return f"    [{base} plus values added at the labels of {y.base} along {k}: a scatter]"
+    return ""
+
+
+def stage_report(c: Component, d: Derivation, convention: str = "default",
+                 exact: bool = True) -> str:
+    """Each pass's count at every stage, with the rules that fired there (the way
+    pystencils prints operation counts after each of its passes)."""
+    conv = get_convention(convention)
+    out = [f"{c.name}: FLOPs of each pass at each stage (convention {conv.name})"]
+    width = max(len(_stage_label(s)) for s in STAGES)
+    for pass_name in d.passes:
+        out.append(f"\n{pass_name}")
+        for stage in d.stages:
+            if pass_name not in stage.programs:
+                continue
+            cnt = d.counts(pass_name, conv, stage.name)
+            value = cnt.total if exact else cnt.leading
+            out.append(f"  {_stage_label(stage.name):<{width}}  {value}")
+            fired: dict[str, list[str]] = {}
+            for rule_name, p, where in stage.fired:
+                if p == pass_name:
+                    fired.setdefault(rule_name, []).append(where)
+            for rule_name, where in fired.items():
+                out.append(f"  {'':<{width}}    {rule_name}: {', '.join(dict.fromkeys(where))}")
+    if d.tradeoffs:
+        out.append("\nsave or recompute (backward pass, default convention):")
+        for tr in d.tradeoffs:
+            out.append(f"  {tr.label:<10} FLOPs {tr.flops}; saved for backward {tr.saved} "
+                       f"elements ({', '.join(tr.tensors) or 'nothing'})")
+    rules_used = sorted({r for s in d.stages for r, _, _ in s.fired})
+    if rules_used:
+        out.append("\nrules:")
+        out.extend(f"  {r}: {describe(r)}" for r in rules_used)
     return "\n".join(out)
 
 
@@ -87,8 +141,8 @@ def _kinds(by_kind: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in by_kind.items() if v != 0) or "none"
 
 
-def memory_lines(d: Derivation, dtype: str) -> list[str]:
-    m = d.memory
+def memory_lines(d: Derivation, dtype: str, stage: str = "optimized") -> list[str]:
+    m = d.memory_at(stage) if hasattr(d, "memory_at") else d.memory
     size = dtype_bytes(dtype)
     lines = []
     for label, what in (("parameters", "parameters"), ("gradients", "gradients"),

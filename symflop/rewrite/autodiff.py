@@ -16,8 +16,18 @@ from symflop.core.indices import fresh_index, instantiate
 from symflop.core.model import Component, Role, Tensor
 from symflop.core.program import Program, Step, ref_indices, ref_name, split_step, tensor_refs
 from symflop.errors import ComponentError
+from symflop.rewrite.rules import rule, rules
 
 DIFFERENTIABLE = {Role.INPUT, Role.PARAMETER, Role.INTERMEDIATE, Role.OUTPUT}
+
+
+@rule("power-derivative", "differentiate")
+def power_derivative(partial: sp.Expr, ctx) -> sp.Expr | None:
+    """d(x**g)/dx is written g*x**(g - 1), not SymPy's g*x**g/x (0/0 at x = 0)."""
+    if any(not p.exp.is_Number for p in partial.atoms(sp.Pow)):
+        out = sp.powsimp(partial)
+        return out if out != partial else None
+    return None
 
 
 def grad_name(name: str) -> str:
@@ -111,9 +121,8 @@ def _propagate(step: Step, g: sp.Expr, tensors, relevant, contributions) -> None
     scalar_body = step.body.xreplace(stand_in)
     for r in refs:
         partial = sp.diff(scalar_body, stand_in[r])
-        if any(not p.exp.is_Number for p in partial.atoms(sp.Pow)):
-            # d(x**g)/dx is g*x**g/x from SymPy, 0/0 at x = 0; g*x**(g - 1) is not
-            partial = sp.powsimp(partial)
+        for rewrite in rules("differentiate", "expr"):  # rules on each local derivative
+            partial = rewrite.apply(partial, None) or partial
         if partial == 0:
             continue
         if partial.has(sp.Derivative):

@@ -54,15 +54,17 @@ def fused_program(fused: dict[str, FusedGradient], bwd: Program) -> Program:
     return Program("gradient", steps, tensors)
 
 
-def closed_forms(program: Program, wrt: tuple[str, ...],
-                 assumptions: tuple[str, ...]) -> dict[str, FusedGradient]:
-    """The closed form of each gradient of ``program``: every step it reads inlined."""
+def closed_forms(program: Program, wrt: tuple[str, ...], assumptions: tuple[str, ...],
+                 forward: Program | None = None, named=frozenset()) -> dict[str, FusedGradient]:
+    """The closed form of each gradient of ``program``: every step it reads inlined, and
+    every forward tensor the engine introduced (only those the author ``named`` stay)."""
+    engine_made = {s.lhs: s for s in (forward.steps if forward else ()) if s.lhs not in named}
     out = {}
     for w in wrt:
         st = program.defining_step(grad_name(w))
         if st is None:
             continue
-        defs = {s.lhs: s for s in program.steps if s.lhs != st.lhs}
+        defs = {**engine_made, **{s.lhs: s for s in program.steps if s.lhs != st.lhs}}
         expr = inline(st.rhs(), defs, program.tensors, exclude=st.lhs)
         out[w] = FusedGradient(w, st.idx, tidy(expr), assumptions)
     return out

@@ -22,7 +22,13 @@ from symflop.core.model import Component, Role
 from symflop.core.program import Program, normalize, ref_name, tensor_refs
 from symflop.cost.counting import numeric_sizes
 from symflop.errors import UsageError
-from symflop.rewrite import algebra, reuse, specialize, stability  # noqa: F401 - register rules
+from symflop.rewrite import (  # noqa: F401 - importing registers their rules, in this order
+    algebra,
+    reuse,
+    specialize,
+    stability,
+    structure,
+)
 from symflop.rewrite.autodiff import backward, grad_name
 from symflop.rewrite.facts import Facts, derive_facts
 from symflop.rewrite.fused import FusedGradient, closed_forms, fuse, fused_program
@@ -33,6 +39,12 @@ STAGES = ("written", "differentiated", "simplified", "reused", "stabilized")
 ALIASES = {"optimized": "reused", "as-written": "written", "code": "stabilized"}
 DERIVED = ("backward", "gradient")
 FINAL = frozenset({"affine-form"})  # reuse rules applied once the search is done
+
+
+def as_written_stage(d, pass_name: str) -> str:
+    """The stage at which a pass appears as written: its author's passes when written,
+    the derived ones (backward, gradient) when reverse mode derived them."""
+    return "differentiated" if pass_name.rpartition(".")[2] in DERIVED else "written"
 
 
 def stage_name(name: str) -> str:
@@ -89,11 +101,14 @@ def run(c: Component, skip: frozenset[str] = frozenset()) -> tuple[Stage, ...]:
 
     simplified, fired_s, assumptions = _simplify_passes(c, plan, differentiated, plan.forward,
                                                          skip)
+    named = frozenset(c.tensors)
     stages.append(Stage("simplified", simplified, fired_s,
-                        closed_forms(simplified["gradient"], c.wrt, assumptions), assumptions))
+                        closed_forms(simplified["gradient"], c.wrt, assumptions,
+                                     simplified[plan.forward], named), assumptions))
     reused, fired_r = _reuse_passes(c, plan, simplified, skip)
     stages.append(Stage("reused", reused, fired_r,
-                        closed_forms(reused["gradient"], c.wrt, assumptions), assumptions))
+                        closed_forms(reused["gradient"], c.wrt, assumptions,
+                                     reused[plan.forward], named), assumptions))
     stages.append(_stabilize(c, plan, reused))
     return tuple(stages)
 

@@ -51,6 +51,15 @@ def varying_part(d: Definition) -> tuple[sp.Expr, sp.Expr] | None:
     return v, sp.Mul(*[f for f in factors if f is not v])
 
 
+@rule("reuse-definition", "reuse", on="moves")
+def reuse_definition_moves(program: Program, ctx: Context):
+    """A subexpression a forward step names is read from it, solved for its varying part:
+    x - mu is xhat*sqrt(var + eps)."""
+    for d in ctx.facts.definitions:
+        if d.name not in ctx.skip_definitions:
+            yield d.name, (lambda c, d=d: reuse_definition(program, d, c))
+
+
 def reuse_definition(program: Program, d: Definition, ctx: Context) -> Program | None:
     """Every occurrence of the definition's varying part read from the defined tensor."""
     split = varying_part(d)

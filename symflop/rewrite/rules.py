@@ -1,11 +1,18 @@
 """Rules as data: named rewrites registered by phase, and the record of what fired.
 
-A ``Rule`` is a name, the phase it belongs to (``differentiate``, ``simplify``,
-``reuse``, ``stabilize``), what it rewrites (one expression, or a whole
-program) and the function that does it, returning ``None`` when it does not
-apply.  Modules of this package register their rules with ``@rule``; the
-pipeline (``symflop.rewrite.pipeline``) is the only place that knows the order
-of the phases, and it applies each phase's rules in registration order.  Adding
+A ``Rule`` is a name, the phases it belongs to (``differentiate``, ``simplify``,
+``reuse``, ``stabilize``), what it works on and the function that does it:
+
+* ``expr``: one step's right-hand side in, an equivalent one out (or ``None``);
+* ``program``: a whole program in, a rewritten one out (or ``None``); in the reuse
+  phase these are the normalizations applied after every change;
+* ``moves``: a whole program in, candidate rewrites out, as (where, function)
+  pairs; the reuse phase's search (``symflop.rewrite.structure.optimize``) keeps
+  the cheapest improving one, again and again.
+
+Modules of this package register their rules with ``@rule``; the pipeline
+(``symflop.rewrite.pipeline``) is the only place that knows the order of the
+phases, and it applies each phase's rules in registration order.  Adding
 a rule is one decorated function in the module of its phase.
 
 A rule marked ``cost_driven`` proposes a form that is equivalent but not always
@@ -29,42 +36,41 @@ PHASES = ("differentiate", "simplify", "reuse", "stabilize")
 @dataclass(frozen=True)
 class Rule:
     name: str
-    phase: str
-    on: str                  # "expr": one right-hand side; "program": a whole program
+    phases: tuple[str, ...]
+    on: str                  # "expr", "program" or "moves" (see the module docstring)
     apply: Callable
     doc: str
     cost_driven: bool = False
 
 
-REGISTRY: dict[str, list[Rule]] = {p: [] for p in PHASES}
+REGISTRY: list[Rule] = []
 
 
-def rule(name: str, phase: str, on: str = "expr", cost_driven: bool = False):
-    """Register the decorated function as a rule of ``phase``; its docstring's first
-    line is the rule's description in stage reports."""
-    if phase not in REGISTRY:
-        raise ValueError(f"unknown phase {phase!r}")
+def rule(name: str, phases: str | tuple[str, ...], on: str = "expr",
+         cost_driven: bool = False):
+    """Register the decorated function as a rule of ``phases``; the first sentence of
+    its docstring is the rule's description in stage reports."""
+    phases = (phases,) if isinstance(phases, str) else tuple(phases)
+    if not set(phases) <= set(PHASES) or on not in ("expr", "program", "moves"):
+        raise ValueError(f"rule {name!r}: unknown phase in {phases} or kind {on!r}")
 
     def register(fn: Callable) -> Callable:
-        if any(r.name == name for rs in REGISTRY.values() for r in rs):
+        if any(r.name == name for r in REGISTRY):
             raise ValueError(f"rule {name!r} registered twice")
-        doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
-        REGISTRY[phase].append(Rule(name, phase, on, fn, doc, cost_driven))
+        doc = " ".join((fn.__doc__ or name).split("\n\n")[0].split())
+        REGISTRY.append(Rule(name, phases, on, fn, doc, cost_driven))
         return fn
     return register
 
 
 def rules(phase: str, on: str | None = None) -> list[Rule]:
-    return [r for r in REGISTRY[phase] if on is None or r.on == on]
+    """The rules of ``phase`` (of one kind), in the order they were registered."""
+    return [r for r in REGISTRY if phase in r.phases and (on is None or r.on == on)]
 
 
 def describe(name: str) -> str:
     """A rule's one-line description (for reports)."""
-    for rs in REGISTRY.values():
-        for r in rs:
-            if r.name == name:
-                return r.doc
-    return name
+    return next((r.doc for r in REGISTRY if r.name == name), name)
 
 
 @dataclass

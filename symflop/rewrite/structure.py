@@ -40,7 +40,7 @@ from symflop.core.program import (
 )
 from symflop.cost.counting import step_cost, tensor_names
 from symflop.rewrite.facts import split_factors, unify
-from symflop.rewrite.rules import Context
+from symflop.rewrite.rules import Context, rule, rules
 
 MAX_ROUNDS = 40
 
@@ -308,10 +308,38 @@ def plain_indices(program: Program) -> Program:
     return Program(program.name, steps, program.tensors)
 
 
+@rule("dead-step", ("simplify", "reuse"), on="program")
+def dead_step(program: Program, ctx: Context) -> Program | None:
+    """A step that is zero, a constant or a copy is substituted into its readers, and a
+    step nothing reads is dropped."""
+    out = propagate(program, ctx)
+    return None if out.steps == program.steps else out
+
+
+@rule("factor-reduction", "reuse", on="program")
+def factor_reduction(program: Program, ctx: Context) -> Program | None:
+    """A factor that does not depend on some summed indices multiplies a partial sum
+    over them: sum_{c,s} gamma[g, c]*f = sum_c gamma*(sum_s f)."""
+    out = factor_reductions(program, ctx)
+    return None if out is program else out
+
+
+@rule("shared-reduction", "reuse", on="program")
+def shared_reduction(program: Program, ctx: Context) -> Program | None:
+    """Two reductions of the same summand are computed once; one over more indices sums
+    the other's result."""
+    out = share_reductions(program, ctx)
+    return None if out is program else out
+
+
 def normalize(program: Program, ctx: Context) -> Program:
+    """The reuse phase's normalizations (never more work), in registration order."""
     program = plain_indices(propagate(program, ctx))
-    program = share_reductions(factor_reductions(program, ctx), ctx)
-    return propagate(program, ctx)
+    for r in rules("reuse", "program"):
+        out = r.apply(program, ctx)
+        if out is not None:
+            program = out
+    return program
 
 
 # -- moves and the search -----------------------------------------------------------------
@@ -477,13 +505,21 @@ def _trial(ctx: Context) -> Context:
 
 
 def _moves(program: Program, ctx: Context):
-    from symflop.rewrite.reuse import reuse_definition
-    for d in ctx.facts.definitions:
-        if d.name not in ctx.skip_definitions:
-            yield ("reuse-definition", d.name), (
-                lambda c, d=d: reuse_definition(program, d, c))
+    for r in rules("reuse", "moves"):
+        for where, move in r.apply(program, ctx):
+            yield (r.name, where), move
+
+
+@rule("inline", "reuse", on="moves")
+def inline_moves(program: Program, ctx: Context):
+    """An elementwise intermediate is substituted into the steps that read it."""
     for n, st in enumerate(program.steps):
         if _elementwise(st) and st.lhs not in ctx.keep:
-            yield ("inline", st.lhs), (lambda c, n=n: try_inline(program, n, c))
+            yield st.lhs, (lambda c, n=n: try_inline(program, n, c))
+
+
+@rule("common-subexpression", "reuse", on="moves")
+def common_subexpression_moves(program: Program, ctx: Context):
+    """A subexpression several steps compute becomes a step of its own, computed once."""
     for expr in _common_subexpressions(program):
-        yield ("common-subexpression", str(expr)), (lambda c, e=expr: try_share(program, e, c))
+        yield str(expr), (lambda c, e=expr: try_share(program, e, c))
