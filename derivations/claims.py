@@ -15,17 +15,19 @@ report shows it only when the claim does not simply agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import sympy as sp
 
 from derivations import CATALOGUE, examples
-from symflop import Component, derive, total
+from symflop import Component, Fact, derive, total
 from symflop.compose import derive_any, state_tensor_count
 from symflop.cost.counting import leading_order
 from symflop.report import claims as engine
 from symflop.report.claims import Claim, Equation, Underivable
 from symflop.rewrite.fused import inline
+from symflop.rewrite.pipeline import as_written_stage
 
 MIB, GIB = 2 ** 20, 2 ** 30
 RESNET_P = 25_600_000        # the document's ResNet-50 parameter count (a premise)
@@ -36,7 +38,8 @@ RESNET_BACKWARD = 7.6e9      # the document's ResNet-50 backward FLOPs (a premis
 
 @cache
 def _component(name: str, **options):
-    return CATALOGUE[name](**options) if options else CATALOGUE[name]()
+    build = CATALOGUE.get(name) or _AS_THE_DOCUMENT_WRITES[name]
+    return build(**options) if options else build()
 
 
 @cache
@@ -54,20 +57,25 @@ def _dims(name: str, sizes: dict) -> dict:
 
 
 class _Q:
-    """A derivation of a claim: a function of the convention, with a one-line ``how``."""
+    """A derivation of a claim: a function of the convention (and, with ``by_stage``, of
+    the stage: the optimized program or the equations as written), with a one-line
+    ``how``."""
 
-    def __init__(self, fn, how: str, by_convention: bool = True):
-        self.fn, self.how, self.by_convention = fn, how, by_convention
+    def __init__(self, fn, how: str, by_convention: bool = True, by_stage: bool = False):
+        self.fn, self.how = fn, how
+        self.by_convention, self.by_stage = by_convention, by_stage
 
-    def __call__(self, conv: str):
-        return self.fn(conv)
+    def __call__(self, conv: str, stage: str = "optimized"):
+        return self.fn(conv, stage) if self.by_stage else self.fn(conv)
 
 
 def _claim(id_: str, section: str, quote: str, claimed: str, q: _Q | None = None,
-           reason: str = "", how: str = "") -> Claim:
+           reason: str = "", how: str = "", assumed: _Q | None = None, assumption: str = "",
+           table: str = "", scope: str = "") -> Claim:
     if q is None:
         return Claim(id_, section, quote, claimed, how, None, False, reason)
-    return Claim(id_, section, quote, claimed, how or q.how, q, q.by_convention, reason)
+    return Claim(id_, section, quote, claimed, how or q.how, q, q.by_convention, reason,
+                 q.by_stage, assumed, assumption, table, scope)
 
 
 def _cannot(id_: str, section: str, quote: str, claimed: str, reason: str) -> Claim:
@@ -76,16 +84,30 @@ def _cannot(id_: str, section: str, quote: str, claimed: str, reason: str) -> Cl
 
 # -- derivations of quantities --------------------------------------------------------
 
-def _counts(name: str, pass_name: str, conv: str, steps: tuple[str, ...] = (), **options):
-    """(total, by_kind) of a pass, or of the named steps of it."""
+def _stage(name: str, pass_name: str, stage: str, **options) -> str:
+    """The stage to read: as written, a derived pass is the one reverse mode derived."""
+    if stage != "written":
+        return stage
     d = _derivation(name, **options)
-    if not steps:
-        cnt = d.counts(pass_name, conv)
+    return as_written_stage(d, pass_name) if hasattr(d, "stages") else stage
+
+
+def _counts(name: str, pass_name: str, conv: str, steps: tuple[str, ...] = (),
+            stage: str = "optimized", exclude: tuple[str, ...] = (), **options):
+    """(total, by_kind) of a pass, or of the named steps of it (None if the stage has none
+    of them: the optimized program may have inlined them), or of all but ``exclude``."""
+    d = _derivation(name, **options)
+    stage = _stage(name, pass_name, stage, **options)
+    if not steps and not exclude:
+        cnt = d.counts(pass_name, conv, stage)
         return cnt.total, dict(cnt.by_kind)
-    pairs = [(st, cnt) for st, cnt in d.step_counts(pass_name, conv) if st.lhs in steps]
+    pairs = [(st, cnt) for st, cnt in d.step_counts(pass_name, conv, stage)
+             if (st.lhs in steps if steps else st.lhs not in exclude)]
     missing = set(steps) - {st.lhs for st, _ in pairs}
     if missing:
-        raise KeyError(f"{name}.{pass_name} has no step(s) {sorted(missing)}")
+        if stage == "written" or stage == "differentiated":
+            raise KeyError(f"{name}.{pass_name} has no step(s) {sorted(missing)}")
+        return None
     tot = sp.expand(sp.Add(*[c.total for _, c in pairs]))
     kinds: dict = {}
     for _, c in pairs:
@@ -96,14 +118,19 @@ def _counts(name: str, pass_name: str, conv: str, steps: tuple[str, ...] = (), *
 
 def flops(name: str, pass_name: str, steps: tuple[str, ...] = (), kinds: bool = False,
           at: dict | None = None, leading: bool = False, rename: dict | None = None,
-          per: str | None = None, **options) -> _Q:
-    """FLOPs of ``name``'s pass (or of its ``steps``): total, or per kind with ``kinds``.
+          per: str | None = None, stage: str | None = None, exclude: tuple[str, ...] = (),
+          **options) -> _Q:
+    """FLOPs of ``name``'s pass (or of its ``steps``, or all but ``exclude``): total, or
+    per kind with ``kinds``; at each stage, or at ``stage`` only.
 
     ``rename`` maps size names to the document's expressions, ``per`` divides by a
     product of sizes (a per-element figure), ``leading`` keeps the leading order,
     ``at`` evaluates at sizes."""
-    def run(conv: str):
-        tot, by_kind = _counts(name, pass_name, conv, steps, **options)
+    def run(conv: str, at_stage: str = "optimized"):
+        got = _counts(name, pass_name, conv, steps, stage or at_stage, exclude, **options)
+        if got is None:
+            return None
+        tot, by_kind = got
         value = by_kind if kinds else tot
 
         def post(e):
@@ -121,31 +148,38 @@ def flops(name: str, pass_name: str, steps: tuple[str, ...] = (), kinds: bool = 
         return {k: post(v) for k, v in value.items()} if kinds else post(value)
 
     where = f"steps {', '.join(steps)} of " if steps else ""
+    if exclude:
+        where = f"all but {', '.join(exclude)} of "
     what = "counts per kind" if kinds else ("leading order" if leading or rename else "FLOPs")
     how = f"{name}: {what} of {where}the {pass_name} pass"
+    if stage:
+        how += f" ({stage} stage)"
     if per:
         how += f", per element (/ {per})"
     if rename:
         how += ", with " + ", ".join(f"{k} = {v}" for k, v in rename.items())
     if at:
         how += " at " + ", ".join(f"{k}={v:,}" for k, v in at.items())
-    return _Q(run, how)
+    return _Q(run, how, by_stage=stage is None)
 
 
 def memory(name: str, what: str | tuple[str, ...], tensors: tuple[str, ...] = (),
            elements: bool = False, at: dict | None = None, rename: dict | None = None,
            **options) -> _Q:
-    """Bytes (float32) or elements of ``what`` (parameters, gradients, state, saved)."""
+    """Bytes (float32) or elements of ``what`` (parameters, gradients, state, saved); what
+    is saved for backward depends on the stage, the rest does not."""
     whats = (what,) if isinstance(what, str) else what
 
-    def run(_conv: str):
+    def run(_conv: str, stage: str = "optimized"):
         d = _derivation(name, **options)
+        mem = d.memory_at("differentiated" if stage == "written" else stage) \
+            if hasattr(d, "memory_at") else d.memory
         out = sp.Integer(0)
         for w in whats:
             if tensors:
-                out += sum((n for t, n in getattr(d.memory, w) if t in tensors), sp.Integer(0))
+                out += sum((n for t, n in getattr(mem, w) if t in tensors), sp.Integer(0))
             else:
-                out += d.memory.elements(w)
+                out += mem.elements(w)
         out = sp.expand(out if elements else 4 * out)
         if rename:
             out = sp.expand(out.xreplace({_size(k): v for k, v in rename.items()}))
@@ -157,15 +191,17 @@ def memory(name: str, what: str | tuple[str, ...], tensors: tuple[str, ...] = ()
         how += f" ({', '.join(tensors)})"
     if at:
         how += " at " + ", ".join(f"{k}={v:,}" for k, v in at.items())
-    return _Q(run, how, by_convention=False)
+    return _Q(run, how, by_convention=False, by_stage="saved" in whats)
 
 
 def _fn(fn, how: str, by_convention: bool = True) -> _Q:
     return _Q(fn, how, by_convention)
 
 
-def _count_at(name: str, pass_name: str, conv: str, **sizes) -> int:
-    return int(_derivation(name).count_function(pass_name, conv)(**sizes))
+def _count_at(name: str, pass_name: str, conv: str, stage: str = "optimized",
+              **sizes) -> int:
+    stage = _stage(name, pass_name, stage)
+    return int(_derivation(name).count_function(pass_name, conv, stage)(**sizes))
 
 
 # -- stated equations -----------------------------------------------------------------
@@ -189,7 +225,8 @@ def _fused(name: str, wrt: str):
 def _inlined(name: str, pass_name: str, target: str) -> tuple[sp.Expr, tuple]:
     """A step of a derived program with every step it reads from the same program
     substituted in: the quantity as one expression of the forward tensors."""
-    prog = _derivation(name).programs[pass_name]
+    d = _derivation(name)
+    prog = d.stage(as_written_stage(d, pass_name)).programs[pass_name]
     defs = {st.lhs: st for st in prog.steps}
     st = defs[target]
     return inline(st.rhs(), defs, prog.tensors, exclude=target), st.idx
@@ -371,17 +408,30 @@ def _bn_names():
 
 
 def _batch_statistics(v: dict) -> dict:
-    """mu and var set to the batch mean and (biased) variance of the x values drawn."""
+    """mu and var set to the batch mean and (biased) variance of the x values drawn, and
+    xhat to (x - mu)/sqrt(var + eps): what the forward pass computed."""
     v = dict(v)
     cols: dict = {}
+    xs_at: dict = {}
     for leaf, x in v.items():
         if isinstance(leaf, sp.Indexed) and str(leaf.base) == "x":
             cols.setdefault(leaf.indices[1], []).append(x)
+            xs_at[tuple(leaf.indices)] = x
+    eps = next((x for leaf, x in v.items() if isinstance(leaf, sp.Symbol)
+                and leaf.name == "epsilon"), 0.0)
+
+    def stats(j):
+        xs = cols[j]
+        m = sum(xs) / len(xs)
+        return m, sum((x - m) ** 2 for x in xs) / len(xs)
+
     for leaf in list(v):
         if isinstance(leaf, sp.Indexed) and str(leaf.base) in ("mu", "var"):
-            xs = cols[leaf.indices[0]]
-            m = sum(xs) / len(xs)
-            v[leaf] = m if str(leaf.base) == "mu" else sum((x - m) ** 2 for x in xs) / len(xs)
+            m, var = stats(leaf.indices[0])
+            v[leaf] = m if str(leaf.base) == "mu" else var
+        elif isinstance(leaf, sp.Indexed) and str(leaf.base) == "xhat":
+            m, var = stats(leaf.indices[1])
+            v[leaf] = (xs_at[tuple(leaf.indices)] - m) / (var + eps) ** 0.5
     return v
 
 
@@ -476,9 +526,10 @@ _CONV_EXAMPLE = {"B": 32, "O": 256, "K": 128 * 3 * 3, "S": 56 * 56}
 
 
 def _resnet_percent(name: str) -> _Q:
-    return _fn(lambda conv: sp.Float(100 * _count_at(name, "step", conv, P=RESNET_P)
-                                     / RESNET_BACKWARD),
-               f"{name}: step FLOPs at P = 25.6M over the document's 7.6G backward FLOPs")
+    return _Q(lambda conv, stage: sp.Float(100 * _count_at(name, "step", conv, stage,
+                                                           P=RESNET_P) / RESNET_BACKWARD),
+              f"{name}: step FLOPs at P = 25.6M over the document's 7.6G backward FLOPs",
+              by_stage=True)
 
 
 def _hyper(name: str, keys: tuple[str, ...], what: str) -> _Q:
@@ -491,16 +542,12 @@ def _hyper(name: str, keys: tuple[str, ...], what: str) -> _Q:
 
 
 def _ratio(num: _Q, den: _Q, how: str) -> _Q:
-    return _fn(lambda conv: sp.nsimplify(sp.sympify(num(conv)) / sp.sympify(den(conv))), how)
+    def run(conv, stage="optimized"):
+        a, b = num(conv, stage), den(conv, stage)
+        return None if a is None or b is None else sp.nsimplify(sp.sympify(a) / sp.sympify(b))
+    return _Q(run, how, by_stage=num.by_stage or den.by_stage)
 
 
-def _lse_per_sample(conv):
-    tot, _ = _counts("cross-entropy", "forward", conv, ("lse_sum", "lse"))
-    per = sp.expand(tot / _size("B"))
-    return Underivable(
-        "the engine counts the equations, log of a sum of exponentials: "
-        f"{per} per sample; the max shift of the stable form is a code-generation "
-        "rewrite (README, Counting convention) that it does not count")
 
 
 def _backward_factor(conv) -> sp.Expr:
@@ -547,20 +594,107 @@ def _bn_fold_per_input(conv):
 
 
 def _difference(a: _Q, b: _Q, how: str, by_convention: bool = True) -> _Q:
-    return _Q(lambda conv: sp.expand(sp.sympify(a(conv)) - sp.sympify(b(conv))), how,
-              by_convention)
+    def run(conv, stage="optimized"):
+        x, y = a(conv, stage), b(conv, stage)
+        return None if x is None or y is None else sp.expand(sp.sympify(x) - sp.sympify(y))
+    return _Q(run, how, by_convention, by_stage=a.by_stage or b.by_stage)
+
+
+# -- the quantities as the document states them (its assumptions) -------------------------
+
+def _ce_from_probabilities(fact: Fact) -> Callable[[], Component]:
+    """Cross-entropy from the probabilities p, given (the document's tables count from
+    yhat): L = -1/B sum_ik y log p."""
+    def build() -> Component:
+        c = Component("ce-from-probabilities", "Losses", "cross-entropy of given probabilities")
+        B, C = c.dim("B C")
+        i, k = c.index(i=B, k=C)
+        p, y = c.input("p", (B, C)), c.target("y", (B, C), facts=(fact,))
+        L = c.output("L")
+        c.assign("forward", L, -total(y[i, k] * sp.log(p[i, k]), i, k) / B)
+        return c
+    return build
+
+
+def _softmax_kept(fact: Fact) -> Callable[[], Component]:
+    """The cross-entropy gradient with the softmax p kept from the forward pass: (p - y)/B."""
+    def build() -> Component:
+        c = Component("ce-gradient-from-softmax", "Losses", "(p - y)/B, p given")
+        B, C = c.dim("B C")
+        i, k = c.index(i=B, k=C)
+        p, y = c.input("p", (B, C)), c.target("y", (B, C), facts=(fact,))
+        g = c.output("g", (B, C))
+        c.assign("softmax-kept", g[i, k], (p[i, k] - y[i, k]) / B)
+        return c
+    return build
+
+
+def _focal_from_pt() -> Component:
+    """The document's focal formula with p_t and alpha_t given: -alpha_t (1 - p_t)^gamma
+    log p_t, averaged over the B*C elements."""
+    c = Component("focal-from-pt", "Losses", "focal loss of given p_t and alpha_t")
+    B, C = c.dim("B C")
+    i, k = c.index(i=B, k=C)
+    pt, at = c.input("p_t", (B, C)), c.input("alpha_t", (B, C))
+    gamma = c.hyper("gamma")
+    L = c.output("L")
+    c.assign("forward", L, -total(at[i, k] * (1 - pt[i, k]) ** gamma * sp.log(pt[i, k]),
+                                  i, k) / (B * C))
+    return c
+
+
+def _kl_from_probabilities() -> Component:
+    """KL(p || q) with q given as probabilities: sum p (log p - log q), batch mean."""
+    c = Component("kl-from-probabilities", "Losses", "KL divergence of given q")
+    B, C = c.dim("B C")
+    i, k = c.index(i=B, k=C)
+    p = c.target("p", (B, C), facts=(Fact.ROWS_SUM_TO_ONE,))
+    q = c.input("q", (B, C))
+    L = c.output("L")
+    c.assign("forward", L, total(p[i, k] * (sp.log(p[i, k]) - sp.log(q[i, k])), i, k) / B)
+    return c
+
+
+_AS_THE_DOCUMENT_WRITES = {
+    "ce-from-probabilities": _ce_from_probabilities(Fact.ONE_HOT),
+    "ce-soft-from-probabilities": _ce_from_probabilities(Fact.ROWS_SUM_TO_ONE),
+    "ce-gradient-from-softmax": _softmax_kept(Fact.ONE_HOT),
+    "ce-soft-gradient-from-softmax": _softmax_kept(Fact.ROWS_SUM_TO_ONE),
+    "focal-from-pt": _focal_from_pt,
+    "kl-from-probabilities": _kl_from_probabilities,
+}
+
+
+def _plus_data_gradient(name: str) -> _Q:
+    """The penalty's gradient plus its addition to the data gradient (P additions)."""
+    def run(conv, stage="optimized"):
+        return sp.expand(flops(name, "gradient")(conv, stage) + _size("P"))
+    return _Q(run, f"{name}: gradient FLOPs plus P additions to the data gradient",
+              by_stage=True)
+
+
+def _elements_of(name: str, tensors: tuple[str, ...], unit: int = 1) -> _Q:
+    c = _component(name)
+    total_ = sp.Add(*[sp.Mul(*c.tensors[n].shape) for n in tensors])
+    return _Q(lambda _conv: sp.expand(unit * total_), f"{name}: elements of "
+              f"{', '.join(tensors)}", by_convention=False)
 
 
 # -- the claims -----------------------------------------------------------------------
 
-_NOT_IN_COMPONENT = ("the {n} component is the penalty's gradient on its own ({d}); adding "
-                     "it to the data gradient (P additions) belongs to whoever sums the two "
-                     "gradients, which the engine does not model")
-_BN_SAVED = ("the derived backward reads x (for x - mu) as well as xhat (for dL/dgamma), "
-             "as the document's own equations do, so x is saved too: 2Nd + 2d elements")
-_BN_BACKWARD = ("the engine's backward pass is the document's own equations (dL/dxhat, "
-                "dL/dvar, dL/dmu, dL/dx, dL/dgamma, dL/dbeta), counted as written: 16Nd "
-                "(15Nd reusing x - mu); the fused closed form costs 14Nd; none is 10Nd")
+_WITH_DATA_GRADIENT = ("the total includes adding the penalty's gradient to the data "
+                       "gradient (P additions), as the document's sum does; the component "
+                       "is the penalty's gradient alone")
+_BN_CACHE = ("caching xhat, mu and var, as the document does (the optimized backward reads "
+             "xhat and var only)")
+_BN_BACKWARD = ("as written, the document's own backward equations (dL/dgamma and dL/dbeta "
+                "included) keep the sum of (x - mu), which is zero, and compute x - mu again; "
+                "optimized, that sum is gone (centered-sum), x - mu is read as "
+                "xhat*sqrt(var + eps) and the sums of dL/dgamma and dL/dbeta serve dL/dx "
+                "too; the document's figure is neither")
+_BIAS_POWER = ("1 - beta^t is a power and a subtraction; the document leaves the power out, "
+               "which only XLA's convention does, and under it the other rows of Adam's table "
+               "(the total) no longer hold")
 _PCT = ("a share of the whole training step needs the network's own forward and backward "
         "FLOPs (F, kF), which the engine takes as given, not derived, and the document "
         "names no configuration for this column")
@@ -629,39 +763,41 @@ CLAIMS: list[Claim] = [
            _fn(_ce_one_hot_loss, "cross-entropy: its forward pass as one expression "
                                  "(log-sum-exp substituted)", False)),
     _claim("bce-forward", S_CE, r"BCE (one-hot) | $\approx 4B$ (2 logs, 2 mults, sum)",
-           "≈4*B", flops("bce", "forward"),
-           reason="the document counts 2 logs, 2 multiplications and the sum; from logits "
-                  "the engine also counts the sigmoid (exponential, addition, division), "
-                  "1 - y, 1 - sigma, the addition of the two terms and the mean"),
+           "≈4*B", flops("bce", "forward")),
     _claim("bce-gradient-flops", S_CE, r"BCE (one-hot) | ... | $B$ (subtraction)", "B",
            flops("bce", "gradient"),
-           reason="the document counts yhat - y with yhat = sigmoid(z) already computed; the "
-                  "fused gradient the engine derives from the logits, -(y/(e^z + 1) - "
-                  "(1 - y)/(1 + e^-z))/B, recomputes the sigmoid terms and is not reduced to "
-                  "(sigmoid(z) - y)/B"),
+           reason="the optimized gradient from the logits is (sigmoid(z) - y)/B: a sigmoid, a "
+                  "subtraction and the division by B per sample; the document counts the "
+                  "subtraction alone, with yhat given and the 1/B left out"),
     _claim("ce-forward", S_CE, r"CE, one-hot labels | $\approx 2B$ (1 log per sample + sum)",
            "≈2*B", flops("cross-entropy", "forward"),
-           reason="the document takes the probabilities yhat as given; from logits the "
-                  "log-sum-exp costs C exponentials and C - 1 additions per sample (2BC); "
-                  "the document's 2B is the per-sample log and the sum"),
+           assumed=flops("ce-from-probabilities", "forward"),
+           assumption="the probabilities yhat given, as the document's table counts (from "
+                      "the logits the log-sum-exp comes first)"),
     _claim("ce-gradient-flops", S_CE, r"CE, one-hot labels | ... | $BC$ (subtraction)", "B*C",
            flops("cross-entropy", "gradient"),
-           reason="the document counts yhat - y with the softmax yhat given; the fused "
-                  "gradient (softmax(z) - y)/B computes the softmax from the logits "
-                  "(exponentials, their sum, divisions) and divides by B"),
+           assumed=flops("ce-gradient-from-softmax", "softmax-kept"),
+           assumption="the softmax yhat kept from the forward pass; (yhat - y)/B with "
+                      "one-hot y subtracts at the labels only"),
     _claim("ce-soft-forward", S_CE, r"CE, soft labels | $\approx 3BC$ (C logs per sample)",
            "≈3*B*C", flops("cross-entropy-soft", "forward"),
-           reason="from logits: C exponentials and C - 1 additions (log-sum-exp), then per "
-                  "class z - lse, the product with y and the sum: 5BC; the document counts "
-                  "C logs, a product and a sum from probabilities"),
+           assumed=flops("ce-soft-from-probabilities", "forward"),
+           assumption="the probabilities yhat given, as the document's table counts"),
     _claim("ce-soft-gradient-flops", S_CE, r"CE, soft labels | ... | $BC$ (subtraction)",
            "B*C", flops("cross-entropy-soft", "gradient"),
-           reason="as for one-hot labels: the softmax is computed from the logits, not "
-                  "given"),
+           assumed=flops("ce-soft-gradient-from-softmax", "softmax-kept"),
+           assumption="the softmax yhat kept from the forward pass",
+           reason="even with the softmax kept, (yhat - y)/B is a subtraction and a division "
+                  "by B per element with soft targets; the document counts the subtraction "
+                  "alone"),
     _claim("ce-logsumexp", S_CE,
            r"This log-sum-exp trick costs $\approx 3C$ FLOPs per sample "
            r"(max + shift + sum of exp + log)", "≈3*C",
-           _fn(_lse_per_sample, "", False)),
+           flops("cross-entropy", "forward", ("lse_sum_max", "lse_sum_shifted", "lse_sum_lse"),
+                 stage="code", per="B"),
+           reason="the code stage computes the max, the shift, the exponentials, their sum, "
+                  "the log and the max added back; the document counts the sum of "
+                  "exponentials as one operation per class"),
     _claim("ce-gradient-wrong-prediction", S_CE,
            r"CE gradient: $\pd{L}{z_k} \approx \hat{y}_k - 1 \approx -1$",
            "yhat_k - 1", _fn(_grad_ce_true_class, "cross-entropy: fused gradient wrt z, "
@@ -682,23 +818,24 @@ CLAIMS: list[Claim] = [
     _claim("hinge-forward", S_LOSS, r"Hinge | $\max(0, 1 - y \cdot \hat{y})$ | $3B$ "
            r"(mult, sub, max)", "mul: B, add: B, compare: B", flops("hinge", "forward",
                                                                    kinds=True),
-           reason="the mean over the batch adds B - 1 additions and a division (4B in all); "
-                  "the document counts the per-sample multiplication, subtraction and max"),
+           scope="the document counts the per-sample loss max(0, 1 - y yhat); the tool "
+                 "counts the batch's loss, its mean included (B - 1 additions, a division)"),
     _claim("huber-forward", S_LOSS, r"Huber | ... | $\approx 4Bd$", "≈4*B*d",
            flops("huber", "forward"),
-           reason="counted as written, the Piecewise evaluates both branches per element "
+           reason="vectorized code evaluates both branches of the Piecewise per element "
                   "(residual, r^2/2, |r|, delta |r| - delta^2/2), the comparison with delta "
-                  "and the select, then the mean: 9Bd; the document's 4Bd counts one branch"),
+                  "and the select, then the mean; the document counts one branch"),
     _claim("focal-forward", S_LOSS, r"Focal | $-\alpha_t(1-\hat{y}_t)^\gamma "
            r"\log(\hat{y}_t)$ | $\approx 6BC$", "≈6*B*C", flops("focal", "forward"),
-           reason="from logits as torchvision defines it: the sigmoid, BCE's two logs, the "
-                  "p_t and alpha_t blends and the general power (1 - p_t)^gamma; the "
-                  "document counts the formula with yhat_t and alpha_t given"),
+           assumed=flops("focal-from-pt", "forward"),
+           assumption="p_t and alpha_t given, as the document's formula reads (from the "
+                      "logits, as torchvision defines it, the sigmoid, both logs and the "
+                      "blends come first)"),
     _claim("kl-forward", S_LOSS, r"KL Divergence | $\sum p(x)\log\frac{p(x)}{q(x)}$ | "
            r"$\approx 5BC$", "≈5*B*C", flops("kl-div", "forward"),
-           reason="the input is log q, as torch.nn.functional.kl_div takes it: one log per "
-                  "element (log p), a subtraction, a product and the sum, 4BC; with q given "
-                  "as probabilities its log adds BC"),
+           assumed=flops("kl-from-probabilities", "forward"),
+           assumption="q given as probabilities and its log taken (torch's kl_div takes "
+                      "log q, one log fewer per element)"),
     # ---- Optimizers ---------------------------------------------------------------------
     _claim("sgd-state", S_SGD, r"Extra state memory | 0", "0", memory("sgd", "state")),
     _claim("sgd-flops", S_SGD, r"Per-step FLOPs | $P$ multiplications (scaling) + $P$ "
@@ -724,9 +861,9 @@ CLAIMS: list[Claim] = [
     _claim("nesterov-flops", S_NAG, r"Per-step FLOPs | Same as momentum: $4P$ (plus $P$ for "
            r"the look-ahead position computation)", "4*P + P",
            flops("nesterov-lookahead", "step"),
-           reason="the look-ahead point theta - lr*mu*v costs a multiplication and a "
-                  "subtraction per parameter (2P, with lr*mu once), not P; torch's form "
-                  "(nesterov) costs 6P as well"),
+           reason="the look-ahead point theta - lr*mu*v is a multiplication and a "
+                  "subtraction per parameter (lr*mu once), not one operation; torch's form "
+                  "(nesterov) costs as much"),
     _claim("adagrad-state", S_ADAG, r"Extra state memory | $\bm{G} \in \R^P$ → $4P$ bytes",
            "4*P bytes", memory("adagrad-eps-inside", "state")),
     _claim("adagrad-flops", S_ADAG, r"Per-step FLOPs | $P$ (square) + $P$ (accumulate) + $P$ "
@@ -756,12 +893,10 @@ CLAIMS: list[Claim] = [
            flops("adam", "step", ("v",), kinds=True)),
     _claim("adam-bias-m", S_ADAM, r"Bias correct $\hat{m}$ | $\bm{m}_t / (1-\beta_1^t)$ | "
            r"$P + 1$", "P + 1", flops("adam", "step", ("mhat",)),
-           reason="1 - beta1^t is a power and a subtraction; P + 1 holds when the power is "
-                  "not counted as a FLOP, as XLA reports transcendentals apart"),
+           reason=_BIAS_POWER),
     _claim("adam-bias-v", S_ADAM, r"Bias correct $\hat{v}$ | $\bm{v}_t / (1-\beta_2^t)$ | "
            r"$P + 1$", "P + 1", flops("adam", "step", ("vhat",)),
-           reason="1 - beta2^t is a power and a subtraction; P + 1 holds when the power is "
-                  "not counted as a FLOP, as XLA reports transcendentals apart"),
+           reason=_BIAS_POWER),
     _claim("adam-sqrt", S_ADAM, r"Square root | $\sqrt{\hat{\bm{v}}_t}$ | $P$",
            "transcendental: P", flops("adam", "step", ("theta",), kinds=True)),
     _claim("adam-eps-and-update", S_ADAM,
@@ -781,8 +916,7 @@ CLAIMS: list[Claim] = [
            memory("training-step", ("parameters", "gradients", "state"), optimizer="adam")),
     _claim("adam-bias-cost", S_ADAM, r"Bias correction costs $2P + 2$ FLOPs (negligible)",
            "2*P + 2", flops("adam", "step", ("mhat", "vhat")),
-           reason="each 1 - beta^t is a power and a subtraction (2P + 4); 2P + 2 holds when "
-                  "the powers are not counted as FLOPs, as XLA reports transcendentals apart"),
+           reason=_BIAS_POWER),
     _claim("adam-hyperparameters", S_ADAM, r"Default hyperparameters: $\beta_1 = 0.9$, "
            r"$\beta_2 = 0.999$, $\epsilon = 10^{-8}$, $\eta$ (problem-dependent, often "
            r"$10^{-3}$)", "0.9, 0.999, 1e-8, 1e-3",
@@ -840,12 +974,13 @@ CLAIMS: list[Claim] = [
           ("sgd", "SGD", "$2P$", "2*P", "sgd", ""),
           ("momentum", "SGD + Momentum", "$4P$", "4*P", "momentum", ""),
           ("nesterov", "Nesterov", "$5P$", "5*P", "nesterov-lookahead",
-           "the look-ahead point costs 2P (a multiplication and a subtraction per "
-           "parameter), not P: 6P"),
+           "the look-ahead point is a multiplication and a subtraction per parameter, not "
+           "one operation"),
           ("adagrad", "AdaGrad", "$7P$", "7*P", "adagrad-eps-inside", ""),
           ("rmsprop", "RMSProp", "$8P$", "8*P", "rmsprop-eps-inside",
-           "9P counted one by one; 8P with a multiply-add fused (fma) or without the square "
-           "root as a FLOP (xla)"),
+           "counted one by one, AdaGrad's operations plus the two scalings of the moving "
+           "average; fma or xla would give the document's figure, but neither fits the "
+           "table's other rows"),
           ("adam", "Adam", "$14P$", "14*P", "adam", ""),
           ("adamw", "AdamW", "$16P$", "16*P", "adamw", ""))],
     # The 25.6M-parameter (ResNet-50) table.
@@ -865,9 +1000,10 @@ CLAIMS: list[Claim] = [
             "the network's own FLOPs are an input of the engine (F, kF), not derived; "
             "ResNet-50 is not in the catalogue (the table's percentages use 7.6G as given)"),
     _claim("resnet-at-most", S_25M, r"The optimizer update adds at most 4.7% extra FLOPs",
-           "4.7%", _fn(lambda conv: max(_resnet_percent(n)(conv)
-                                        for n in ("sgd", "momentum", "adam")),
-                       "the largest of the table's three shares (sgd, momentum, adam)")),
+           "4.7%", _Q(lambda conv, stage: max(_resnet_percent(n)(conv, stage)
+                                              for n in ("sgd", "momentum", "adam")),
+                      "the largest of the table's three shares (sgd, momentum, adam)",
+                      by_stage=True)),
     _claim("resnet-adam-memory", S_25M, r"the extra memory (195 MB for Adam)", "195 MB",
            memory("adam", "state", at={"P": RESNET_P})),
     # ---- Regularization --------------------------------------------------------------
@@ -880,15 +1016,15 @@ CLAIMS: list[Claim] = [
            r"$2P$", "P + P", flops("l1", "forward")),
     _claim("l1-gradient-flops", S_L1, r"Extra gradient FLOPs | $P$ (sign) + $P$ (scale by "
            r"$\lambda$) + $P$ (add to gradient) = $3P$", "P + P + P",
-           flops("l1", "gradient"),
-           reason=_NOT_IN_COMPONENT.format(n="l1", d="sign and scale, 2P")),
+           flops("l1", "gradient"), assumed=_plus_data_gradient("l1"),
+           assumption=_WITH_DATA_GRADIENT),
     _claim("l1-memory", S_L1, r"Extra memory | 0", "0", memory("l1", ("state", "saved"))),
     _claim("l2-gradient", S_L2, r"\pd{L_{\text{reg}}}{w_i} = \pd{L_{\text{data}}}{w_i} + "
            r"\lambda w_i", "lam w", _fn(_grad_penalty("l2", lambda lam, w: lam * w),
                                         "l2: fused gradient of the penalty wrt w", False)),
     _claim("l2-gradient-flops", S_L2, r"Extra gradient FLOPs | $P$ (scale $w_i$ by "
            r"$\lambda$) + $P$ (add to gradient) = $2P$", "P + P", flops("l2", "gradient"),
-           reason=_NOT_IN_COMPONENT.format(n="l2", d="the scaling, P")),
+           assumed=_plus_data_gradient("l2"), assumption=_WITH_DATA_GRADIENT),
     _claim("l2-memory", S_L2, r"Extra memory | 0 (uses existing parameter values)", "0",
            memory("l2", ("state", "saved"))),
     _claim("l2-weight-decay", S_L2, r"In SGD, L2 regularization is equivalent to weight "
@@ -949,24 +1085,21 @@ CLAIMS: list[Claim] = [
     # ---- Normalization: BatchNorm ------------------------------------------------------
     _claim("bn-mean", S_BN, r"1. Mean | Sum $N$ values, divide | $Nd + d \approx Nd$",
            "N*d + d", flops("batchnorm", "forward", ("mu_sum", "mu")),
-           reason="a sum of N values is N - 1 additions per feature, so the mean costs Nd "
-                  "(Nd - d additions and d divisions), not Nd + d"),
+           reason="a sum of N values is N - 1 additions per feature, and the division one "
+                  "more: the document counts N additions and the division"),
     _claim("bn-variance", S_BN, r"2. Variance | $(x-\mu)^2$: $Nd$ subs + $Nd$ squarings; sum; "
            r"divide | $3Nd$", "3*N*d", flops("batchnorm", "forward", ("var_sum", "var"))),
     _claim("bn-normalize", S_BN, r"3. Normalize | $(x-\mu)$: already computed; "
            r"$\sqrt{\sigma^2+\epsilon}$: $d$ sqrts; divide: $Nd$ | $Nd + d$", "N*d + d",
            flops("batchnorm", "forward", ("xhat",)),
-           reason="the d additions of epsilon are not counted (Nd + 2d reusing x - mu, "
-                  "convention shared; 2Nd + 2d computing it again)"),
+           reason="the d additions of epsilon (var + eps) are not counted; as written x - mu "
+                  "is computed again here"),
     _claim("bn-scale-shift", S_BN, r"4. Scale+shift | $\gamma \hat{x} + \beta$: $Nd$ mults + "
            r"$Nd$ adds | $2Nd$", "mul: N*d, add: N*d",
            flops("batchnorm", "forward", ("y",), kinds=True)),
     _claim("bn-forward-total", S_BN, r"Total forward | $\approx 7Nd + 2d$",
            "≈7*N*d + 2*d", flops("batchnorm", "forward",
-                                ("mu_sum", "mu", "var_sum", "var", "xhat", "y")),
-           reason="7Nd + 2d when x - mu, computed for the variance, is reused by the "
-                  "normalization (the document's 'already computed'); each step counted on "
-                  "its own computes it again: 8Nd + 2d"),
+                                exclude=("running_mean", "running_var"))),
     _claim("bn-running-stats", S_BN, r"Running stats update | EMA for $\mu$, $\sigma^2$: "
            r"$2d$ mults + $2d$ adds | $4d$", "mul: 2*d, add: 2*d",
            flops("batchnorm", "forward", ("running_mean", "running_var"), kinds=True),
@@ -981,7 +1114,8 @@ CLAIMS: list[Claim] = [
            memory("batchnorm", "state", elements=True, rename={"d": _size("C")})),
     _claim("bn-saved", S_BN, r"Memory for backprop: Must cache $\hat{\bm{x}}$ (normalized "
            r"values), $\mu$, $\sigma^2$ → $Nd + 2d$ elements", "N*d + 2*d elements",
-           memory("batchnorm", "saved", elements=True), reason=_BN_SAVED),
+           memory("batchnorm", "saved", elements=True),
+           assumed=_elements_of("batchnorm", ("xhat", "mu", "var")), assumption=_BN_CACHE),
     _claim("bn-gradient-gamma", S_BN, r"\pd{L}{\gamma_j} = \sum_{i=1}^{N} \pd{L}{y_{ij}} "
            r"\cdot \hat{x}_{ij}", "sum_i dL/dy_ij xhat_ij",
            _fn(_grad_bn("gamma"), "batchnorm: fused gradient wrt gamma", False)),
@@ -1016,16 +1150,14 @@ CLAIMS: list[Claim] = [
     _claim("bn-example-n", S_BNX, r"$N = 32 \times 56 \times 56 = 100{,}352$", "100,352",
            _example("batchnorm-conv", "N = B*H*W")),
     _claim("bn-example-forward", S_BNX, r"Forward: $7 \times 100{,}352 \times 256 \approx "
-           r"180$M FLOPs", "≈180M", flops("batchnorm", "forward", at=_BN_EXAMPLE),
-           reason="7Nd (x - mu reused); counting each step on its own gives 8Nd"),
+           r"180$M FLOPs", "≈180M", flops("batchnorm", "forward", at=_BN_EXAMPLE)),
     _claim("bn-example-backward", S_BNX, r"Backward: $\approx 10 \times 100{,}352 \times 256 "
            r"\approx 257$M FLOPs", "≈257M", flops("batchnorm", "backward", at=_BN_EXAMPLE),
            reason="follows the 10Nd of the backward total; " + _BN_BACKWARD),
     _claim("bn-example-conv", S_BNX, r"If the preceding 3×3 conv (128→256) has ~14.8G FLOPs",
            "~14.8G", flops("conv2d-im2col", "forward", at=_CONV_EXAMPLE),
-           reason="2 B C_out (C_in 9) H W at 56x56 outputs is 59.2G FLOPs (29.6G "
-                  "multiply-accumulates under fma); 14.8G is the count at a 28x28 output, "
-                  "a quarter"),
+           reason="the count is 2 B C_out (C_in 9) H W at the example's 56x56 outputs; "
+                  "14.8G is the count at a 28x28 output, a quarter of it"),
     _claim("bn-example-overhead", S_BNX, r"BatchNorm forward adds 180M / 14.8G ≈ 1.2% "
            r"overhead", "≈1.2%",
            _fn(lambda conv: sp.Float(100 * _count_at("batchnorm", "forward", conv,
@@ -1041,8 +1173,7 @@ CLAIMS: list[Claim] = [
                   at={"O": 256, "K": 128 * 3 * 3})),
     # ---- Training vs inference ------------------------------------------------------------
     _claim("bn-per-element-training", S_TI, r"Compute per element | ~7 FLOPs (forward)",
-           "~7", flops("batchnorm", "forward", leading=True, per="N*d"),
-           reason="7 per element when x - mu is reused; 8 counting each step on its own"),
+           "~7", flops("batchnorm", "forward", leading=True, per="N*d")),
     _claim("bn-per-element-inference", S_TI, r"Compute per element | ... | ~4 FLOPs "
            r"(normalize + scale/shift)", "~4",
            flops("batchnorm", "inference", leading=True, per="N*d")),
@@ -1059,8 +1190,7 @@ CLAIMS: list[Claim] = [
     _claim("ln-parameters", S_LN, r"Parameters | $2d$ ($\gamma, \beta$)", "2*d elements",
            memory("layernorm", "parameters", elements=True)),
     _claim("ln-forward", S_LN, r"Forward FLOPs | $\approx 7Bd$ (same order as BatchNorm)",
-           "≈7*B*d", flops("layernorm", "forward"),
-           reason="7Bd when x - mu is reused, 8Bd counting each step on its own"),
+           "≈7*B*d", flops("layernorm", "forward")),
     _claim("ln-same-as-bn", S_LN, r"Its per-element computational cost is identical to "
            r"BatchNorm", "1",
            _ratio(flops("layernorm", "forward", leading=True, per="B*d"),
@@ -1069,9 +1199,8 @@ CLAIMS: list[Claim] = [
     _claim("ln-inference", S_LN, r"it cannot be fused at inference — it always costs ~4 "
            r"FLOPs per element", "~4", flops("layernorm", "forward", leading=True,
                                               per="B*d"),
-           reason="at inference LayerNorm still computes its per-sample mean and variance: "
-                  "its forward pass, 8 per element (7 reusing x - mu); 4 is the normalize "
-                  "and scale/shift alone"),
+           reason="at inference LayerNorm still computes its per-sample mean and variance "
+                  "(its forward pass); 4 per element is the normalize and scale/shift alone"),
     _claim("gn-parameters", S_GN, r"Parameters: $2C$ (same as BatchNorm)", "2*C elements",
            memory("groupnorm", "parameters", elements=True,
                   rename={"Cg": _size("C") / _size("G")})),
@@ -1084,24 +1213,21 @@ CLAIMS: list[Claim] = [
     _claim("cmp-bn-flops", S_NCMP, r"BatchNorm | ... | $\sim 7NdC$", "~7*N*d*C",
            flops("batchnorm", "forward"),
            reason="d is the number of channels C (the document's own definition, d = C for "
-                  "a conv layer), so NdC counts the channels twice: 7Nd (x - mu reused)"),
+                  "a conv layer), so NdC counts the channels twice"),
     _claim("cmp-ln-parameters", S_NCMP, r"LayerNorm | ... | $2d$", "2*d elements",
            memory("layernorm", "parameters", elements=True)),
     _claim("cmp-ln-flops", S_NCMP, r"LayerNorm | ... | $\sim 7Bd$", "~7*B*d",
-           flops("layernorm", "forward"),
-           reason="7Bd when x - mu is reused, 8Bd counting each step on its own"),
+           flops("layernorm", "forward")),
     _claim("cmp-gn-parameters", S_NCMP, r"GroupNorm | ... | $2C$", "2*C elements",
            memory("groupnorm", "parameters", elements=True,
                   rename={"Cg": _size("C") / _size("G")})),
     _claim("cmp-gn-flops", S_NCMP, r"GroupNorm | ... | $\sim 7BCHW$", "~7*B*C*H*W",
            flops("groupnorm", "forward", rename={"Cg": _size("C") / _size("G"),
-                                                 "S": _size("H") * _size("W")}),
-           reason="7BCHW when x - mu is reused, 8BCHW counting each step on its own"),
+                                                 "S": _size("H") * _size("W")})),
     _claim("cmp-in-parameters", S_NCMP, r"InstanceNorm | ... | $2C$", "2*C elements",
            memory("instancenorm", "parameters", elements=True)),
     _claim("cmp-in-flops", S_NCMP, r"InstanceNorm | ... | $\sim 7BCHW$", "~7*B*C*H*W",
-           flops("instancenorm", "forward", rename={"S": _size("H") * _size("W")}),
-           reason="7BCHW when x - mu is reused, 8BCHW counting each step on its own"),
+           flops("instancenorm", "forward", rename={"S": _size("H") * _size("W")})),
     # ---- Learning-rate schedules ---------------------------------------------------------
     _claim("schedules-negligible", S_LR, r"the per-step cost of computing a new learning "
            r"rate is negligible ($O(1)$ FLOPs)", "O(1)",
@@ -1113,7 +1239,8 @@ CLAIMS: list[Claim] = [
     _claim("step-decay-cost", S_LR, r"Computational cost: 1 floor division + 1 power + 1 "
            r"multiplication", "div: 1, transcendental: 1, mul: 1, other: 0",
            flops("step-decay", "schedule", kinds=True),
-           reason="floor(t/S) is a division and a floor (compare/select kind): 4 FLOPs"),
+           reason="floor(t/S) is a division and a floor (compare/select kind); the document "
+                  "counts one floor division"),
     _claim("step-decay-order", S_LR, r"= $O(1)$ per step", "O(1)",
            flops("step-decay", "schedule")),
     _claim("step-decay-typical", S_LR, r"$\gamma \in (0,1)$ is the decay factor (typically "
@@ -1123,7 +1250,7 @@ CLAIMS: list[Claim] = [
            r"additions", "transcendental: 1, mul: 3, add: 2, other: 0",
            flops("cosine", "schedule", kinds=True),
            reason="the engine also counts t/T (a division) and eta_max - eta_min (a "
-                  "subtraction): 8 FLOPs"),
+                  "subtraction)"),
     _claim("cosine-order", S_LR, r"= $O(1)$", "O(1)", flops("cosine", "schedule")),
     _cannot("warmup-insurance", S_LR, r"typically 5–10 epochs out of 90+ ... $\approx$5% "
             r"extra steps to avoid $\gg$100% wasted steps from divergence", "≈5%",
@@ -1176,8 +1303,7 @@ CLAIMS: list[Claim] = [
     _claim("summary-adam-memory", S_SUM, r"Optimizer (Adam) | ... | $8P$", "8*P bytes",
            memory("adam", "state")),
     _claim("summary-l2", S_SUM, r"L2 regularization | $2P$", "2*P", flops("l2", "gradient"),
-           reason=_NOT_IN_COMPONENT.format(n="l2", d="the scaling, P") + " (the "
-                  "training-step composite, which also computes the penalty, counts 3P + 3)"),
+           assumed=_plus_data_gradient("l2"), assumption=_WITH_DATA_GRADIENT),
     _claim("summary-l2-memory", S_SUM, r"L2 regularization | ... | 0", "0",
            memory("l2", ("state", "saved"))),
     _claim("summary-dropout", S_SUM, r"Dropout (per layer) | $\approx 4Bn$", "≈4*B*n",
@@ -1185,10 +1311,10 @@ CLAIMS: list[Claim] = [
     _claim("summary-dropout-memory", S_SUM, r"Dropout (per layer) | ... | $4Bn$ (mask)",
            "4*B*n bytes", memory("dropout", "saved")),
     _claim("summary-bn-forward", S_SUM, r"BatchNorm (per layer, fwd) | $\approx 7Nd$",
-           "≈7*N*d", flops("batchnorm", "forward"),
-           reason="7Nd when x - mu is reused, 8Nd counting each step on its own"),
+           "≈7*N*d", flops("batchnorm", "forward")),
     _claim("summary-bn-memory", S_SUM, r"BatchNorm (per layer, fwd) | ... | $4(Nd + 2d)$",
-           "4*(N*d + 2*d) bytes", memory("batchnorm", "saved"), reason=_BN_SAVED),
+           "4*(N*d + 2*d) bytes", memory("batchnorm", "saved"),
+           assumed=_elements_of("batchnorm", ("xhat", "mu", "var"), 4), assumption=_BN_CACHE),
     _claim("summary-bn-backward", S_SUM, r"BatchNorm (per layer, bwd) | $\approx 10Nd$",
            "≈10*N*d", flops("batchnorm", "backward"), reason=_BN_BACKWARD),
     _claim("summary-schedule", S_SUM, r"LR schedule | $O(1)$", "O(1)",

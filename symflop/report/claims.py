@@ -33,10 +33,22 @@ are not significant); an approximate number within less than one unit.  An
 equation agrees when both sides take the same value at small sizes on seeded
 random inputs (or a constant ratio, for a proportionality).
 
-Verdicts: ``agrees`` (under the default convention), ``reconciled`` (it agrees
-under the named other convention(s) only), ``differs`` (under every
-convention; the derived value is the default convention's, and the claim's
-reason says why), ``cannot-derive`` (the reason says why).
+Stages and conventions: a count depends on which program is counted and how.
+A claim is derived for the optimized program and for the equations as written
+(``stage``), under every named counting convention.  Verdicts:
+
+* ``agrees``: under the default convention, the optimized or the as-written
+  figure matches it (the detail says which), or the figure derived under the
+  document's own stated assumption does (``Claim.assumed``: probabilities given,
+  the softmax kept from the forward pass, a total that includes adding the
+  penalty's gradient to the data gradient, ...);
+* ``reconciled``: only another convention matches it, and that convention also
+  holds for every other convention-dependent row of the claim's table
+  (``Claim.table``): a convention that fits one row only reconciles nothing;
+* ``scope``: nothing matches, and the document counts another quantity than the
+  tool does (``Claim.scope`` says how);
+* ``differs``: nothing matches (the reason says why);
+* ``cannot-derive`` (the reason says why).
 """
 
 from __future__ import annotations
@@ -55,7 +67,8 @@ from symflop.cost.conventions import CONVENTIONS, KINDS
 from symflop.cost.counting import leading_order
 from symflop.errors import UsageError
 
-STATUSES = ("agrees", "reconciled", "differs", "cannot-derive")
+STATUSES = ("agrees", "reconciled", "scope", "differs", "cannot-derive")
+STAGES = ("optimized", "written")
 GROUP = "symflop.claims"
 
 
@@ -93,12 +106,16 @@ class Equation:
 class Claim:
     """One quantitative claim of a text and how the engine derives the same quantity.
 
-    ``derive`` takes a convention name and returns the derived quantity (a SymPy
-    polynomial or number, a dict of counts per kind, an ``Equation``, a string,
-    or ``Underivable``); ``None`` means the claim cannot be derived, and
-    ``reason`` says why.  ``by_convention`` is False for quantities no counting
-    convention changes (memory, gradients), which are derived once.  ``reason``
-    also carries the explanation shown when the claim differs or is reconciled.
+    ``derive`` takes a convention name and a stage (``optimized`` or ``written``) and
+    returns the derived quantity (a SymPy polynomial or number, a dict of counts per
+    kind, an ``Equation``, a string, ``Underivable``, or None when the quantity does
+    not exist at that stage); ``None`` instead of a function means the claim cannot
+    be derived, and ``reason`` says why.  ``by_convention`` / ``by_stage`` are False
+    for quantities no convention / no stage changes, which are derived once.
+    ``assumed`` derives the quantity under the document's own stated assumption
+    (``assumption`` says which), ``table`` groups the rows a convention must fit
+    together (default: the section), ``scope`` says how the document's quantity is
+    another than the tool's.  ``reason`` explains a difference or a reconciliation.
     """
 
     id: str
@@ -106,9 +123,18 @@ class Claim:
     quote: str
     claimed: str
     how: str = ""
-    derive: Callable[[str], object] | None = None
+    derive: Callable[[str, str], object] | None = None
     by_convention: bool = True
     reason: str = ""
+    by_stage: bool = True
+    assumed: Callable[[str, str], object] | None = None
+    assumption: str = ""
+    table: str = ""
+    scope: str = ""
+
+    @property
+    def group(self) -> str:
+        return self.table or self.section
 
 
 @dataclass(frozen=True)
@@ -119,11 +145,14 @@ class Verdict:
     conventions: tuple[str, ...] = ()
     detail: str = ""
     reason: str = ""
+    written: str = ""          # the as-written figure (empty when no stage changes it)
+    optimized: str = ""        # the optimized figure
 
     def as_dict(self) -> dict:
         c = self.claim
         return {"id": c.id, "section": c.section, "quote": c.quote, "claimed": c.claimed,
                 "how": c.how, "verdict": self.status, "derived": self.derived,
+                "as_written": self.written, "optimized": self.optimized,
                 "conventions": list(self.conventions), "detail": self.detail,
                 "reason": self.reason}
 
@@ -334,34 +363,103 @@ def _show_number(stated: Stated, value: float) -> str:
 
 # -- verdicts ---------------------------------------------------------------------
 
-def judge(claim: Claim) -> Verdict:
-    """The verdict on one claim: compare under the default convention, then the others."""
+class _Results:
+    """Everything derived for one claim: (convention, stage) -> value, and whether the
+    stated value agrees with each."""
+
+    def __init__(self, claim: Claim):
+        self.claim = claim
+        convs = tuple(CONVENTIONS) if claim.by_convention else ("default",)
+        stages = STAGES if claim.by_stage else STAGES[:1]
+        self.values = {(c, s): claim.derive(c, s) for c in convs for s in stages}
+        default = self.values["default", "optimized"]
+        if default is None:
+            default = self.values.get(("default", "written"))
+        self.default = default
+        self.underivable = isinstance(default, Underivable)
+        approx = bool(_APPROX.match(claim.claimed))
+        if isinstance(default, Equation):
+            self.stated = Stated("equation", approx)
+        elif isinstance(default, str):
+            self.stated = Stated("text", approx, _APPROX.sub("", claim.claimed).strip())
+        elif not self.underivable:
+            self.stated = parse_claimed(claim.claimed)
+        self.agree = {k: v is not None and not isinstance(v, Underivable)
+                      and _agrees(self.stated, v) for k, v in self.values.items()} \
+            if not self.underivable else {}
+        self.assumed = None
+        if claim.assumed is not None and not self.underivable:
+            self.assumed = {c: claim.assumed(c, "optimized") for c in convs}
+
+    def holds_under(self, conv: str) -> bool:
+        """Does some figure of this claim (a stage, or the document's assumption) agree
+        with the stated value under ``conv``?"""
+        if any(ok for (c, _s), ok in self.agree.items() if c == conv):
+            return True
+        return self.assumed is not None and conv in self.assumed \
+            and _agrees(self.stated, self.assumed[conv])
+
+    def shown(self, conv: str, stage: str) -> str:
+        v = self.values.get((conv, stage))
+        return "" if v is None or isinstance(v, Underivable) else _show(self.stated, v)
+
+
+def judge(claim: Claim, table: list[_Results] | None = None) -> Verdict:
+    """The verdict on one claim (see the module docstring); ``table`` holds the results
+    of the other rows of its table, which a reconciling convention must also fit."""
     if claim.derive is None:
         return Verdict(claim, "cannot-derive", reason=claim.reason)
-    default = claim.derive("default")
-    if isinstance(default, Underivable):
-        return Verdict(claim, "cannot-derive", reason=default.reason)
-    approx = bool(_APPROX.match(claim.claimed))
-    if isinstance(default, Equation):
-        stated = Stated("equation", approx)
-    elif isinstance(default, str):
-        stated = Stated("text", approx, _APPROX.sub("", claim.claimed).strip())
-    else:
-        stated = parse_claimed(claim.claimed)
-    shown = _show(stated, default)
-    if _agrees(stated, default):
-        return Verdict(claim, "agrees", shown, ("default",), _precision_note(stated, default))
-    results: dict[str, object] = {"default": default}
-    if claim.by_convention:
-        results.update((c, claim.derive(c)) for c in CONVENTIONS if c != "default")
-    agreeing = tuple(c for c in results if c != "default" and _agrees(stated, results[c]))
+    r = _Results(claim)
+    return _verdict(r, table or [])
+
+
+def _verdict(r: _Results, table: list[_Results]) -> Verdict:
+    claim = r.claim
+    if r.underivable:
+        return Verdict(claim, "cannot-derive", reason=r.default.reason)
+    stated = r.stated
+    written = r.shown("default", "written") if claim.by_stage else ""
+    optimized = r.shown("default", "optimized")
+    base = {"written": written, "optimized": optimized}
+    for stage in STAGES:
+        if r.agree.get(("default", stage)):
+            value = r.values["default", stage]
+            note = _precision_note(stated, value)
+            if claim.by_stage and written != optimized:
+                note = "; ".join(x for x in (f"{_STAGE_TEXT[stage]}", note) if x)
+            return Verdict(claim, "agrees", _show(stated, value), ("default",), note,
+                           **base)
+    shown = optimized or written
+    if r.assumed is not None and _agrees(stated, r.assumed["default"]):
+        return Verdict(claim, "agrees", _show(stated, r.assumed["default"]), ("default",),
+                       f"under the document's assumption: {claim.assumption}", **base)
+    agreeing = tuple(c for c in CONVENTIONS if c != "default" and r.holds_under(c))
+    fitting = tuple(c for c in agreeing
+                    if all(o.holds_under(c) for o in table if o is not r))
+    if fitting:
+        under = "; ".join(f"under {c}: {_under(r, c)}" for c in fitting)
+        return Verdict(claim, "reconciled", shown, fitting,
+                       f"reconciled by convention {', '.join(fitting)} ({under})",
+                       claim.reason, **base)
+    detail = _near_miss(stated, r.values)
     if agreeing:
-        under = "; ".join(f"under {c}: {_show(stated, results[c])}"
-                          + _paren(_precision_note(stated, results[c])) for c in agreeing)
-        return Verdict(claim, "reconciled", shown, agreeing,
-                       f"reconciled by convention {', '.join(agreeing)} ({under})",
-                       claim.reason)
-    return Verdict(claim, "differs", shown, (), _near_miss(stated, results), claim.reason)
+        detail = "; ".join(x for x in (detail, f"{', '.join(agreeing)} would fit this row "
+                                       "but not the rest of its table") if x)
+    if claim.scope:
+        return Verdict(claim, "scope", shown, (), detail, claim.scope, **base)
+    return Verdict(claim, "differs", shown, (), detail, claim.reason, **base)
+
+
+_STAGE_TEXT = {"optimized": "optimized program", "written": "as written"}
+
+
+def _under(r: _Results, conv: str) -> str:
+    for stage in STAGES:
+        if r.agree.get((conv, stage)):
+            value = r.values[conv, stage]
+            return f"{_show(r.stated, value)}, {_STAGE_TEXT[stage]}" \
+                + _paren(_precision_note(r.stated, value))
+    return _show(r.stated, r.assumed[conv]) + f", assuming {r.claim.assumption}"
 
 
 def _precision_note(stated: Stated, derived) -> str:
@@ -389,12 +487,16 @@ def _near_miss(stated: Stated, results: dict) -> str:
     """What does agree, when the stated value differs: its leading order, and where."""
     if stated.form not in ("polynomial", "kinds"):
         return ""
-    lead = [c for c, v in results.items() if _agrees(stated, v, "leading")]
+    lead = [key for key, v in results.items() if v is not None
+            and not isinstance(v, Underivable) and _agrees(stated, v, "leading")]
     if not lead:
         return ""
-    if lead[0] == "default":
+    if ("default", "optimized") in lead:
         return "leading order agrees"
-    return f"leading order agrees under {', '.join(lead)}"
+    if ("default", "written") in lead:
+        return "leading order agrees as written"
+    convs = sorted({c for c, _s in lead if c != "default"})
+    return f"leading order agrees under {', '.join(convs)}" if convs else ""
 
 
 def judge_all(claims: list[Claim]) -> list[Verdict]:
@@ -403,7 +505,19 @@ def judge_all(claims: list[Claim]) -> list[Verdict]:
         if c.id in seen:
             raise UsageError(f"claim id {c.id!r} is used twice")
         seen.add(c.id)
-    return [judge(c) for c in claims]
+    results = {c.id: _Results(c) for c in claims if c.derive is not None}
+    tables: dict[str, list[_Results]] = {}
+    for c in claims:
+        r = results.get(c.id)
+        if r is not None and c.by_convention and not r.underivable:
+            tables.setdefault(c.group, []).append(r)
+    out = []
+    for c in claims:
+        if c.derive is None:
+            out.append(Verdict(c, "cannot-derive", reason=c.reason))
+        else:
+            out.append(_verdict(results[c.id], tables.get(c.group, [])))
+    return out
 
 
 def tally(verdicts: list[Verdict]) -> dict[str, int]:
@@ -421,32 +535,46 @@ def _cell(text: str) -> str:
 
 
 def closing_note(verdicts: list[Verdict]) -> list[str]:
-    """One line per claim that differs: what is stated, what is derived, and why."""
-    return [f"{v.claim.id} ({v.claim.section}): stated {v.claim.claimed}; derived {v.derived}"
-            + (f" ({v.detail})" if v.detail else "") + f". {v.reason}".rstrip()
-            for v in verdicts if v.status == "differs"]
+    """One line per claim that differs (or counts another quantity): what is stated, what
+    the equations as written and the optimized program give, and why."""
+    lines = []
+    for v in verdicts:
+        if v.status not in ("differs", "scope"):
+            continue
+        figures = f"as written {v.written}; optimized {v.optimized}" if v.written \
+            else f"derived {v.derived}"
+        lines.append(f"{v.claim.id} ({v.claim.section}, {v.status}): stated {v.claim.claimed}; "
+                     f"{figures}" + (f" ({v.detail})" if v.detail else "")
+                     + f". {v.reason}".rstrip())
+    return lines
 
 
 def render_markdown(verdicts: list[Verdict], title: str) -> str:
     counts = tally(verdicts)
     out = [f"# {title}", "",
            f"{counts['total']} claims: {counts['agrees']} agree, {counts['reconciled']} "
-           f"reconciled by a counting convention, {counts['differs']} differ, "
-           f"{counts['cannot-derive']} cannot be derived.", ""]
+           f"reconciled by a counting convention, {counts['scope']} count another quantity "
+           f"(scope), {counts['differs']} differ, {counts['cannot-derive']} cannot be "
+           "derived.", "",
+           "Figures are given for the equations as written and for the optimized program "
+           "(the default convention); a claim agrees when either matches it.", ""]
     sections: list[str] = []
     for v in verdicts:
         if v.claim.section not in sections:
             sections.append(v.claim.section)
     for section in sections:
-        out += [f"## {section}", "", "| id | claim | stated | derived | verdict | how / why |",
-                "|---|---|---|---|---|---|"]
+        out += [f"## {section}", "",
+                "| id | claim | stated | as written | optimized | verdict | how / why |",
+                "|---|---|---|---|---|---|---|"]
         for v in (v for v in verdicts if v.claim.section == section):
             why = "; ".join(x for x in (v.detail, v.reason, v.claim.how) if x)
+            written = v.written if v.written else (v.derived or "-")
+            optimized = v.optimized if v.written else (v.derived or "-")
             out.append("| " + " | ".join(_cell(x) for x in (
-                v.claim.id, v.claim.quote, v.claim.claimed, v.derived or "-", v.status,
+                v.claim.id, v.claim.quote, v.claim.claimed, written, optimized, v.status,
                 why)) + " |")
         out.append("")
-    out += ["## Closing note: claims that differ", ""]
+    out += ["## Closing note: claims that differ or count another quantity", ""]
     note = closing_note(verdicts)
     out += [f"- {line}" for line in note] if note else ["No claim differs."]
     return "\n".join(out) + "\n"

@@ -133,8 +133,9 @@ def _plan(c: Component, written: dict[str, Program]) -> Plan:
         keep[name] = frozenset(n for n in assigned if n in others
                                or c.tensors.get(n) is not None
                                and c.tensors[n].role in kept_roles)
-    wrt = frozenset(grad_name(w) for w in c.wrt)
-    keep.update({d: wrt for d in DERIVED})
+    if forward is not None:
+        wrt = frozenset(grad_name(w) for w in c.wrt)
+        keep.update({d: wrt for d in DERIVED})
     return Plan(forward, keep, numeric_sizes(c.dims))
 
 
