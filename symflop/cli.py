@@ -19,7 +19,13 @@ from symflop.errors import SymflopError, UsageError
 from symflop.registry import catalogue, examples, get_component, plugin
 from symflop.report.examples import render as render_example
 from symflop.report.render import fused_text, show, stage_report
-from symflop.rewrite.pipeline import ALIASES, STAGES, as_written_stage, stage_name
+from symflop.rewrite.pipeline import (
+    ALIASES,
+    STAGES,
+    as_written_stage,
+    stage_label,
+    stage_name,
+)
 
 _SIZE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([+-]?\d+)\s*$")
 
@@ -254,7 +260,8 @@ def cmd_count(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{c.name} under convention {report['convention']}, stage {report['stage']}"
+    print(f"{c.name} under convention {report['convention']}, stage "
+          f"{stage_label(report['stage'])}"
           + (f" at {', '.join(f'{k}={v}' for k, v in dims.items())}" if dims else ""))
     width = max(9, *(len(n) for n in report["passes"]))
     for name, e in report["passes"].items():

@@ -25,7 +25,14 @@ from symflop.errors import UsageError
 from symflop.lower.codegen import Signature, generate
 from symflop.lower.compiled import CompiledPass, shapes_of
 from symflop.rewrite.fused import FusedGradient
-from symflop.rewrite.pipeline import STAGES, Stage, recompute_point, run, stage_name
+from symflop.rewrite.pipeline import (
+    STAGES,
+    Stage,
+    as_written_stage,
+    recompute_point,
+    run,
+    stage_name,
+)
 
 DEFAULT_STAGE = "reused"
 
@@ -95,7 +102,8 @@ class Derivation:
     def step_counts(self, pass_name: str, convention: str | Convention = "default",
                     stage: str = DEFAULT_STAGE):
         conv = get_convention(convention)
-        steps = self.stage(stage).programs[pass_name].steps
+        self._check_pass(pass_name)
+        steps = self.stage(self._resolve(pass_name, stage)).programs[pass_name].steps
         return [(st, apply_convention(t, conv))
                 for st, t in zip(steps, self._tallies(pass_name, stage))]
 
@@ -105,7 +113,7 @@ class Derivation:
 
         It needs the sizes its polynomial uses and ignores any other."""
         conv = get_convention(convention)
-        key = (pass_name, conv.key, stage_name(stage))
+        key = (pass_name, conv.key, self._resolve(pass_name, stage))
         fn = self._count_fns.get(key)
         if fn is None:
             fn = compile_polynomial(self.counts(pass_name, conv, stage).total)
@@ -114,7 +122,14 @@ class Derivation:
 
     def _tallies(self, pass_name: str, stage: str) -> tuple[Tally, ...]:
         self._check_pass(pass_name)
-        return self.tallies[stage_name(stage), pass_name]
+        return self.tallies[self._resolve(pass_name, stage), pass_name]
+
+    def _resolve(self, pass_name: str, stage: str) -> str:
+        """A stage by name; "written" for a derived pass means as reverse mode derived it."""
+        name = stage_name(stage)
+        if pass_name not in self.stage(name).programs:
+            return as_written_stage(self, pass_name)
+        return name
 
     # -- code -----------------------------------------------------------------------------
     def compiled(self, pass_name: str) -> CompiledPass:

@@ -106,12 +106,15 @@ def test_every_table_renders_in_every_format_under_every_convention(name):
         for exact in (False, True):
             t = build_table(name, conv, "float32", exact)
             assert t.rows and t.options == {"convention": conv, "dtype": "float32",
-                                            "exact": exact}
+                                            "exact": exact, "stage": "reused"}
             for fmt in FORMATS:
                 CHECKS[fmt](t, render(t, fmt))
+    t = build_table(name, "default", "float32", False, "written")
+    assert t.options["stage"] == "written" and "as written" in t.caption
     for fmt in FORMATS:
-        assert render_table(name, fmt, "shared", "float64", True) == \
-            render(build_table(name, "shared", "float64", True), fmt)
+        CHECKS[fmt](t, render(t, fmt))
+        assert render_table(name, fmt, "fma", "float64", True, "written") == \
+            render(build_table(name, "fma", "float64", True, "written"), fmt)
 
 
 # -- the entries are the engine's ----------------------------------------------------------
@@ -119,9 +122,12 @@ def test_every_table_renders_in_every_format_under_every_convention(name):
 def test_entries_are_the_engines_counts_and_bytes():
     adam = derive(optimizers.adam())
     t = rows(build_table("optimizer-adam", exact=True))
-    assert t["Per-step FLOPs"][1] == adam.counts("step").total == 14 * P + 7
+    assert t["Per-step FLOPs"][1] == adam.counts("step").total  # the optimized program
+    written = rows(build_table("optimizer-adam", exact=True, stage="written"))
+    assert written["Per-step FLOPs"][1] == 14 * P + 7  # the document's equations
     assert t["Extra state memory (bytes, float32)"][1] == 8 * P + 4
-    assert rows(build_table("optimizer-adam"))["Per-step FLOPs"][1] == 14 * P  # leading
+    assert rows(build_table("optimizer-adam", stage="written"))["Per-step FLOPs"][1] == \
+        14 * P  # leading
     # dtype chooses the bytes: float64 doubles them.
     t64 = rows(build_table("optimizer-adam", dtype="float64", exact=True))
     assert t64["Extra state memory (bytes, float64)"][1] == adam.memory.bytes("state", "float64")
@@ -130,37 +136,42 @@ def test_entries_are_the_engines_counts_and_bytes():
     tf = rows(build_table("optimizer-adam", "fma", exact=True))
     assert tf["Per-step FLOPs"][1] == adam.counts("step", "fma").total != 14 * P + 7
     # The Adam breakdown is the engine's per-step counts, in order, then the total.
-    ops = build_table("optimizer-adam-operations", exact=True)
-    steps = adam.step_counts("step")
+    ops = build_table("optimizer-adam-operations", exact=True, stage="written")
+    steps = adam.step_counts("step", stage="written")
     assert [r[0] for r in ops.rows[:len(steps)]] == [st.lhs for st, _ in steps]
     assert [r[2] for r in ops.rows[:len(steps)]] == [c.total for _, c in steps]
     assert ops.rows[-1][2] == 14 * P + 7
 
 
-def test_batchnorm_tables_follow_the_convention():
+def test_batchnorm_tables_follow_the_convention_and_the_stage():
     bn = derive(__import__("derivations.normalization").normalization.batchnorm())
-    for conv in ("default", "shared"):
-        t = rows(build_table("batchnorm-steps", conv, exact=True))
-        assert t["Total forward"][2] == bn.counts("forward", conv).total
-        assert t["Total backward (derived)"][2] == bn.counts("backward", conv).total
-    default = rows(build_table("batchnorm-steps", "default", exact=True))
-    shared = rows(build_table("batchnorm-steps", "shared", exact=True))
-    # Shared reuses x - mu from the variance step in the normalize step: N*d fewer.
-    assert sp.expand(default["xhat"][2] - shared["xhat"][2]) == N * d
-    tvi = rows(build_table("batchnorm-train-vs-inference"))
+    for conv in ("default", "fma"):
+        for stage in ("optimized", "written"):
+            t = rows(build_table("batchnorm-steps", conv, exact=True, stage=stage))
+            assert t["Total forward"][2] == bn.counts("forward", conv, stage).total
+            assert t["Total backward (derived)"][2] == bn.counts("backward", conv, stage).total
+    written = rows(build_table("batchnorm-steps", "default", exact=True, stage="written"))
+    optimized = rows(build_table("batchnorm-steps", "default", exact=True))
+    # The optimized normalize step reads x - mu computed once for the variance: N*d fewer.
+    assert sp.expand(written["xhat"][2] - optimized["xhat"][2]) == N * d
+    tvi = rows(build_table("batchnorm-train-vs-inference", stage="written"))
     assert tvi["FLOPs per element of x"][1:] == (8, 4)
+    # optimized: x - mu once (7); inference is a*x + b with per-feature a, b (2)
+    tvi = rows(build_table("batchnorm-train-vs-inference"))
+    assert tvi["FLOPs per element of x"][1:] == (7, 2)
     assert tvi["Batch dependence"][1:] == ("yes", "no")
     assert tvi["Fold into the preceding layer"][1] == "no"
 
 
 def test_optimizer_25m_figures():
-    t = rows(build_table("optimizer-25.6m", exact=True))
+    t = rows(build_table("optimizer-25.6m", exact=True, stage="written"))
     # Hand count: 14 * 25.6M + 7 FLOPs; state 8 * 25.6M + 4 bytes = 195.31 MiB.
     assert t["adam"][2] == Num(14 * 25_600_000 + 7, ",")
     assert t["adam"][1].value == pytest.approx((8 * 25_600_000 + 4) / 2 ** 20)
     assert t["adam"][3].value == pytest.approx(100 * (14 * 25_600_000 + 7) / 7.6e9)
-    assert "358,400,007" in render_table("optimizer-25.6m", "markdown", exact=True)
-    assert "358,400,000" in render_table("optimizer-25.6m", "markdown")
+    assert "358,400,007" in render_table("optimizer-25.6m", "markdown", exact=True,
+                                         stage="written")
+    assert "358,400,000" in render_table("optimizer-25.6m", "markdown", stage="written")
 
 
 def test_training_step_and_memory_total_come_from_the_composite():
@@ -299,9 +310,9 @@ def test_latex_document_compiles(tmp_path):
 _RENDER_ALL = """
 from derivations.tables import TABLE_NAMES, build_table
 from symflop.report.tables import FORMATS, render
-for conv, exact in (("default", False), ("shared", True)):
+for conv, exact, stage in (("default", False, "optimized"), ("fma", True, "written")):
     for name in TABLE_NAMES:
-        t = build_table(name, conv, "float32", exact)
+        t = build_table(name, conv, "float32", exact, stage)
         for fmt in FORMATS:
             print(render(t, fmt), end="")
 """

@@ -58,3 +58,22 @@ def test_readme_component_gradient_matches_torch(tmp_path):
     torch.testing.assert_close(fwd["y"], y.detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(bwd["grad_x"], x.grad, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(bwd["grad_g"], g.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_the_intermediate_the_readme_component_names_is_read_by_its_fused_gradient(tmp_path):
+    import sympy as sp
+
+    from symflop.cost.counting import numeric_sizes
+    c = load_from_file(f"{_example(tmp_path)}:rmsnorm")
+    d = derive(c, use_cache=False)
+    grad = d.stage("optimized").programs["gradient"]
+    reads = {str(r.base) for st in grad.steps for r in st.body.atoms(sp.Indexed)}
+    assert "ms" in reads  # the forward's mean square is read ...
+    x = c.tensors["x"].symbol
+    assert not any(st.reduce and st.body.has(x) and not st.body.has(sp.IndexedBase("grad_y"))
+                   and any(p.base.has(x) for p in st.body.atoms(sp.Pow)) for st in grad.steps)
+    # ... not computed again: no sum of x**2 in the gradient; and it costs no more than the
+    # backward pass (as written it did: the closed form expanded the product rule)
+    sizes = numeric_sizes(c.dims)
+    assert d.counts("gradient").total.xreplace(sizes) <= \
+        d.counts("backward").total.xreplace(sizes)

@@ -10,7 +10,7 @@ from symflop.cost.conventions import get_convention
 from symflop.cost.memory import dtype_bytes
 from symflop.derive import Derivation
 from symflop.rewrite.fused import FusedGradient
-from symflop.rewrite.pipeline import STAGES, stage_name
+from symflop.rewrite.pipeline import STAGES, stage_label, stage_name
 from symflop.rewrite.rules import describe
 
 
@@ -72,7 +72,7 @@ def show(c: Component, d: Derivation, latex: bool, convention: str, dtype: str,
     out.append("tensors: " + ", ".join(
         f"{t.name}{'[' + ', '.join(map(str, t.shape)) + ']' if t.shape else ''} {t.role.value}"
         for t in c.tensors.values()))
-    out.append(f"stage: {_stage_label(name)} (`symflop show {c.name} --stages` compares them)")
+    out.append(f"stage: {stage_label(name)} (`symflop show {c.name} --stages` compares them)")
     for pass_name in d.stage(name).programs:
         out.append(f"\n{pass_name} pass:")
         for st, cnt in d.step_counts(pass_name, conv, name):
@@ -84,14 +84,9 @@ def show(c: Component, d: Derivation, latex: bool, convention: str, dtype: str,
     if fused:
         out.append("\nfused gradients:")
         out.extend(f"  {fused_text(f, latex)}" for f in fused.values())
-    out.append(f"\nmemory ({dtype}, stage {_stage_label(name)}):")
+    out.append(f"\nmemory ({dtype}, stage {stage_label(name)}):")
     out.extend("  " + line for line in memory_lines(d, dtype, name))
     return "\n".join(out)
-
-
-def _stage_label(name: str) -> str:
-    extra = {"reused": "optimized", "stabilized": "code"}.get(name)
-    return f"{name} ({extra})" if extra else name
 
 
 def _implementation(st: Step) -> str:
@@ -110,7 +105,7 @@ def stage_report(c: Component, d: Derivation, convention: str = "default",
     pystencils prints operation counts after each of its passes)."""
     conv = get_convention(convention)
     out = [f"{c.name}: FLOPs of each pass at each stage (convention {conv.name})"]
-    width = max(len(_stage_label(s)) for s in STAGES)
+    width = max(len(stage_label(s)) for s in STAGES)
     for pass_name in d.passes:
         out.append(f"\n{pass_name}")
         for stage in d.stages:
@@ -118,7 +113,7 @@ def stage_report(c: Component, d: Derivation, convention: str = "default",
                 continue
             cnt = d.counts(pass_name, conv, stage.name)
             value = cnt.total if exact else cnt.leading
-            out.append(f"  {_stage_label(stage.name):<{width}}  {value}")
+            out.append(f"  {stage_label(stage.name):<{width}}  {value}")
             fired: dict[str, list[str]] = {}
             for rule_name, p, where in stage.fired:
                 if p == pass_name:

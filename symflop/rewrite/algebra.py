@@ -155,20 +155,20 @@ def affine_form(expr: sp.Expr, ctx: Context):
     atoms = _varying_atoms(expr, full)
     if not atoms or len(atoms) > 4:
         return None
-    expanded = _distribute(expr)
+    expanded = distribute_products(expr)
     groups = sp.collect(expanded, atoms, evaluate=False)
     new = sp.Add(*[mono * sp.factor_terms(coef) for mono, coef in groups.items()])
     return new if new != expr else None
 
 
-def _distribute(e: sp.Expr) -> sp.Expr:
+def distribute_products(e: sp.Expr) -> sp.Expr:
     """Products distributed over sums, but never inside a denominator or a function."""
     if isinstance(e, sp.Add):
-        return sp.Add(*[_distribute(a) for a in e.args])
+        return sp.Add(*[distribute_products(a) for a in e.args])
     if isinstance(e, sp.Mul):
         terms = [sp.Integer(1)]
         for f in e.args:
-            f = _distribute(f) if isinstance(f, sp.Add) else f
+            f = distribute_products(f) if isinstance(f, sp.Add) else f
             terms = [a * b for a in terms for b in sp.Add.make_args(f)]
         return sp.Add(*terms)
     return e

@@ -47,6 +47,12 @@ def as_written_stage(d, pass_name: str) -> str:
     return "differentiated" if pass_name.rpartition(".")[2] in DERIVED else "written"
 
 
+def stage_label(name: str) -> str:
+    """A stage's name with its alias: ``reused (optimized)``, ``stabilized (code)``."""
+    extra = {v: k for k, v in ALIASES.items() if k != "as-written"}.get(name)
+    return f"{name} ({extra})" if extra else name
+
+
 def stage_name(name: str) -> str:
     """A stage by name or alias (``optimized``, ``code``); one-line error otherwise."""
     name = ALIASES.get(name, name)

@@ -81,6 +81,12 @@ def reuse_definition(program: Program, d: Definition, ctx: Context) -> Program |
                 if m is not None:
                     return content * sign * value(m)
             return e
+        if isinstance(v, sp.Pow) and isinstance(e, sp.Pow):  # 1/sqrt(u) is r**-1, r = sqrt(u)
+            m = unify(v.base, e.base, variables)
+            k = e.exp / v.exp
+            if m is not None and k.is_Integer:
+                return value(m) ** k
+            return e
         m = unify(v, e, variables)
         return e if m is None else value(m)
 

@@ -518,6 +518,40 @@ def inline_moves(program: Program, ctx: Context):
             yield st.lhs, (lambda c, n=n: try_inline(program, n, c))
 
 
+@rule("split-reduction", "reuse", on="moves")
+def split_reduction_moves(program: Program, ctx: Context):
+    """A sum of terms is summed term by term, so that each part can be shared with
+    another reduction: sum_i dy*(x - mu) = sum_i dy*x - mu*sum_i dy."""
+    for n, st in enumerate(program.steps):
+        if st.reduce and st.reduce_op == "sum" and not st.gather and st.scatter is None:
+            yield st.lhs, (lambda c, n=n: try_split(program, n, c))
+
+
+def try_split(program: Program, n: int, ctx: Context) -> Program | None:
+    """Step ``n``, a reduction of a sum of terms, as one reduction per term and their sum."""
+    from symflop.rewrite.algebra import distribute_products
+    st = program.steps[n]
+    terms = sp.Add.make_args(distribute_products(st.body))
+    if len(terms) < 2 or len(terms) > 4:
+        return None
+    tensors = dict(program.tensors)
+    parts, refs = [], []
+    for term in terms:
+        coef, core = split_factors(term, set(st.reduce))
+        if core == 1:
+            refs.append(coef * sp.Mul(*[k.upper + 1 for k in st.reduce]))
+            continue
+        name = _red_name(tensors, st.lhs)
+        tensors[name] = Tensor(name, tensors[st.lhs].shape, Role.INTERMEDIATE,
+                               doc=f"a part of the sum {st.lhs}")
+        parts.append(Step(name, st.idx, core, st.reduce))
+        t = tensors[name]
+        refs.append(coef * (t.symbol[st.idx] if st.idx else t.symbol))
+    steps = list(program.steps)
+    steps[n:n + 1] = parts + [Step(st.lhs, st.idx, sp.Add(*refs))]
+    return Program(program.name, steps, tensors)
+
+
 @rule("common-subexpression", "reuse", on="moves")
 def common_subexpression_moves(program: Program, ctx: Context):
     """A subexpression several steps compute becomes a step of its own, computed once."""
