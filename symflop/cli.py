@@ -127,11 +127,10 @@ def cmd_example(args) -> int:
 def cmd_validate(args) -> int:
     try:
         import torch
-
-        from validation.validate import format_rows, to_json, validate
-    except ImportError as e:
-        raise UsageError(f"validate needs torch and the validation package ({e}); "
-                         "pip install -e '.[torch]' in the repository") from None
+    except ImportError:
+        raise UsageError("validate needs torch: pip install -e '.[torch]' in the "
+                         "repository") from None
+    suite = plugin("symflop.validation", "a validation suite")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available on this machine")
     names = args.names or list(catalogue())
@@ -143,9 +142,9 @@ def cmd_validate(args) -> int:
     def progress(k: int, n: int, name: str) -> None:
         print(f"[{k}/{n}] {name}", file=sys.stderr, flush=True)
 
-    rows = validate(names, args.device, dtype, progress)
-    print(json.dumps(to_json(rows, args.device, dtype), indent=2) if args.json
-          else format_rows(rows))
+    rows = suite.validate(names, args.device, dtype, progress)
+    print(json.dumps(suite.to_json(rows, args.device, dtype), indent=2) if args.json
+          else suite.format_rows(rows))
     return 0 if all(r.ok for r in rows) else 1
 
 

@@ -296,3 +296,15 @@ def to_json(rows: list[Row], device: str, dtype) -> dict:
                       "symbolic_flops": r.symbolic, "executed_flops": r.executed,
                       "count_notes": r.count_notes,
                       "verdict": r.verdict, "notes": r.notes} for r in rows]}
+
+
+class Suite:
+    """What ``symflop validate`` calls, through the entry point ``symflop.validation``
+    (the command line knows no module of this package)."""
+
+    validate = staticmethod(validate)
+    format_rows = staticmethod(format_rows)
+    to_json = staticmethod(to_json)
+
+
+SUITE = Suite()

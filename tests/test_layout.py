@@ -1,0 +1,56 @@
+"""The engine's folders are layers: each imports only the layers below it."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "symflop"
+# Lowest first; a module may import from its own layer and the layers before it.
+LAYERS = [
+    {"errors", "core"},
+    {"cost"},
+    {"rewrite"},
+    {"lower"},
+    {"cache", "derive", "compose", "registry"},
+    {"report"},
+    {"cli", "__main__", "__init__"},
+]
+
+
+def _layer(name: str) -> int:
+    return next(n for n, layer in enumerate(LAYERS) if name in layer)
+
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and \
+                node.module.split(".")[0] == "symflop":
+            parts = node.module.split(".")
+            out |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names
+                    if a.name.startswith("symflop.")}
+    return out
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    checked = 0
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        own = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        for name in _imports(path):
+            if name in ("errors",):
+                continue
+            assert _layer(name) <= _layer(own), f"{rel} imports symflop.{name}"
+        checked += 1
+    assert checked > 30
+
+
+def test_the_engine_imports_neither_the_catalogue_nor_validation():
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) \
+                    else [node.module or ""]
+                assert not any(n.split(".")[0] in ("derivations", "validation")
+                               for n in names), path
