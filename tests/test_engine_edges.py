@@ -139,3 +139,46 @@ def test_cache_key_changes_with_the_sympy_version(monkeypatch):
     cache.engine_fingerprint.cache_clear()
     assert cache.engine_fingerprint() != before
     cache.engine_fingerprint.cache_clear()
+
+
+def test_erf_runs_on_both_backends_and_an_unknown_function_is_refused():
+    """One table of elementary functions: a row makes erf count, print and run everywhere;
+    a function without a row is refused in one line naming it."""
+    c = Component("gelu", "Layers", "gelu")
+    B = c.dim("B")
+    i = c.index(i=B)
+    x, y = c.input("x", (B,)), c.output("y", (B,))
+    c.assign("forward", y[i], x[i] * (1 + sp.erf(x[i] / sp.sqrt(2))) / 2)
+    c.set_gradient(y, (x,))
+    d = derive(c, use_cache=False)
+    # erf once per element; sqrt(2) once, a Python number
+    assert d.counts("forward").by_kind["transcendental"] == B + 1
+    xs = np.linspace(-3, 3, 7)
+    want = torch.nn.functional.gelu(torch.tensor(xs))
+    np.testing.assert_allclose(d.compiled("forward")(x=xs)["y"], want.numpy(), rtol=1e-12)
+    xt = torch.tensor(xs, requires_grad=True)
+    torch.nn.functional.gelu(xt).sum().backward()
+    got = d.compiled("backward")(backend="torch", x=torch.tensor(xs),
+                                 grad_y=torch.ones(7, dtype=torch.float64))["grad_x"]
+    torch.testing.assert_close(got, xt.grad, rtol=1e-12, atol=1e-14)
+
+    c = Component("bad", "Test", "an unknown function")
+    B = c.dim("B")
+    i = c.index(i=B)
+    x, y = c.input("x", (B,)), c.output("y", (B,))
+    c.assign("forward", y[i], sp.gamma(x[i]))
+    with pytest.raises(ComponentError, match="unsupported function 'gamma'.*ops.py"):
+        derive(c, use_cache=False)
+
+
+def test_weight_decay_is_not_free_under_fma():
+    """The fma convention fuses a multiply or a division into the add it feeds, for every
+    component alike: AdamW's weight decay (lam*theta added to the update) costs P."""
+    from derivations import optimizers
+    adam, adamw = derive(optimizers.adam()), derive(optimizers.adamw())
+    P = sp.Symbol("P", integer=True, positive=True)
+    # As written, per parameter: m (1 fma + 1 mul), v (g**2, 1 fma + 1 mul), m/(1 - b1^t),
+    # v/(1 - b2^t), sqrt, + eps, the division, and lr*(.) fused into the subtraction: 11;
+    # AdamW adds lam*theta fused into the addition to the quotient: 12.
+    assert adam.counts("step", "fma", "written").leading == 11 * P
+    assert adamw.counts("step", "fma", "written").leading == 12 * P
