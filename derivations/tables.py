@@ -563,6 +563,36 @@ def memory_total(convention="default", dtype="float32", exact=False,
     return t
 
 
+def catalogue_stages(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
+    """Every pass of the catalogue as written and as the pipeline optimizes it, and what
+    its backward pass reads from the forward pass (saved for backward) at each."""
+    o = Opts(convention, dtype, exact, "written")
+    t = Table("catalogue-stages", "Each pass as written and optimized",
+              ("Component", "Pass", "As written", "Optimized", "Code", "Saved, as written",
+               "Saved, optimized"),
+              caption=f"FLOPs of every pass of the catalogue: the equations as written (a "
+                      f"derived pass as reverse mode derives it), the optimized program and "
+                      f"the code (the optimized program, stabilized), under the "
+                      f"{o.conv.name} convention, {o.order}; bytes saved for the backward "
+                      f"pass ({o.dtype}) by what each backward reads.",
+              options={"convention": o.conv.name, "dtype": o.dtype, "exact": o.exact,
+                       "stage": stage_name(stage)})
+    for name, build in derivations.CATALOGUE.items():
+        if not isinstance(build(), Component):
+            continue
+        _, d = _derived(name)
+        for k, p in enumerate(d.passes):
+            saved = ("", "")
+            if k == 0 and "backward" in d.passes:
+                saved = tuple(o.poly(d.memory_at(s).bytes("saved", o.dtype))
+                              for s in ("differentiated", "optimized"))
+            t.add(name if k == 0 else "", p,
+                  *(o.flops(d.counts(p, o.conv, s)) for s in ("written", "optimized", "code")),
+                  *saved)
+    return t
+
+
 # -- the registry ---------------------------------------------------------------------------
 
 TABLES: dict[str, Callable[..., Table]] = {
@@ -584,6 +614,7 @@ TABLES: dict[str, Callable[..., Table]] = {
     "normalization-comparison": normalization_comparison,
     "training-step-summary": training_step_summary,
     "memory-total": memory_total,
+    "catalogue-stages": catalogue_stages,
 }
 
 TABLE_NAMES = list(TABLES)

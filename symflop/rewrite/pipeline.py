@@ -237,7 +237,11 @@ def _reuse(program: Program, ctx: Context, skip, derived: bool) -> Program:
     if derived:
         program = rewrite_steps(program, "reuse", ctx, skip | FINAL)
     program = optimize(program, ctx)
-    return propagate(rewrite_steps(program, "reuse", ctx, skip, only=FINAL), ctx)
+    final = propagate(rewrite_steps(program, "reuse", ctx, skip, only=FINAL), ctx)
+    if final.steps != program.steps:  # a collected body may make another move pay
+        final = propagate(rewrite_steps(optimize(final, ctx), "reuse", ctx, skip, only=FINAL),
+                          ctx)
+    return final
 
 
 def forward_facts(simplified: Program, optimized: Program) -> Facts:
