@@ -31,6 +31,7 @@ from symflop.rewrite.pipeline import (
     as_written_stage,
     recompute_point,
     run,
+    stage_label,
     stage_name,
 )
 
@@ -194,7 +195,7 @@ def _derive(c: Component) -> Derivation:
     code = next(s for s in stages if s.name == STAGES[-1])
     sources = {}
     for name, p in code.programs.items():
-        source, sig = generate(p, func_name(name))
+        source, sig = generate(p, func_name(name), stage_label(code.name))
         sources[name] = (source, sig, shapes_of(p.tensors, sig.inputs))
     return Derivation(c.name, tuple(sorted(c.dims)), stages, tallies, memories, sources,
                       tuple(c.wrt), _tradeoffs(c, stages, memories))

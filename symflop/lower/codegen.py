@@ -68,14 +68,17 @@ def _ordered_reads(st: Step, tensors) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def generate(program: Program, func_name: str) -> tuple[str, Signature]:
-    """Python source of ``def func_name(xp, <dims>, <inputs>)`` returning a dict.
+def generate(program: Program, func_name: str, stage: str = "") -> tuple[str, Signature]:
+    """Python source of ``def func_name(xp, <dims>, <inputs>)`` returning a dict; ``stage``
+    names the stage the program comes from, in a comment.
 
     A one-hot tensor is passed as its labels (integers, without the one-hot axis)."""
     sig = signature(program)
     like = next((n for n in sig.inputs if not program.tensors[n].is_scalar
                  and not program.tensors[n].has(Fact.ONE_HOT)), None)
     lines = [f"def {func_name}(xp, {', '.join(sig.dims + sig.inputs)}):"]
+    if stage:
+        lines.append(f"    # {program.name} pass, {stage} stage: the program that is counted")
     lower = lowerer_for(program.tensors)
     for st in program.steps:
         lines.append(f"    # {st.lhs}{_idx_text(st.idx)} = {st.rhs()}")
