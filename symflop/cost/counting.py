@@ -222,11 +222,6 @@ def step_cost(step: Step, names: frozenset[str], sizes: dict, kinds=KINDS) -> in
     return total
 
 
-def program_cost(program: Program, sizes: dict) -> int:
-    names = tensor_names(program.tensors)
-    return sum(step_cost(st, names, sizes) for st in program.steps)
-
-
 def leading_order(poly: sp.Expr) -> sp.Expr:
     """Terms whose monomial divides no other term's monomial (7*N*d + 2*d -> 7*N*d)."""
     terms = sp.Add.make_args(sp.expand(poly))

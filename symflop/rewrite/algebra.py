@@ -12,48 +12,30 @@ import sympy as sp
 from symflop.core.functions import sigmoid, softplus
 from symflop.core.program import index_symbols
 from symflop.rewrite.rules import Context, rule
-from symflop.rewrite.sums import resolve
+from symflop.rewrite.sums import rewrite_sums
 
 MAX_EXPAND_OPS = 160  # larger right-hand sides are not expanded (SymPy time, and no gain seen)
-
-
-def _replace_sums(expr: sp.Expr, fix) -> sp.Expr | None:
-    if not expr.has(sp.Sum):
-        return None
-    new = expr.replace(lambda e: isinstance(e, sp.Sum), fix)
-    return new if new != expr else None
 
 
 @rule("rows-sum-to-one", "simplify")
 def rows_sum_to_one(expr: sp.Expr, ctx: Context):
     """A sum over the last axis of a tensor whose rows sum to 1 is 1 (an assumption, said)."""
-    facts = [k for k in ctx.facts.known if k.name is None]
-    if not facts:
-        return None
-
-    def fix(s: sp.Sum) -> sp.Expr:
-        used: list = []
-        out, _ = resolve(s, facts, ctx.tensors, used.append)
-        if not used:
-            return s
+    def choose(s, out, _complete, used):
         ctx.assumptions.update(f.why for f in used)
-        return out
+        return out if used else s
 
-    return _replace_sums(expr, fix)
+    return rewrite_sums(expr, [k for k in ctx.facts.known if k.name is None], ctx.tensors,
+                        choose)
 
 
 @rule("centered-sum", "simplify")
 def centered_sum(expr: sp.Expr, ctx: Context):
     """sum_K (t - m)*f = 0 when m is the mean of t over K and f does not depend on K."""
-    facts = [k for k in ctx.facts.known if k.name is not None]
-    if not facts:
-        return None
-
-    def fix(s: sp.Sum) -> sp.Expr:
-        out, complete = resolve(s, facts, ctx.tensors)
+    def choose(s, out, complete, _used):
         return sp.Integer(0) if complete and sp.expand(out) == 0 else s
 
-    return _replace_sums(expr, fix)
+    return rewrite_sums(expr, [k for k in ctx.facts.known if k.name is not None],
+                        ctx.tensors, choose)
 
 
 @rule("logistic", "simplify")

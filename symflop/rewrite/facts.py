@@ -61,12 +61,6 @@ class Facts:
     known: list[Known] = field(default_factory=list)
     definitions: list[Definition] = field(default_factory=list)
 
-    def known_by_name(self, name: str) -> Known | None:
-        for k in self.known:
-            if k.name == name:
-                return k
-        return None
-
 
 def split_factors(expr: sp.Expr, over: set) -> tuple[sp.Expr, sp.Expr]:
     """``expr`` as (factors that do not depend on ``over``, factors that do)."""

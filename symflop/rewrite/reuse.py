@@ -16,24 +16,16 @@ from dataclasses import replace
 import sympy as sp
 
 from symflop.core.program import Program, index_symbols
-from symflop.rewrite.algebra import _replace_sums
 from symflop.rewrite.facts import Definition, unify
 from symflop.rewrite.rules import Context, rule
-from symflop.rewrite.sums import resolve
+from symflop.rewrite.sums import rewrite_sums
 
 
 @rule("forward-sum", "reuse", cost_driven=True)
 def forward_sum(expr: sp.Expr, ctx: Context):
     """A sum of a forward reduction's summand reads the forward's result."""
-    facts = [k for k in ctx.facts.known if k.name is not None]
-    if not facts:
-        return None
-
-    def fix(s: sp.Sum) -> sp.Expr:
-        out, _ = resolve(s, facts, ctx.tensors)
-        return out
-
-    return _replace_sums(expr, fix)
+    return rewrite_sums(expr, [k for k in ctx.facts.known if k.name is not None],
+                        ctx.tensors, lambda _s, out, _complete, _used: out)
 
 
 def varying_part(d: Definition) -> tuple[sp.Expr, sp.Expr] | None:

@@ -79,5 +79,16 @@ def _match(fact: Known, core: sp.Expr, bound: tuple, tensors):
     return fact.value(mapping, tensors), rest_expr, left
 
 
-def sums_in(expr: sp.Expr) -> list[sp.Sum]:
-    return [e for e in sp.preorder_traversal(expr) if isinstance(e, sp.Sum)]
+def rewrite_sums(expr: sp.Expr, facts: list[Known], tensors, choose) -> sp.Expr | None:
+    """``expr`` with each ``Sum`` replaced by what ``choose(sum, resolved, complete, used)``
+    returns, given the sum resolved against ``facts``; None if nothing changed."""
+    if not facts or not expr.has(sp.Sum):
+        return None
+
+    def fix(s: sp.Sum) -> sp.Expr:
+        used: list[Known] = []
+        out, complete = resolve(s, facts, tensors, used.append)
+        return choose(s, out, complete, used)
+
+    new = expr.replace(lambda e: isinstance(e, sp.Sum), fix)
+    return new if new != expr else None
