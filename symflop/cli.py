@@ -224,8 +224,9 @@ def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: st
         cnt = d.counts(name, conv, stage)
         entry = {"total": str(cnt.total), "leading": str(cnt.leading),
                  "by_kind": {k: str(v) for k, v in cnt.by_kind.items()}}
-        written = d.counts(name, conv, as_written_stage(d, name))
-        entry["as_written"] = {"total": str(written.total), "leading": str(written.leading)}
+        for key, other in (("as_written", as_written_stage(d, name)), ("code", "code")):
+            cnt2 = d.counts(name, conv, other)
+            entry[key] = {"total": str(cnt2.total), "leading": str(cnt2.leading)}
         free = {s.name for s in cnt.total.free_symbols}
         if free <= set(dims):
             sizes = {k: dims.get(k, 1) for k in d.dims}
@@ -265,9 +266,9 @@ def cmd_count(args) -> int:
     width = max(9, *(len(n) for n in report["passes"]))
     for name, e in report["passes"].items():
         value = f" = {e['value']:,}" if "value" in e else ""
-        written = e.get("as_written")
-        also = f"; as written {written['leading']}" if written and \
-            written["total"] != e["total"] else ""
+        also = "".join(f"; {label} {e[key]['leading']}"
+                       for key, label in (("as_written", "as written"), ("code", "code"))
+                       if e[key]["total"] != e["total"])
         print(f"  {name:<{width}} {e['total']}{value}   (leading {e['leading']}{also})")
     for label in ("parameters", "gradients", "state", "saved_for_backward"):
         m = report["memory"][label]

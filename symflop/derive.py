@@ -18,6 +18,7 @@ import sympy as sp
 
 from symflop import cache
 from symflop.core.model import Component
+from symflop.core.program import label_inputs
 from symflop.cost.conventions import Convention, get_convention
 from symflop.cost.counting import Counts, Tally, apply_convention, tally_program, total_tally
 from symflop.cost.memory import Memory, memory
@@ -81,7 +82,11 @@ class Derivation:
         return self.stage().fused
 
     def fused_at(self, stage: str) -> dict[str, FusedGradient]:
-        return self.stage(stage).fused
+        """The closed forms a stage implies: as written, those reverse mode derives; at the
+        code stage, the optimized ones (stabilization rewrites how, not what)."""
+        name = {"written": "differentiated", "stabilized": "reused"}.get(stage_name(stage),
+                                                                         stage_name(stage))
+        return self.stage(name).fused
 
     @property
     def memory(self) -> Memory:
@@ -196,7 +201,7 @@ def _derive(c: Component) -> Derivation:
     sources = {}
     for name, p in code.programs.items():
         source, sig = generate(p, func_name(name), stage_label(code.name))
-        sources[name] = (source, sig, shapes_of(p.tensors, sig.inputs))
+        sources[name] = (source, sig, shapes_of(p.tensors, sig.inputs, label_inputs(p)))
     return Derivation(c.name, tuple(sorted(c.dims)), stages, tallies, memories, sources,
                       tuple(c.wrt), _tradeoffs(c, stages, memories))
 

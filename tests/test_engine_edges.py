@@ -5,7 +5,7 @@ import pytest
 import sympy as sp
 import torch
 
-from symflop import Component, ComponentError, derive, total, uniform
+from symflop import Component, ComponentError, InputError, derive, total, uniform
 from symflop.core.program import normalize
 from symflop.cost.counting import apply_convention, tally_program, total_tally
 from validation.harness import run_passes
@@ -182,3 +182,143 @@ def test_weight_decay_is_not_free_under_fma():
     # AdamW adds lam*theta fused into the addition to the quotient: 12.
     assert adam.counts("step", "fma", "written").leading == 11 * P
     assert adamw.counts("step", "fma", "written").leading == 12 * P
+
+
+# -- rewrites that must keep values (found by review) ------------------------------------
+
+
+def _values_agree(c, pass_name, values, want, **kw):
+    d = derive(c, use_cache=False)
+    out = d.compiled(pass_name)(backend="numpy", **kw, **values)
+    for k, v in want.items():
+        np.testing.assert_allclose(out[k], v, rtol=1e-12, atol=1e-12, err_msg=k)
+    return d
+
+
+def test_a_sum_is_not_shared_across_an_update_of_what_it_reads():
+    c = Component("upd", "Test", "norm before and after an update")
+    n = c.dim("n")
+    i = c.index(i=n)
+    x, lr = c.state("x", (n,)), c.hyper("lr")
+    s, t = c.intermediate("s"), c.output("t")
+    c.assign("step", s, total(x[i], i))
+    c.assign("step", x[i], x[i] - lr * s.symbol)
+    c.assign("step", t, total(x[i], i))
+    x0 = np.array([1.0, 2.0, 3.0])
+    _values_agree(c, "step", {"x": x0, "lr": 0.1}, {"t": (x0 - 0.1 * x0.sum()).sum()})
+
+
+def test_one_hot_tensors_read_densely_and_at_their_labels():
+    from symflop import Fact
+    c = Component("dense", "Test", "a one-hot tensor read densely")
+    B, C = c.dim("B C")
+    i, k = c.index(i=B, k=C)
+    y = c.target("y", (B, C), facts=(Fact.ONE_HOT,))
+    z, L = c.input("z", (B, C)), c.output("L", (B, C))
+    c.assign("forward", L[i, k], y[i, k] * z[i, k])
+    Y, Z = np.eye(4)[[0, 2, 3, 1]], np.arange(16.0).reshape(4, 4)
+    d = _values_agree(c, "forward", {"y": Y, "z": Z}, {"L": Y * Z})
+    _values_agree(c, "forward", {"y": np.array([0, 2, 3, 1]), "z": Z}, {"L": Y * Z})
+    assert d.compiled("forward").shapes["y"][-1] == "dense"
+
+    c = Component("gathered", "Test", "a gather whose body does not use the label")
+    B, C = c.dim("B C")
+    i, k = c.index(i=B, k=C)
+    y = c.target("y", (B, C), facts=(Fact.ONE_HOT,))
+    f, L = c.input("f", (B,)), c.output("L", (B,))
+    c.assign("forward", L[i], total(y[i, k] * f[i], k))
+    d = _values_agree(c, "forward", {"y": np.array([0, 3]), "f": np.array([1.0, 2.0])},
+                      {"L": [1.0, 2.0]}, sizes={"C": 4})
+    assert d.counts("forward").total == 0  # f at the label: nothing to compute
+    # a dense one-hot array gives the class count itself
+    _values_agree(c, "forward", {"y": np.eye(4)[[0, 3]], "f": np.array([1.0, 2.0])},
+                  {"L": [1.0, 2.0]})
+
+
+def test_an_embedding_gradient_reads_the_labels_densely():
+    from symflop import Fact
+    c = Component("embedding", "Test", "a one-hot lookup")
+    B, C, D = c.dim("B C D")
+    i, k, j = c.index(i=B, k=C, j=D)
+    y = c.input("y", (B, C), facts=(Fact.ONE_HOT,))
+    W = c.parameter("W", (C, D))
+    e, L = c.intermediate("e", (B, D)), c.output("L")
+    c.assign("forward", e[i, j], total(y[i, k] * W[k, j], k))
+    c.assign("forward", L, total(e[i, j] ** 2, i, j))
+    c.set_gradient(L, (W,))
+    d = derive(c, use_cache=False)
+    labels = np.array([0, 2, 2, 1])
+    W0 = np.arange(15.0).reshape(3, 5)
+    fwd = d.compiled("forward")(backend="numpy", y=labels, W=W0)
+    np.testing.assert_allclose(fwd["e"], W0[labels])
+    have = {"y": labels, "W": W0, **fwd}
+    args = {n: have[n] for n in d.compiled("backward").signature.inputs}
+    with pytest.raises(InputError, match="cannot tell the size C of y's one-hot axis"):
+        d.compiled("backward")(backend="numpy", **args)  # labels alone do not say C
+    bwd = d.compiled("backward")(backend="numpy", sizes={"C": 3}, **args)
+    want = np.zeros_like(W0)
+    np.add.at(want, labels, 2 * W0[labels])
+    np.testing.assert_allclose(bwd["grad_W"], want)
+
+
+def test_renamed_summation_indices_never_capture_a_label():
+    from symflop import Fact
+    c = Component("labels", "Test", "a gather beside a primed index")
+    B, C = c.dim("B C")
+    i, k, kp = c.index(i=B, k=C, **{"k'": C})
+    y = c.target("y", (B, C), facts=(Fact.ONE_HOT,))
+    A, z, L = c.input("A", (C, C)), c.input("z", (B, C)), c.output("L", (B,))
+    c.assign("forward", L[i], total(y[i, k] * A[k, kp] * z[i, kp], k, kp))
+    A0, z0 = np.arange(9.0).reshape(3, 3), np.arange(6.0).reshape(2, 3)
+    labels = np.array([0, 1])
+    _values_agree(c, "forward", {"y": labels, "A": A0, "z": z0},
+                  {"L": [A0[labels[r]] @ z0[r] for r in range(2)]})
+
+
+def test_a_definition_is_not_read_back_by_dividing_by_a_tensor():
+    c = Component("scaled", "Test", "y = g*exp(x)")
+    B, D = c.dim("B D")
+    i, j = c.index(i=B, j=D)
+    x, g, y = c.input("x", (B, D)), c.parameter("g", (D,)), c.output("y", (B, D))
+    c.assign("forward", y[i, j], g[j] * sp.exp(x[i, j]))
+    c.set_gradient(y, (x, g))
+    d = derive(c, use_cache=False)
+    X, G, dy = np.zeros((2, 2)), np.array([1.0, 0.0]), np.ones((2, 2))
+    fwd = d.compiled("forward")(x=X, g=G)
+    inputs = {"x": X, "g": G, "grad_y": dy, "y": fwd["y"]}
+    out = d.compiled("backward")(**{n: inputs[n] for n in
+                                    d.compiled("backward").signature.inputs})
+    np.testing.assert_allclose(out["grad_g"], [2.0, 2.0])  # no 0/0 where g = 0
+
+
+@pytest.mark.parametrize("case", ["scaled-sum", "partial-sum", "unused-index", "no-array"])
+def test_components_that_crashed_the_pipeline_derive_and_run(case):
+    c = Component(case, "Test", case)
+    B, D = c.dim("B D")
+    i, j = c.index(i=B, j=D)
+    if case == "scaled-sum":  # a mean of a sum declared over another index name
+        k = c.index(k=D)
+        x, v = c.input("x", (B, D)), c.parameter("v", (D,))
+        s, m, L = c.intermediate("s", (D,)), c.intermediate("m", (D,)), c.output("L")
+        c.assign("forward", s[k], total(x[i, k], i))
+        c.assign("forward", m[j], s[j] / B)
+        c.assign("forward", L, total(v[k] * x[i, k], i, k) + total(m[j] ** 2, j))
+        c.set_gradient(L, (v,))
+    elif case == "partial-sum":  # the forward's partial sums, named by the engine
+        a, y, L = c.input("a", (B,)), c.target("y", (B, D)), c.output("L")
+        c.assign("forward", L, total(a[i] ** 2 * y[i, j] ** 2, i, j))
+        c.set_gradient(L, (a,))
+    elif case == "unused-index":
+        x, L = c.input("x", (B,)), c.output("L")
+        c.assign("forward", L, total(x[i], i, j))
+        c.set_gradient(L, (x,))
+    else:
+        m = c.state("m", (D,))
+        c.assign("init", m[j], 0)
+    d = derive(c, use_cache=False)
+    assert d.passes
+    if case == "no-array":
+        np.testing.assert_array_equal(d.compiled("init")(sizes={"D": 3})["m"], np.zeros(3))
+    if case == "unused-index":
+        out = d.compiled("backward")(sizes={"B": 2, "D": 3})  # a constant: reads nothing
+        np.testing.assert_allclose(out["grad_x"], [3.0, 3.0])

@@ -223,3 +223,10 @@ def test_the_recompute_point_computes_the_same_gradients(name):
     for w in c.wrt:
         np.testing.assert_allclose(ours[f"grad_{w}"].numpy(), want[f"grad_{w}"].numpy(),
                                    rtol=1e-10, atol=1e-12)
+
+
+def test_the_catalogue_is_optimized_without_reaching_the_search_bound():
+    for name, build in CATALOGUE.items():
+        if isinstance(build(), Component):
+            fired = {r for s in derived(name)[1].stages for r, _, _ in s.fired}
+            assert "search-bound" not in fired, name

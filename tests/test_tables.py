@@ -156,9 +156,9 @@ def test_batchnorm_tables_follow_the_convention_and_the_stage():
     assert sp.expand(written["xhat"][2] - optimized["xhat"][2]) == N * d
     tvi = rows(build_table("batchnorm-train-vs-inference", stage="written"))
     assert tvi["FLOPs per element of x"][1:] == (8, 4)
-    # optimized: x - mu once (7); inference is a*x + b with per-feature a, b (2)
+    # optimized: x - mu once (7); inference is a*(x - m) + beta with per-feature a (3)
     tvi = rows(build_table("batchnorm-train-vs-inference"))
-    assert tvi["FLOPs per element of x"][1:] == (7, 2)
+    assert tvi["FLOPs per element of x"][1:] == (7, 3)
     assert tvi["Batch dependence"][1:] == ("yes", "no")
     assert tvi["Fold into the preceding layer"][1] == "no"
 

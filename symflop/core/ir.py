@@ -177,12 +177,13 @@ def _fold(op: str, nodes: list[Node]) -> Node | None:
     return acc
 
 
-def reduction_root(body: sp.Expr, reduce: tuple, lower: Lowerer, op: str = "sum") -> Node:
+def reduction_root(body: sp.Expr, reduce: tuple, lower: Lowerer, op: str = "sum",
+                   labelled: tuple = ()) -> Node:
     """The operation tree of a reduction (``sum`` or ``amax``) over ``reduce`` of ``body``.
 
     Factors of a sum's body that do not depend on the reduced indices are applied
     once per output element, after the sum (``sum_i c[j]*f[i, j]`` is
-    ``c[j] * sum_i f[i, j]``).
+    ``c[j] * sum_i f[i, j]``).  An index in ``labelled`` has one value (a label).
     """
     bound = set(reduce)
     if op == "amax":
@@ -194,7 +195,7 @@ def reduction_root(body: sp.Expr, reduce: tuple, lower: Lowerer, op: str = "sum"
     outer = [f for f in factors if not (f.free_symbols & bound)]
     inner = [f for f in factors if f.free_symbols & bound]
     if not inner:  # nothing depends on the summed indices: a sum of equal terms
-        return lower(sp.Mul(*outer, *[k.upper + 1 for k in reduce]))
+        return lower(sp.Mul(*outer, *[k.upper + 1 for k in reduce if k not in labelled]))
     inner_node = lower(sp.Mul(*inner))
     reduced = Node("sum", (inner_node,), tuple(reduce), inner_node.idx - bound)
     if not outer:
@@ -213,12 +214,23 @@ def step_root(step, lower: Lowerer) -> Node:
     if not reduce:
         return settle(lower(step.body))
     return settle(reduction_root(step.body, reduce, lower,
-                                 "amax" if step.reduce_op == "max" else "sum"))
+                                 "amax" if step.reduce_op == "max" else "sum", step.labelled))
 
 
 def settle(root: Node) -> Node:
     """Negations no parent absorbed, done without a multiplication where possible:
-    ``-(a - b)`` is ``b - a``, ``-(c*x)`` and ``-(c/x)`` take the sign into the constant."""
+    ``-(a - b)`` is ``b - a``, ``-(c*x)`` and ``-(c/x)`` take the sign into the constant.
+    A node used twice is not rewritten: its value is needed as it is."""
+    uses: dict[Node, int] = {}
+
+    def count(n: Node) -> None:
+        uses[n] = uses.get(n, 0) + 1
+        if uses[n] == 1:
+            for a in n.args:
+                count(a)
+
+    count(root)
+    shared = {n for n, k in uses.items() if k > 1}
     memo: dict[Node, Node] = {}
 
     def go(n: Node) -> Node:
@@ -228,32 +240,34 @@ def settle(root: Node) -> Node:
         args = tuple(go(a) for a in n.args)
         out = Node(n.op, args, n.leaf, n.idx) if args != n.args else n
         if out.op == "neg":
-            out = _free_negation(out.args[0]) or out
+            out = _free_negation(out.args[0], shared) or out
         memo[n] = out
         return out
 
     return go(root)
 
 
-def _free_negation(n: Node) -> Node | None:
-    """A node computing ``-n`` with no more operations than ``n``, if there is one."""
+def _free_negation(n: Node, shared=frozenset()) -> Node | None:
+    """A node computing ``-n`` with no more operations than ``n`` (and no node of
+    ``shared`` rewritten), if there is one."""
     if n.op == "neg":
         return n.args[0]
+    if n in shared:
+        return None
     if n.op == "sub":
         return Node("sub", n.args[::-1], n.leaf, n.idx)
     if n.op in ("mul", "div") and n.args[0].op == "const" \
             and not isinstance(n.args[0].leaf, sp.Symbol):
         return Node(n.op, (Node("const", (), -n.args[0].leaf), n.args[1]), n.leaf, n.idx)
     if n.op in ("mul", "div"):  # -(a*b) = (-a)*b, -(a/b) = (-a)/b
-        f = _free_negation(n.args[0])
-        if f is not None:
-            return Node(n.op, (f, n.args[1]), n.leaf, n.idx)
-        f = _free_negation(n.args[1])
-        if f is not None:
-            return Node(n.op, (n.args[0], f), n.leaf, n.idx)
+        for k in (0, 1):
+            f = _free_negation(n.args[k], shared)
+            if f is not None:
+                args = (f, n.args[1]) if k == 0 else (n.args[0], f)
+                return Node(n.op, args, n.leaf, n.idx)
     if n.op == "add":
         for a, b in (n.args, n.args[::-1]):
-            f = _free_negation(a)
+            f = _free_negation(a, shared)
             if f is not None:
                 return Node("sub", (f, b), None, n.idx)
     return None

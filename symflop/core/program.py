@@ -9,6 +9,7 @@ counting and code generation all work on this form.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy as sp
 
@@ -116,28 +117,70 @@ def index_symbols(expr: sp.Expr) -> set[sp.Idx]:
 
 def tensor_refs(expr: sp.Expr, tensors: dict[str, Tensor]) -> list[sp.Expr]:
     """References to non-hyperparameter tensors (``x[i, j]`` or scalar symbols), sorted."""
-    out = set()
-    for a in walk(expr):
-        if isinstance(a, sp.Indexed):
-            out.add(a)
-        elif isinstance(a, sp.Symbol) and not isinstance(a, sp.Idx):
+    leaves = _leaves(expr)
+    out = [a for a in leaves if isinstance(a, sp.Indexed)]
+    for a in leaves:
+        if isinstance(a, sp.Symbol):
             t = tensors.get(a.name)
             if t is not None and t.role is not Role.HYPER and t.is_scalar:
-                out.add(a)
-    return sorted(out, key=sp.default_sort_key)
+                out.append(a)
+    return sorted(out, key=_ref_key)
+
+
+def _ref_key(ref: sp.Expr) -> tuple:
+    """A stable order of references that needs no printing (SymPy's sort key prints)."""
+    if isinstance(ref, sp.Indexed):
+        return (ref.base.label.name, tuple(str(k) for k in ref.indices))
+    return (ref.name, ())
+
+
+@lru_cache(maxsize=1 << 16)
+def _leaves(expr: sp.Expr) -> tuple:
+    """The distinct tensor references and plain symbols of ``expr`` (cached: programs are
+    read many times by the rewrite search)."""
+    out = set()
+    for a in walk(expr):
+        if isinstance(a, sp.Indexed) or (isinstance(a, sp.Symbol) and not isinstance(a, sp.Idx)):
+            out.add(a)
+    return tuple(out)
 
 
 def step_reads(step: Step, tensors: dict[str, Tensor]) -> set[str]:
     """Names of the tensors a step reads (its body, a one-hot tensor, a scatter's base)."""
     out = {ref_name(r) for r in tensor_refs(step.body, tensors)}
-    out |= {str(y.base) for _k, y in step.gather}
+    out |= {y.base.label.name for _k, y in step.gather}
     if step.scatter is not None:
         out |= {str(step.scatter[1].base), step.scatter[2]}
     return out
 
 
+def label_inputs(program: Program) -> frozenset[str]:
+    """One-hot tensors the program reads at their labels only (gathers and scatters):
+    they are passed as integer labels; any other one-hot tensor is passed densely."""
+    gathered, dense = set(), set()
+    for st in program.steps:
+        gathered |= {y.base.label.name for _k, y in st.gather}
+        if st.scatter is not None:
+            gathered.add(str(st.scatter[1].base))
+        dense |= {ref_name(r) for r in tensor_refs(st.body, program.tensors)}
+    return frozenset(gathered - dense)
+
+
+def host_scalars(program: Program) -> frozenset[str]:
+    """Scalar tensors a step computes from hyperparameters and sizes alone: the generated
+    code holds them as Python numbers, so work on them alone is done outside any array."""
+    host: set[str] = set()
+    for st in program.steps:
+        if not st.idx and not st.gather and st.scatter is None \
+                and step_reads(st, program.tensors) <= host and not st.body.has(uniform):
+            host.add(st.lhs)
+        else:
+            host.discard(st.lhs)
+    return frozenset(host)
+
+
 def ref_name(ref: sp.Expr) -> str:
-    return str(ref.base) if isinstance(ref, sp.Indexed) else ref.name
+    return ref.base.label.name if isinstance(ref, sp.Indexed) else ref.name
 
 
 def ref_indices(ref: sp.Expr) -> tuple[sp.Idx, ...]:
@@ -286,7 +329,7 @@ def _check_expr(expr: sp.Expr, tensors: dict[str, Tensor], free: set, where: str
                              "(sum over it, or index the left-hand side with it)")
     for a in walk(expr):
         if isinstance(a, sp.Indexed):
-            name = str(a.base)
+            name = a.base.label.name
             t = tensors.get(name)
             if t is None:
                 raise ComponentError(f"{where}: unknown tensor {name!r}")

@@ -3,8 +3,10 @@
 The counter tallies raw operations by kind (and, separately, the multiply-add
 pairs that a fused multiply-add instruction would execute as one).  A convention
 turns those tallies into FLOPs: a weight per kind, whether a fused multiply-add
-counts as 1 or 2, and whether a division feeding an addition fuses as well.  What
-a convention fuses is decided here, once, for every component.  Which program is
+counts as 1 or 2.  What fuses is decided once, for every component, by the counter
+(``symflop.cost.counting``): a multiplication (or an integer power) feeding an
+addition over the same indices, and the multiplication of a scaled quotient
+``c*a/b + d``, which runs as ``c*(a/b) + d``; a division itself never fuses.  Which program is
 counted (the equations as written, or the optimized program with its reuse of
 common subexpressions) is a stage of the derivation, not a convention.
 """
@@ -26,7 +28,6 @@ class Convention:
     description: str
     weights: dict = field(default_factory=lambda: dict.fromkeys(KINDS, 1))
     fma_flops: int = 2
-    fuses_division: bool = False
 
     def weight(self, kind: str) -> int:
         return self.weights[kind]
@@ -34,7 +35,7 @@ class Convention:
     @property
     def key(self) -> tuple:
         """Everything that changes a count: two conventions with equal keys count alike."""
-        return (tuple(sorted(self.weights.items())), self.fma_flops, self.fuses_division)
+        return (tuple(sorted(self.weights.items())), self.fma_flops)
 
 
 def _weights(**over: int) -> dict:
@@ -52,11 +53,11 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "a multiply-add is 2"),
     Convention(
         "fma",
-        "as default, but a multiply or a division feeding an add of the same size is one "
-        "fused multiply-add counted as 1 FLOP (fvcore's multiply-accumulate count of matrix "
-        "products, applied to every such pair; a division a/b runs as a times the "
-        "reciprocal of b, whose multiply fuses with the add)",
-        fma_flops=1, fuses_division=True),
+        "as default, but a multiply feeding an add of the same size is one fused "
+        "multiply-add counted as 1 FLOP (fvcore's multiply-accumulate count of matrix "
+        "products, applied to every such pair); a scaled quotient c*a/b feeding an add "
+        "runs as c*(a/b) + d, its multiply fused, its division counted",
+        fma_flops=1),
     Convention(
         "weighted",
         "as default, but each transcendental costs 4 FLOPs: on NVIDIA GPUs since Volta a "

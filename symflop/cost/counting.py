@@ -28,10 +28,10 @@ import sympy as sp
 
 from symflop.core.ir import Lowerer, Node, step_root
 from symflop.core.model import Role, Tensor
-from symflop.core.program import Program, Step
+from symflop.core.program import Program, Step, host_scalars
 from symflop.cost.conventions import KINDS, Convention
 
-PAIRS = ("fma-mul", "fma-div")  # multiply-add pairs fed by a multiplication / a division
+PAIRS = ("fma",)  # multiply-add pairs: a multiplication feeding an addition
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,12 @@ def tensor_names(tensors: dict[str, Tensor]) -> frozenset[str]:
     return frozenset(n for n, t in tensors.items() if t.role is not Role.HYPER)
 
 
+def program_names(program: Program) -> frozenset[str]:
+    """The names that stand for arrays in ``program``'s steps: its tensors, less the scalar
+    ones it computes as Python numbers (``symflop.core.program.host_scalars``)."""
+    return tensor_names(program.tensors) - host_scalars(program)
+
+
 def lowerer_for(tensors: dict[str, Tensor] | frozenset[str]) -> Lowerer:
     names = tensors if isinstance(tensors, frozenset) else tensor_names(tensors)
     return Lowerer(lambda sym: sym.name in names)
@@ -108,10 +114,10 @@ def step_terms(step: Step, names: frozenset[str]) -> tuple[Term, ...]:
 
     def pair(producer: Node, *parts: tuple[int, frozenset]) -> None:
         """``producer`` feeds an addition: one multiply-add pair per addition it feeds."""
-        if producer.op in ("mul", "pow", "div") and producer not in fused:
+        if producer.op in ("mul", "pow") and producer not in fused:
             fused.add(producer)
             for coef, idx in parts:
-                add("fma-div" if producer.op == "div" else "fma-mul", coef, idx, False)
+                add("fma", coef, idx, False)
 
     def visit(n: Node) -> None:
         if n in seen:
@@ -137,7 +143,11 @@ def step_terms(step: Step, names: frozenset[str]) -> tuple[Term, ...]:
         add(n.kind, n.ops, n.idx, host)
         if n.op in ("add", "sub"):
             for a in n.args:
-                if a.idx == n.idx and a.op in ("mul", "pow", "div") and a not in fused:
+                if a.idx != n.idx:
+                    continue
+                if a.op == "div" and a.args[0].op == "mul" and a.args[0].idx == n.idx:
+                    a = a.args[0]  # c*a/b + d runs as c*(a/b) + d: the multiply fuses
+                if a.op in ("mul", "pow") and a not in fused:
                     pair(a, (1, n.idx))
                     break
 
@@ -164,7 +174,7 @@ def tally_step(step: Step, names: frozenset[str]) -> Tally:
 
 def tally_program(program: Program) -> list[Tally]:
     """Raw tallies, one per step of ``program``."""
-    names = tensor_names(program.tensors)
+    names = program_names(program)
     return [tally_step(step, names) for step in program.steps]
 
 
@@ -179,16 +189,11 @@ def apply_convention(t: Tally, conv: Convention) -> Counts:
     by_kind = {k: t[k] for k in KINDS}
     total = sum((conv.weight(k) * by_kind[k] for k in KINDS), sp.Integer(0))
     if conv.fma_flops == 1:
-        pairs = dict(t.pairs)
-        fused = {"mul": pairs.get("fma-mul", sp.Integer(0)),
-                 "div": pairs.get("fma-div", sp.Integer(0)) if conv.fuses_division
-                 else sp.Integer(0)}
-        all_pairs = fused["mul"] + fused["div"]
-        by_kind["add"] = sp.expand(by_kind["add"] - all_pairs)
-        for k, n in fused.items():
-            by_kind[k] = sp.expand(by_kind[k] - n)
-            total -= n * (conv.weight("add") + conv.weight(k) - 1)
-        by_kind["fma"] = sp.expand(all_pairs)
+        pairs = dict(t.pairs).get("fma", sp.Integer(0))
+        by_kind["add"] = sp.expand(by_kind["add"] - pairs)
+        by_kind["mul"] = sp.expand(by_kind["mul"] - pairs)
+        by_kind["fma"] = sp.expand(pairs)
+        total -= pairs * (conv.weight("add") + conv.weight("mul") - 1)
     total = sp.expand(total)
     return Counts(conv.name, by_kind, total, leading_order(total), dict(t.host))
 

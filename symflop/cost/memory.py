@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symflop.core.model import Fact, Role
-from symflop.core.program import Program, step_reads
+from symflop.core.program import Program, label_inputs, step_reads
 from symflop.errors import UsageError
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
@@ -41,9 +41,10 @@ def size(shape) -> sp.Expr:
     return sp.Mul(*shape)
 
 
-def elements(t) -> sp.Expr:
-    """Values a tensor holds at run time: a one-hot tensor is kept as its labels."""
-    return size(t.shape[:-1] if t.has(Fact.ONE_HOT) else t.shape)
+def elements(t, labels: bool = True) -> sp.Expr:
+    """Values a tensor holds at run time: a one-hot tensor read at its labels only is kept
+    as its labels (``labels``)."""
+    return size(t.shape[:-1] if t.has(Fact.ONE_HOT) and labels else t.shape)
 
 
 def memory(tensors: dict, programs: dict[str, Program], backward: Program | None,
@@ -55,13 +56,14 @@ def memory(tensors: dict, programs: dict[str, Program], backward: Program | None
     saved = []
     if backward is not None:
         made_by_backward = {st.lhs for st in backward.steps}
+        as_labels = label_inputs(backward)
         for st in backward.steps:
             for n in sorted(step_reads(st, backward.tensors)):
                 t = backward.tensors[n]
                 if (n in made_by_backward or t.role in (Role.PARAMETER, Role.STATE, Role.HYPER)
                         or n.startswith("grad_") or any(n == s for s, _ in saved)):
                     continue
-                saved.append((n, elements(t)))
+                saved.append((n, elements(t, n in as_labels)))
     moved = tuple((name, _moved(p)) for name, p in programs.items())
     return Memory(params, state, tuple(saved), moved, grads)
 
@@ -69,7 +71,8 @@ def memory(tensors: dict, programs: dict[str, Program], backward: Program | None
 def _moved(p: Program) -> sp.Expr:
     """Elements read and written, each step on its own (no fusion across steps)."""
     total = sp.Integer(0)
+    as_labels = label_inputs(p)
     for st in p.steps:
         names = step_reads(st, p.tensors) | {st.lhs}
-        total += sum((elements(p.tensors[n]) for n in names), sp.Integer(0))
+        total += sum((elements(p.tensors[n], n in as_labels) for n in names), sp.Integer(0))
     return sp.expand(total)

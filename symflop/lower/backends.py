@@ -34,8 +34,8 @@ class NumpyBackend:
         self.rng = np.random.default_rng(seed)
 
     def uniform(self, shape, like):
-        return self.rng.random(shape, dtype=like.dtype if like.dtype == np.float32
-                               else np.float64)
+        return self.rng.random(shape, dtype=np.float32 if like is not None
+                               and like.dtype == np.float32 else np.float64)
 
     @staticmethod
     def is_array(x) -> bool:
@@ -78,6 +78,11 @@ class NumpyBackend:
         return np.take_along_axis(x, labels, axis=axis)
 
     @staticmethod
+    def one_hot(labels, n, like=None):
+        dtype = like.dtype if like is not None else np.float64
+        return np.eye(n, dtype=dtype)[labels]
+
+    @staticmethod
     def scatter_add(base, axis, labels, values):
         out = np.array(base, copy=True)
         labels = np.broadcast_to(labels, _label_shape(out.shape, axis))
@@ -96,7 +101,8 @@ class NumpyBackend:
 
     @staticmethod
     def broadcast_to(x, shape, like):
-        return np.broadcast_to(np.asarray(x, dtype=like.dtype), shape).copy()
+        dtype = like.dtype if like is not None else np.float64  # no array input: float64
+        return np.broadcast_to(np.asarray(x, dtype=dtype), shape).copy()
 
 
 for _op in OPS:
@@ -130,13 +136,15 @@ class TorchBackend:
         return f
 
     def uniform(self, shape, like):
+        device = like.device if like is not None else "cpu"
+        dtype = like.dtype if like is not None else self.torch.float64
         gen = None
         if self.seed is not None:
-            gen = self._generators.get(like.device)
+            gen = self._generators.get(device)
             if gen is None:
-                gen = self.torch.Generator(device=like.device).manual_seed(self.seed)
-                self._generators[like.device] = gen
-        return self.torch.rand(shape, generator=gen, dtype=like.dtype, device=like.device)
+                gen = self.torch.Generator(device=device).manual_seed(self.seed)
+                self._generators[device] = gen
+        return self.torch.rand(shape, generator=gen, dtype=dtype, device=device)
 
     def is_array(self, x) -> bool:
         return isinstance(x, self.torch.Tensor)
@@ -192,6 +200,10 @@ class TorchBackend:
     def amax(self, x, axes):
         return self.torch.amax(x, dim=axes, keepdim=True)
 
+    def one_hot(self, labels, n, like=None):
+        dtype = like.dtype if like is not None else self.torch.float64
+        return self.torch.nn.functional.one_hot(labels.long(), n).to(dtype)
+
     def gather(self, x, axis, labels):
         shape = list(self.torch.broadcast_shapes(x.shape, labels.shape))
         shape[axis] = x.shape[axis]
@@ -216,7 +228,9 @@ class TorchBackend:
 
     def broadcast_to(self, x, shape, like):
         t = self.torch
-        x = x if self.is_array(x) else t.as_tensor(x, dtype=like.dtype, device=like.device)
+        if not self.is_array(x):  # no array input at all: float64 on the CPU
+            x = t.as_tensor(x, dtype=like.dtype if like is not None else t.float64,
+                            device=like.device if like is not None else "cpu")
         return t.broadcast_to(x, shape).clone()
 
 

@@ -16,9 +16,16 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symflop.core.ir import Node, step_root
-from symflop.core.model import Fact, Role
-from symflop.core.program import Program, Step, ref_indices, ref_name, tensor_refs
-from symflop.cost.counting import lowerer_for
+from symflop.core.model import Role
+from symflop.core.program import (
+    Program,
+    Step,
+    label_inputs,
+    ref_indices,
+    ref_name,
+    tensor_refs,
+)
+from symflop.cost.counting import lowerer_for, program_names
 from symflop.errors import ComponentError
 
 _BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
@@ -62,7 +69,7 @@ def _ordered_reads(st: Step, tensors) -> list[str]:
     """What a step reads, in a stable order: its body's tensors, then one-hot labels, then
     a scatter's base."""
     names = [ref_name(r) for r in tensor_refs(st.body, tensors)]
-    names += [str(y.base) for _k, y in st.gather]
+    names += [y.base.label.name for _k, y in st.gather]
     if st.scatter is not None:
         names += [str(st.scatter[1].base), st.scatter[2]]
     return list(dict.fromkeys(names))
@@ -74,12 +81,14 @@ def generate(program: Program, func_name: str, stage: str = "") -> tuple[str, Si
 
     A one-hot tensor is passed as its labels (integers, without the one-hot axis)."""
     sig = signature(program)
+    labels = label_inputs(program)
     like = next((n for n in sig.inputs if not program.tensors[n].is_scalar
-                 and not program.tensors[n].has(Fact.ONE_HOT)), None)
+                 and n not in labels), None)
     lines = [f"def {func_name}(xp, {', '.join(sig.dims + sig.inputs)}):"]
     if stage:
-        lines.append(f"    # {program.name} pass, {stage} stage: the program that is counted")
-    lower = lowerer_for(program.tensors)
+        lines.append(f"    # {program.name} pass, {stage} stage: what `symflop count --stage "
+                     "code` counts")
+    lower = lowerer_for(program_names(program))
     for st in program.steps:
         lines.append(f"    # {st.lhs}{_idx_text(st.idx)} = {st.rhs()}")
         lines.extend("    " + ln for ln in _step_lines(st, program, lower, like))
@@ -102,7 +111,7 @@ def _step_lines(st: Step, program: Program, lower, like: str | None) -> list[str
     if st.scatter is not None:
         labels[st.scatter[0]] = st.scatter[1]
     lines: list[str] = []
-    label_text = {k: _align(str(y.base), tuple(y.indices[:-1]), space)
+    label_text = {k: _align(y.base.label.name, tuple(y.indices[:-1]), space)
                   for k, y in labels.items()}
     aligned: dict = {}
     for r in tensor_refs(st.body, program.tensors):

@@ -46,8 +46,9 @@ class CompiledPass:
         if unknown:
             raise InputError(f"{self.name}: unexpected input(s): {', '.join(unknown)} "
                              f"(takes {', '.join(sig.inputs)})")
-        values = self._labels(values, xp, check)
-        dims = self._dims(values, check, xp, dict(sizes or {}))
+        sizes = dict(sizes or {})
+        values = self._labels(values, xp, check, sizes)
+        dims = self._dims(values, check, xp, sizes)
         for name, shape in self.shapes.items() if check else ():
             if shape[-1:] == ("labels",) and name in values and shape[-2] in dims \
                     and bool((values[name] >= dims[shape[-2]]).any()):
@@ -61,11 +62,13 @@ class CompiledPass:
             raise InputError(f"{self.name}: division by zero at sizes {sizes} (a formula "
                              "such as N/(N - 1) needs a larger size)") from None
 
-    def _labels(self, values: dict, xp, check: bool) -> dict:
-        """One-hot tensors as integer labels: a dense one-hot array is converted."""
+    def _labels(self, values: dict, xp, check: bool, sizes: dict) -> dict:
+        """One-hot tensors in the form the code reads them: integer labels where it only
+        gathers and scatters at them, dense elsewhere; either form is accepted and
+        converted (a dense array also gives the class count)."""
         out = dict(values)
         for name, shape in self.shapes.items():
-            if shape[-1:] != ("labels",) or name not in out:
+            if shape[-1:] not in (("labels",), ("dense",)) or name not in out:
                 continue
             v, full = out[name], shape[:-1]
             if not xp.is_array(v):
@@ -77,6 +80,12 @@ class CompiledPass:
                                      f"(or the dense one-hot array), got {v.dtype}")
                 if check and not _labels_in_range(v):
                     raise InputError(f"{self.name}: {name} has negative labels")
+                if shape[-1] == "dense":
+                    n = sizes.get(full[-1]) or self._size_from(full[-1], values)
+                    if n is None:
+                        raise InputError(f"{self.name}: cannot tell the size {full[-1]} of "
+                                         f"{name}'s one-hot axis; pass sizes={{...}}")
+                    v = xp.one_hot(v, int(n), _like(values, xp))
                 out[name] = v
                 continue
             if v.ndim != len(full):
@@ -86,8 +95,20 @@ class CompiledPass:
             if check and not _one_hot(v):
                 raise InputError(f"{self.name}: {name} is declared one-hot, but a row is not "
                                  "a single 1 among 0s")
-            out[name] = v.argmax(-1)
+            sizes.setdefault(full[-1], int(v.shape[-1]))
+            if shape[-1] == "labels":
+                out[name] = v.argmax(-1)
         return out
+
+    def _size_from(self, dim: str, values: dict) -> int | None:
+        """The size ``dim`` read off any array input that has an axis of that size."""
+        for name, shape in self.shapes.items():
+            if shape[-1:] in (("labels",), ("dense",)) or name not in values:
+                continue
+            v = values[name]
+            if hasattr(v, "shape") and len(v.shape) == len(shape) and dim in shape:
+                return int(v.shape[shape.index(dim)])
+        return None
 
     def _dims(self, values, check: bool, xp, dims: dict[str, int]) -> dict[str, int]:
         source: dict[str, str] = dict.fromkeys(dims, "sizes")
@@ -95,6 +116,8 @@ class CompiledPass:
             v, shape = values[name], self.shapes[name]
             if shape[-1:] == ("labels",):
                 shape = shape[:-2]  # labels carry every axis but the one-hot one
+            elif shape[-1:] == ("dense",):
+                shape = shape[:-1]
             if not shape:
                 if check and xp.is_array(v) and v.ndim != 0:
                     raise InputError(f"{self.name}: {name} must be a scalar, got shape "
@@ -153,11 +176,18 @@ def _all_finite(v) -> bool:
     return bool(v.isfinite().all())
 
 
-def shapes_of(tensors: dict[str, Tensor], names) -> dict[str, tuple[str, ...]]:
-    """Axis sizes of each input; a one-hot tensor's ends with ``"labels"`` (it is passed
-    as its integer labels, or densely and converted)."""
+def shapes_of(tensors: dict[str, Tensor], names, labels=frozenset()) -> dict[str, tuple]:
+    """Axis sizes of each input; a one-hot tensor's end with ``"labels"`` when the code
+    reads it at its labels only (``labels``), else with ``"dense"``."""
     out = {}
     for n in names:
         shape = tuple(str(s) for s in tensors[n].shape)
-        out[n] = shape + ("labels",) if tensors[n].has(Fact.ONE_HOT) else shape
+        if tensors[n].has(Fact.ONE_HOT):
+            shape += ("labels",) if n in labels else ("dense",)
+        out[n] = shape
     return out
+
+
+def _like(values: dict, xp):
+    """A floating array among ``values`` (its dtype and device), if any."""
+    return next((v for v in values.values() if xp.is_array(v) and _is_float(v)), None)

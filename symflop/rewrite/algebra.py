@@ -10,6 +10,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symflop.core.functions import sigmoid, softplus
+from symflop.core.model import Role
 from symflop.core.program import index_symbols
 from symflop.rewrite.rules import Context, rule
 from symflop.rewrite.sums import rewrite_sums
@@ -125,7 +126,11 @@ def softplus_reflection(expr: sp.Expr, ctx: Context):
 @rule("affine-form", "reuse", cost_driven=True)
 def affine_form(expr: sp.Expr, ctx: Context):
     """Collect the body in the values that vary with every index (coefficients hoisted):
-    dx = a[j]*dy[i, j] + b[j]*xhat[i, j] + c[j]."""
+    dx = a[j]*dy[i, j] + b[j]*xhat[i, j] + c[j].
+
+    A value less a statistic of the forward pass (x[i, j] - mu[j], x - running_mean) is
+    never multiplied out: a*x - a*mu loses every digit x and mu share in floating point,
+    a*(x - mu) does not, and activations often sit far from zero against their spread."""
     if isinstance(expr, sp.Sum):
         body = affine_form(expr.function, ctx)
         return None if body is None else sp.Sum(body, *expr.limits)
@@ -134,29 +139,50 @@ def affine_form(expr: sp.Expr, ctx: Context):
     full = index_symbols(expr)
     if not full:
         return None
-    atoms = _varying_atoms(expr, full)
+    statistics = {k.name for k in ctx.facts.known if k.name is not None}
+    statistics |= {n for n, t in ctx.tensors.items() if t.role is Role.STATE}
+
+    def centered(e: sp.Expr) -> bool:
+        return _centered(e, full, statistics)
+
+    atoms = _varying_atoms(expr, full, centered)
     if not atoms or len(atoms) > 4:
         return None
-    expanded = distribute_products(expr)
+    expanded = distribute_products(expr, centered)
     groups = sp.collect(expanded, atoms, evaluate=False)
     new = sp.Add(*[mono * sp.factor_terms(coef) for mono, coef in groups.items()])
     return new if new != expr else None
 
 
-def distribute_products(e: sp.Expr) -> sp.Expr:
-    """Products distributed over sums, but never inside a denominator or a function."""
+def _centered(e: sp.Expr, full: set, statistics: set[str]) -> bool:
+    """A sum of a term that varies with every index and a statistic of the forward pass
+    (x[i, j] - mu[j]): the two may nearly cancel."""
+    if not isinstance(e, sp.Add):
+        return False
+    spans = [index_symbols(t) == full for t in e.args]
+    return any(spans) and any(
+        r.base.label.name in statistics for t, s in zip(e.args, spans) if not s
+        for r in t.atoms(sp.Indexed))
+
+
+def distribute_products(e: sp.Expr, keep=lambda f: False) -> sp.Expr:
+    """Products distributed over sums, but never inside a denominator or a function, nor
+    over a sum ``keep`` says to keep whole."""
     if isinstance(e, sp.Add):
-        return sp.Add(*[distribute_products(a) for a in e.args])
+        return sp.Add(*[distribute_products(a, keep) for a in e.args])
     if isinstance(e, sp.Mul):
         terms = [sp.Integer(1)]
         for f in e.args:
-            f = distribute_products(f) if isinstance(f, sp.Add) else f
-            terms = [a * b for a in terms for b in sp.Add.make_args(f)]
+            if isinstance(f, sp.Add) and not keep(f):
+                f = distribute_products(f, keep)
+                terms = [a * b for a in terms for b in sp.Add.make_args(f)]
+            else:
+                terms = [a * f for a in terms]
         return sp.Add(*terms)
     return e
 
 
-def _varying_atoms(expr: sp.Expr, full: set) -> list:
+def _varying_atoms(expr: sp.Expr, full: set, centered) -> list:
     """Tensor references and non-polynomial subexpressions that depend on every index."""
     out = set()
     stack = [expr]
@@ -164,7 +190,7 @@ def _varying_atoms(expr: sp.Expr, full: set) -> list:
         e = stack.pop()
         if index_symbols(e) != full:
             continue
-        if isinstance(e, sp.Indexed) or (isinstance(e, sp.Function) and not e.is_Add):
+        if isinstance(e, sp.Indexed) or isinstance(e, sp.Function) or centered(e):
             out.add(e)
             continue
         if isinstance(e, sp.Pow) and not e.exp.is_Integer:

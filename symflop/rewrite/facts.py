@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from symflop.core.indices import fresh_index
 from symflop.core.model import Fact, Role
 from symflop.core.program import Program, index_symbols, ref_name, tensor_refs
 
@@ -103,10 +104,15 @@ def derive_facts(program: Program | None) -> Facts:
             continue
         facts.definitions.append(Definition(st.lhs, st.idx, st.body))
         # m = c * s, with s a sum: m is a scaled sum too (a mean when c = 1/n)
-        c, core = _scaled_ref(st.body, tensors)
-        if core is not None and ref_name(core) in sums and tuple(_indices(core)) == st.idx:
-            s = sums[ref_name(core)]
-            facts.known.insert(0, Known(st.lhs, st.idx, s.scale * c, s.core, s.reduce))
+        c, ref = _scaled_ref(st.body, tensors)
+        if ref is not None and ref_name(ref) in sums and tuple(_indices(ref)) == st.idx:
+            s = sums[ref_name(ref)]
+            # the sum's own index names, renamed to this step's, its bound ones apart
+            taken = {k.name for k in st.idx}
+            bound = {k: fresh_index(k, taken) for k in s.reduce}
+            mapping = {**dict(zip(s.idx, st.idx)), **bound}
+            facts.known.insert(0, Known(st.lhs, st.idx, s.scale * c, s.core.xreplace(mapping),
+                                        tuple(bound[k] for k in s.reduce)))
     return facts
 
 
@@ -156,7 +162,7 @@ def unify(pattern: sp.Expr, target: sp.Expr, variables) -> dict | None:
 
 
 def _base(r: sp.Indexed) -> str:
-    return str(r.base)
+    return r.base.label.name
 
 
 def _extend(mapping: dict, p: sp.Indexed, t: sp.Indexed, variables: set) -> bool:

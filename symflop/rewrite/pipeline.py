@@ -221,6 +221,8 @@ def _reuse_passes(c: Component, plan: Plan, programs: dict[str, Program], skip):
     made: frozenset[str] = frozenset()
     for name, p in programs.items():
         derived = name in DERIVED
+        if derived and plan.forward in out:  # it may read any tensor the forward computes
+            p = Program(p.name, p.steps, {**out[plan.forward].tensors, **p.tensors})
         ctx = _context(c, plan, p, facts if derived else Facts(), name,
                        made if derived else frozenset())
         out[name] = _reuse(p, ctx, skip, derived)

@@ -30,7 +30,8 @@ def forward_sum(expr: sp.Expr, ctx: Context):
 
 def varying_part(d: Definition) -> tuple[sp.Expr, sp.Expr] | None:
     """(V, C) with ``d.body = V * C``, V the one factor that varies with every index of
-    the step and is not a plain reference; None when there is no such factor."""
+    the step and is not a plain reference, C free of any tensor it would divide by; None
+    when there is no such split."""
     full = set(d.idx)
     if not full:
         return None
@@ -40,7 +41,13 @@ def varying_part(d: Definition) -> tuple[sp.Expr, sp.Expr] | None:
             or varying[0].is_number:
         return None
     v = varying[0]
-    return v, sp.Mul(*[f for f in factors if f is not v])
+    coef = [f for f in factors if f is not v]
+    # V = name/C: dividing by a tensor that may be zero (g[j]) is not an identity; dividing
+    # by 1/sqrt(var + eps) is multiplying by sqrt(var + eps)
+    if any(f.atoms(sp.Indexed) and not (isinstance(f, sp.Pow) and f.exp.is_negative)
+           for f in coef):
+        return None
+    return v, sp.Mul(*coef)
 
 
 @rule("reuse-definition", "reuse", on="moves")

@@ -28,7 +28,7 @@ def _one_hot_factor(expr: sp.Expr, tensors, axis_in) -> tuple[sp.Indexed, sp.Exp
     for f in sp.Mul.make_args(expr):
         if not isinstance(f, sp.Indexed):
             continue
-        t = tensors.get(str(f.base))
+        t = tensors.get(f.base.label.name)
         if t is None or not t.has(Fact.ONE_HOT) or f.indices[-1] not in axis_in:
             continue
         rest = sp.Mul(*[g for g in sp.Mul.make_args(expr) if g is not f])

@@ -11,12 +11,19 @@ Normalizations, applied after every change because they never add work:
   than another of the same summand sums the other's result
   (``dgamma[c] = sum_b P[b, c]`` with ``P[b, c] = sum_s dy*xhat``).
 
-Moves, kept only where the program gets cheaper (``optimize``):
+Moves, kept only where the program gets cheaper (``optimize``); the rules of kind
+``moves`` of the reuse phase, here and in ``symflop.rewrite.reuse``:
 
 * ``inline``: an elementwise intermediate is substituted into its readers
   (``grad_xhat = gamma*grad_y`` disappears into the sums that read it);
 * ``common-subexpression``: a subexpression several steps compute becomes a step
-  of its own (BatchNorm's ``x - mu``, read by the variance and by ``xhat``).
+  of its own (BatchNorm's ``x - mu``, read by the variance and by ``xhat``);
+* ``reuse-definition`` (``symflop.rewrite.reuse``): what a forward step names is
+  read back.
+
+Summing a sum of terms term by term (``sum_i dy*(x - mu)`` as ``sum_i dy*x - mu*sum_i
+dy``) would let the parts be shared, but it cancels badly in floating point when the
+mean is large against the spread, so it is not a move.
 
 A program's cost is (FLOPs, elements it reads from the forward pass, steps) at
 the sizes of ``symflop.cost.counting.numeric_sizes``, compared in that order.
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from functools import lru_cache
 
 import sympy as sp
 
@@ -34,15 +42,19 @@ from symflop.core.program import (
     Program,
     Step,
     index_symbols,
+    label_inputs,
     ref_name,
     step_reads,
     tensor_refs,
+    walk,
 )
-from symflop.cost.counting import step_cost, tensor_names
+from symflop.cost.counting import program_names, step_cost, tensor_names
+from symflop.cost.memory import elements
 from symflop.rewrite.facts import split_factors, unify
 from symflop.rewrite.rules import Context, rule, rules
 
 MAX_ROUNDS = 40
+MAX_TRIALS = 400  # moves tried per program (the catalogue stays well below: a test checks)
 
 
 # -- reading and substituting ------------------------------------------------------------
@@ -77,7 +89,7 @@ def _readers(steps: list[Step], n: int, tensors) -> list[int] | None:
         s = steps[m]
         if name in reads(s, tensors):
             if (s.scatter is not None and s.scatter[2] == name) or any(
-                    str(y.base) == name for _k, y in s.gather):
+                    y.base.label.name == name for _k, y in s.gather):
                 return None
             if s.labelled and any(ref_name(r) == name and set(r.indices) & set(s.labelled)
                                   for r in tensor_refs(s.body, tensors)
@@ -177,10 +189,12 @@ def factor_reductions(program: Program, ctx: Context) -> Program:
     changed = False
     names = tensor_names(tensors)
     for st in program.steps:
-        split = _factor(st, tensors) if st.reduce and st.reduce_op == "sum" \
+        trial = dict(tensors)
+        split = _factor(st, trial) if st.reduce and st.reduce_op == "sum" \
             and not st.gather and st.scatter is None else None
-        if split is not None and sum(step_cost(s, tensor_names(tensors), ctx.sizes)
+        if split is not None and sum(step_cost(s, tensor_names(trial), ctx.sizes)
                                      for s in split) < step_cost(st, names, ctx.sizes):
+            tensors = trial
             steps.extend(split)
             changed = True
             ctx.note("factor-reduction", st.lhs)
@@ -217,9 +231,10 @@ def share_reductions(program: Program, ctx: Context) -> Program:
         changed = False
         reds = [n for n, st in enumerate(program.steps)
                 if st.reduce and st.reduce_op == "sum" and not st.gather and st.scatter is None]
+        keys = {n: _summand_key(program.steps[n]) for n in reds}
         for a in reds:
             for b in reds:
-                if a == b:
+                if a == b or keys[a] != keys[b]:
                     continue
                 out = _share(program, a, b, ctx)
                 if out is not None:
@@ -240,9 +255,13 @@ def _share(program: Program, a: int, b: int, ctx: Context) -> Program | None:
     coef_b, core_b = split_factors(sb.body, set(sb.reduce))
     if sa.lhs == sb.lhs or not _assigned_once(steps, sa.lhs):
         return None
-    mapping = unify(core_a, core_b, set(sa.idx) | set(sa.reduce))
-    if mapping is None:
+    if _bases(core_a) != _bases(core_b):
         return None
+    mapping = unify(core_a, core_b, set(sa.idx) | set(sa.reduce))
+    if mapping is None or any(k not in mapping for k in sa.reduce):
+        return None
+    if a < b and not _untouched(steps, a + 1, b, reads(sa, program.tensors) | {sa.lhs}):
+        return None  # what a read changes before b: b would read a stale sum
     summed = {mapping[k] for k in sa.reduce}
     if not summed <= set(sb.reduce) or not {mapping.get(k, k) for k in sa.idx} <= set(sb.space):
         return None
@@ -276,6 +295,18 @@ def _share(program: Program, a: int, b: int, ctx: Context) -> Program | None:
     return Program(program.name, steps, tensors)
 
 
+@lru_cache(maxsize=1 << 14)
+def _summand_key(st: Step) -> tuple[str, ...]:
+    """The tensors a reduction's summand reads, with repeats: two reductions can share
+    only if these agree (a cheap filter before ``unify``)."""
+    return tuple(_bases(split_factors(st.body, set(st.reduce))[1]))
+
+
+def _bases(expr: sp.Expr) -> list[str]:
+    """The tensors an expression reads, with repeats: a cheap filter before ``unify``."""
+    return sorted(r.base.label.name for r in expr.atoms(sp.Indexed))
+
+
 def _movable(steps: list[Step], n: int, to: int, tensors) -> bool:
     """Can step ``n`` run at position ``to`` (< n): nothing between writes what it reads
     or touches what it writes."""
@@ -292,7 +323,7 @@ def plain_indices(program: Program) -> Program:
     steps = []
     for st in program.steps:
         mapping = {}
-        taken = {k.name for k in st.idx}
+        taken = {k.name for k in st.idx + st.labelled}
         for k in st.reduce:
             base = k.name.rstrip("'")
             if base != k.name and base not in taken and not any(
@@ -347,7 +378,7 @@ def normalize(program: Program, ctx: Context) -> Program:
 def cost(program: Program, ctx: Context) -> tuple[int, int, int]:
     """(FLOPs, elements read from the forward pass, steps the engine made): a step the
     author named is never dropped only to save a step."""
-    names = tensor_names(program.tensors)
+    names = program_names(program)
     flops = sum(step_cost(st, names, ctx.sizes) for st in program.steps)
     made = sum(1 for st in program.steps if st.lhs not in ctx.named)
     return flops, saved_elements(program, ctx), made
@@ -356,6 +387,7 @@ def cost(program: Program, ctx: Context) -> tuple[int, int, int]:
 def saved_elements(program: Program, ctx: Context) -> int:
     """Elements of the forward pass's tensors this program reads (what must be saved)."""
     made = {st.lhs for st in program.steps}
+    as_labels = label_inputs(program)
     total = 0
     seen: set[str] = set()
     for st in program.steps:
@@ -366,10 +398,7 @@ def saved_elements(program: Program, ctx: Context) -> int:
             t = program.tensors[name]
             if t.role in (Role.PARAMETER, Role.STATE, Role.HYPER):
                 continue
-            n = 1
-            for s in t.shape:
-                n *= int(s.xreplace(ctx.sizes))
-            total += n
+            total += int(elements(t, name in as_labels).xreplace(ctx.sizes))
     return total
 
 
@@ -410,7 +439,16 @@ def _subset(small: list, big: list) -> list | None:
 
 
 def contains(body: sp.Expr, expr: sp.Expr) -> bool:
-    return replace_sub(body, expr, sp.Dummy()) != body
+    """Does ``body`` hold ``expr`` or ``-expr``, whole or as part of a sum or product?"""
+    targets = [expr, -expr]
+    for e in walk(body):
+        if e in targets:
+            return True
+        for target in targets:
+            if type(e) is type(target) and isinstance(e, (sp.Add, sp.Mul)) \
+                    and _subset(_parts(target), _parts(e)) is not None:
+                return True
+    return False
 
 
 def replace_sub(body: sp.Expr, expr: sp.Expr, ref: sp.Expr) -> sp.Expr:
@@ -476,12 +514,19 @@ def try_share(program: Program, expr: sp.Expr, ctx: Context) -> Program | None:
 
 
 def optimize(program: Program, ctx: Context) -> Program:
-    """Normalize, then take the cheapest improving move until none improves."""
+    """Normalize, then take the cheapest improving move until none improves (or the
+    search has tried ``MAX_TRIALS`` moves: a bound that keeps large components fast and
+    the result the same on every machine)."""
     program = normalize(program, ctx)
     best = cost(program, ctx)
+    trials = 0
     for _ in range(MAX_ROUNDS):
         choice = None
         for label, move in _moves(program, ctx):
+            trials += 1
+            if trials > MAX_TRIALS:
+                ctx.note("search-bound", f"{MAX_TRIALS} moves tried")
+                break
             trial_ctx = _trial(ctx)
             out = move(trial_ctx)
             if out is None:
@@ -510,46 +555,18 @@ def _moves(program: Program, ctx: Context):
             yield (r.name, where), move
 
 
+@rule("search-bound", "reuse", on="moves")
+def search_bound(program: Program, ctx: Context):
+    """The search stopped after its bound on moves tried; a cheaper program may exist."""
+    return iter(())
+
+
 @rule("inline", "reuse", on="moves")
 def inline_moves(program: Program, ctx: Context):
     """An elementwise intermediate is substituted into the steps that read it."""
     for n, st in enumerate(program.steps):
         if _elementwise(st) and st.lhs not in ctx.keep:
             yield st.lhs, (lambda c, n=n: try_inline(program, n, c))
-
-
-@rule("split-reduction", "reuse", on="moves")
-def split_reduction_moves(program: Program, ctx: Context):
-    """A sum of terms is summed term by term, so that each part can be shared with
-    another reduction: sum_i dy*(x - mu) = sum_i dy*x - mu*sum_i dy."""
-    for n, st in enumerate(program.steps):
-        if st.reduce and st.reduce_op == "sum" and not st.gather and st.scatter is None:
-            yield st.lhs, (lambda c, n=n: try_split(program, n, c))
-
-
-def try_split(program: Program, n: int, ctx: Context) -> Program | None:
-    """Step ``n``, a reduction of a sum of terms, as one reduction per term and their sum."""
-    from symflop.rewrite.algebra import distribute_products
-    st = program.steps[n]
-    terms = sp.Add.make_args(distribute_products(st.body))
-    if len(terms) < 2 or len(terms) > 4:
-        return None
-    tensors = dict(program.tensors)
-    parts, refs = [], []
-    for term in terms:
-        coef, core = split_factors(term, set(st.reduce))
-        if core == 1:
-            refs.append(coef * sp.Mul(*[k.upper + 1 for k in st.reduce]))
-            continue
-        name = _red_name(tensors, st.lhs)
-        tensors[name] = Tensor(name, tensors[st.lhs].shape, Role.INTERMEDIATE,
-                               doc=f"a part of the sum {st.lhs}")
-        parts.append(Step(name, st.idx, core, st.reduce))
-        t = tensors[name]
-        refs.append(coef * (t.symbol[st.idx] if st.idx else t.symbol))
-    steps = list(program.steps)
-    steps[n:n + 1] = parts + [Step(st.lhs, st.idx, sp.Add(*refs))]
-    return Program(program.name, steps, tensors)
 
 
 @rule("common-subexpression", "reuse", on="moves")

@@ -57,18 +57,18 @@ def _term(term: sp.Expr, bound: tuple, facts, tensors, used) -> tuple[sp.Expr, b
 
 def _match(fact: Known, core: sp.Expr, bound: tuple, tensors):
     """(the fact's value, the factors of ``core`` it leaves, the indices still summed)."""
-    bases = {str(r.base) for r in fact.core.atoms(sp.Indexed)}
+    bases = {r.base.label.name for r in fact.core.atoms(sp.Indexed)}
     if not bases:
         return None
     picked, rest = [], []
     for f in sp.Mul.make_args(core):
         refs = f.atoms(sp.Indexed)
-        (picked if refs and {str(r.base) for r in refs} <= bases else rest).append(f)
+        (picked if refs and {r.base.label.name for r in refs} <= bases else rest).append(f)
     if not picked:
         return None
     mapping = unify(fact.core, sp.Mul(*picked), fact.idx + fact.reduce)
-    if mapping is None:
-        return None
+    if mapping is None or any(k not in mapping for k in fact.reduce + fact.idx):
+        return None  # a fact over an index its summand does not use: not matched here
     summed = {mapping[k] for k in fact.reduce}
     rest_expr = sp.Mul(*rest)
     if not summed <= set(bound) or rest_expr.free_symbols & summed:
