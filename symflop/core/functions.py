@@ -38,6 +38,12 @@ class uniform(sp.Function):  # noqa: N801
         return r"\mathcal{U}_{" + args + "}"
 
 
+def draws_random(expr: sp.Basic) -> bool:
+    """Does ``expr`` draw random numbers?  Such a value is drawn once and kept,
+    never recomputed (a second draw would be a different number)."""
+    return expr.has(uniform)
+
+
 class softplus(sp.Function):  # noqa: N801
     """log(1 + exp(x)), evaluated without overflow."""
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-from symflop.core.functions import uniform
+from symflop.core.functions import draws_random, uniform
 from symflop.core.model import Component, Role, Tensor
 from symflop.errors import ComponentError
 
@@ -172,7 +172,7 @@ def host_scalars(program: Program) -> frozenset[str]:
     host: set[str] = set()
     for st in program.steps:
         if not st.idx and not st.gather and st.scatter is None \
-                and step_reads(st, program.tensors) <= host and not st.body.has(uniform):
+                and step_reads(st, program.tensors) <= host and not draws_random(st.body):
             host.add(st.lhs)
         else:
             host.discard(st.lhs)

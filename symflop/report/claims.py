@@ -68,7 +68,7 @@ from symflop.cost.counting import leading_order
 from symflop.errors import UsageError
 
 STATUSES = ("agrees", "reconciled", "scope", "differs", "cannot-derive")
-STAGES = ("optimized", "written")
+CLAIM_STAGES = ("optimized", "written")
 GROUP = "symflop.claims"
 
 
@@ -370,7 +370,7 @@ class _Results:
     def __init__(self, claim: Claim):
         self.claim = claim
         convs = tuple(CONVENTIONS) if claim.by_convention else ("default",)
-        stages = STAGES if claim.by_stage else STAGES[:1]
+        stages = CLAIM_STAGES if claim.by_stage else CLAIM_STAGES[:1]
         self.values = {(c, s): claim.derive(c, s) for c in convs for s in stages}
         default = self.values["default", "optimized"]
         if default is None:
@@ -421,7 +421,7 @@ def _verdict(r: _Results, table: list[_Results]) -> Verdict:
     written = r.shown("default", "written") if claim.by_stage else ""
     optimized = r.shown("default", "optimized")
     base = {"written": written, "optimized": optimized}
-    for stage in STAGES:
+    for stage in CLAIM_STAGES:
         if r.agree.get(("default", stage)):
             value = r.values["default", stage]
             note = _precision_note(stated, value)
@@ -454,7 +454,7 @@ _STAGE_TEXT = {"optimized": "optimized program", "written": "as written"}
 
 
 def _under(r: _Results, conv: str) -> str:
-    for stage in STAGES:
+    for stage in CLAIM_STAGES:
         if r.agree.get((conv, stage)):
             value = r.values[conv, stage]
             return f"{_show(r.stated, value)}, {_STAGE_TEXT[stage]}" \

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import sympy as sp
-
+from symflop.core.functions import draws_random
 from symflop.core.model import Component, Role
 from symflop.core.program import Program, normalize, ref_name, tensor_refs
 from symflop.cost.counting import numeric_sizes
@@ -290,7 +289,7 @@ def recompute_point(c: Component, stages: tuple[Stage, ...]) -> Program | None:
     def large(name: str) -> bool:
         t = fwd.tensors.get(name)
         return (name in defs and t is not None and t.role is Role.INTERMEDIATE
-                and _elements(t, plan.sizes) >= largest and not _random(defs[name].body))
+                and _elements(t, plan.sizes) >= largest and not draws_random(defs[name].body))
 
     program = by_name["reused"].programs["backward"]
     recomputed: set[str] = set()
@@ -310,11 +309,6 @@ def recompute_point(c: Component, stages: tuple[Stage, ...]) -> Program | None:
     ctx = _context(c, plan, program, facts, "backward", frozenset(fwd.tensors))
     ctx.skip_definitions = frozenset(recomputed)
     return _reuse(program, ctx, frozenset(), derived=True)
-
-
-def _random(expr) -> bool:
-    """Does ``expr`` draw random numbers (then it is saved, never drawn again)?"""
-    return any(type(f).__name__ == "uniform" for f in expr.atoms(sp.Function))
 
 
 def _elements(t, sizes: dict) -> int:

@@ -37,6 +37,7 @@ from functools import lru_cache
 
 import sympy as sp
 
+from symflop.core.functions import draws_random
 from symflop.core.model import Role, Tensor
 from symflop.core.program import (
     Program,
@@ -114,7 +115,7 @@ def try_inline(program: Program, n: int, ctx: Context) -> Program | None:
     steps = list(program.steps)
     st = steps[n]
     if (st.lhs in ctx.keep or not _elementwise(st) or not _assigned_once(steps, st.lhs)
-            or any(type(f).__name__ == "uniform" for f in st.body.atoms(sp.Function))):
+            or draws_random(st.body)):
         return None  # a random draw is drawn once, never recomputed
     readers = _readers(steps, n, program.tensors)
     if not readers:
