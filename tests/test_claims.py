@@ -152,7 +152,9 @@ def test_a_convention_reconciles_only_if_it_fits_the_rest_of_the_table(verdicts)
 @pytest.mark.parametrize("cid, written, optimized", [
     ("bn-backward", "16*N*d + 10*d", "7*N*d + 5*d"), ("nesterov-flops", "6*P + 1", "6*P + 1"),
     ("bn-mean", "N*d", "N*d"), ("cmp-bn-flops", "8*N*d + 8*d + 5", "7*N*d + 8*d + 5"),
-    ("ln-inference", "8", "7"), ("bce-gradient-flops", "8*B", "3*B")])
+    ("ln-inference", "8", "7"), ("bce-gradient-flops", "8*B", "3*B"),
+    # Adam's optimized update divides by 1 - beta1^t inside the update: m-hat is no step.
+    ("adam-bias-m", "P + 2", "(folded into other steps)")])
 def test_claims_that_differ(verdicts, cid, written, optimized):
     v = verdicts[cid]
     assert (v.status, v.written, v.optimized) == ("differs", written, optimized), v

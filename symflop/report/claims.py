@@ -400,8 +400,12 @@ class _Results:
             and _agrees(self.stated, self.assumed[conv])
 
     def shown(self, conv: str, stage: str) -> str:
-        v = self.values.get((conv, stage))
-        return "" if v is None or isinstance(v, Underivable) else _show(self.stated, v)
+        if (conv, stage) not in self.values:
+            return ""
+        v = self.values[conv, stage]
+        if v is None:
+            return NOT_A_STEP  # the counted steps were folded into others at this stage
+        return "" if isinstance(v, Underivable) else _show(self.stated, v)
 
 
 def judge(claim: Claim, table: list[_Results] | None = None) -> Verdict:
@@ -429,7 +433,7 @@ def _verdict(r: _Results, table: list[_Results]) -> Verdict:
                 note = "; ".join(x for x in (f"{_STAGE_TEXT[stage]}", note) if x)
             return Verdict(claim, "agrees", _show(stated, value), ("default",), note,
                            **base)
-    shown = optimized or written
+    shown = optimized if optimized not in ("", NOT_A_STEP) else written
     if r.assumed is not None and _agrees(stated, r.assumed["default"]):
         return Verdict(claim, "agrees", _show(stated, r.assumed["default"]), ("default",),
                        f"under the document's assumption: {claim.assumption}", **base)
@@ -450,6 +454,7 @@ def _verdict(r: _Results, table: list[_Results]) -> Verdict:
     return Verdict(claim, "differs", shown, (), detail, claim.reason, **base)
 
 
+NOT_A_STEP = "(folded into other steps)"
 _STAGE_TEXT = {"optimized": "optimized program", "written": "as written"}
 
 
