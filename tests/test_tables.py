@@ -17,7 +17,16 @@ from derivations.tables import TABLE_NAMES, TABLES, build_table, render_table
 from symflop import Component, UsageError, derive, total
 from symflop.compose import CompositeDerivation
 from symflop.cost.conventions import CONVENTIONS
-from symflop.report.tables import FORMATS, Num, Seq, Table, latex_document, latex_escape, render
+from symflop.report.tables import (
+    FORMATS,
+    LONG_TABLE_ROWS,
+    Num,
+    Seq,
+    Table,
+    latex_document,
+    latex_escape,
+    render,
+)
 
 P, B, d, N = sp.symbols("P B d N", integer=True, positive=True)
 
@@ -51,9 +60,20 @@ def outside_math(line: str) -> str:
 
 def check_latex(t: Table, text: str) -> None:
     lines = text.splitlines()
-    assert lines[0] == r"\begin{table}[htbp]" and lines[-1] == r"\end{table}"
-    for cmd in (r"\toprule", r"\midrule", r"\bottomrule", r"\end{tabular}"):
-        assert lines.count(cmd) == 1
+    if len(t.rows) > LONG_TABLE_ROWS:  # a longtable: breaks across pages, header repeated
+        assert lines[0].startswith(r"\begin{longtable}{")
+        end = lines.index(r"\end{longtable}")
+        first, head = lines.index(r"\endfirsthead"), lines.index(r"\endhead")
+        header = lines[first - 3:first]
+        assert header == lines[head - 3:head] and header[0] == r"\toprule"
+        assert lines[head + 1:head + 3] == [r"\bottomrule", r"\endlastfoot"]
+        body = header[1:2] + lines[head + 3:end]
+    else:
+        assert lines[0] == r"\begin{table}[htbp]" and lines[-1] == r"\end{table}"
+        for cmd in (r"\toprule", r"\midrule", r"\bottomrule", r"\end{tabular}"):
+            assert lines.count(cmd) == 1
+        body = lines[lines.index(r"\toprule") + 1:lines.index(r"\bottomrule")]
+        body = [ln for ln in body if ln != r"\midrule"]
     assert f"\\label{{tab:{t.name}}}" in text and "\\caption{" in text
     unescaped = re.sub(r"\\[{}]", "", text)
     depth = 0
@@ -62,8 +82,6 @@ def check_latex(t: Table, text: str) -> None:
         assert depth >= 0
     assert depth == 0
     assert text.count("$") % 2 == 0
-    body = lines[lines.index(r"\toprule") + 1:lines.index(r"\bottomrule")]
-    body = [ln for ln in body if ln != r"\midrule"]
     assert len(body) == len(t.rows) + 1
     for ln in body:
         assert ln.endswith(r" \\")
@@ -305,6 +323,9 @@ def test_latex_document_compiles(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
     assert (tmp_path / "tables.pdf").stat().st_size > 0
+    # Every table fits its page: a float taller than the page would run off it.
+    log = (tmp_path / "tables.log").read_text(errors="replace")
+    assert "Float too large" not in log and "Overfull \\vbox" not in log
 
 
 _RENDER_ALL = """

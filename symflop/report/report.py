@@ -86,4 +86,7 @@ def compile_pdf(root: Path, tex: str = "report.tex") -> tuple[bool, str]:
         os.close(fd)
         shutil.copyfile(pdf, tmp)
         os.replace(tmp, Path(root) / pdf.name)
-    return True, f"report.pdf built ({(Path(root) / pdf.name).stat().st_size:,} bytes)"
+    built = f"report.pdf built ({(Path(root) / pdf.name).stat().st_size:,} bytes)"
+    if "Float too large" in text:  # a table or figure taller than its page runs off it
+        built += "; warning: a float is taller than its page and runs off it (see the log)"
+    return True, built

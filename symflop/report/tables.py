@@ -18,9 +18,9 @@ Cells:
 * ``Seq``: several cells in one, joined by a separator (a list in JSON).
 
 A LaTeX table is a ``table`` float holding a booktabs ``tabular``, with caption
-and label, ready to ``\\input`` into a document whose preamble loads
-``booktabs``, ``amsmath`` and ``graphicx`` (``LATEX_PACKAGES``; ``latex_document`` writes a
-whole document).
+and label, or, when taller than a page, a ``longtable`` that breaks across pages;
+either is ready to ``\\input`` into a document whose preamble loads
+``LATEX_PACKAGES`` (``latex_document`` writes a whole document).
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ import sympy as sp
 from symflop.errors import UsageError
 
 FORMATS = ("latex", "markdown", "csv", "json")
-LATEX_PACKAGES = ("booktabs", "amsmath", "amssymb", "graphicx")
+LATEX_PACKAGES = ("booktabs", "amsmath", "amssymb", "graphicx", "longtable")
+# More rows than fit on a landscape page: such a table is a longtable.
+LONG_TABLE_ROWS = 30
 
 
 @dataclass(frozen=True)
@@ -220,20 +222,46 @@ def label(t: Table) -> str:
 
 
 def to_latex(t: Table) -> str:
+    if len(t.rows) > LONG_TABLE_ROWS:
+        return _to_longtable(t)
     caption = latex_escape(t.caption or t.title)
     lines = [r"\begin{table}[htbp]", r"\centering",
              f"\\caption{{{caption}}}", f"\\label{{{label(t)}}}",
              # no wider than the text: shrunk to fit when it would overflow (graphicx)
              r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
              f"\\begin{{tabular}}{{{_align(t)}}}", r"\toprule",
-             " & ".join(cell_latex(c) for c in t.columns) + r" \\", r"\midrule"]
-    lines.extend(" & ".join(cell_latex(c) for c in r) + r" \\" for r in t.rows)
+             _latex_row(t.columns), r"\midrule"]
+    lines.extend(_latex_row(r) for r in t.rows)
     lines += [r"\bottomrule", r"\end{tabular}", "}"]
-    if t.notes:
-        lines.append(r"\par\smallskip\footnotesize")
-        lines.extend(latex_escape(n) + r"\par" for n in t.notes)
+    lines.extend(_latex_notes(t))
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
+
+
+def _to_longtable(t: Table) -> str:
+    """A table taller than a page: a ``longtable`` that breaks across pages and repeats
+    its header (a float would run off the page; it cannot be shrunk to fit)."""
+    caption = latex_escape(t.caption or t.title)
+    header = [r"\toprule", _latex_row(t.columns), r"\midrule"]
+    lines = [f"\\begin{{longtable}}{{{_align(t)}}}",
+             f"\\caption{{{caption}}}\\label{{{label(t)}}} \\\\",
+             *header, r"\endfirsthead", *header, r"\endhead",
+             r"\bottomrule", r"\endlastfoot"]
+    lines.extend(_latex_row(r) for r in t.rows)
+    lines.append(r"\end{longtable}")
+    if t.notes:
+        lines += [r"\begingroup", *_latex_notes(t), r"\endgroup"]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_row(cells) -> str:
+    return " & ".join(cell_latex(c) for c in cells) + r" \\"
+
+
+def _latex_notes(t: Table) -> list[str]:
+    if not t.notes:
+        return []
+    return [r"\par\smallskip\footnotesize", *(latex_escape(n) + r"\par" for n in t.notes)]
 
 
 def to_markdown(t: Table) -> str:
