@@ -91,7 +91,10 @@ def passes(name: str, *names: str):
 
 
 def call(fn, **values):
-    return fn(backend=XP, check=False, **values)
+    """Run a generated pass on the values it takes, out of ``values`` (inputs and what
+    earlier passes returned): which forward results a backward reads is the engine's
+    choice, not the benchmark's."""
+    return fn(backend=XP, check=False, **{n: values[n] for n in fn.signature.inputs})
 
 
 # --- workloads: each returns a title, {side: callable}, the comparisons (label, generated
@@ -107,12 +110,12 @@ def cross_entropy_sides():
 
     def generated():
         o = call(fw, z=z, y=y)
-        g = call(bw, y=y, lse_sum_lse=o["lse_sum_lse"], z=z)
+        g = call(bw, **o, y=y, z=z)
         return o["L"], g["grad_z"]
 
     def fused():
         o = call(fw, z=z, y=y)
-        return o["L"], call(gr, z=z, y=y)["grad_z"]
+        return o["L"], call(gr, **o, z=z, y=y)["grad_z"]
 
     def builtin_labels():
         loss = F.cross_entropy(zr, labels)
@@ -149,14 +152,12 @@ def batchnorm_sides():
 
     def generated():
         o = forward()
-        g = call(bw, gamma=gamma, grad_y=grad_y, mu=o["mu"], var=o["var"], x=x,
-                 epsilon=EPS_BN, xhat=o["xhat"])
+        g = call(bw, **o, gamma=gamma, grad_y=grad_y, x=x, epsilon=EPS_BN)
         return o["y"], g["grad_x"], g["grad_gamma"], g["grad_beta"]
 
     def fused():
         o = forward()
-        g = call(gr, gamma=gamma, grad_y=grad_y, mu=o["mu"], var=o["var"], x=x,
-                 epsilon=EPS_BN, xhat=o["xhat"])
+        g = call(gr, **o, gamma=gamma, grad_y=grad_y, x=x, epsilon=EPS_BN)
         return o["y"], g["grad_x"], g["grad_gamma"], g["grad_beta"]
 
     def nchw(t):  # the (N, d) memory read as (32, 256, 56, 56): a channels-last view
