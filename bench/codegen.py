@@ -1,41 +1,50 @@
-"""Speed and peak memory of the generated torch code against torch's built-ins, on CPU.
+"""Speed, peak memory and roofline of the generated torch code against torch's built-ins.
 
-Three workloads, float32, as many torch threads as the process may use:
+Three workloads, float32, as many torch threads as the process may use (CPU), or on
+CUDA with --device cuda:
   cross-entropy  B=4096, C=32000: the generated ``forward`` then ``backward`` (which
-                 takes the forward's saved ``lse_sum_lse``), against F.cross_entropy
-                 plus torch.autograd.grad, with integer labels and with the same dense
-                 one-hot target the generated code takes;
+                 takes the forward's saved ``lse_sum_lse``) on integer labels, against
+                 F.cross_entropy plus torch.autograd.grad on the same labels;
   batchnorm      x of shape (N, d), N = 32*56*56, d = 256: the generated ``forward``
                  (training, running statistics) then ``backward`` (grad_y given), against
                  F.batch_norm(training=True) plus autograd on the same (N, d) tensor; also
                  against the (32, 256, 56, 56) layouts (channels-last, which is the same
                  memory as (N, d), and contiguous NCHW);
   adam           one step on 25,557,032 parameters (ResNet-50's count) in one tensor: the
-                 generated ``step`` against torch.optim.Adam(foreach=True); also on
-                 ResNet-50's 161 parameter tensors (the generated step called per tensor).
+                 generated ``step`` in its in-place call form (state and parameters
+                 updated in their buffers, as torch.optim does) against
+                 torch.optim.Adam(foreach=True), and through the compiled backend
+                 against Adam(fused=True); also on ResNet-50's 161 parameter tensors.
+Each workload runs eager (backend "torch": blocked kernels) and compiled (backend
+"torch-compiled": torch.compile, Inductor); the compile time (first call) is printed.
 Lines marked "fused" run the engine's closed-form ``gradient`` pass in place of
-``backward``; they and the 161-tensor Adam line are for information, the targets are on
-forward+backward and the one-tensor step.  One line per comparison: generated vs
-built-in median time, their ratio, peak memory of each and their ratio, each target.
+``backward``; they and the 161-tensor Adam line are for information.
 
-Time: each workload runs in a process of its own (an earlier workload's large frees
-changed the next one's timings); there, after warm-up calls (whose results are checked
-against the built-in), the median of --repeats calls per side, the sides interleaved
-(alternating which goes first).  The generated code is called with check=False, so
-the input checks are not timed.  Peak memory: the
-growth of the process's peak resident set during one call, after warm-up: the peak
-(VmHWM) is reset to the current RSS by writing 5 to /proc/self/clear_refs, then read
-from /proc/self/status after the call; it includes the call's outputs and every
-temporary.  Where /proc/self/clear_refs cannot be written, each side is measured in a
-fresh subprocess (first call, growth of ru_maxrss).  Tensors this large (> 32 MiB)
-are mmap'ed by glibc and unmapped when freed, so the RSS follows torch's live
-allocations; the 161-tensor Adam sides are measured in a fresh process with glibc's
-mmap threshold lowered to 64 KiB, since malloc would otherwise recycle their small
-temporaries unseen.  Page faults on freshly mmap'ed memory are a large part of the
-cost of each new full-size temporary on CPU, so time follows the number of them.
-Targets: time ratio (generated / built-in) <= 1.0 for cross-entropy and batchnorm,
-<= 1.2 for adam; peak memory ratio <= 1.5.
+Roofline: each workload process first measures the memory bandwidth (a float32
+``copy_`` between two touched 256 MiB tensors, median of 7) and the float32 matmul rate;
+the engine gives the bytes each pass moves and its FLOPs at the lowered stage, kernel by
+kernel (``symflop.lower.roofline``); the predicted time is the sum over kernels of
+max(bytes/bandwidth, FLOPs/peak).  Each line prints the measured time, the bandwidth
+achieved (engine bytes / time) and the fraction of the roofline (predicted / measured).
+
+Time: each workload runs in a process of its own; there, after warm-up calls (whose
+results are checked against the built-in), the median of --repeats calls per side, the
+sides interleaved.  The generated code is called with check=False, so the input checks
+are not timed.  Peak memory (CPU only): the growth of the process's peak resident set
+during one call, after warm-up: the peak (VmHWM) is reset to the current RSS by writing
+5 to /proc/self/clear_refs, then read from /proc/self/status after the call; it
+includes the call's outputs and every temporary.  Where /proc/self/clear_refs cannot be
+written, each side is measured in a fresh subprocess (first call, growth of ru_maxrss).
+Tensors this large (> 32 MiB) are mmap'ed by glibc and unmapped when freed, so the RSS
+follows torch's live allocations; the 161-tensor Adam sides are measured in a fresh
+process with glibc's mmap threshold lowered to 64 KiB, since malloc would otherwise
+recycle their small temporaries unseen.  On CUDA, peak memory is
+torch.cuda.max_memory_allocated's growth during one call.
+Targets (eager): time ratio (generated / built-in) <= 1.0 for each workload, peak
+memory ratio <= 1.5; (compiled): Adam <= 1.0 x Adam(fused=True), BatchNorm and Adam at
+>= 70 % of the roofline.
 Run:  python bench/codegen.py [--repeats 5] [--only cross-entropy,batchnorm,adam]
+      [--device cuda]
 """
 
 from __future__ import annotations
@@ -59,15 +68,18 @@ if ROOT not in sys.path:
 from derivations import CATALOGUE  # noqa: E402
 from symflop import derive  # noqa: E402
 from symflop.lower.backends import get_backend  # noqa: E402
+from symflop.lower.roofline import Machine, measure_peak, predict  # noqa: E402
 
 CE_B, CE_C = 4096, 32000
 BN_BATCH, BN_C, BN_HW = 32, 256, 56
 BN_N, BN_D = BN_BATCH * BN_HW * BN_HW, BN_C
 EPS_BN, MOMENTUM = 1e-5, 0.1
 LR, BETA1, BETA2, EPS_ADAM = 1e-3, 0.9, 0.999, 1e-8
-TIME_TARGET = {"cross-entropy": 1.0, "batchnorm": 1.0, "adam": 1.2}
 MEM_TARGET = 1.5
-XP = get_backend("torch")
+ROOFLINE_TARGET = 0.70
+EAGER = get_backend("torch")
+COMPILED = get_backend("torch-compiled")
+DEVICE = "cpu"
 
 
 def resnet50_shapes() -> list[tuple[int, ...]]:
@@ -87,91 +99,104 @@ def resnet50_shapes() -> list[tuple[int, ...]]:
 
 def passes(name: str, *names: str):
     d = derive(CATALOGUE[name]())
-    return [d.compiled(p) for p in names]
+    return d, [d.compiled(p) for p in names]
 
 
-def call(fn, **values):
+def call(fn, xp=EAGER, inplace=False, **values):
     """Run a generated pass on the values it takes, out of ``values`` (inputs and what
     earlier passes returned): which forward results a backward reads is the engine's
     choice, not the benchmark's."""
-    return fn(backend=XP, check=False, **{n: values[n] for n in fn.signature.inputs})
+    return fn(backend=xp, check=False, inplace=inplace,
+              **{n: values[n] for n in fn.signature.inputs})
 
 
-# --- workloads: each returns a title, {side: callable}, the comparisons (label, generated
-# --- side, built-in side, whether the targets apply), {side: agreement check on the last
-# --- warm-up results}, and the sides whose peak memory is measured apart (peak_apart).
+def engine_roofline(d, pass_names, sizes: dict, machine: Machine) -> tuple[float, float]:
+    """(bytes moved, predicted seconds) of the lowered passes at ``sizes``: the engine's."""
+    total_bytes = total_seconds = 0.0
+    for p in pass_names:
+        flops = [cnt.total for _st, cnt in d.step_counts(p, "default", "lowered")]
+        lw = d.lowered[p]
+        for k in predict(lw.program, flops, machine, sizes, "float32", lw.loops):
+            total_bytes += k.bytes
+            total_seconds += k.seconds
+    return total_bytes, total_seconds
 
-def cross_entropy_sides():
-    fw, bw, gr = passes("cross-entropy", "forward", "backward", "gradient")
-    z = torch.randn(CE_B, CE_C)
-    labels = torch.randint(0, CE_C, (CE_B,))
-    y = torch.zeros(CE_B, CE_C).scatter_(1, labels[:, None], 1.0)
+
+class Workload:
+    """Sides (callables), the comparisons, agreement checks, and the engine's roofline of
+    the generated side."""
+
+    def __init__(self, title, sides, rows, checks, small=(), roofline=None, compiled=()):
+        self.title, self.sides, self.rows, self.checks = title, sides, rows, checks
+        self.small = set(small)      # sides whose peak memory is measured apart
+        self.roofline = roofline     # (bytes, predicted seconds) of one generated call
+        self.compiled = compiled     # generated passes run through torch.compile
+
+
+# --- workloads -------------------------------------------------------------------------
+# A row: (label, generated side, built-in side, time target or None, memory target or None,
+# roofline target or None).
+
+def cross_entropy_sides(machine: Machine) -> Workload:
+    d, (fw, bw, gr) = passes("cross-entropy", "forward", "backward", "gradient")
+    z = torch.randn(CE_B, CE_C, device=DEVICE)
+    labels = torch.randint(0, CE_C, (CE_B,), device=DEVICE)
     zr = z.detach().requires_grad_()
 
-    def generated():
-        o = call(fw, z=z, y=y)
-        g = call(bw, **o, y=y, z=z)
-        return o["L"], g["grad_z"]
+    def generated(xp=EAGER, grad=bw):
+        def run():
+            o = call(fw, xp, z=z, y=labels)
+            return o["L"], call(grad, xp, **o, y=labels, z=z)["grad_z"]
+        return run
 
-    def fused():
-        o = call(fw, z=z, y=y)
-        return o["L"], call(gr, **o, z=z, y=y)["grad_z"]
-
-    def builtin_labels():
+    def builtin():
         loss = F.cross_entropy(zr, labels)
         return loss, torch.autograd.grad(loss, zr)[0]
 
-    def builtin_dense():
-        loss = F.cross_entropy(zr, y)
-        return loss, torch.autograd.grad(loss, zr)[0]
+    sides = {"generated": generated(), "compiled": generated(COMPILED),
+             "fused": generated(grad=gr), "builtin": builtin}
+    rows = [("eager fwd+bwd vs F.cross_entropy, integer labels", "generated", "builtin",
+             1.0, MEM_TARGET, None),
+            ("compiled fwd+bwd vs F.cross_entropy", "compiled", "builtin", None, None, None),
+            ("eager fused fwd+gradient, integer labels", "fused", "builtin", None, None,
+             None)]
+    check = {s: (lambda out, s=s: close(out[s], out["builtin"]))
+             for s in ("generated", "compiled", "fused")}
+    sizes = {"B": CE_B, "C": CE_C}
+    return Workload(f"cross-entropy B={CE_B} C={CE_C}", sides, rows, check,
+                    roofline=engine_roofline(d, ("forward", "backward"), sizes, machine),
+                    compiled=(fw, bw))
 
-    sides = {"generated": generated, "fused": fused, "labels": builtin_labels,
-             "dense": builtin_dense}
-    rows = [("fwd+bwd, F.cross_entropy integer labels", "generated", "labels", True),
-            ("fwd+bwd, F.cross_entropy same one-hot dense target", "generated", "dense", True),
-            ("fused fwd+gradient, integer labels", "fused", "labels", False)]
-    return f"cross-entropy B={CE_B} C={CE_C}", sides, rows, {
-        "generated": lambda out: close(out["generated"], out["labels"]),
-        "fused": lambda out: close(out["fused"], out["dense"])}, set()
 
-
-def batchnorm_sides():
-    fw, bw, gr = passes("batchnorm", "forward", "backward", "gradient")
-    x = torch.randn(BN_N, BN_D)
-    grad_y = torch.randn(BN_N, BN_D)
-    gamma = torch.rand(BN_D) + 0.5
-    beta = torch.randn(BN_D)
-    stats = {"gen": [torch.zeros(BN_D), torch.ones(BN_D)]}
+def batchnorm_sides(machine: Machine) -> Workload:
+    d, (fw, bw, gr) = passes("batchnorm", "forward", "backward", "gradient")
+    x = torch.randn(BN_N, BN_D, device=DEVICE)
+    grad_y = torch.randn(BN_N, BN_D, device=DEVICE)
+    gamma = torch.rand(BN_D, device=DEVICE) + 0.5
+    beta = torch.randn(BN_D, device=DEVICE)
     hp = {"epsilon": EPS_BN, "momentum": MOMENTUM}
 
-    def forward():
-        rm, rv = stats["gen"]
-        o = call(fw, x=x, beta=beta, gamma=gamma, running_mean=rm, running_var=rv, **hp)
-        stats["gen"] = [o["running_mean"], o["running_var"]]
-        return o
+    def generated(xp=EAGER, grad=bw):
+        rm, rv = torch.zeros(BN_D, device=DEVICE), torch.ones(BN_D, device=DEVICE)
 
-    def generated():
-        o = forward()
-        g = call(bw, **o, gamma=gamma, grad_y=grad_y, x=x, epsilon=EPS_BN)
-        return o["y"], g["grad_x"], g["grad_gamma"], g["grad_beta"]
-
-    def fused():
-        o = forward()
-        g = call(gr, **o, gamma=gamma, grad_y=grad_y, x=x, epsilon=EPS_BN)
-        return o["y"], g["grad_x"], g["grad_gamma"], g["grad_beta"]
+        def run():
+            o = call(fw, xp, inplace=True, x=x, beta=beta, gamma=gamma, running_mean=rm,
+                     running_var=rv, **hp)
+            g = call(grad, xp, **o, gamma=gamma, grad_y=grad_y, x=x, epsilon=EPS_BN)
+            return o["y"], g["grad_x"], g["grad_gamma"], g["grad_beta"]
+        return run
 
     def nchw(t):  # the (N, d) memory read as (32, 256, 56, 56): a channels-last view
         return t.view(BN_BATCH, BN_HW, BN_HW, BN_C).permute(0, 3, 1, 2)
 
     x_cl, gy_cl = nchw(x), nchw(grad_y)
-    assert x_cl.is_contiguous(memory_format=torch.channels_last)
-    x_nchw = torch.empty(BN_BATCH, BN_C, BN_HW, BN_HW).copy_(x_cl)
-    gy_nchw = torch.empty(BN_BATCH, BN_C, BN_HW, BN_HW).copy_(gy_cl)
+    x_nchw = torch.empty(BN_BATCH, BN_C, BN_HW, BN_HW, device=DEVICE).copy_(x_cl)
+    gy_nchw = torch.empty(BN_BATCH, BN_C, BN_HW, BN_HW, device=DEVICE).copy_(gy_cl)
 
     def builtin(xin, gy):
         xr = xin.detach().requires_grad_()
         w, b = gamma.clone().requires_grad_(), beta.clone().requires_grad_()
-        rm, rv = torch.zeros(BN_D), torch.ones(BN_D)
+        rm, rv = torch.zeros(BN_D, device=DEVICE), torch.ones(BN_D, device=DEVICE)
 
         def run():
             out = F.batch_norm(xr, rm, rv, w, b, training=True, momentum=MOMENTUM,
@@ -179,37 +204,46 @@ def batchnorm_sides():
             return (out, *torch.autograd.grad(out, (xr, w, b), gy))
         return run
 
-    sides = {"generated": generated, "fused": fused, "nd": builtin(x, grad_y),
+    sides = {"generated": generated(), "compiled": generated(COMPILED),
+             "fused": generated(grad=gr), "nd": builtin(x, grad_y),
              "channels_last": builtin(x_cl, gy_cl), "nchw": builtin(x_nchw, gy_nchw)}
-    rows = [("fwd+bwd, F.batch_norm same (N, d) tensor [the fair one]", "generated", "nd",
-             True),
-            ("fwd+bwd, F.batch_norm NCHW channels-last (same memory)", "generated",
-             "channels_last", True),
-            ("fwd+bwd, F.batch_norm NCHW contiguous", "generated", "nchw", True),
-            ("fused fwd+gradient, same (N, d) tensor", "fused", "nd", False)]
-    return f"batchnorm N={BN_N} d={BN_D}", sides, rows, {
-        "generated": lambda out: close(out["generated"], out["nd"]),
-        "fused": lambda out: close(out["fused"], out["nd"])}, set()
+    rows = [("eager fwd+bwd vs F.batch_norm, same (N, d) tensor", "generated", "nd", 1.0,
+             MEM_TARGET, None),
+            ("eager fwd+bwd vs F.batch_norm NCHW channels-last (same memory)", "generated",
+             "channels_last", None, None, None),
+            ("eager fwd+bwd vs F.batch_norm NCHW contiguous", "generated", "nchw", None,
+             None, None),
+            ("compiled fwd+bwd vs F.batch_norm (N, d)", "compiled", "nd", None, None,
+             ROOFLINE_TARGET),
+            ("eager fused fwd+gradient, same (N, d) tensor", "fused", "nd", None, None,
+             None)]
+    check = {s: (lambda out, s=s: close(out[s], out["nd"]))
+             for s in ("generated", "compiled", "fused")}
+    sizes = {"N": BN_N, "d": BN_D}
+    return Workload(f"batchnorm N={BN_N} d={BN_D}", sides, rows, check,
+                    roofline=engine_roofline(d, ("forward", "backward"), sizes, machine),
+                    compiled=(fw, bw))
 
 
-def _adam_pair(shapes):
-    (step,) = passes("adam", "step")
-    gen = []
-    params = []
+def _adam_pair(shapes, xp, fused: bool):
+    _d, (step,) = passes("adam", "step")
+    gen, params = [], []
     for s in shapes:
-        theta, g = torch.randn(s), torch.randn(s)
+        theta, g = torch.randn(s, device=DEVICE), torch.randn(s, device=DEVICE)
         gen.append({"theta": theta.clone().reshape(-1), "g": g.reshape(-1),
-                    "m": torch.zeros(theta.numel()), "v": torch.zeros(theta.numel()), "t": 0})
+                    "m": torch.zeros(theta.numel(), device=DEVICE),
+                    "v": torch.zeros(theta.numel(), device=DEVICE), "t": 0})
         p = theta.requires_grad_()
         p.grad = g
         params.append(p)
-    opt = torch.optim.Adam(params, lr=LR, betas=(BETA1, BETA2), eps=EPS_ADAM, foreach=True)
+    kind = {"fused": True} if fused else {"foreach": True}
+    opt = torch.optim.Adam(params, lr=LR, betas=(BETA1, BETA2), eps=EPS_ADAM, **kind)
 
     def generated():
-        for st in gen:
-            o = call(step, t=st["t"], g=st["g"], m=st["m"], v=st["v"], theta=st["theta"],
-                     beta1=BETA1, beta2=BETA2, epsilon=EPS_ADAM, lr=LR)
-            st.update(t=o["t"], m=o["m"], v=o["v"], theta=o["theta"])
+        for st in gen:  # in place: m, v and theta are updated in their own buffers
+            o = call(step, xp, inplace=True, t=st["t"], g=st["g"], m=st["m"], v=st["v"],
+                     theta=st["theta"], beta1=BETA1, beta2=BETA2, epsilon=EPS_ADAM, lr=LR)
+            st["t"] = o["t"]
 
     def builtin():
         opt.step()
@@ -217,22 +251,30 @@ def _adam_pair(shapes):
     def agree():
         return all(torch.allclose(st["theta"], p.detach().reshape(-1), rtol=1e-5, atol=1e-7)
                    for st, p in zip(gen, params))
-    return generated, builtin, agree
+    return generated, builtin, agree, step
 
 
-def adam_sides():
+def adam_sides(machine: Machine) -> Workload:
+    d = derive(CATALOGUE["adam"]())
     shapes = resnet50_shapes()
     total = sum(torch.Size(s).numel() for s in shapes)
-    one_gen, one_bi, one_agree = _adam_pair([(total,)])
-    list_gen, list_bi, list_agree = _adam_pair(shapes)
-    sides = {"generated": one_gen, "foreach": one_bi, "list_generated": list_gen,
-             "list_foreach": list_bi}
-    rows = [("step, one tensor, torch.optim.Adam(foreach=True)", "generated", "foreach", True),
-            (f"step, {len(shapes)} ResNet-50 tensors (generated per tensor), foreach",
-             "list_generated", "list_foreach", False)]
-    checks = {"generated": lambda out: one_agree(), "list_generated": lambda out: list_agree()}
-    # the list's tensors are small enough for malloc to recycle: measured apart (see peak_apart)
-    return f"adam P={total}", sides, rows, checks, {"list_generated", "list_foreach"}
+    one_gen, one_bi, one_agree, step = _adam_pair([(total,)], EAGER, fused=False)
+    comp_gen, comp_bi, comp_agree, _ = _adam_pair([(total,)], COMPILED, fused=True)
+    list_gen, list_bi, list_agree, _ = _adam_pair(shapes, EAGER, fused=False)
+    sides = {"generated": one_gen, "foreach": one_bi, "compiled": comp_gen, "fused": comp_bi,
+             "list_generated": list_gen, "list_foreach": list_bi}
+    rows = [("eager in-place step, one tensor, vs Adam(foreach=True)", "generated",
+             "foreach", 1.0, MEM_TARGET, None),
+            ("compiled in-place step, one tensor, vs Adam(fused=True)", "compiled", "fused",
+             1.0, None, ROOFLINE_TARGET),
+            (f"eager step, {len(shapes)} ResNet-50 tensors (generated per tensor), foreach",
+             "list_generated", "list_foreach", None, None, None)]
+    checks = {"generated": lambda out: one_agree(), "compiled": lambda out: comp_agree(),
+              "list_generated": lambda out: list_agree()}
+    return Workload(f"adam P={total}", sides, rows, checks,
+                    small={"list_generated", "list_foreach"},
+                    roofline=engine_roofline(d, ("step",), {"P": total}, machine),
+                    compiled=(step,))
 
 
 def close(a, b) -> bool:
@@ -241,12 +283,46 @@ def close(a, b) -> bool:
                for x, y in zip((t.detach() for t in a), (t.detach() for t in b)))
 
 
-def workload(name: str):
-    return {"cross-entropy": cross_entropy_sides, "batchnorm": batchnorm_sides,
-            "adam": adam_sides}[name]()
+WORKLOADS = {"cross-entropy": cross_entropy_sides, "batchnorm": batchnorm_sides,
+             "adam": adam_sides}
 
 
 # --- measurement -------------------------------------------------------------------------
+
+def sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure_bandwidth(elements: int = 1 << 26, repeats: int = 7) -> float:
+    """Bytes/s of a float32 copy_ between two touched tensors (read + write counted)."""
+    src = torch.ones(elements, device=DEVICE)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        dst.copy_(src)
+        sync()
+        times.append(time.perf_counter() - start)
+    return 8 * elements / statistics.median(times)
+
+
+def measure_machine() -> Machine:
+    if DEVICE == "cuda":
+        a = torch.randn(4096, 4096, device=DEVICE)
+        a @ a
+        sync()
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ a
+        sync()
+        peak = 5 * 2 * 4096 ** 3 / (time.perf_counter() - start)
+    else:
+        peak = measure_peak()
+    return Machine("measured", measure_bandwidth(), peak)
+
 
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as f:
@@ -267,8 +343,17 @@ def can_reset_peak() -> bool:
 
 
 def peak_in_process(fn) -> float:
-    """Bytes by which one call raises the peak RSS above the RSS before it."""
+    """Bytes by which one call raises the peak memory above what was in use before it."""
     gc.collect()
+    if DEVICE == "cuda":
+        sync()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        out = fn()
+        sync()
+        peak = torch.cuda.max_memory_allocated()
+        del out
+        return float(peak - before)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # VmHWM := VmRSS
     before = _status_kb("VmRSS")
@@ -285,14 +370,15 @@ def peak_apart(name: str, side: str, small: bool) -> float:
     env = dict(os.environ)
     if small:
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--mem-child", name, side],
-                       capture_output=True, text=True, check=True, env=env)
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--mem-child", name, side,
+                        "--device", DEVICE], capture_output=True, text=True, check=True,
+                       env=env)
     return float(r.stdout.split()[-1])
 
 
 def mem_child(name: str, side: str) -> None:
-    fn = workload(name)[1][side]
-    if can_reset_peak():
+    fn = WORKLOADS[name](Machine("unused", 1.0, 1.0)).sides[side]
+    if DEVICE == "cuda" or can_reset_peak():
         fn()  # warm-up, as in the parent
         print(peak_in_process(fn))
         return
@@ -306,8 +392,10 @@ def mem_child(name: str, side: str) -> None:
 
 
 def timed(fn) -> float:
+    sync()
     start = time.perf_counter()
     out = fn()
+    sync()
     elapsed = time.perf_counter() - start
     del out
     return elapsed
@@ -318,48 +406,73 @@ def fmt_bytes(b: float) -> str:
 
 
 def run_workload(name: str, repeats: int, warmup: int) -> bool:
-    title, sides, rows, checks, small = workload(name)
-    used = [s for s in sides if any(s in (g, b) for _, g, b, _ in rows)]
+    machine = measure_machine()
+    w = WORKLOADS[name](machine)
+    used = [s for s in w.sides if any(s in (r[1], r[2]) for r in w.rows)]
     last: dict = {}
-    for _ in range(max(warmup, 1)):
-        last = {s: sides[s]() for s in used}
-    for s, check in checks.items():  # Adam: the same number of steps on each side so far
+    first_call = 0.0
+    for n in range(max(warmup, 1)):
+        last = {}
+        for s in used:
+            start = time.perf_counter()
+            last[s] = w.sides[s]()
+            if n == 0 and s == "compiled":  # the first compiled call compiles each pass
+                first_call = time.perf_counter() - start
+    compile_s = sum(sum(f.compile_seconds.values()) for f in w.compiled)
+    for s, check in w.checks.items():  # Adam: the same number of steps on each side so far
         if not check(last):
             raise SystemExit(f"{name}: {s} disagrees with the built-in")
     del last
     times: dict[str, list[float]] = {s: [] for s in used}
     for r in range(repeats):
         for s in used if r % 2 == 0 else reversed(used):
-            times[s].append(timed(sides[s]))
-    in_process = can_reset_peak()
-    peaks = {s: peak_in_process(sides[s]) if in_process and s not in small
-             else peak_apart(name, s, s in small) for s in used}
-    print(f"{title} (generated vs built-in)", flush=True)
+            times[s].append(timed(w.sides[s]))
+    in_process = DEVICE == "cuda" or can_reset_peak()
+    peaks = {s: peak_in_process(w.sides[s]) if in_process and s not in w.small
+             else peak_apart(name, s, s in w.small) for s in used}
+    bytes_moved, predicted = w.roofline
+    print(f"{w.title} (generated vs built-in); bandwidth {machine.bandwidth / 1e9:.1f} GB/s, "
+          f"matmul {machine.peak / 1e9:.0f} GFLOP/s measured; the engine: "
+          f"{bytes_moved / 1e6:.1f} MB moved per generated call, roofline "
+          f"{predicted * 1e3:.2f} ms; compile (first compiled call) {first_call:.1f} s, "
+          f"of which torch.compile's first calls {compile_s:.1f} s", flush=True)
     ok = True
     med = statistics.median
-    for label, g, b, targeted in rows:
+    for label, g, b, t_target, m_target, r_target in w.rows:
         tg, tb = med(times[g]), med(times[b])
         ratio, mratio = tg / tb, peaks[g] / max(peaks[b], 1.0)
-        line = f"  {label}: time {tg * 1e3:.1f} vs {tb * 1e3:.1f} ms, ratio {ratio:.2f}"
-        mem = (f"; peak memory {fmt_bytes(peaks[g])} vs {fmt_bytes(peaks[b])}, "
-               f"ratio {mratio:.2f}")
-        if targeted:
-            t_ok, m_ok = ratio <= TIME_TARGET[name], mratio <= MEM_TARGET
-            ok &= t_ok and m_ok
-            line += f" (<= {TIME_TARGET[name]:g}: {'met' if t_ok else 'MISSED'})"
-            mem += f" (<= {MEM_TARGET:g}: {'met' if m_ok else 'MISSED'})"
-        print(line + mem, flush=True)
+        line = (f"  {label}: {tg * 1e3:.1f} vs {tb * 1e3:.1f} ms, ratio {ratio:.2f}"
+                + (f" (<= {t_target:g}: {'met' if ratio <= t_target else 'MISSED'})"
+                   if t_target else ""))
+        line += (f"; peak memory {fmt_bytes(peaks[g])} vs {fmt_bytes(peaks[b])}, ratio "
+                 f"{mratio:.2f}" + (f" (<= {m_target:g}: "
+                                    f"{'met' if mratio <= m_target else 'MISSED'})"
+                                    if m_target else ""))
+        frac_g, frac_b = predicted / tg, predicted / tb
+        line += (f"; roofline {frac_g:.0%} vs {frac_b:.0%} ({bytes_moved / tg / 1e9:.1f} vs "
+                 f"{bytes_moved / tb / 1e9:.1f} GB/s)"
+                 + (f" (>= {r_target:.0%}: {'met' if frac_g >= r_target else 'MISSED'})"
+                    if r_target else ""))
+        ok &= (not t_target or ratio <= t_target) and (not m_target or mratio <= m_target) \
+            and (not r_target or frac_g >= r_target)
+        print(line, flush=True)
     return ok
 
 
 def main() -> int:
+    global DEVICE
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--only", default="cross-entropy,batchnorm,adam")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--workload", help=argparse.SUPPRESS)
     ap.add_argument("--mem-child", nargs=2, metavar=("WORKLOAD", "SIDE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    DEVICE = args.device
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device: nothing to run on cuda")
+        return 0
     torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                           else os.cpu_count() or 1)
     torch.manual_seed(0)
@@ -368,18 +481,21 @@ def main() -> int:
         return 0
     if args.workload:
         return 0 if run_workload(args.workload, args.repeats, args.warmup) else 3
-    print(f"torch {torch.__version__}, float32, CPU, {torch.get_num_threads()} threads; each "
-          f"workload in its own process: median of {args.repeats} interleaved calls after "
-          f"{args.warmup} warm-up; peak memory = "
-          + ("growth of VmHWM over VmRSS in one call after warm-up (/proc/self/clear_refs)"
-             if can_reset_peak() else "growth of ru_maxrss in a fresh process's first call"),
+    where = (torch.cuda.get_device_name() if DEVICE == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, float32, {where}; each workload in its own process: "
+          f"median of {args.repeats} interleaved calls after {args.warmup} warm-up; peak "
+          "memory = " + ("growth of max_memory_allocated in one call" if DEVICE == "cuda"
+                         else "growth of VmHWM over VmRSS in one call after warm-up "
+                         "(/proc/self/clear_refs)" if can_reset_peak()
+                         else "growth of ru_maxrss in a fresh process's first call"),
           flush=True)
     start = time.perf_counter()
     ok = True
     for name in args.only.split(","):
         r = subprocess.run([sys.executable, os.path.abspath(__file__), "--workload", name,
-                            "--repeats", str(args.repeats), "--warmup", str(args.warmup)],
-                           check=False)
+                            "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+                            "--device", DEVICE], check=False)
         if r.returncode not in (0, 3):
             raise SystemExit(f"{name}: the benchmark failed (exit status {r.returncode})")
         ok &= r.returncode == 0

@@ -16,6 +16,8 @@ from symflop.cost import conventions
 from symflop.cost.memory import DTYPE_BYTES
 from symflop.derive import Derivation
 from symflop.errors import SymflopError, UsageError
+from symflop.lower.backends import BACKENDS
+from symflop.lower.roofline import parse_machine, predict
 from symflop.registry import catalogue, examples, get_component, plugin
 from symflop.report.examples import render as render_example
 from symflop.report.render import fused_text, show, stage_report
@@ -133,6 +135,8 @@ def cmd_validate(args) -> int:
     suite = plugin("symflop.validation", "a validation suite")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available on this machine")
+    if args.device == "cuda" and args.backend == "numpy":
+        raise UsageError("--backend numpy runs on the CPU only (drop --device cuda)")
     names = args.names or list(catalogue())
     for name in names:
         if name not in catalogue():
@@ -142,8 +146,8 @@ def cmd_validate(args) -> int:
     def progress(k: int, n: int, name: str) -> None:
         print(f"[{k}/{n}] {name}", file=sys.stderr, flush=True)
 
-    rows = suite.validate(names, args.device, dtype, progress)
-    print(json.dumps(suite.to_json(rows, args.device, dtype), indent=2) if args.json
+    rows = suite.validate(names, args.device, dtype, progress, args.backend)
+    print(json.dumps(suite.to_json(rows, args.device, dtype, args.backend), indent=2) if args.json
           else suite.format_rows(rows))
     return 0 if all(r.ok for r in rows) else 1
 
@@ -253,10 +257,35 @@ def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: st
     return out
 
 
+def roofline_report(d: Derivation, dims: dict[str, int], machine_text: str, convention: str,
+                    dtype: str) -> dict:
+    """Per pass of the lowered stage: bytes moved, FLOPs and the predicted time on a
+    machine (``symflop.lower.roofline``), kernel by kernel."""
+    if not getattr(d, "lowered", None):
+        raise UsageError(f"{d.component} is a composite: roofline each component on its own")
+    machine = parse_machine(machine_text)
+    sizes = {k: dims[k] for k in dims}
+    passes = {}
+    for name in d.passes:
+        flops = [cnt.total for _st, cnt in d.step_counts(name, convention, "lowered")]
+        lw = d.lowered[name]
+        kernels = predict(lw.program, flops, machine, sizes, dtype, lw.loops)
+        passes[name] = {
+            "bytes": sum(k.bytes for k in kernels), "flops": sum(k.flops for k in kernels),
+            "seconds": sum(k.seconds for k in kernels),
+            "kernels": [{"step": k.step, "bytes": k.bytes, "flops": k.flops,
+                         "seconds": k.seconds, "bound": k.bound} for k in kernels]}
+    return {"machine": machine.name, "bandwidth": machine.bandwidth, "peak": machine.peak,
+            "source": machine.source, "dtype": dtype, "passes": passes}
+
+
 def cmd_count(args) -> int:
     c, d = _derivation(args)
     dims = parse_dims(args.dims, d.dims, c.name)
     report = count_report(d, dims, args.convention, args.dtype, args.stage)
+    if args.roofline:
+        report["roofline"] = roofline_report(d, dims, args.roofline, args.convention,
+                                             args.dtype)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -278,6 +307,17 @@ def cmd_count(args) -> int:
             "save_or_recompute", [])) > 1 else []:
         print(f"  backward if it {point['point']}s: {point['backward_flops']} FLOPs, saves "
               f"{point['saved_elements']} elements ({', '.join(point['saved_tensors'])})")
+    if args.roofline:
+        r = report["roofline"]
+        print(f"roofline on {r['machine']}: {r['bandwidth'] / 1e9:.4g} GB/s, "
+              f"{r['peak'] / 1e12:.4g} TFLOP/s{'; ' + r['source'] if r['source'] else ''}\n"
+              f"  predicted time of each pass of the lowered (code) stage, {args.dtype}: "
+              "the sum over its kernels of max(bytes/bandwidth, FLOPs/peak)")
+        for name, e in r["passes"].items():
+            bound = sorted({k["bound"] for k in e["kernels"]})
+            print(f"  {name:<{width}} {e['bytes'] / 1e6:12,.3f} MB moved  "
+                  f"{e['flops'] / 1e6:12,.3f} MFLOP  {e['seconds'] * 1e3:10.4f} ms  "
+                  f"({'/'.join(bound) or 'no kernel'}-bound)")
     return 0
 
 
@@ -364,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("names", nargs="*", help="components (default: the whole catalogue)")
     v.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     v.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    v.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="what runs the generated code: numpy, torch (eager, blocked "
+                        "kernels) or torch-compiled (torch.compile); default torch")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_validate)
     cl = sub.add_parser("claims", help="the reference document's quantitative claims, "
@@ -388,13 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="symflop-report", help="folder (default ./symflop-report)")
     r.add_argument("--no-pdf", action="store_true", help="do not run pdflatex")
     r.set_defaults(func=cmd_report)
-    k = sub.add_parser("code", help="generated (stabilized) NumPy/torch source of each pass")
+    k = sub.add_parser("code", help="generated NumPy/torch source of each pass (the lowered stage)")
     named(k)
     k.add_argument("--pass", dest="pass_name", help="one pass only (forward, backward, ...)")
     k.set_defaults(func=cmd_code)
     c = sub.add_parser("count", help="operation counts and memory of a component")
     named(c)
     c.add_argument("--json", action="store_true")
+    c.add_argument("--roofline", metavar="MACHINE",
+                   help="predicted time per pass: a preset (h100, h200, a100), 'measure' "
+                        "(this machine, now) or BANDWIDTH,PEAK in bytes/s,FLOP/s; needs --dims")
     common(c, dims=True)
     staged(c)
     c.set_defaults(func=cmd_count)

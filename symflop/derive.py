@@ -4,7 +4,7 @@
 returns a ``Derivation``: every stage's programs and the rules that fired, per
 step raw operation tallies of every stage, memory per stage, the save-or-recompute
 points of the backward pass, and generated source of every pass printed from
-the stabilized stage.  Counts, memory and code all name the stage they come
+the lowered stage (``symflop.lower``).  Counts, memory and code all name the stage they come
 from; by default that is the optimized stage (``reused``), and the equations as
 written stay one argument away (``stage="written"``).
 """
@@ -12,7 +12,7 @@ written stay one argument away (``stage="written"``).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
@@ -21,13 +21,14 @@ from symflop.core.model import Component
 from symflop.core.program import label_inputs
 from symflop.cost.conventions import Convention, get_convention
 from symflop.cost.counting import Counts, Tally, apply_convention, tally_program, total_tally
-from symflop.cost.memory import Memory, memory
+from symflop.cost.memory import Memory, memory, moved_elements
 from symflop.errors import UsageError
 from symflop.lower.codegen import Signature, generate
 from symflop.lower.compiled import CompiledPass, shapes_of
+from symflop.lower.plan import Lowered
+from symflop.lower.stage import lower_component
 from symflop.rewrite.fused import FusedGradient
 from symflop.rewrite.pipeline import (
-    STAGES,
     Stage,
     as_written_stage,
     recompute_point,
@@ -60,6 +61,7 @@ class Derivation:
     sources: dict[str, tuple[str, Signature, dict]]
     wrt: tuple[str, ...] = ()
     tradeoffs: tuple[Tradeoff, ...] = ()
+    lowered: dict[str, Lowered] = field(default_factory=dict)
     _compiled: dict = field(default_factory=dict, repr=False)
     _count_fns: dict = field(default_factory=dict, repr=False)
 
@@ -84,8 +86,8 @@ class Derivation:
     def fused_at(self, stage: str) -> dict[str, FusedGradient]:
         """The closed forms a stage implies: as written, those reverse mode derives; at the
         code stage, the optimized ones (stabilization rewrites how, not what)."""
-        name = {"written": "differentiated", "stabilized": "reused"}.get(stage_name(stage),
-                                                                         stage_name(stage))
+        name = {"written": "differentiated", "stabilized": "reused",
+                "lowered": "reused"}.get(stage_name(stage), stage_name(stage))
         return self.stage(name).fused
 
     @property
@@ -139,7 +141,7 @@ class Derivation:
 
     # -- code -----------------------------------------------------------------------------
     def compiled(self, pass_name: str) -> CompiledPass:
-        """The generated code of a pass (printed from the stabilized stage)."""
+        """The generated code of a pass (printed from the lowered stage)."""
         self._check_pass(pass_name)
         hit = self._compiled.get(pass_name)
         if hit is None:
@@ -193,17 +195,21 @@ def derive(c: Component, use_cache: bool = True) -> Derivation:
 
 def _derive(c: Component) -> Derivation:
     stages = run(c)
+    lowered_stage, lowered = lower_component(c, stages)
+    stages = stages + (lowered_stage,)
     tallies = {(s.name, name): tuple(tally_program(p))
                for s in stages for name, p in s.programs.items()}
     memories = {s.name: memory(c.tensors, s.programs, s.programs.get("backward"), c.wrt)
                 for s in stages}
-    code = next(s for s in stages if s.name == STAGES[-1])
+    memories["lowered"] = replace(memories["lowered"], moved=tuple(
+        (name, moved_elements(lw.program, lw.loops)) for name, lw in lowered.items()))
     sources = {}
-    for name, p in code.programs.items():
-        source, sig = generate(p, func_name(name), stage_label(code.name))
+    for name, lw in lowered.items():
+        p = lw.program
+        source, sig = generate(lw, func_name(name), stage_label(lowered_stage.name))
         sources[name] = (source, sig, shapes_of(p.tensors, sig.inputs, label_inputs(p)))
     return Derivation(c.name, tuple(sorted(c.dims)), stages, tallies, memories, sources,
-                      tuple(c.wrt), _tradeoffs(c, stages, memories))
+                      tuple(c.wrt), _tradeoffs(c, stages, memories), lowered)
 
 
 def _tradeoffs(c: Component, stages, memories) -> tuple[Tradeoff, ...]:

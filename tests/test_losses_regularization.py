@@ -183,21 +183,24 @@ def test_dropout_keeps_a_fraction_1_minus_p_and_is_seeded(backend):
     a = np.ones((200, 500))
     a = torch.tensor(a) if backend == "torch" else a
     first = _dropout_forward(backend, 123, a, p)
-    mask = np.asarray(first["mask"], dtype=np.float64)
+    # the lowered code keeps the uniform draws u (what backward reads), not the mask
+    mask = (np.asarray(first["u"]) >= p).astype(np.float64)
     assert set(np.unique(mask)) == {0.0, 1.0}
     assert abs(mask.mean() - (1 - p)) < 0.01
     np.testing.assert_allclose(np.asarray(first["y"]), mask / (1 - p), rtol=1e-15)
     again = _dropout_forward(backend, 123, a, p)
-    assert np.array_equal(np.asarray(again["mask"]), np.asarray(first["mask"]))
+    assert np.array_equal(np.asarray(again["u"]), np.asarray(first["u"]))
     other = _dropout_forward(backend, 124, a, p)
-    assert not np.array_equal(np.asarray(other["mask"]), np.asarray(first["mask"]))
+    assert not np.array_equal(np.asarray(other["u"]), np.asarray(first["u"]))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_dropout_mask_has_the_activations_dtype(dtype):
-    """The mask is saved for backward and counted at the activations' width."""
+def test_dropout_draws_have_the_activations_dtype(dtype):
+    """The draws are saved for backward and counted at the activations' width."""
+    _, d = derived("dropout")
+    assert [n for n, _ in d.memory_at("code").saved] == ["u"]
     out = _dropout_forward("torch", 0, torch.ones(4, 5, dtype=dtype), 0.5)
-    assert out["mask"].dtype == dtype and out["y"].dtype == dtype
+    assert out["u"].dtype == dtype and out["y"].dtype == dtype
 
 
 def test_dropout_inference_is_the_identity():

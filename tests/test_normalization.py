@@ -9,6 +9,7 @@ import torch.nn.functional as F  # noqa: N812
 from checks import DEVICES, inputs
 from conftest import as_written, derived
 
+from symflop.core.model import Role
 from validation.harness import run_passes
 from validation.references import REFERENCES
 from validation.tolerances import TOLERANCES
@@ -328,10 +329,12 @@ def test_near_zero_variance_stays_finite_and_matches_torch(name, device):
     theirs = REFERENCES[name].run({**values, **{k: v for k, v in ours.items()
                                                if k not in values}})
     for key, want in theirs.items():
+        if key not in ours:  # computed inside a kernel of the lowered code (xhat), not stored
+            assert c.tensors[key].role is Role.INTERMEDIATE, key
+            continue
         torch.testing.assert_close(ours[key], want, **TOL, msg=f"{name}: {key}")
         if key.startswith("grad_"):
             torch.testing.assert_close(fused[key], want, **TOL, msg=f"{name}: fused {key}")
-    # eps dominates the flat group: xhat there is ~1e-6 / sqrt(eps) ~ 3e-4, while grad_x
-    # there is ~gamma / sqrt(eps) ~ 300 times grad_y, so errors would show.
-    assert ours["xhat"][where].abs().max() < 1e-2
+    # eps dominates the flat group (var < 1e-11 above): xhat there is ~1e-6 / sqrt(eps)
+    # ~ 3e-4, while grad_x there is ~gamma / sqrt(eps) ~ 300 times grad_y, so errors show.
     assert ours["grad_x"][where].abs().max() > 10.0

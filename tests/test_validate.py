@@ -62,8 +62,9 @@ def test_cli_fails_with_status_1_on_a_mismatch(capsys, monkeypatch, tmp_path):
     import validation.validate as v
     real = v.check_component
 
-    def wrong(name, device="cpu", dtype=torch.float64, component=None):
-        return real(name, device, dtype, _batchnorm_with_unbiased_batch_variance())
+    def wrong(name, device="cpu", dtype=torch.float64, component=None, backend="torch"):
+        return real(name, device, dtype, _batchnorm_with_unbiased_batch_variance(),
+                    backend)
 
     monkeypatch.setattr(v, "check_component", wrong)
     assert main(["validate", "batchnorm"]) == 1

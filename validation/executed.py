@@ -54,7 +54,7 @@ ZERO_COST = frozenset((
     "view", "_unsafe_view", "reshape", "permute", "unsqueeze", "squeeze", "expand", "clone",
     "detach", "_to_copy", "copy", "copy_", "alias", "as_strided", "t", "transpose", "slice",
     "select", "lift_fresh", "lift_fresh_copy", "scalar_tensor", "_local_scalar_dense",
-    "gather", "full", "empty", "zeros", "ones", "argmax",
+    "gather", "full", "empty", "zeros", "ones", "argmax", "fill", "empty_like",
 ))
 REDUCTIONS = {"sum": "add", "amax": "compare"}  # (input - output elements) operations
 

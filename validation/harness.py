@@ -18,7 +18,21 @@ def run_passes(d: Derivation, values: dict, backend: str = "numpy",
     for name in passes or d.passes:
         fn = d.compiled(name)
         args = {n: env[n] for n in fn.signature.inputs}
-        out = fn(backend=xp, **args)
+        out = run_pass(fn, xp, args)
         env.update(out)
         produced.update(out)
     return produced
+
+
+def run_pass(fn, xp, values: dict, **options) -> dict:
+    """One generated pass on torch values, on any backend: for NumPy the tensors go in as
+    arrays and the results come back as tensors on the device they came from."""
+    if xp.name != "numpy":
+        return fn(backend=xp, **options, **values)
+    import torch
+    device = next((v.device for v in values.values() if isinstance(v, torch.Tensor)), "cpu")
+    arrays = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
+              for k, v in values.items()}
+    out = fn(backend=xp, **options, **arrays)
+    return {k: torch.as_tensor(v).to(device) if hasattr(v, "shape") else v
+            for k, v in out.items()}

@@ -23,8 +23,9 @@ from symflop.compose import derive_any
 from symflop.core.functions import uniform
 from symflop.core.model import Role
 from symflop.derive import Derivation
+from symflop.lower.backends import get_backend
 from validation.executed import compare, compare_passes
-from validation.harness import run_passes
+from validation.harness import run_pass, run_passes
 from validation.inputs import torch_inputs
 from validation.references import REFERENCES
 from validation.tolerances import TOLERANCES
@@ -121,7 +122,7 @@ def _producer(d: Derivation, key: str) -> str:
 
 def check_passes(name: str, c: Component, d: Derivation, device: str, dtype,
                  shapes: list[dict], seed: int = 0, scale: dict | None = None,
-                 suffix: str = "") -> list[Row]:
+                 suffix: str = "", backend: str = "torch") -> list[Row]:
     """Every pass of a component with a torch ``run`` reference, at each size set."""
     ref = REFERENCES[name]
     tol = TOLERANCES[dtype]
@@ -139,8 +140,8 @@ def check_passes(name: str, c: Component, d: Derivation, device: str, dtype,
         if ref.extreme and scale is None and suffix:
             values = ref.extreme(values)
         try:
-            ours = run_passes(d, values, backend="torch", seed=seed + k)
-            fused = (run_passes(d, values, backend="torch", seed=seed + k,
+            ours = run_passes(d, values, backend=backend, seed=seed + k)
+            fused = (run_passes(d, values, backend=backend, seed=seed + k,
                                 passes=(grad_pass, "gradient"))
                      if "gradient" in d.passes else {})
         except InputError as e:
@@ -163,6 +164,8 @@ def check_passes(name: str, c: Component, d: Derivation, device: str, dtype,
             slack = {k: 2 * (theirs[k].double() - exact[k]).abs() for k in theirs}
             theirs = exact
         for key, want in theirs.items():
+            if key not in ours and c.tensors[key].role is Role.INTERMEDIATE:
+                continue  # computed inside a kernel of the lowered code, never stored
             row(_producer(d, key)).merge(ours[key], want, tol, key, slack.get(key))
             if key.startswith("grad_") and key in fused:
                 row("gradient").merge(fused[key], want, tol, key, slack.get(key))
@@ -170,8 +173,9 @@ def check_passes(name: str, c: Component, d: Derivation, device: str, dtype,
 
 
 def check_optimizer(name: str, c: Component, d: Derivation, device: str, dtype,
-                    shapes: list[dict], seed: int = 0) -> list[Row]:
-    """The generated step, repeated from a fresh state, against torch.optim's trajectory."""
+                    shapes: list[dict], seed: int = 0, backend: str = "torch") -> list[Row]:
+    """The generated step, repeated from a fresh state, against torch.optim's trajectory:
+    in its pure call form and in its in-place one (state updated in its buffers)."""
     from validation.ref_optimizers import TRAJECTORY_REFERENCES
     ref = REFERENCES[name]
     tol = TOLERANCES[dtype]
@@ -194,26 +198,40 @@ def check_optimizer(name: str, c: Component, d: Derivation, device: str, dtype,
             first = {"g": grads[0], **hypers,
                      **{n: v for n, v in state.items() if n in step.signature.inputs}}
             row.set_counts(compare(d, "step", first, sizes))
-        for g in grads:
-            out = step(backend="torch", g=g, **hypers,
-                       **{n: v for n, v in state.items() if n in step.signature.inputs})
-            state.update({n: out[n] for n in out if n in state or n in c.tensors
-                          and c.tensors[n].role is Role.OUTPUT})
         takes = inspect.signature(reference).parameters
         want = reference(theta0, grads, **{k: v for k, v in hypers.items() if k in takes})
-        for key, value in want.items():
-            row.merge(state[key], value, tol, key)
+        xp = get_backend(backend)
+        for inplace in (False, True):
+            run = {n: (v.clone() if isinstance(v, torch.Tensor) else v)
+                   for n, v in state.items()}
+            for g in grads:
+                out = run_pass(step, xp, {"g": g, **hypers, **{
+                    n: v for n, v in run.items() if n in step.signature.inputs}},
+                    inplace=inplace)
+                if inplace and xp.name != "numpy":  # the state buffers hold the new values
+                    moved = [n for n in out if n in step.signature.inputs and n in run
+                             and isinstance(run[n], torch.Tensor) and run[n].ndim
+                             and out[n] is not run[n]]
+                    if moved:
+                        row._fail(f"in place, {', '.join(moved)} came back in new buffers")
+                run.update({n: out[n] for n in out if n in run or n in c.tensors
+                            and c.tensors[n].role is Role.OUTPUT})
+            for key, value in want.items():
+                row.merge(run[key], value, tol, key + (" (in place)" if inplace else ""))
     return [row]
 
 
-def check_schedule(name: str, c: Component, d: Derivation) -> list[Row]:
+def check_schedule(name: str, c: Component, d: Derivation, backend: str = "torch"
+                   ) -> list[Row]:
     """eta(t) at every step of a run against torch.optim.lr_scheduler."""
     from validation.ref_schedules import torch_lrs
     ref = REFERENCES[name]
     steps = ref.steps
     want = torch_lrs(name, ref.hypers, steps)
     fn = d.compiled("schedule")
-    got = [float(fn(backend="torch", t=float(t), **ref.hypers)["eta"]) for t in range(steps)]
+    xp = get_backend(backend)
+    got = [float(run_pass(fn, xp, {"t": float(t), **ref.hypers})["eta"])
+           for t in range(steps)]
     row = Row(name, "schedule", f"t = 0..{steps - 1}")
     row.set_counts(compare(d, "schedule", {"t": 1.0, **ref.hypers}, {}))
     row.merge(torch.tensor(got), torch.tensor(want), TOLERANCES[torch.float64], "eta")
@@ -221,9 +239,11 @@ def check_schedule(name: str, c: Component, d: Derivation) -> list[Row]:
 
 
 def check_component(name: str, device: str = "cpu", dtype=torch.float64,
-                    component: Component | None = None) -> list[Row]:
+                    component: Component | None = None, backend: str = "torch") -> list[Row]:
     """Every check that applies to one catalogue component (or to ``component``, checked
-    against the reference of the catalogue entry ``name``)."""
+    against the reference of the catalogue entry ``name``), running the generated code
+    on ``backend`` (the executed-operation counts are always those of the eager torch
+    code: a dispatcher sees neither NumPy nor the compiled kernels)."""
     from derivations import CATALOGUE
     c = component if component is not None else CATALOGUE[name]()
     d = derive_any(c)  # a changed equation is a new cache key, so caching stays safe
@@ -233,29 +253,30 @@ def check_component(name: str, device: str = "cpu", dtype=torch.float64,
     ref = REFERENCES[name]
     shapes = list(ref.shapes) or default_shapes(ref.sizes)
     if "schedule" in c.passes:
-        return check_schedule(name, c, d)
+        return check_schedule(name, c, d, backend)
     if "step" in c.passes:
-        return check_optimizer(name, c, d, device, dtype, shapes)
+        return check_optimizer(name, c, d, device, dtype, shapes, backend=backend)
     if ref.run is None:
         steps = sum(len(p.steps) for p in d.programs.values())
         return [Row(name, "all", "no computation" if not steps else "no torch reference",
                     verdict="nothing to compare" if not steps else "FAIL",
                     notes=[f"{steps} steps"])]
-    rows = check_passes(name, c, d, device, dtype, shapes)
+    rows = check_passes(name, c, d, device, dtype, shapes, backend=backend)
     if ref.extreme:
         rows += check_passes(name, c, d, device, dtype, shapes[:1], seed=100,
-                             suffix=" (extreme inputs)")
+                             suffix=" (extreme inputs)", backend=backend)
     return rows
 
 
 def validate(names: list[str], device: str = "cpu", dtype=torch.float64,
-             progress: Callable[[int, int, str], None] | None = None) -> list[Row]:
+             progress: Callable[[int, int, str], None] | None = None,
+             backend: str = "torch") -> list[Row]:
     rows: list[Row] = []
     for k, name in enumerate(names):
         if progress:
             progress(k + 1, len(names), name)
         try:
-            rows += check_component(name, device, dtype)
+            rows += check_component(name, device, dtype, backend=backend)
         except Exception as e:  # noqa: BLE001 - one broken component must not hide the rest
             rows.append(Row(name, "all", "", verdict="ERROR",
                             notes=[f"{type(e).__name__}: {e}"]))
@@ -288,8 +309,8 @@ def format_rows(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def to_json(rows: list[Row], device: str, dtype) -> dict:
-    return {"device": device, "dtype": str(dtype).replace("torch.", ""),
+def to_json(rows: list[Row], device: str, dtype, backend: str = "torch") -> dict:
+    return {"device": device, "dtype": str(dtype).replace("torch.", ""), "backend": backend,
             "passed": all(r.ok for r in rows),
             "rows": [{"component": r.component, "pass": r.pass_name, "checked": r.checked,
                       "max_abs_err": r.max_abs, "max_rel_err": r.max_rel,

@@ -64,15 +64,31 @@ def memory(tensors: dict, programs: dict[str, Program], backward: Program | None
                         or n.startswith("grad_") or any(n == s for s, _ in saved)):
                     continue
                 saved.append((n, elements(t, n in as_labels)))
-    moved = tuple((name, _moved(p)) for name, p in programs.items())
+    moved = tuple((name, moved_elements(p)) for name, p in programs.items())
     return Memory(params, state, tuple(saved), moved, grads)
 
 
-def _moved(p: Program) -> sp.Expr:
-    """Elements read and written, each step on its own (no fusion across steps)."""
-    total = sp.Integer(0)
+def moved_elements(p: Program, loops: tuple[tuple[int, ...], ...] | None = None) -> sp.Expr:
+    """Elements read and written: every tensor a step reads once, and its result once (an
+    update in place, such as ``m = beta*m + ...``, reads the old value and writes the new
+    one: two transfers).  ``loops`` groups steps that run in one loop over blocks
+    (``symflop.lower.plan``): there a tensor is read once for the group, and what an
+    earlier step of the group wrote is not read back from memory.  Without ``loops``,
+    each step is on its own (no fusion across steps)."""
+    groups = loops if loops is not None else tuple((n,) for n in range(len(p.steps)))
+    return sp.expand(sum((group_elements([p.steps[n] for n in g], p) for g in groups),
+                         sp.Integer(0)))
+
+
+def group_elements(steps: list, p: Program) -> sp.Expr:
+    """Elements a group of steps run in one loop reads (each tensor once, none that the
+    group wrote first; a one-hot tensor read at its labels: its labels) and writes."""
     as_labels = label_inputs(p)
-    for st in p.steps:
-        names = step_reads(st, p.tensors) | {st.lhs}
-        total += sum((elements(p.tensors[n], n in as_labels) for n in names), sp.Integer(0))
-    return sp.expand(total)
+    read: list[str] = []
+    written: list[str] = []
+    for st in steps:
+        read += [n for n in sorted(step_reads(st, p.tensors)) if n not in written
+                 and n not in read]
+        written.append(st.lhs)
+    names = read + list(dict.fromkeys(written))
+    return sp.Add(*[elements(p.tensors[n], n in as_labels) for n in names])

@@ -19,16 +19,30 @@ from symflop.errors import UsageError
 _SCALAR = (int, float)
 
 
+BLOCK_ELEMENTS = 1 << 18  # elements per block of rows: a few such buffers stay in cache
+
+
 def _numpy_function(op):
-    def f(x):
+    def f(x, out=None, reuse=None):
+        out = out if out is not None else reuse
         if isinstance(x, _SCALAR):
             return op.math(x)
-        return op.numpy(x)
+        if out is None:
+            return op.numpy(x)
+        if isinstance(op.numpy, np.ufunc):
+            return op.numpy(x, out=out)
+        np.copyto(out, op.numpy(x))
+        return out
     return staticmethod(f)
+
+
+def _block_rows(extent: int, per_row: int) -> int:
+    return max(1, min(extent, BLOCK_ELEMENTS // max(per_row, 1)))
 
 
 class NumpyBackend:
     name = "numpy"
+    compiles = False
 
     def __init__(self, seed: int | None = None):
         self.rng = np.random.default_rng(seed)
@@ -46,16 +60,65 @@ class NumpyBackend:
         return np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x
 
     maximum, minimum = map(staticmethod, (np.maximum, np.minimum))
+    @staticmethod
+    def add(a, b, out=None, reuse=None):
+        return np.add(a, b, out=out if out is not None else reuse)
+
+    @staticmethod
+    def sub(a, b, out=None, reuse=None):
+        return np.subtract(a, b, out=out if out is not None else reuse)
+
+    @staticmethod
+    def mul(a, b, out=None, reuse=None):
+        return np.multiply(a, b, out=out if out is not None else reuse)
+
+    @staticmethod
+    def div(a, b, out=None, reuse=None):
+        return np.true_divide(a, b, out=out if out is not None else reuse)
+
+    @staticmethod
+    def neg(a, out=None, reuse=None):
+        return np.negative(a, out=out if out is not None else reuse)
+
+    @staticmethod
+    def pow(x, n, out=None, reuse=None):
+        return np.power(x, n, out=out if out is not None else reuse)
+
+    @staticmethod
+    def rows(extent: int, per_row: int, like=None) -> int:
+        """Rows of a blocked kernel run at once."""
+        return _block_rows(extent, per_row)
+
+    @staticmethod
+    def host_done() -> None:
+        """The scalar work on scalar inputs is done (a compiler may cut its graph here)."""
+
+    @staticmethod
+    def empty(shape, like):
+        return np.empty(shape, dtype=like.dtype)
+
+    @staticmethod
+    def assign(dst, value):
+        np.copyto(dst, value)
+
+    @staticmethod
+    def accumulate(acc, part, op: str):
+        """``acc`` += ``part`` (or the larger of the two), in ``acc``'s buffer."""
+        (np.add if op == "sum" else np.maximum)(acc, part, out=acc)
+        return acc
+
     logical_and, logical_or, logical_not = map(
         staticmethod, (np.logical_and, np.logical_or, np.logical_not))
 
     @staticmethod
-    def reciprocal(x):
-        return 1.0 / x
+    def reciprocal(x, out=None, reuse=None):
+        out = out if out is not None else reuse
+        return 1.0 / x if out is None else np.divide(1.0, x, out=out)
 
     @staticmethod
-    def divide(a, b):
-        return a / b
+    def divide(a, b, out=None, reuse=None):
+        out = out if out is not None else reuse
+        return a / b if out is None else np.divide(a, b, out=out)
 
     @staticmethod
     def where(c, a, b, like=None):
@@ -82,14 +145,18 @@ class NumpyBackend:
         dtype = like.dtype if like is not None else np.float64
         return np.eye(n, dtype=dtype)[labels]
 
+    @classmethod
+    def scatter_add(cls, base, axis, labels, values):
+        return cls.scatter_add_(np.array(base, copy=True), axis, labels, values)
+
     @staticmethod
-    def scatter_add(base, axis, labels, values):
-        out = np.array(base, copy=True)
-        labels = np.broadcast_to(labels, _label_shape(out.shape, axis))
+    def scatter_add_(base, axis, labels, values):
+        """Adds ``values`` at ``labels`` into ``base`` itself."""
+        labels = np.broadcast_to(labels, _label_shape(base.shape, axis))
         values = np.broadcast_to(values, labels.shape)
-        np.put_along_axis(out, labels, np.take_along_axis(out, labels, axis=axis) + values,
+        np.put_along_axis(base, labels, np.take_along_axis(base, labels, axis=axis) + values,
                           axis=axis)
-        return out
+        return base
 
     @staticmethod
     def squeeze(x, axes):
@@ -109,12 +176,17 @@ for _op in OPS:
     setattr(NumpyBackend, _op.name, _numpy_function(_op))
 
 
+_PYTHON = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+           "div": lambda a, b: a / b}
+
+
 def _label_shape(shape: tuple, axis: int) -> tuple:
     return tuple(1 if n == axis else s for n, s in enumerate(shape))
 
 
 class TorchBackend:
     name = "torch"
+    compiles = False
 
     def __init__(self, seed: int | None = None):
         import torch
@@ -128,12 +200,77 @@ class TorchBackend:
     def _function(op):
         import torch
         fn = op.torch(torch)
+        takes_out = [True]  # until a call says otherwise (softplus, heaviside take no out=)
 
-        def f(x):
+        def f(x, out=None, reuse=None):
+            out = out if out is not None else reuse
             if isinstance(x, _SCALAR):
                 return op.math(x)
-            return fn(x)
+            if out is None:
+                return fn(x)
+            if takes_out[0]:
+                try:
+                    return fn(x, out=out)
+                except TypeError:  # refused while parsing arguments: nothing ran
+                    takes_out[0] = False
+            return out.copy_(fn(x))
         return f
+
+    def host_done(self) -> None:
+        """The scalar work on scalar inputs is done (a compiler may cut its graph here)."""
+
+    def rows(self, extent: int, per_row: int, like=None) -> int:
+        """Rows of a blocked kernel run at once: all of them on a GPU, where the caching
+        allocator makes full-size temporaries cheap and small launches are not."""
+        if like is not None and getattr(like, "is_cuda", False):
+            return extent
+        return _block_rows(extent, per_row)
+
+    def empty(self, shape, like):
+        return self.torch.empty(shape, dtype=like.dtype, device=like.device)
+
+    def assign(self, dst, value):
+        if isinstance(value, _SCALAR):
+            dst.fill_(value)
+        else:
+            dst.copy_(value)
+
+    def accumulate(self, acc, part, op: str):
+        """``acc`` += ``part`` (or the larger of the two), in ``acc``'s buffer."""
+        if op == "sum":
+            return acc.add_(part)
+        return self.torch.maximum(acc, part, out=acc)
+
+    def _arith(self, fn: str, a, b, out):
+        if isinstance(a, _SCALAR) and isinstance(b, _SCALAR):
+            return _PYTHON[fn](a, b)
+        if isinstance(a, _SCALAR):
+            if fn in ("add", "mul"):
+                a, b = b, a
+            else:
+                a = self.torch.as_tensor(a, dtype=b.dtype, device=b.device)
+        f = getattr(self.torch, fn)
+        return f(a, b) if out is None else f(a, b, out=out)
+
+    def add(self, a, b, out=None, reuse=None):
+        return self._arith("add", a, b, out if out is not None else reuse)
+
+    def sub(self, a, b, out=None, reuse=None):
+        return self._arith("sub", a, b, out if out is not None else reuse)
+
+    def mul(self, a, b, out=None, reuse=None):
+        return self._arith("mul", a, b, out if out is not None else reuse)
+
+    def div(self, a, b, out=None, reuse=None):
+        return self._arith("div", a, b, out if out is not None else reuse)
+
+    def neg(self, a, out=None, reuse=None):
+        out = out if out is not None else reuse
+        return -a if isinstance(a, _SCALAR) else self.torch.neg(a, out=out)
+
+    def pow(self, a, n, out=None, reuse=None):
+        out = out if out is not None else reuse
+        return a ** n if isinstance(a, _SCALAR) else self.torch.pow(a, n, out=out)
 
     def uniform(self, shape, like):
         device = like.device if like is not None else "cpu"
@@ -152,14 +289,18 @@ class TorchBackend:
     def asarray(self, x):
         return x if self.is_array(x) else self.torch.as_tensor(x, dtype=self.torch.float64)
 
-    def reciprocal(self, x):
-        return 1.0 / x if isinstance(x, _SCALAR) else x.reciprocal()
+    def reciprocal(self, x, out=None, reuse=None):
+        out = out if out is not None else reuse
+        if isinstance(x, _SCALAR):
+            return 1.0 / x
+        return x.reciprocal() if out is None else self.torch.reciprocal(x, out=out)
 
-    def divide(self, a, b):
+    def divide(self, a, b, out=None, reuse=None):
+        out = out if out is not None else reuse
         if isinstance(b, _SCALAR):
             return a / b
         # torch runs a Python c / x as x.reciprocal() * c: two operations, not one
-        return self.torch.div(self.torch.as_tensor(a, dtype=b.dtype, device=b.device), b)
+        return self._arith("div", a, b, out)
 
     def _binary(self, fn, a, b):
         t = self.torch
@@ -212,13 +353,17 @@ class TorchBackend:
         return x.gather(axis, labels.expand(shape))
 
     def scatter_add(self, base, axis, labels, values):
+        return self.scatter_add_(base.clone(), axis, labels, values)
+
+    def scatter_add_(self, base, axis, labels, values):
+        """Adds ``values`` at ``labels`` into ``base`` itself."""
         t = self.torch
         labels = labels.expand(_label_shape(tuple(base.shape), axis))
         if isinstance(values, _SCALAR):
             values = t.full(labels.shape, values, dtype=base.dtype, device=base.device)
         else:
             values = values.expand(labels.shape)
-        return base.clone().scatter_add_(axis, labels, values)
+        return base.scatter_add_(axis, labels, values)
 
     def squeeze(self, x, axes):
         return x.squeeze(axes)
@@ -234,16 +379,65 @@ class TorchBackend:
         return t.broadcast_to(x, shape).clone()
 
 
+class CompiledTorchBackend(TorchBackend):
+    """The generated torch function handed to ``torch.compile`` (Inductor: C++ on a CPU,
+    Triton on a GPU), which fuses each pass into a few kernels itself: blocks are the
+    whole tensor, so that it sees each step at once."""
+
+    name = "torch-compiled"
+    compiles = True
+
+    def __init__(self, seed: int | None = None):
+        super().__init__(seed)
+        # Functional code for the compiler: a buffer offered for reuse is ignored (the
+        # compiler plans its own), a destination is written with copy_.
+        for name in _WRITES + tuple(op.name for op in OPS):
+            setattr(self, name, _functional(getattr(self, name)))
+
+    def rows(self, extent: int, per_row: int, like=None) -> int:
+        return extent
+
+    def host_done(self) -> None:
+        """Ends the graph of the scalar work, so that its results are computed once and
+        read by the array kernels, not recomputed for every element inside them."""
+        self.torch._dynamo.graph_break()
+
+
+_WRITES = ("add", "sub", "mul", "div", "neg", "pow", "reciprocal", "divide")
+
+
+def _functional(method):
+    def f(*args, out=None, reuse=None):
+        value = method(*args)
+        if out is None:
+            return value
+        out.copy_(value)
+        return out
+    return f
+
+
+BACKENDS = ("numpy", "torch", "torch-compiled")
+_SHARED: dict = {}
+
+
 def get_backend(name_or_backend, seed: int | None = None):
-    """A backend by name (``numpy``, ``torch``); ``seed`` fixes its random draws."""
+    """A backend by name (``numpy``, ``torch``, ``torch-compiled``); ``seed`` fixes its
+    random draws.  Without a seed, the compiled backend is one object, so that what
+    torch.compile guarded on stays the same from call to call."""
     if not isinstance(name_or_backend, str):
         return name_or_backend
     if name_or_backend == "numpy":
         return NumpyBackend(seed)
-    if name_or_backend == "torch":
+    kinds = {"torch": TorchBackend, "torch-compiled": CompiledTorchBackend}
+    if name_or_backend in kinds:
         try:
-            return TorchBackend(seed)
+            if seed is None and name_or_backend == "torch-compiled":
+                if name_or_backend not in _SHARED:
+                    _SHARED[name_or_backend] = CompiledTorchBackend()
+                return _SHARED[name_or_backend]
+            return kinds[name_or_backend](seed)
         except ImportError:
             raise UsageError(
-                "the torch backend needs torch: pip install 'symflop[torch]'") from None
-    raise UsageError(f"unknown backend {name_or_backend!r} (known: numpy, torch)")
+                f"the {name_or_backend} backend needs torch: pip install 'symflop[torch]'"
+            ) from None
+    raise UsageError(f"unknown backend {name_or_backend!r} (known: {', '.join(BACKENDS)})")

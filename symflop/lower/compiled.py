@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +28,8 @@ class CompiledPass:
     signature: Signature
     shapes: dict[str, tuple[str, ...]]
     fn: object = None
+    compile_seconds: dict = field(default_factory=dict)  # per input signature: first call
+    _torch_compiled: object = None
 
     def __post_init__(self):
         namespace: dict = {}
@@ -34,9 +37,14 @@ class CompiledPass:
         self.fn = namespace[self.name.replace("-", "_").replace(".", "_")]
 
     def __call__(self, backend="numpy", check: bool = True, sizes: dict | None = None,
-                 seed: int | None = None, **values):
+                 seed: int | None = None, inplace: bool = False, **values):
         """Run on named arrays; ``sizes`` gives sizes no input carries (e.g. ``{"n": 4}``);
-        ``seed`` fixes random draws (with a backend name; a backend object keeps its own)."""
+        ``seed`` fixes random draws (with a backend name; a backend object keeps its own).
+
+        ``inplace``: a result that updates an input elementwise (optimizer state, running
+        statistics) is written into that input's buffer, as ``torch.optim`` updates
+        parameters; the returned dict holds the same arrays.  The default returns new
+        arrays and leaves every input as it was."""
         xp = get_backend(backend, seed)
         sig = self.signature
         missing = [n for n in sig.inputs if n not in values]
@@ -56,11 +64,42 @@ class CompiledPass:
                                  f"{dims[shape[-2]]}")
         args = [dims[d] for d in sig.dims] + [values[n] for n in sig.inputs]
         try:
-            return self.fn(xp, *args)
+            if xp.compiles:
+                return self._run_compiled(xp, args, inplace)
+            return self.fn(xp, *args, _inplace=inplace)
         except ZeroDivisionError:
             sizes = ", ".join(f"{k}={v}" for k, v in dims.items())
             raise InputError(f"{self.name}: division by zero at sizes {sizes} (a formula "
                              "such as N/(N - 1) needs a larger size)") from None
+
+    def _run_compiled(self, xp, args: list, inplace: bool):
+        """The function through ``torch.compile``, compiled once per array signature
+        (numbers that change from call to call, such as a step count, become symbolic
+        after the first change: torch's automatic dynamic shapes); the first call's time
+        (compilation included) is kept in ``compile_seconds``."""
+        if self._torch_compiled is None:
+            self._torch_compiled = xp.torch.compile(self.fn)
+        args = self._scalars_as_tensors(xp, args)
+        key = (inplace,) + tuple((tuple(a.shape), str(a.dtype), str(a.device))
+                                 if xp.is_array(a) else type(a).__name__ for a in args)
+        if key in self.compile_seconds:
+            return self._torch_compiled(xp, *args, _inplace=inplace)
+        start = time.perf_counter()
+        out = self._torch_compiled(xp, *args, _inplace=inplace)
+        self.compile_seconds[key] = time.perf_counter() - start
+        return out
+
+    def _scalars_as_tensors(self, xp, args: list) -> list:
+        """Numbers (hyperparameters, a step count) as 0-dimensional float64 tensors on the
+        arrays' device: a number the compiler saw would be baked into the code and
+        recompiled for at every new value (a schedule's learning rate, the step count)."""
+        like = next((a for a in args if xp.is_array(a) and a.is_floating_point()), None)
+        device = like.device if like is not None else "cpu"
+        offset = len(self.signature.dims)
+        return args[:offset] + [
+            xp.torch.tensor(float(a), dtype=xp.torch.float64, device=device)
+            if isinstance(a, (int, float)) and not isinstance(a, bool) else a
+            for a in args[offset:]]
 
     def _labels(self, values: dict, xp, check: bool, sizes: dict) -> dict:
         """One-hot tensors in the form the code reads them: integer labels where it only

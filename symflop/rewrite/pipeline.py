@@ -34,8 +34,9 @@ from symflop.rewrite.fused import FusedGradient, closed_forms, fuse, fused_progr
 from symflop.rewrite.rules import Context, rewrite_steps, rules
 from symflop.rewrite.structure import optimize, propagate, reads
 
-STAGES = ("written", "differentiated", "simplified", "reused", "stabilized")
-ALIASES = {"optimized": "reused", "as-written": "written", "code": "stabilized"}
+REWRITE_STAGES = ("written", "differentiated", "simplified", "reused", "stabilized")
+STAGES = REWRITE_STAGES + ("lowered",)  # lowered: symflop.lower.plan, what the code runs
+ALIASES = {"optimized": "reused", "as-written": "written", "code": "lowered"}
 DERIVED = ("backward", "gradient")
 FINAL = frozenset({"affine-form"})  # reuse rules applied once the search is done
 
@@ -271,14 +272,16 @@ def _stabilize(c: Component, plan: Plan, programs: dict[str, Program]) -> Stage:
     return Stage("stabilized", out, tuple(fired), {})
 
 
-def recompute_point(c: Component, stages: tuple[Stage, ...]) -> Program | None:
-    """The optimized backward rewritten to recompute, from the forward's inputs and its
-    smaller tensors, every forward intermediate as large as the largest input that it
-    reads (BatchNorm's ``xhat`` from ``x``, ``mu`` and ``var``); None if it reads none."""
+def recompute_point(c: Component, stages: tuple[Stage, ...],
+                    derived: str = "backward") -> Program | None:
+    """The optimized backward (or ``derived``, another derived pass) rewritten to
+    recompute, from the forward's inputs and its smaller tensors, every forward
+    intermediate as large as the largest input that it reads (BatchNorm's ``xhat`` from
+    ``x``, ``mu`` and ``var``); None if it reads none."""
     by_name = {s.name: s for s in stages}
     written = by_name["written"].programs
     plan = _plan(c, written)
-    if plan.forward is None or "backward" not in by_name["reused"].programs:
+    if plan.forward is None or derived not in by_name["reused"].programs:
         return None
     fwd = by_name["reused"].programs[plan.forward]
     facts = forward_facts(by_name["simplified"].programs[plan.forward], fwd)
@@ -291,7 +294,7 @@ def recompute_point(c: Component, stages: tuple[Stage, ...]) -> Program | None:
         return (name in defs and t is not None and t.role is Role.INTERMEDIATE
                 and _elements(t, plan.sizes) >= largest and not draws_random(defs[name].body))
 
-    program = by_name["reused"].programs["backward"]
+    program = by_name["reused"].programs[derived]
     recomputed: set[str] = set()
     while True:
         targets = {n for st in program.steps for n in reads(st, program.tensors) if large(n)}
@@ -306,9 +309,20 @@ def recompute_point(c: Component, stages: tuple[Stage, ...]) -> Program | None:
         program = Program(program.name, steps, program.tensors)
     if not recomputed:
         return None
-    ctx = _context(c, plan, program, facts, "backward", frozenset(fwd.tensors))
+    ctx = _context(c, plan, program, facts, derived, frozenset(fwd.tensors))
     ctx.skip_definitions = frozenset(recomputed)
     return _reuse(program, ctx, frozenset(), derived=True)
+
+
+def recompute_passes(c: Component, stages: tuple[Stage, ...]) -> dict[str, Program]:
+    """The derived passes at the recompute point, stabilized like the code stage's (empty
+    when the backward reads no large forward intermediate)."""
+    found = {name: recompute_point(c, stages, name) for name in DERIVED}
+    found = {name: p for name, p in found.items() if p is not None}
+    if not found:
+        return {}
+    plan = _plan(c, stages[0].programs)
+    return _stabilize(c, plan, found).programs
 
 
 def _elements(t, sizes: dict) -> int:

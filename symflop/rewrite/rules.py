@@ -8,7 +8,9 @@ A ``Rule`` is a name, the phases it belongs to (``differentiate``, ``simplify``,
   phase these are the normalizations applied after every change;
 * ``moves``: a whole program in, candidate rewrites out, as (where, function)
   pairs; the reuse phase's search (``symflop.rewrite.structure.optimize``) keeps
-  the cheapest improving one, again and again.
+  the cheapest improving one, again and again;
+* ``kernel``: in the ``lower`` phase (``symflop.lower``), a decision about how one
+  step runs (in blocks, in place), recorded like a rewrite.
 
 Modules of this package register their rules with ``@rule``; the pipeline
 (``symflop.rewrite.pipeline``) is the only place that knows the order of the
@@ -30,7 +32,7 @@ from symflop.core.program import Program, Step, to_steps
 from symflop.cost.counting import step_cost, tensor_names
 from symflop.rewrite.facts import Facts
 
-PHASES = ("differentiate", "simplify", "reuse", "stabilize")
+PHASES = ("differentiate", "simplify", "reuse", "stabilize", "lower")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def rule(name: str, phases: str | tuple[str, ...], on: str = "expr",
     """Register the decorated function as a rule of ``phases``; the first sentence of
     its docstring is the rule's description in stage reports."""
     phases = (phases,) if isinstance(phases, str) else tuple(phases)
-    if not set(phases) <= set(PHASES) or on not in ("expr", "program", "moves"):
+    if not set(phases) <= set(PHASES) or on not in ("expr", "program", "moves", "kernel"):
         raise ValueError(f"rule {name!r}: unknown phase in {phases} or kind {on!r}")
 
     def register(fn: Callable) -> Callable:
