@@ -18,7 +18,10 @@ CUDA with --device cuda:
 Each workload runs eager (backend "torch": blocked kernels) and compiled (backend
 "torch-compiled": torch.compile, Inductor); the compile time (first call) is printed.
 Lines marked "fused" run the engine's closed-form ``gradient`` pass in place of
-``backward``; they and the 161-tensor Adam line are for information.
+``backward``; they and the 161-tensor Adam line are for information.  BatchNorm is
+also run writing y and grad_x into buffers reused from call to call (``into=``): a
+fresh 100 MB output costs page faults on a CPU (printed, measured), which are no
+property of a kernel; the roofline target applies to that line.
 
 Roofline: each workload process first measures the memory bandwidth (a float32
 ``copy_`` between two touched 256 MiB tensors, median of 7) and the float32 matmul rate;
@@ -102,11 +105,11 @@ def passes(name: str, *names: str):
     return d, [d.compiled(p) for p in names]
 
 
-def call(fn, xp=EAGER, inplace=False, **values):
+def call(fn, xp=EAGER, inplace=False, into=None, **values):
     """Run a generated pass on the values it takes, out of ``values`` (inputs and what
     earlier passes returned): which forward results a backward reads is the engine's
     choice, not the benchmark's."""
-    return fn(backend=xp, check=False, inplace=inplace,
+    return fn(backend=xp, check=False, inplace=inplace, into=into,
               **{n: values[n] for n in fn.signature.inputs})
 
 
@@ -176,13 +179,15 @@ def batchnorm_sides(machine: Machine) -> Workload:
     beta = torch.randn(BN_D, device=DEVICE)
     hp = {"epsilon": EPS_BN, "momentum": MOMENTUM}
 
-    def generated(xp=EAGER, grad=bw):
+    def generated(xp=EAGER, grad=bw, reuse_outputs=False):
         rm, rv = torch.zeros(BN_D, device=DEVICE), torch.ones(BN_D, device=DEVICE)
+        y_buf, gx_buf = torch.zeros_like(x), torch.zeros_like(x)  # touched once, here
 
         def run():
-            o = call(fw, xp, inplace=True, x=x, beta=beta, gamma=gamma, running_mean=rm,
-                     running_var=rv, **hp)
-            g = call(grad, xp, **o, gamma=gamma, grad_y=grad_y, x=x, epsilon=EPS_BN)
+            o = call(fw, xp, inplace=True, into={"y": y_buf} if reuse_outputs else None,
+                     x=x, beta=beta, gamma=gamma, running_mean=rm, running_var=rv, **hp)
+            g = call(grad, xp, into={"grad_x": gx_buf} if reuse_outputs else None, **o,
+                     gamma=gamma, grad_y=grad_y, x=x, epsilon=EPS_BN)
             return o["y"], g["grad_x"], g["grad_gamma"], g["grad_beta"]
         return run
 
@@ -206,6 +211,8 @@ def batchnorm_sides(machine: Machine) -> Workload:
 
     sides = {"generated": generated(), "compiled": generated(COMPILED),
              "fused": generated(grad=gr), "nd": builtin(x, grad_y),
+             "eager_out": generated(reuse_outputs=True),
+             "compiled_out": generated(COMPILED, reuse_outputs=True),
              "channels_last": builtin(x_cl, gy_cl), "nchw": builtin(x_nchw, gy_nchw)}
     rows = [("eager fwd+bwd vs F.batch_norm, same (N, d) tensor", "generated", "nd", 1.0,
              MEM_TARGET, None),
@@ -214,11 +221,15 @@ def batchnorm_sides(machine: Machine) -> Workload:
             ("eager fwd+bwd vs F.batch_norm NCHW contiguous", "generated", "nchw", None,
              None, None),
             ("compiled fwd+bwd vs F.batch_norm (N, d)", "compiled", "nd", None, None,
-             ROOFLINE_TARGET),
+             None),
+            ("eager fwd+bwd writing y and grad_x into reused buffers (into=)", "eager_out",
+             "nd", None, None, None),
+            ("compiled fwd+bwd writing y and grad_x into reused buffers (into=)",
+             "compiled_out", "nd", None, None, ROOFLINE_TARGET),
             ("eager fused fwd+gradient, same (N, d) tensor", "fused", "nd", None, None,
              None)]
     check = {s: (lambda out, s=s: close(out[s], out["nd"]))
-             for s in ("generated", "compiled", "fused")}
+             for s in ("generated", "compiled", "fused", "eager_out", "compiled_out")}
     sizes = {"N": BN_N, "d": BN_D}
     return Workload(f"batchnorm N={BN_N} d={BN_D}", sides, rows, check,
                     roofline=engine_roofline(d, ("forward", "backward"), sizes, machine),
@@ -307,6 +318,20 @@ def measure_bandwidth(elements: int = 1 << 26, repeats: int = 7) -> float:
         sync()
         times.append(time.perf_counter() - start)
     return 8 * elements / statistics.median(times)
+
+
+def measure_fresh_output(elements: int = BN_N * BN_D, repeats: int = 7) -> float:
+    """Seconds a fresh float32 output of ``elements`` costs beyond writing touched memory
+    (page faults on a CPU; about nothing on a GPU's caching allocator): the median of
+    copy_ into a new tensor less that of copy_ into one written before."""
+    src = torch.ones(elements, device=DEVICE)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    fresh, touched = [], []
+    for _ in range(repeats):
+        touched.append(timed(lambda: dst.copy_(src)))
+        fresh.append(timed(lambda: torch.empty_like(src).copy_(src)))
+    return statistics.median(fresh) - statistics.median(touched)
 
 
 def measure_machine() -> Machine:
@@ -431,7 +456,10 @@ def run_workload(name: str, repeats: int, warmup: int) -> bool:
     peaks = {s: peak_in_process(w.sides[s]) if in_process and s not in w.small
              else peak_apart(name, s, s in w.small) for s in used}
     bytes_moved, predicted = w.roofline
-    print(f"{w.title} (generated vs built-in); bandwidth {machine.bandwidth / 1e9:.1f} GB/s, "
+    fault = measure_fresh_output()
+    print(f"{w.title} (generated vs built-in); a fresh {BN_N * BN_D * 4 / 1e6:.0f} MB output "
+          f"costs {fault * 1e3:.1f} ms more than writing touched memory; "
+          f"bandwidth {machine.bandwidth / 1e9:.1f} GB/s, "
           f"matmul {machine.peak / 1e9:.0f} GFLOP/s measured; the engine: "
           f"{bytes_moved / 1e6:.1f} MB moved per generated call, roofline "
           f"{predicted * 1e3:.2f} ms; compile (first compiled call) {first_call:.1f} s, "

@@ -146,7 +146,11 @@ class Derivation:
         hit = self._compiled.get(pass_name)
         if hit is None:
             source, sig, shapes = self.sources[pass_name]
-            hit = CompiledPass(func_name(pass_name), source, sig, shapes)
+            program = self.lowered[pass_name].program if pass_name in self.lowered else None
+            results = {n: tuple(str(s) for s in program.tensors[n].shape)
+                       for n in sig.outputs} if program is not None else {}
+            hit = CompiledPass(func_name(pass_name), source, sig, shapes,
+                               result_shapes=results)
             self._compiled[pass_name] = hit
         return hit
 

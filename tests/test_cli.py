@@ -97,7 +97,7 @@ def test_show_and_grad(capsys):
 
 def test_code_prints_generated_source(capsys):
     code, out, _ = run(capsys, "code", "cross-entropy", "--pass", "forward")
-    assert code == 0 and out.startswith("def forward(xp, B, C, z, y, _inplace=False):")
+    assert code == 0 and out.startswith("def forward(xp, B, C, z, y, _inplace=False, _out=None):")
     assert "xp.amax(" in out and "xp.gather(" in out  # the max shift and the labels
     code, out, err = run(capsys, "code", "mse", "--pass", "step")
     assert code == 2 and "mse has no pass 'step'" in err

@@ -108,10 +108,18 @@ def test_op_counter_table():
 def test_unknown_operations_are_reported_not_counted():
     a = torch.randn(2, 3, dtype=torch.float64)
     with OpCounter() as k:
-        a @ a.T
+        torch.cumprod(a, 1)
         torch.cumsum(a, 0)
-    assert {r.op for r in k.unknown} == {"aten.mm", "aten.cumsum"}
+    assert {r.op for r in k.unknown} == {"aten.cumprod", "aten.cumsum"}
     assert k.by_kind == zeros()
+
+
+def test_a_matrix_product_costs_k_mul_and_k_minus_1_add_per_output():
+    a = torch.randn(2, 3, dtype=torch.float64)
+    with OpCounter() as k:
+        a @ a.T  # a 2 x 2 result, each a sum of 3 products
+    assert not k.unknown
+    assert k.by_kind == {**zeros(), "mul": 4 * 3, "add": 4 * 2}
 
 
 @pytest.mark.parametrize("name", NAMES)

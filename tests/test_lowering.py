@@ -136,3 +136,35 @@ def test_compiled_backend_matches_eager_in_place_and_reports_compile_time():
     torch.testing.assert_close(runs["torch-compiled"]["theta"], runs["torch"]["theta"])
     assert float(runs["torch-compiled"]["t"]) == 3
     assert step.compile_seconds and all(s > 0 for s in step.compile_seconds.values())
+
+
+def test_a_linear_layer_runs_as_matrix_products_counted_as_written():
+    _, dv = derived("linear")
+    assert "y_sum = xp.contract('oi,bi->bo', W, x)" in dv.sources["forward"][0]
+    assert "grad_W = xp.contract('bo,bi->oi', grad_y, x)" in dv.sources["backward"][0]
+    sizes = {"B": 3, "O": 4, "I": 5}
+    values = inputs("linear", sizes, seed=2)
+    rows = {r.pass_name: r for r in compare_passes(dv, values, sizes, seed=2)}
+    # hand count: y_sum is B*O sums of I products (I mul, I - 1 add), y adds the bias
+    assert rows["forward"].executed == {**rows["forward"].executed, "mul": 3 * 4 * 5,
+                                        "add": 3 * 4 * 4 + 3 * 4}
+    assert rows["forward"].matches and rows["backward"].matches
+    assert any(op == "aten.mm" or op == "aten.bmm" for op, _ in rows["forward"].by_op)
+
+
+def test_results_can_be_written_into_given_arrays():
+    from symflop import InputError
+    _, dv = derived("batchnorm")
+    fwd = dv.compiled("forward")
+    values = inputs("batchnorm", {"N": 9, "d": 4}, seed=1)
+    args = {n: values[n] for n in fwd.signature.inputs}
+    plain = fwd(backend="torch", **args)
+    buf, loss = torch.zeros(9, 4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    got = fwd(backend="torch", into={"y": buf, "mu": loss}, **args)
+    assert got["y"] is buf and got["mu"] is loss
+    torch.testing.assert_close(buf, plain["y"], rtol=0, atol=0)
+    torch.testing.assert_close(loss, plain["mu"], rtol=0, atol=0)
+    with pytest.raises(InputError, match="no result 'xhat'"):
+        fwd(backend="torch", into={"xhat": buf}, **args)
+    with pytest.raises(InputError, match=r"into\['y'\] must be a torch array of shape \(9, 4\)"):
+        fwd(backend="torch", into={"y": torch.zeros(4, 9, dtype=torch.float64)}, **args)

@@ -64,6 +64,8 @@ ATEN_COSTS = {
     "pow": "int exponent n >= 2: n - 1 mul per output element; otherwise 1 transcendental",
     **{op: f"input elements - output elements {kind}" for op, kind in REDUCTIONS.items()},
     "scatter_add": "1 add per value added",
+    **dict.fromkeys(("mm", "bmm"), "k mul and k - 1 add per output element (k: the "
+                                   "contracted size)"),
     **dict.fromkeys(ZERO_COST, "zero"),
 }
 ATEN_COSTS["where"] += " (where(c, 1, 0) on a boolean c: zero, a conversion)"
@@ -120,6 +122,9 @@ def _cost(func, args, kwargs, out) -> tuple[dict | None, str]:
     if name in REDUCTIONS:
         src = args[0]
         return {REDUCTIONS[name]: src.numel() - numel}, f"reduction of {src.numel()} to {numel}"
+    if name in ("mm", "bmm"):  # out[.., n, m] = sum over k of a[.., n, k] * b[.., k, m]
+        k = args[0].shape[-1]
+        return {"mul": numel * k, "add": numel * (k - 1)}, f"matrix product over {k}"
     if name == "scatter_add":
         src = args[3] if len(args) > 3 else kwargs["src"]
         return {"add": src.numel()}, "values added at the labels"

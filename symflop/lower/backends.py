@@ -36,6 +36,13 @@ def _numpy_function(op):
     return staticmethod(f)
 
 
+def _ufunc(f):
+    """A NumPy ufunc that writes into ``out`` (a destination) or ``reuse`` (a free buffer)."""
+    def g(*args, out=None, reuse=None):
+        return f(*args, out=out if out is not None else reuse)
+    return staticmethod(g)
+
+
 def _block_rows(extent: int, per_row: int) -> int:
     return max(1, min(extent, BLOCK_ELEMENTS // max(per_row, 1)))
 
@@ -60,25 +67,8 @@ class NumpyBackend:
         return np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x
 
     maximum, minimum = map(staticmethod, (np.maximum, np.minimum))
-    @staticmethod
-    def add(a, b, out=None, reuse=None):
-        return np.add(a, b, out=out if out is not None else reuse)
-
-    @staticmethod
-    def sub(a, b, out=None, reuse=None):
-        return np.subtract(a, b, out=out if out is not None else reuse)
-
-    @staticmethod
-    def mul(a, b, out=None, reuse=None):
-        return np.multiply(a, b, out=out if out is not None else reuse)
-
-    @staticmethod
-    def div(a, b, out=None, reuse=None):
-        return np.true_divide(a, b, out=out if out is not None else reuse)
-
-    @staticmethod
-    def neg(a, out=None, reuse=None):
-        return np.negative(a, out=out if out is not None else reuse)
+    add, sub, mul, div, neg = (_ufunc(f) for f in (np.add, np.subtract, np.multiply,
+                                                   np.true_divide, np.negative))
 
     @staticmethod
     def pow(x, n, out=None, reuse=None):
@@ -90,12 +80,24 @@ class NumpyBackend:
         return _block_rows(extent, per_row)
 
     @staticmethod
+    def contract(spec: str, a, b):
+        """A matrix product written as an einsum (BLAS underneath)."""
+        return np.einsum(spec, a, b, optimize=True)
+
+    @staticmethod
     def host_done() -> None:
         """The scalar work on scalar inputs is done (a compiler may cut its graph here)."""
 
     @staticmethod
     def empty(shape, like):
         return np.empty(shape, dtype=like.dtype)
+
+    @classmethod
+    def result(cls, out: dict | None, name: str, shape, like):
+        """The array a result is written into: the caller's, if given, else a new one."""
+        if out and name in out:
+            return out[name]
+        return cls.empty(shape, like)
 
     @staticmethod
     def assign(dst, value):
@@ -219,6 +221,10 @@ class TorchBackend:
     def host_done(self) -> None:
         """The scalar work on scalar inputs is done (a compiler may cut its graph here)."""
 
+    def contract(self, spec: str, a, b):
+        """A matrix product written as an einsum (a batched matrix product underneath)."""
+        return self.torch.einsum(spec, a, b)
+
     def rows(self, extent: int, per_row: int, like=None) -> int:
         """Rows of a blocked kernel run at once: all of them on a GPU, where the caching
         allocator makes full-size temporaries cheap and small launches are not."""
@@ -228,6 +234,12 @@ class TorchBackend:
 
     def empty(self, shape, like):
         return self.torch.empty(shape, dtype=like.dtype, device=like.device)
+
+    def result(self, out: dict | None, name: str, shape, like):
+        """The array a result is written into: the caller's, if given, else a new one."""
+        if out and name in out:
+            return out[name]
+        return self.empty(shape, like)
 
     def assign(self, dst, value):
         if isinstance(value, _SCALAR):

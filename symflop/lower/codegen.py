@@ -86,18 +86,20 @@ def _ordered_reads(st: Step, tensors) -> list[str]:
 
 
 def generate(lowered: Lowered, func_name: str, stage: str = "") -> tuple[str, Signature]:
-    """Python source of ``def func_name(xp, <dims>, <inputs>, _inplace=False)`` returning
-    a dict of the pass's results; ``stage`` names the stage, in a comment.
+    """Python source of ``def func_name(xp, <dims>, <inputs>, _inplace=False, _out=None)``
+    returning a dict of the pass's results; ``stage`` names the stage, in a comment.
 
     A one-hot tensor is passed as its labels (integers, without the one-hot axis).
     With ``_inplace`` true, a step that updates an input elementwise (optimizer state)
-    writes into that input's buffer."""
+    writes into that input's buffer; ``_out`` maps result names to arrays that a
+    blocked step writes its result into (instead of a new array)."""
     program = lowered.program
     sig = signature(program, lowered.results)
     labels = label_inputs(program)
     like = next((n for n in sig.inputs if not program.tensors[n].is_scalar
                  and n not in labels), None)
-    lines = [f"def {func_name}({', '.join(('xp',) + sig.dims + sig.inputs)}, _inplace=False):"]
+    params = ", ".join(("xp",) + sig.dims + sig.inputs)
+    lines = [f"def {func_name}({params}, _inplace=False, _out=None):"]
     if stage:
         lines.append(f"    # {program.name} pass, {stage} stage: what `symflop count --stage "
                      "lowered` counts")
@@ -241,8 +243,12 @@ def _labels(st: Step) -> dict:
 
 
 def _kernel_lines(kernel: Kernel, program: Program, ctx: _Context) -> list[str]:
-    """A kernel run in one call: a scatter, or a step with no block index."""
+    """A kernel run in one call: a matrix product, a scatter, or a step with no block
+    index."""
     st, like = kernel.step, ctx.like
+    if kernel.contraction is not None:
+        (a, b), spec = kernel.contraction
+        return [f"{st.lhs} = xp.contract({spec!r}, {a}, {b})"]
     space = st.idx if st.scatter is not None else st.space
     labels = _labels(st)
     aligned, body, label_text = _references(st, program, space, labels, ctx.counter,
@@ -288,10 +294,10 @@ def _blocked_parts(kernel: Kernel, program: Program, ctx: _Context,
     if kernel.accumulate:
         setup.append(f"{dest} = None")
     elif kernel.inplace:
-        setup.append(f"{dest} = {st.lhs} if _inplace else xp.empty({_shape_text(st.idx)}, "
-                     f"like={like})")
+        setup.append(f"{dest} = {st.lhs} if _inplace else xp.result(_out, {st.lhs!r}, "
+                     f"{_shape_text(st.idx)}, {like})")
     else:
-        setup.append(f"{dest} = xp.empty({_shape_text(st.idx)}, like={like})")
+        setup.append(f"{dest} = xp.result(_out, {st.lhs!r}, {_shape_text(st.idx)}, {like})")
     target = None
     if not kernel.accumulate and not st.reduce and not labels and root.idx == set(st.idx):
         target = dest + _rows_slice(st.idx.index(k))

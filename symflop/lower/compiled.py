@@ -28,6 +28,7 @@ class CompiledPass:
     signature: Signature
     shapes: dict[str, tuple[str, ...]]
     fn: object = None
+    result_shapes: dict = field(default_factory=dict)  # result -> axis sizes (names)
     compile_seconds: dict = field(default_factory=dict)  # per input signature: first call
     _torch_compiled: object = None
 
@@ -37,14 +38,17 @@ class CompiledPass:
         self.fn = namespace[self.name.replace("-", "_").replace(".", "_")]
 
     def __call__(self, backend="numpy", check: bool = True, sizes: dict | None = None,
-                 seed: int | None = None, inplace: bool = False, **values):
+                 seed: int | None = None, inplace: bool = False, into: dict | None = None,
+                 **values):
         """Run on named arrays; ``sizes`` gives sizes no input carries (e.g. ``{"n": 4}``);
         ``seed`` fixes random draws (with a backend name; a backend object keeps its own).
 
         ``inplace``: a result that updates an input elementwise (optimizer state, running
         statistics) is written into that input's buffer, as ``torch.optim`` updates
         parameters; the returned dict holds the same arrays.  The default returns new
-        arrays and leaves every input as it was."""
+        arrays and leaves every input as it was.  ``into`` maps result names to arrays
+        the results are written into (as NumPy's and torch's ``out=``): each must have
+        the result's shape, dtype and device; the returned dict holds them."""
         xp = get_backend(backend, seed)
         sig = self.signature
         missing = [n for n in sig.inputs if n not in values]
@@ -63,16 +67,39 @@ class CompiledPass:
                 raise InputError(f"{self.name}: {name} has a label >= {shape[-2]} = "
                                  f"{dims[shape[-2]]}")
         args = [dims[d] for d in sig.dims] + [values[n] for n in sig.inputs]
+        if into:
+            self._check_into(into, xp, dims, values)
         try:
             if xp.compiles:
-                return self._run_compiled(xp, args, inplace)
-            return self.fn(xp, *args, _inplace=inplace)
+                result = self._run_compiled(xp, args, inplace, into)
+            else:
+                result = self.fn(xp, *args, _inplace=inplace, _out=into)
+            for name, array in (into or {}).items():  # a step that ran in one call
+                if result[name] is not array:
+                    xp.assign(array, result[name])
+                    result[name] = array
+            return result
         except ZeroDivisionError:
             sizes = ", ".join(f"{k}={v}" for k, v in dims.items())
             raise InputError(f"{self.name}: division by zero at sizes {sizes} (a formula "
                              "such as N/(N - 1) needs a larger size)") from None
 
-    def _run_compiled(self, xp, args: list, inplace: bool):
+    def _check_into(self, into: dict, xp, dims: dict, values: dict) -> None:
+        like = _like(values, xp)
+        for name, array in into.items():
+            if name not in self.result_shapes:
+                raise InputError(f"{self.name}: into: no result {name!r} to write into "
+                                 f"(results: {', '.join(self.result_shapes) or 'none'})")
+            shape = tuple(dims[d] if d in dims else int(d) for d in self.result_shapes[name])
+            if not xp.is_array(array) or tuple(array.shape) != shape or (
+                    like is not None and (array.dtype != like.dtype
+                                          or getattr(array, "device", None)
+                                          != getattr(like, "device", None))):
+                raise InputError(f"{self.name}: into[{name!r}] must be a {xp.name} array of "
+                                 f"shape {shape}" + (f", {like.dtype}" if like is not None
+                                                     else ""))
+
+    def _run_compiled(self, xp, args: list, inplace: bool, out: dict | None = None):
         """The function through ``torch.compile``, compiled once per array signature
         (numbers that change from call to call, such as a step count, become symbolic
         after the first change: torch's automatic dynamic shapes); the first call's time
@@ -82,12 +109,13 @@ class CompiledPass:
         args = self._scalars_as_tensors(xp, args)
         key = (inplace,) + tuple((tuple(a.shape), str(a.dtype), str(a.device))
                                  if xp.is_array(a) else type(a).__name__ for a in args)
+        key += (tuple(sorted(out)) if out else (),)
         if key in self.compile_seconds:
-            return self._torch_compiled(xp, *args, _inplace=inplace)
+            return self._torch_compiled(xp, *args, _inplace=inplace, _out=out)
         start = time.perf_counter()
-        out = self._torch_compiled(xp, *args, _inplace=inplace)
+        result = self._torch_compiled(xp, *args, _inplace=inplace, _out=out)
         self.compile_seconds[key] = time.perf_counter() - start
-        return out
+        return result
 
     def _scalars_as_tensors(self, xp, args: list) -> list:
         """Numbers (hyperparameters, a step count) as 0-dimensional float64 tensors on the

@@ -58,13 +58,15 @@ class Kernel:
     runs in one call); ``accumulate``: the block index is reduced, so block results
     are added up (or maxed); ``inplace``: the input whose buffer the in-place call
     form writes the result into; ``reuse_base``: a scatter adds into its base's
-    buffer, which nothing reads afterwards."""
+    buffer, which nothing reads afterwards; ``contraction``: the step is a matrix
+    product, run as one (``einsum``) call."""
 
     step: Step
     block: sp.Idx | None = None
     accumulate: bool = False
     inplace: str | None = None
     reuse_base: bool = False
+    contraction: tuple | None = None  # (operands, einsum spec) of a matrix product
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,10 @@ def lower(program: Program, read_elsewhere: frozenset[str]) -> Lowered:
     inputs = pass_inputs(program)
     kernels = []
     for n, st in enumerate(program.steps):
-        kernels.append(Kernel(st, *_block(st, program), _inplace(st, inputs, program),
-                              _base_dead(program, n, keep)))
+        product = matrix_product(st, program)
+        block = (None, False) if product else _block(st, program)
+        kernels.append(Kernel(st, *block, _inplace(st, inputs, program),
+                              _base_dead(program, n, keep), product))
     blocked = any(not program.tensors[n].is_scalar and n not in label_inputs(program)
                   for n in inputs)  # an array input gives the blocks' dtype and device
     return Lowered(program, tuple(kernels), keep, fuse_loops(kernels, program, blocked))
@@ -253,6 +257,35 @@ def _nodes(root: Node) -> list[Node]:
             go(a)
     go(root)
     return list(seen)
+
+
+@rule("matrix-product", "lower", on="kernel")
+def matrix_product(st: Step, program: Program) -> tuple | None:
+    """A sum of the product of two tensors in which each misses an output index (so each
+    element of each is used more than once) runs as one matrix-product call.
+
+    Returns (operand names, einsum spec), e.g. (("x", "W"), "bi,oi->bo")."""
+    if not st.reduce or st.gather or st.scatter is not None or st.reduce_op != "sum":
+        return None
+    factors = sp.Mul.make_args(st.body)
+    if len(factors) != 2 or not all(isinstance(f, sp.Indexed) for f in factors):
+        return None
+    indices = [tuple(ref_indices(f)) for f in factors]
+    if any(len(set(ix)) != len(ix) for ix in indices) or \
+            not all(set(st.idx) - set(ix) for ix in indices):
+        return None
+    if set(st.idx) | set(st.reduce) != set(indices[0]) | set(indices[1]):
+        return None
+    order = st.idx + st.reduce
+    names = [str(k) for k in order]
+    if all(len(n) == 1 and n.isascii() and n.isalpha() for n in names) \
+            and len(set(names)) == len(names):
+        letters = dict(zip(order, names))  # the equations' own index names
+    else:
+        letters = dict(zip(order, "abcdefghijklmnopqrstuvwxyz"))
+    spec = ",".join("".join(letters[k] for k in ix) for ix in indices)
+    spec += "->" + "".join(letters[k] for k in st.idx)
+    return tuple(ref_name(f) for f in factors), spec
 
 
 @rule("in-place-update", "lower", on="kernel")
