@@ -31,6 +31,7 @@ class CompiledPass:
     result_shapes: dict = field(default_factory=dict)  # result -> axis sizes (names)
     compile_seconds: dict = field(default_factory=dict)  # per input signature: first call
     _torch_compiled: object = None
+    _scalars: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         namespace: dict = {}
@@ -124,10 +125,21 @@ class CompiledPass:
         like = next((a for a in args if xp.is_array(a) and a.is_floating_point()), None)
         device = like.device if like is not None else "cpu"
         offset = len(self.signature.dims)
-        return args[:offset] + [
-            xp.torch.tensor(float(a), dtype=xp.torch.float64, device=device)
-            if isinstance(a, (int, float)) and not isinstance(a, bool) else a
-            for a in args[offset:]]
+        return args[:offset] + [self._scalar(xp, float(a), device)
+                                if isinstance(a, (int, float)) and not isinstance(a, bool)
+                                else a for a in args[offset:]]
+
+    def _scalar(self, xp, value: float, device):
+        """A 0-dimensional tensor holding ``value``, made once per value and device (a copy
+        to a GPU per call would cost more than the step); the last 64 are kept."""
+        key = (value, str(device))
+        hit = self._scalars.pop(key, None)
+        if hit is None:
+            hit = xp.torch.tensor(value, dtype=xp.torch.float64, device=device)
+        self._scalars[key] = hit
+        while len(self._scalars) > 64:
+            self._scalars.pop(next(iter(self._scalars)))
+        return hit
 
     def _labels(self, values: dict, xp, check: bool, sizes: dict) -> dict:
         """One-hot tensors in the form the code reads them: integer labels where it only
