@@ -13,7 +13,7 @@ import sympy as sp
 
 from symflop.compose import derive_any
 from symflop.cost import conventions
-from symflop.cost.memory import DTYPE_BYTES
+from symflop.cost.memory import DTYPE_BYTES, dtype_bytes
 from symflop.derive import Derivation
 from symflop.errors import SymflopError, UsageError
 from symflop.lower.backends import BACKENDS
@@ -247,6 +247,10 @@ def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: st
         if {s.name for s in b.free_symbols} <= set(dims):
             item["value"] = int(b.xreplace(subs))
         memory[label] = item
+    temporaries = getattr(mem, "temporaries", ())
+    if temporaries:
+        memory["temporaries"] = {name: {"bytes": str(sp.expand(dtype_bytes(dtype) * n))}
+                                 for name, n in temporaries}
     out = {"component": d.component, "convention": conv.name,
            "stage": stage, "symbols": list(d.dims),
            "dims": dims, "passes": passes, "memory": memory}
@@ -303,6 +307,11 @@ def cmd_count(args) -> int:
         m = report["memory"][label]
         value = f" = {m['value']:,}" if "value" in m else ""
         print(f"  {label.replace('_', ' ')}: {m['bytes']} bytes{value} ({args.dtype})")
+    temps = {n: t["bytes"] for n, t in report["memory"].get("temporaries", {}).items()}
+    if temps:
+        print("  full-size temporaries of the code: "
+              + ", ".join(f"{n} {b} bytes" for n, b in temps.items())
+              + f" ({args.dtype}); and per loop a few cache-sized block buffers")
     for point in report.get("save_or_recompute", []) if len(report.get(
             "save_or_recompute", [])) > 1 else []:
         print(f"  backward if it {point['point']}s: {point['backward_flops']} FLOPs, saves "

@@ -21,7 +21,7 @@ from symflop.core.model import Component
 from symflop.core.program import label_inputs
 from symflop.cost.conventions import Convention, get_convention
 from symflop.cost.counting import Counts, Tally, apply_convention, tally_program, total_tally
-from symflop.cost.memory import Memory, memory, moved_elements
+from symflop.cost.memory import Memory, elements, memory, moved_elements
 from symflop.errors import UsageError
 from symflop.lower.codegen import Signature, generate
 from symflop.lower.compiled import CompiledPass, shapes_of
@@ -206,7 +206,10 @@ def _derive(c: Component) -> Derivation:
     memories = {s.name: memory(c.tensors, s.programs, s.programs.get("backward"), c.wrt)
                 for s in stages}
     memories["lowered"] = replace(memories["lowered"], moved=tuple(
-        (name, moved_elements(lw.program, lw.loops)) for name, lw in lowered.items()))
+        (name, moved_elements(lw.program, lw.loops)) for name, lw in lowered.items()),
+        temporaries=tuple((name, sp.Add(*[elements(lw.program.tensors[t])
+                                          for t in lw.temporaries]))
+                          for name, lw in lowered.items()))
     sources = {}
     for name, lw in lowered.items():
         p = lw.program

@@ -168,3 +168,15 @@ def test_results_can_be_written_into_given_arrays():
         fwd(backend="torch", into={"xhat": buf}, **args)
     with pytest.raises(InputError, match=r"into\['y'\] must be a torch array of shape \(9, 4\)"):
         fwd(backend="torch", into={"y": torch.zeros(4, 9, dtype=torch.float64)}, **args)
+
+
+def test_full_size_temporaries_of_the_code():
+    _, bn = derived("batchnorm")
+    # the forward stores only the two per-feature sums it does not return
+    assert dict(bn.memory_at("code").temporaries)["forward"] == 2 * d
+    _, ce = derived("cross-entropy")
+    B, C = sp.symbols("B C", integer=True, positive=True)
+    # the backward's exp(z - lse)/B buffer becomes grad_z itself (scatter in place)
+    assert dict(ce.memory_at("code").temporaries)["backward"] == 0
+    assert ce.lowered["backward"].kernels[-1].reuse_base
+    assert "xp.scatter_add_(grad_z_base" in ce.sources["backward"][0]

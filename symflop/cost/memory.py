@@ -29,6 +29,8 @@ class Memory:
     saved: tuple[tuple[str, sp.Expr], ...]
     moved: tuple[tuple[str, sp.Expr], ...]
     gradients: tuple[tuple[str, sp.Expr], ...] = ()
+    # per pass, the lowered stage's full-size temporaries: stored by a step, not returned
+    temporaries: tuple[tuple[str, sp.Expr], ...] = ()
 
     def elements(self, what: str) -> sp.Expr:
         return sp.expand(sp.Add(*[n for _, n in getattr(self, what)]))

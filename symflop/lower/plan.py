@@ -81,8 +81,11 @@ class Lowered:
 
     @property
     def temporaries(self) -> tuple[str, ...]:
-        """Steps stored in a full-size buffer but not returned."""
-        return tuple(k.step.lhs for k in self.kernels if k.step.lhs not in self.results)
+        """Steps stored in a full-size buffer but not returned (a scatter's base whose
+        buffer the scatter takes over is the result's memory, not a temporary)."""
+        taken = {k.step.scatter[2] for k in self.kernels if k.reuse_base}
+        return tuple(k.step.lhs for k in self.kernels
+                     if k.step.lhs not in self.results and k.step.lhs not in taken)
 
 
 def results(program: Program, read_elsewhere: frozenset[str]) -> tuple[str, ...]:
