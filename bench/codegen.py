@@ -269,8 +269,8 @@ def adam_sides(machine: Machine) -> Workload:
     d = derive(CATALOGUE["adam"]())
     shapes = resnet50_shapes()
     total = sum(torch.Size(s).numel() for s in shapes)
-    one_gen, one_bi, one_agree, step = _adam_pair([(total,)], EAGER, fused=False)
-    comp_gen, comp_bi, comp_agree, _ = _adam_pair([(total,)], COMPILED, fused=True)
+    one_gen, one_bi, one_agree, _ = _adam_pair([(total,)], EAGER, fused=False)
+    comp_gen, comp_bi, comp_agree, comp_step = _adam_pair([(total,)], COMPILED, fused=True)
     list_gen, list_bi, list_agree, _ = _adam_pair(shapes, EAGER, fused=False)
     sides = {"generated": one_gen, "foreach": one_bi, "compiled": comp_gen, "fused": comp_bi,
              "list_generated": list_gen, "list_foreach": list_bi}
@@ -285,7 +285,7 @@ def adam_sides(machine: Machine) -> Workload:
     return Workload(f"adam P={total}", sides, rows, checks,
                     small={"list_generated", "list_foreach"},
                     roofline=engine_roofline(d, ("step",), {"P": total}, machine),
-                    compiled=(step,))
+                    compiled=(comp_step,))
 
 
 def close(a, b) -> bool:
