@@ -38,14 +38,18 @@ def lower_component(c: Component, stages: tuple[Stage, ...]) -> tuple[Stage, dic
                          tuple(("recompute-forward", name, "reads the forward's inputs")
                                for name in recomputed)))
     sizes = numeric_sizes(c.dims)
-    best = None
+    tried = []
     for programs, fired in options:
         lowered = _lower_all(programs)
-        moved = sum((moved_elements(lw.program) for lw in lowered.values()), sp.Integer(0))
-        value = int(sp.sympify(moved).xreplace(sizes))
-        if best is None or value < best[0]:
-            best = (value, lowered, fired)
-    _value, lowered, fired = best
+        moved = sp.expand(sum((moved_elements(lw.program, lw.loops)
+                               for lw in lowered.values()), sp.Integer(0)))
+        tried.append((int(moved.xreplace(sizes)), moved, lowered, fired))
+    best = min(tried, key=lambda t: t[0])  # the first (reading what the forward saved) on a tie
+    _value, _moved, lowered, fired = best
+    if len(tried) > 1:
+        note = (f"all passes move {tried[1][1]} elements, against {tried[0][1]} reading what "
+                "the forward saved")
+        fired = tuple((rule_, name, note) for rule_, name, _where in fired)
     fired = fired + tuple(entry for name, lw in lowered.items()
                           for entry in _record(name, code[name], lw))
     return Stage("lowered", {n: lw.program for n, lw in lowered.items()}, fired, {}), lowered
