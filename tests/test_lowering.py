@@ -180,3 +180,23 @@ def test_full_size_temporaries_of_the_code():
     assert dict(ce.memory_at("code").temporaries)["backward"] == 0
     assert ce.lowered["backward"].kernels[-1].reuse_base
     assert "xp.scatter_add_(grad_z_base" in ce.sources["backward"][0]
+
+
+def test_backend_errors_are_one_line(capsys):
+    from symflop import UsageError
+    with pytest.raises(UsageError, match="known: numpy, torch, torch-compiled"):
+        backends.get_backend("jax")
+    assert main(["validate", "adam", "--backend", "numpy", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ("numpy" in err or "CUDA" in err)
+
+
+def test_numpy_in_place_form_updates_the_arrays():
+    _, dv = derived("adam")
+    step = dv.compiled("step")
+    m, v, theta = np.zeros(7), np.zeros(7), np.ones(7)
+    out = step(backend="numpy", inplace=True, g=np.full(7, 0.5), m=m, v=v, theta=theta, t=0,
+               beta1=0.9, beta2=0.999, epsilon=1e-8, lr=0.1)
+    assert out["theta"] is theta and out["m"] is m and out["v"] is v
+    # hand value: after one step, mhat = g and vhat = g**2, so theta = 1 - lr*g/(|g| + eps)
+    np.testing.assert_allclose(theta, 1 - 0.1 * 0.5 / (0.5 + 1e-8), rtol=1e-12)
