@@ -1,4 +1,7 @@
-"""Command line: list, show, grad, count, code, summary, example, validate, table, claims,
+"""symflop: gradients, exact operation counts, memory and code of training components,
+derived from their equations.
+
+Commands: list, show, grad, count, code, summary, example, validate, table, claims,
 identities, report."""
 
 from __future__ import annotations
@@ -199,7 +202,11 @@ def cmd_report(args) -> int:
           f"{time.perf_counter() - start:.1f} s")
     built, message = (False, "--no-pdf: report.pdf not built") if args.no_pdf \
         else compile_pdf(out)
-    print(message)
+    print(f"{message}: {(out / 'report.pdf').resolve()}" if built else message)
+    import importlib.util
+    if importlib.util.find_spec("torch") is None:
+        print("torch is not installed: the identities' numeric checks with torch were not "
+              "run (pip install -e '.[torch]')")
     return 0 if built or "not on the PATH" in message or args.no_pdf else 1
 
 
@@ -368,8 +375,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("symflop")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+class _TableHelp(argparse.Action):
+    """``table --help``: the help, then the table names (loaded only when asked for)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help=None):  # noqa: A002 - argparse's own keyword
+        super().__init__(option_strings, dest, 0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import textwrap
+        names = ", ".join(plugin("symflop.tables", "tables"))
+        parser.epilog = textwrap.fill(f"tables: {names}", width=78, break_on_hyphens=False)
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.print_help()
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="symflop", description=__doc__.splitlines()[0])
+    p = _Parser(prog="symflop", description=" ".join(__doc__.split("\n\n")[0].split()),
+                epilog=" ".join(__doc__.split("\n\n")[1].split()))
+    p.add_argument("--version", action="version", version=f"symflop {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def named(sp_):
@@ -386,15 +419,18 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sp_, dims=False):
         sp_.add_argument("--optimizer", help="optimizer of a composite such as training-step")
         sp_.add_argument("--convention", default="default",
-                         help=f"counting convention ({', '.join(conventions.CONVENTIONS)})")
-        sp_.add_argument("--dtype", default="float32", help=", ".join(DTYPE_BYTES))
+                         help=f"counting convention ({', '.join(conventions.CONVENTIONS)}; "
+                              "default default)")
+        sp_.add_argument("--dtype", default="float32",
+                         help=f"element type for bytes ({', '.join(DTYPE_BYTES)}; default "
+                              "float32)")
         if dims:
             sp_.add_argument("--dims", help="sizes, e.g. B=32,d=1000")
 
     sub.add_parser("list", help="one line per component").set_defaults(func=cmd_list)
     s = sub.add_parser("show", help="equations, gradients, counts and memory of a component")
     named(s)
-    s.add_argument("--latex", action="store_true")
+    s.add_argument("--latex", action="store_true", help="equations as LaTeX")
     s.add_argument("--stages", action="store_true",
                    help="each pass's count at every stage, with the rules that fired")
     common(s)
@@ -402,8 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_show)
     g = sub.add_parser("grad", help="fused gradient(s) of a component")
     named(g)
-    g.add_argument("--wrt")
-    g.add_argument("--latex", action="store_true")
+    g.add_argument("--wrt", help="one tensor only (default: every one differentiated)")
+    g.add_argument("--latex", action="store_true", help="gradients as LaTeX")
     staged(g)
     g.set_defaults(func=cmd_grad)
     e = sub.add_parser("example", help="a worked example of the reference document")
@@ -411,28 +447,36 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_example)
     v = sub.add_parser("validate", help="check generated code against torch")
     v.add_argument("names", nargs="*", help="components (default: the whole catalogue)")
-    v.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    v.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    v.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the code and torch run (default cpu)")
+    v.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="precision of the inputs and of both sides (default float64)")
     v.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="what runs the generated code: numpy, torch (eager, blocked "
                         "kernels) or torch-compiled (torch.compile); default torch")
-    v.add_argument("--json", action="store_true")
+    v.add_argument("--json", action="store_true", help="the rows as JSON")
     v.set_defaults(func=cmd_validate)
     cl = sub.add_parser("claims", help="the reference document's quantitative claims, "
                                        "checked against the derivations")
-    cl.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    cl.add_argument("--format", choices=("markdown", "json"), default="markdown",
+                    help="default markdown")
     cl.set_defaults(func=cmd_claims)
-    t = sub.add_parser("table", help="a table of the reference document, from the engine")
-    t.add_argument("name", nargs="?", help="table name (none: list them)")
-    t.add_argument("--format", choices=("latex", "markdown", "csv", "json"), default="markdown")
+    t = sub.add_parser("table", help="a table of the reference document, from the engine",
+                       add_help=False)
+    t.add_argument("-h", "--help", action=_TableHelp,
+                   help="show this help message, with the table names, and exit")
+    t.add_argument("name", nargs="?", help="table name (none: list them; --help too)")
+    t.add_argument("--format", choices=("latex", "markdown", "csv", "json"), default="markdown",
+                   help="default markdown")
     t.add_argument("--exact", action="store_true", help="exact polynomials, not leading order")
     common(t)
     staged(t)
     t.set_defaults(func=cmd_table)
     i = sub.add_parser("identities", help="identities the document states: proved or "
                                           "refuted (SymPy), checked (torch)")
-    i.add_argument("names", nargs="*")
-    i.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    i.add_argument("names", nargs="*", help="identities (default: all of them)")
+    i.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="default text")
     i.add_argument("--no-numeric", action="store_true", help="skip the torch checks")
     i.set_defaults(func=cmd_identities)
     r = sub.add_parser("report", help="write every table, plot, claim and identity, "
@@ -446,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_code)
     c = sub.add_parser("count", help="operation counts and memory of a component")
     named(c)
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="the report as JSON")
     c.add_argument("--roofline", metavar="MACHINE",
                    help="predicted time per pass: a preset (h100, h200, a100), 'measure' "
                         "(this machine, now) or BANDWIDTH,PEAK in bytes/s,FLOP/s; needs --dims")
@@ -454,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     staged(c)
     c.set_defaults(func=cmd_count)
     m = sub.add_parser("summary", help="leading-order counts and memory of every component")
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--json", action="store_true", help="the rows as JSON")
     common(m)
     staged(m)
     m.set_defaults(func=cmd_summary)

@@ -133,3 +133,29 @@ def test_console_entry_points_run():
         assert "batchnorm" in r.stdout
     r = subprocess.run(["symflop", "count", "nope"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_help_version_and_table_names(capsys):
+    import pytest as _pytest
+    with _pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("symflop ")
+    with _pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "derived from their equations." in out and "Commands: list, show" in out
+    with _pytest.raises(SystemExit):
+        main(["table", "--help"])
+    out = capsys.readouterr().out
+    assert "tables: " in out and "catalogue-stages" in out and "default markdown" in out
+
+
+def test_every_option_has_help():
+    import argparse as _argparse
+
+    from symflop.cli import build_parser
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, _argparse._SubParsersAction))
+    missing = [f"{name} {a.option_strings or a.dest}" for name, sub in subs.choices.items()
+               for a in sub._actions if not a.help]
+    assert not missing, missing

@@ -13,6 +13,7 @@ are those of ``validation.tolerances``.
 from __future__ import annotations
 
 import inspect
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -289,14 +290,15 @@ def format_rows(rows: list[Row]) -> str:
     body = [(r.component, r.pass_name, r.checked,
              *((f"{r.max_abs:.2e}", f"{r.max_rel:.2e}") if r.verdict != "nothing to compare"
                else ("-", "-")),
-             r.counts_text(),
-             r.verdict + (f": {'; '.join(r.notes)}" if r.notes and not r.ok else ""))
-            for r in rows]
+             r.counts_text(), r.verdict) for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
               for i, h in enumerate(head[:-1])]
     lines = ["  ".join(f"{h:<{w}}" for h, w in zip(head, widths)) + "  " + head[-1]]
-    for b in body:
+    for r, b in zip(rows, body):
         lines.append("  ".join(f"{x:<{w}}" for x, w in zip(b, widths)) + "  " + b[-1])
+        for note in r.notes if not r.ok else ():  # why it failed, on lines of their own
+            lines += textwrap.wrap(note, width=100, initial_indent="    ",
+                                   subsequent_indent="      ")
     failed = sum(not r.ok for r in rows)
     idle = sum(r.verdict == "nothing to compare" for r in rows)
     notes = [(r, n) for r in rows for n in r.count_notes]
