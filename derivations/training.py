@@ -33,7 +33,8 @@ def training_step(optimizer: str = "adam") -> Composite:
                   f"one training step with {optimizer}: network forward and backward, loss, "
                   "optimizer, L2, BatchNorm layers, LR schedule; memory model",
                   reference="reference document, summary table and memory total")
-    F, k, P, B, C, N, d, L_bn, A = t.dim("F k P B C N d L_bn A")
+    F, P, B, C, N, d, L_bn, A = t.dim("F P B C N d L_bn A")
+    k = t.ratio("k")  # backward FLOPs over forward FLOPs: a coefficient, not a size
     t.add_network("network forward", F)
     t.add_network("network backward", k * F)
     t.add_part("loss", losses.cross_entropy(), ("forward", "backward"), {"B": B, "C": C})

@@ -45,11 +45,20 @@ class Composite:
     parts: list[Part] = field(default_factory=list)
     memory_terms: list[tuple[str, str, sp.Expr]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    ratios: set = field(default_factory=set)  # set by the user, but not sizes
 
     def dim(self, names: str):
         out = [self.dims.setdefault(n, sp.Symbol(n, integer=True, positive=True))
                for n in names.split()]
         return out[0] if len(out) == 1 else tuple(out)
+
+    def ratio(self, names: str):
+        """Symbols the user sets (with ``--dims``) that are coefficients, not sizes: the
+        leading order keeps every term of the same order in the sizes, whatever its
+        ratio (F and k*F)."""
+        out = self.dim(names)
+        self.ratios |= set(out) if isinstance(out, tuple) else {out}
+        return out
 
     def add_network(self, label: str, flops: sp.Expr) -> None:
         """FLOPs of the network itself, given, not derived (e.g. F, or k*F)."""
@@ -110,7 +119,8 @@ class CompositeDerivation:
         subs = self._substitution(part)
         by_kind = {k: sp.expand(part.times * v.xreplace(subs)) for k, v in cnt.by_kind.items()}
         total = sp.expand(part.times * cnt.total.xreplace(subs))
-        return Counts(conv.name, by_kind, total, leading_order(total))
+        return Counts(conv.name, by_kind, total,
+                      leading_order(total, frozenset(self.composite.ratios)))
 
     def counts(self, pass_name: str, convention: str | Convention = "default",
                stage: str = "optimized") -> Counts:
@@ -131,7 +141,8 @@ class CompositeDerivation:
         by_kind = {k: sp.expand(v) for k, v in by_kind.items()}
         weights = {**conv.weights, "fma": 1, NETWORK: 1}
         total = sp.expand(sum((weights[k] * v for k, v in by_kind.items()), sp.Integer(0)))
-        return Counts(conv.name, by_kind, total, leading_order(total))
+        return Counts(conv.name, by_kind, total,
+                      leading_order(total, frozenset(self.composite.ratios)))
 
     def count_function(self, pass_name: str, convention: str | Convention = "default",
                        stage: str = "optimized"):

@@ -382,3 +382,19 @@ def test_leading_order_of_multivariate_polynomials():
     assert leading_order(4 * N * d - d - 3) == 4 * N * d
     assert leading_order(N * (d - 1)) == N * d  # expanded first
     assert leading_order(sp.Integer(5)) == 5
+
+
+def test_a_ratio_is_a_coefficient_not_a_size():
+    F, k, P = sp.symbols("F k P", positive=True)
+    assert leading_order(F + k * F + P + 3, frozenset({k})) == F + F * k + P  # F stays
+    assert leading_order(F + k * F) == F * k               # k as a size: F*k dominates F
+
+
+def test_training_step_leading_order_keeps_the_network_forward():
+    from derivations.training import training_step
+    from symflop.compose import derive_any
+    c = training_step("momentum")
+    d = derive_any(c)
+    F, k = c.dims["F"], c.dims["k"]
+    lead = d.counts("step").leading
+    assert lead.coeff(F, 1).subs(k, 0) == 1 and (F * k) in sp.Add.make_args(lead)

@@ -227,11 +227,15 @@ def step_cost(step: Step, names: frozenset[str], sizes: dict, kinds=KINDS) -> in
     return total
 
 
-def leading_order(poly: sp.Expr) -> sp.Expr:
-    """Terms whose monomial divides no other term's monomial (7*N*d + 2*d -> 7*N*d)."""
+def leading_order(poly: sp.Expr, ratios=frozenset()) -> sp.Expr:
+    """Terms whose monomial divides no other term's monomial (7*N*d + 2*d -> 7*N*d).
+
+    ``ratios`` are symbols that are not sizes but coefficients the user sets (the
+    backward-to-forward ratio k of a training step): they are no part of a monomial, so
+    F + k*F keeps both terms, which are of the same order in the sizes."""
     terms = sp.Add.make_args(sp.expand(poly))
     powers = [dict(t.as_coeff_Mul()[1].as_powers_dict()) for t in terms]
-    powers = [{k: v for k, v in p.items() if k != 1} for p in powers]
+    powers = [{k: v for k, v in p.items() if k != 1 and k not in ratios} for p in powers]
 
     def divides(a: dict, b: dict) -> bool:
         return a != b and all(b.get(k, 0) >= v for k, v in a.items())
