@@ -573,7 +573,10 @@ def catalogue_stages(convention="default", dtype="float32", exact=False,
                "Saved, optimized"),
               caption=f"FLOPs of every pass of the catalogue: the equations as written (a "
                       f"derived pass as reverse mode derives it), the optimized program and "
-                      f"the code (the optimized program, stabilized), under the "
+                      f"the code (what the generated code runs: the optimized program, "
+                      f"stabilized and lowered, where fusion may recompute and the backward "
+                      f"may recompute the forward's large tensors to move fewer bytes), "
+                      f"under the "
                       f"{o.conv.name} convention, {o.order}; bytes saved for the backward "
                       f"pass ({o.dtype}) by what each backward reads.",
               options={"convention": o.conv.name, "dtype": o.dtype, "exact": o.exact,

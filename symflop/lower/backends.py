@@ -11,6 +11,8 @@ adds values there.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from symflop.core.ops import OPS
@@ -178,8 +180,8 @@ for _op in OPS:
     setattr(NumpyBackend, _op.name, _numpy_function(_op))
 
 
-_PYTHON = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-           "div": lambda a, b: a / b}
+_PYTHON = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
+           "div": operator.truediv}
 
 
 def _label_shape(shape: tuple, axis: int) -> tuple:
