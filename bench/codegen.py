@@ -23,8 +23,9 @@ also run writing y and grad_x into buffers reused from call to call (``into=``):
 fresh 100 MB output costs page faults on a CPU (printed, measured), which are no
 property of a kernel; the roofline target applies to that line.
 
-Roofline: each workload process first measures the memory bandwidth (a float32
-``copy_`` between two touched 256 MiB tensors, median of 7) and the float32 matmul rate;
+Roofline: each workload process first measures the memory bandwidth (the better of a
+float32 ``copy_`` and an in-place ``add_`` between two touched 256 MiB tensors, median of
+7 each: ``symflop.lower.roofline.measure_bandwidth``) and the float32 matmul rate;
 the engine gives the bytes each pass moves and its FLOPs at the lowered stage, kernel by
 kernel (``symflop.lower.roofline``); the predicted time is the sum over kernels of
 max(bytes/bandwidth, FLOPs/peak).  Each line prints the measured time, the bandwidth
@@ -71,7 +72,7 @@ if ROOT not in sys.path:
 from derivations import CATALOGUE  # noqa: E402
 from symflop import derive  # noqa: E402
 from symflop.lower.backends import get_backend  # noqa: E402
-from symflop.lower.roofline import Machine, measure_peak, predict  # noqa: E402
+from symflop.lower.roofline import Machine, measure_bandwidth, measure_peak, predict  # noqa: E402
 
 CE_B, CE_C = 4096, 32000
 BN_BATCH, BN_C, BN_HW = 32, 256, 56
@@ -305,21 +306,6 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def measure_bandwidth(elements: int = 1 << 26, repeats: int = 7) -> float:
-    """Bytes/s of a float32 copy_ between two touched tensors (read + write counted)."""
-    src = torch.ones(elements, device=DEVICE)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        dst.copy_(src)
-        sync()
-        times.append(time.perf_counter() - start)
-    return 8 * elements / statistics.median(times)
-
-
 def measure_fresh_output(elements: int = BN_N * BN_D, repeats: int = 7) -> float:
     """Seconds a fresh float32 output of ``elements`` costs beyond writing touched memory
     (page faults on a CPU; about nothing on a GPU's caching allocator): the median of
@@ -346,7 +332,7 @@ def measure_machine() -> Machine:
         peak = 5 * 2 * 4096 ** 3 / (time.perf_counter() - start)
     else:
         peak = measure_peak()
-    return Machine("measured", measure_bandwidth(), peak)
+    return Machine("measured", measure_bandwidth(device=DEVICE), peak)
 
 
 def _status_kb(field: str) -> int:
