@@ -1355,5 +1355,5 @@ CLAIMS: list[Claim] = [
 
 
 def report(fmt: str = "markdown") -> str:
-    """The claims report (``symflop claims --format markdown|json``)."""
+    """The claims report (``symflop claims --format markdown|json|latex``)."""
     return engine.report(CLAIMS, fmt)

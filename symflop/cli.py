@@ -458,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_validate)
     cl = sub.add_parser("claims", help="the reference document's quantitative claims, "
                                        "checked against the derivations")
-    cl.add_argument("--format", choices=("markdown", "json"), default="markdown",
+    cl.add_argument("--format", choices=("markdown", "json", "latex"), default="markdown",
                     help="default markdown")
     cl.set_defaults(func=cmd_claims)
     t = sub.add_parser("table", help="a table of the reference document, from the engine",
@@ -475,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("identities", help="identities the document states: proved or "
                                           "refuted (SymPy), checked (torch)")
     i.add_argument("names", nargs="*", help="identities (default: all of them)")
-    i.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+    i.add_argument("--format", choices=("text", "markdown", "json", "latex"), default="text",
                    help="default text")
     i.add_argument("--no-numeric", action="store_true", help="skip the torch checks")
     i.set_defaults(func=cmd_identities)

@@ -66,6 +66,7 @@ import sympy as sp
 from symflop.cost.conventions import CONVENTIONS, KINDS
 from symflop.cost.counting import leading_order
 from symflop.errors import UsageError
+from symflop.report.tables import expr_latex, latex_escape
 
 STATUSES = ("agrees", "reconciled", "scope", "differs", "cannot-derive")
 CLAIM_STAGES = ("optimized", "written")
@@ -147,6 +148,10 @@ class Verdict:
     reason: str = ""
     written: str = ""          # the as-written figure (empty when no stage changes it)
     optimized: str = ""        # the optimized figure
+    # The same three figures as LaTeX (math through SymPy's printer), for the PDF.
+    derived_tex: str = ""
+    written_tex: str = ""
+    optimized_tex: str = ""
 
     def as_dict(self) -> dict:
         c = self.claim
@@ -329,11 +334,7 @@ def _leaves(exprs) -> set:
 
 def _show(stated: Stated, derived) -> str:
     if isinstance(derived, dict):
-        kinds = [k for k in (*KINDS, "fma") if k in derived] + sorted(
-            k for k in derived if k not in KINDS and k != "fma")
-        shown = [f"{k}: {sp.expand(sp.sympify(derived[k]))}" for k in kinds
-                 if sp.sympify(derived[k]) != 0]
-        return ", ".join(shown) or "0"
+        return ", ".join(f"{k}: {v}" for k, v in _kind_values(derived)) or "0"
     if isinstance(derived, Equation):
         text = str(derived.derived)
         return text + (f"  [assumes {'; '.join(derived.assumptions)}]"
@@ -345,6 +346,27 @@ def _show(stated: Stated, derived) -> str:
     if isinstance(derived, sp.Basic):
         return str(sp.expand(derived))
     return str(derived)
+
+
+def _show_latex(stated: Stated, derived) -> str:
+    """What ``_show`` says, as LaTeX: expressions through SymPy's LaTeX printer."""
+    if isinstance(derived, dict):
+        kinds = _kind_values(derived)
+        return ", ".join(f"{k}: ${expr_latex(v)}$" for k, v in kinds) if kinds else "$0$"
+    if isinstance(derived, Equation):
+        return f"${expr_latex(derived.derived)}$"
+    if stated.form == "number" and not sp.sympify(derived).free_symbols:
+        return latex_escape(_show_number(stated, float(sp.sympify(derived))))
+    if isinstance(derived, (sp.Basic, int, float)):
+        return f"${expr_latex(sp.expand(sp.sympify(derived)))}$"
+    return latex_escape(str(derived))
+
+
+def _kind_values(derived: dict) -> list[tuple[str, sp.Expr]]:
+    kinds = [k for k in (*KINDS, "fma") if k in derived] + sorted(
+        k for k in derived if k not in KINDS and k != "fma")
+    values = [(k, sp.expand(sp.sympify(derived[k]))) for k in kinds]
+    return [(k, v) for k, v in values if v != 0]
 
 
 def _show_number(stated: Stated, value: float) -> str:
@@ -399,13 +421,15 @@ class _Results:
         return self.assumed is not None and conv in self.assumed \
             and _agrees(self.stated, self.assumed[conv])
 
-    def shown(self, conv: str, stage: str) -> str:
+    def shown(self, conv: str, stage: str, latex: bool = False) -> str:
         if (conv, stage) not in self.values:
             return ""
         v = self.values[conv, stage]
-        if v is None:
-            return NOT_A_STEP  # the counted steps were folded into others at this stage
-        return "" if isinstance(v, Underivable) else _show(self.stated, v)
+        if v is None:  # the counted steps were folded into others at this stage
+            return latex_escape(NOT_A_STEP) if latex else NOT_A_STEP
+        if isinstance(v, Underivable):
+            return ""
+        return _show_latex(self.stated, v) if latex else _show(self.stated, v)
 
 
 def judge(claim: Claim, table: list[_Results] | None = None) -> Verdict:
@@ -424,7 +448,9 @@ def _verdict(r: _Results, table: list[_Results]) -> Verdict:
     stated = r.stated
     written = r.shown("default", "written") if claim.by_stage else ""
     optimized = r.shown("default", "optimized")
-    base = {"written": written, "optimized": optimized}
+    base = {"written": written, "optimized": optimized,
+            "written_tex": r.shown("default", "written", True) if claim.by_stage else "",
+            "optimized_tex": r.shown("default", "optimized", True)}
     for stage in CLAIM_STAGES:
         if r.agree.get(("default", stage)):
             value = r.values["default", stage]
@@ -432,11 +458,13 @@ def _verdict(r: _Results, table: list[_Results]) -> Verdict:
             if claim.by_stage and written != optimized:
                 note = "; ".join(x for x in (f"{_STAGE_TEXT[stage]}", note) if x)
             return Verdict(claim, "agrees", _show(stated, value), ("default",), note,
-                           **base)
-    shown = optimized if optimized not in ("", NOT_A_STEP) else written
+                           derived_tex=_show_latex(stated, value), **base)
+    shown, shown_tex = (optimized, base["optimized_tex"]) \
+        if optimized not in ("", NOT_A_STEP) else (written, base["written_tex"])
     if r.assumed is not None and _agrees(stated, r.assumed["default"]):
         return Verdict(claim, "agrees", _show(stated, r.assumed["default"]), ("default",),
-                       f"under the document's assumption: {claim.assumption}", **base)
+                       f"under the document's assumption: {claim.assumption}",
+                       derived_tex=_show_latex(stated, r.assumed["default"]), **base)
     agreeing = tuple(c for c in CONVENTIONS if c != "default" and r.holds_under(c))
     fitting = tuple(c for c in agreeing
                     if all(o.holds_under(c) for o in table if o is not r))
@@ -444,14 +472,16 @@ def _verdict(r: _Results, table: list[_Results]) -> Verdict:
         under = "; ".join(f"under {c}: {_under(r, c)}" for c in fitting)
         return Verdict(claim, "reconciled", shown, fitting,
                        f"reconciled by convention {', '.join(fitting)} ({under})",
-                       claim.reason, **base)
+                       claim.reason, derived_tex=shown_tex, **base)
     detail = _near_miss(stated, r.values)
     if agreeing:
         detail = "; ".join(x for x in (detail, f"{', '.join(agreeing)} would fit this row "
                                        "but not the rest of its table") if x)
     if claim.scope:
-        return Verdict(claim, "scope", shown, (), detail, claim.scope, **base)
-    return Verdict(claim, "differs", shown, (), detail, claim.reason, **base)
+        return Verdict(claim, "scope", shown, (), detail, claim.scope, derived_tex=shown_tex,
+                       **base)
+    return Verdict(claim, "differs", shown, (), detail, claim.reason, derived_tex=shown_tex,
+                   **base)
 
 
 NOT_A_STEP = "(folded into other steps)"
@@ -585,6 +615,80 @@ def render_markdown(verdicts: list[Verdict], title: str) -> str:
     return "\n".join(out) + "\n"
 
 
+VERDICT_MEANING = {
+    "agrees": "the figure derived for the optimized program or for the equations as "
+              "written matches the stated one at its stated precision (default counting "
+              "convention), or the figure derived under the document's own stated "
+              "assumption does",
+    "reconciled": "only another counting convention matches, and it fits every other "
+                  "row of the claim's table too",
+    "scope": "nothing matches because the document counts another quantity than the "
+             "tool (the why column says which)",
+    "differs": "nothing matches; the why column says why",
+    "cannot-derive": "the quantity is outside what the engine derives (the network's own "
+                     "cost, hardware throughput, convergence speed)",
+}
+
+
+def _longtable(widths: tuple[float, ...], head: tuple[str, ...], rows: list[list[str]]
+               ) -> list[str]:
+    spec = "".join(rf">{{\raggedright\arraybackslash}}p{{{w}\textwidth}}" for w in widths)
+    header = " & ".join(rf"\textbf{{{h}}}" for h in head) + r" \\"
+    out = [r"{\small", rf"\begin{{longtable}}{{{spec}}}", r"\toprule", header, r"\midrule",
+           r"\endfirsthead", r"\toprule", header, r"\midrule", r"\endhead"]
+    out += [" & ".join(r) + r" \\" for r in rows]
+    return out + [r"\bottomrule", r"\end{longtable}}"]
+
+
+def _derived_cell(v: Verdict) -> str:
+    if v.status == "cannot-derive":
+        return "--"
+    if v.written_tex and v.written != v.optimized:
+        return rf"\emph{{as written}} {v.written_tex}; \emph{{optimized}} {v.optimized_tex}"
+    return v.derived_tex or v.optimized_tex or v.written_tex or "--"
+
+
+def _id_cell(v: Verdict) -> str:
+    return r"\texttt{" + latex_escape(v.claim.id).replace("-", r"-\allowbreak{}") + "}"
+
+
+def render_latex(verdicts: list[Verdict], title: str) -> str:
+    """The claims as a LaTeX section: a legend, the claims that differ, then every claim
+    under its section of the document; quotes compiled, derived values typeset."""
+    from symflop.report.quotes import MACROS, quote_latex
+
+    counts = tally(verdicts)
+    out = [*MACROS, rf"\section{{{latex_escape(title)}}}",
+           latex_escape(f"{counts['total']} claims: {counts['agrees']} agree, "
+                        f"{counts['reconciled']} reconciled by a counting convention, "
+                        f"{counts['scope']} count another quantity, {counts['differs']} "
+                        f"differ, {counts['cannot-derive']} cannot be derived.") + " "
+           + latex_escape("Each claim is derived for the equations as the document writes "
+                          "them and for the optimized program (default counting "
+                          "convention); where the two differ, both are shown.")
+           + r"\par\medskip", r"\begin{tabular}{@{}l p{0.8\textwidth}@{}}", r"\toprule",
+           r"\textbf{verdict} & \textbf{meaning} \\", r"\midrule"]
+    out += [rf"{k} & {latex_escape(m)} \\" for k, m in VERDICT_MEANING.items()]
+    out += [r"\bottomrule", r"\end{tabular}\par\medskip"]
+    differ = [v for v in verdicts if v.status == "differs"]
+    if differ:
+        out.append(r"\subsection{Claims that differ}")
+        out += _longtable((0.13, 0.3, 0.24, 0.27), ("claim", "the document says", "derived",
+                                                    "why"),
+                          [[_id_cell(v), quote_latex(v.claim.quote), _derived_cell(v),
+                            latex_escape("; ".join(x for x in (v.reason, v.detail) if x))]
+                           for v in differ])
+    sections = list(dict.fromkeys(v.claim.section for v in verdicts))
+    for section in sections:
+        rows = [[_id_cell(v), quote_latex(v.claim.quote), v.status, _derived_cell(v),
+                 latex_escape("; ".join(x for x in (v.detail, v.reason) if x))]
+                for v in verdicts if v.claim.section == section]
+        out.append(rf"\subsection{{{latex_escape(section)}}}")
+        out += _longtable((0.12, 0.27, 0.08, 0.22, 0.22),
+                          ("claim", "the document says", "verdict", "derived", "why"), rows)
+    return "\n".join(out) + "\n"
+
+
 def render_json(verdicts: list[Verdict], title: str) -> str:
     data = {"title": title, "counts": tally(verdicts),
             "claims": [v.as_dict() for v in verdicts],
@@ -596,11 +700,10 @@ def report(claims: list[Claim], fmt: str = "markdown",
            title: str = "Claims of the reference document, checked against the derivations"
            ) -> str:
     """The claims report in ``fmt`` (markdown or json); the same bytes on every run."""
-    if fmt not in ("markdown", "json"):
-        raise UsageError(f"unknown format {fmt!r} (markdown, json)")
-    verdicts = judge_all(claims)
-    return render_markdown(verdicts, title) if fmt == "markdown" else render_json(verdicts,
-                                                                                 title)
+    renderers = {"markdown": render_markdown, "json": render_json, "latex": render_latex}
+    if fmt not in renderers:
+        raise UsageError(f"unknown format {fmt!r} ({', '.join(renderers)})")
+    return renderers[fmt](judge_all(claims), title)
 
 
 def installed() -> list[Claim]:

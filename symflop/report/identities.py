@@ -31,7 +31,7 @@ from symflop.core.model import Component, Role
 from symflop.errors import ComponentError, UsageError
 
 GROUP = "symflop.identities"
-FORMATS = ("text", "markdown", "json")
+FORMATS = ("text", "markdown", "json", "latex")
 
 
 @dataclass(frozen=True)
@@ -256,6 +256,54 @@ def render_markdown(items: list[Identity]) -> str:
     return "\n".join(out)
 
 
+def render_latex(items: list[Identity], title: str = "Identities the document states"
+                 ) -> str:
+    """A LaTeX section: the conclusions first (a table of verdicts), then each identity
+    with its statement, the document's version and the derivation, every expression
+    typeset by SymPy's LaTeX printer."""
+    from symflop.report.tables import latex_escape as esc
+
+    doc = {True: "agrees", False: "wrong", None: "--"}
+    wrong = [i.name for i in items if i.document_agrees is False]
+    out = [rf"\section{{{esc(title)}}}",
+           esc(f"{len(items)} identities; the document is wrong in "
+               + (", ".join(wrong) if wrong else "none") + ". Each is proved or refuted "
+               "symbolically from the components' own equations and checked numerically "
+               "against torch.") + r"\par\medskip",
+           r"{\small\begin{longtable}{@{}p{0.3\textwidth}p{0.45\textwidth}"
+           r"p{0.08\textwidth}p{0.1\textwidth}@{}}", r"\toprule",
+           r"\textbf{identity} & \textbf{verdict} & \textbf{document} & "
+           r"\textbf{numeric check} \\", r"\midrule"]
+    for i in items:
+        num = i.numeric.status if i.numeric is not None else "--"
+        out.append(rf"{esc(i.title)} & {esc(i.verdict)} & {doc[i.document_agrees]} & "
+                   rf"{esc(num)} \\")
+    out += [r"\bottomrule", r"\end{longtable}}"]
+    for i in items:
+        out += [rf"\subsection{{{esc(i.title)}}}",
+                rf"\textbf{{Verdict.}} {esc(i.verdict[0].upper() + i.verdict[1:])}.\par",
+                rf"\textbf{{Statement.}} {esc(i.statement)}\par"]
+        if i.document:
+            out.append(rf"\textbf{{The document.}} {esc(i.document)} "
+                       rf"(\emph{{{doc[i.document_agrees]}}})\par")
+        out.append(r"\textbf{Derivation.}\begin{itemize}")
+        for st in i.derivation:
+            tex = latex(st.expr) if st.expr is not None else ""
+            # a short expression stays on the line of its words, a long one is displayed
+            math = (f" ${tex}$" if len(tex) <= 70 else rf"\[{tex}\]") if tex else ""
+            out.append(rf"\item {esc(st.text.strip())}{math}")
+        out.append(r"\end{itemize}")
+        out += [rf"\emph{{Note.}} {esc(n)}\par" for n in i.notes]
+        if i.numeric is not None:
+            out.append(rf"\textbf{{Numeric check.}} {esc(_numeric_head(i.numeric))}")
+            if i.numeric.lines:
+                out.append(r"{\small\begin{itemize}")
+                out += [rf"\item {esc(line.strip())}" for line in i.numeric.lines]
+                out.append(r"\end{itemize}}")
+        out.append(r"\medskip")
+    return "\n".join(out) + "\n"
+
+
 def to_json(items: list[Identity]) -> dict:
     rows = []
     for i in items:
@@ -277,6 +325,8 @@ def render(items: list[Identity], fmt: str) -> str:
         return render_markdown(items)
     if fmt == "json":
         return json.dumps(to_json(items), indent=2)
+    if fmt == "latex":
+        return render_latex(items)
     raise UsageError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
 
 

@@ -20,6 +20,7 @@ PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage{graphicx}
 \usepackage{amsmath}
 \usepackage{amssymb}
+\usepackage{bm}
 \usepackage{longtable}
 \usepackage{array}
 \usepackage[T1]{fontenc}
