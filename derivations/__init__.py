@@ -15,6 +15,10 @@ from derivations import (
     schedules,
     training,
 )
+from derivations.glossary import DISPLAY
+from symflop.report.tables import set_symbol_latex
+
+set_symbol_latex(DISPLAY)  # lr printed as eta, lam as lambda, in every table and report
 
 SECTIONS = (losses, optimizers, regularization, normalization, schedules, training, layers)
 CATALOGUE = {name: build for m in SECTIONS for name, build in m.COMPONENTS.items()}

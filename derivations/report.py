@@ -9,6 +9,50 @@ from symflop.report.tables import latex_escape
 FORMATS = {"latex": "tex", "markdown": "md", "csv": "csv", "json": "json"}
 
 
+def front_stage(w: ReportWriter) -> str:
+    """What the report is, the counting conventions in words and as a table, units, and
+    the glossary of every symbol the tables use."""
+    from derivations.glossary import UNITS, glossary
+    from symflop.cost.conventions import CONVENTIONS, KINDS
+    from symflop.report.tables import latex_escape as esc
+    from symflop.report.tables import symbol_latex
+    parts = [r"\section{About this report}",
+             esc("Every figure in this report is derived by symflop from the components' "
+                 "equations, written once in SymPy: gradients by differentiation, operation "
+                 "counts by counting the program's operations under an explicit convention, "
+                 "memory from the tensors each pass keeps. Each component is counted twice: "
+                 "as the reference document writes its equations, and as the optimized "
+                 "program the engine derives from them (common subexpressions reused, sums "
+                 "that are zero removed, tensors of the forward pass read rather than "
+                 "recomputed). The claims section checks every quantitative claim of the "
+                 "reference document against these derivations; the identities section "
+                 "proves or refutes the equivalences it states. The generated code of every "
+                 "component is checked against torch (symflop validate).") + r"\par\medskip",
+             esc(UNITS) + r"\par",
+             r"\subsection{Counting conventions}",
+             esc("A count tallies operations by kind; a convention weighs each kind. A "
+                 "multiply-add is a multiplication feeding an addition over the same "
+                 "indices. The tables use the default convention.") + r"\par\smallskip",
+             r"\begin{tabular}{@{}l" + "c" * (len(KINDS) + 1) + "@{}}", r"\toprule",
+             "convention & " + " & ".join(esc(k) for k in KINDS) + r" & multiply-add \\",
+             r"\midrule"]
+    for c in CONVENTIONS.values():
+        parts.append(esc(c.name) + " & " + " & ".join(str(c.weight(k)) for k in KINDS)
+                     + f" & {c.fma_flops}" + r" \\")
+    parts += [r"\bottomrule", r"\end{tabular}\par\smallskip", r"\begin{description}"]
+    parts += [rf"\item[{esc(c.name)}] {esc(c.description)}" for c in CONVENTIONS.values()]
+    parts += [r"\end{description}", r"\subsection{Glossary}",
+              esc("Every symbol that appears in a table, and what it means there. A symbol "
+                  "that the document uses for two things is listed with both.") + r"\par",
+              r"{\small\begin{longtable}{@{}l l p{0.7\textwidth}@{}}", r"\toprule",
+              r"\textbf{symbol} & \textbf{kind} & \textbf{meaning} \\", r"\midrule",
+              r"\endhead"]
+    parts += [f"${symbol_latex(sym)}$ & {esc(kind)} & {esc(meaning)}" + r" \\"
+              for kind, sym, meaning in glossary()]
+    parts += [r"\bottomrule", r"\end{longtable}}", r"\clearpage"]
+    return "\n".join(parts)
+
+
 def tables_stage(w: ReportWriter) -> str:
     from derivations.tables import TABLE_NAMES, build_table
     from symflop.report.tables import render
@@ -55,5 +99,5 @@ def identities_stage(w: ReportWriter) -> str:
     return report("latex") + r"\clearpage"
 
 
-STAGES = [("tables", tables_stage), ("plots", plots_stage), ("claims", claims_stage),
-          ("identities", identities_stage)]
+STAGES = [("front", front_stage), ("tables", tables_stage), ("plots", plots_stage),
+          ("claims", claims_stage), ("identities", identities_stage)]

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,9 @@ def report_dir(tmp_path_factory):
 def test_report_writes_every_part_and_compiles(report_dir):
     out, r = report_dir
     assert r.returncode == 0, r.stdout + r.stderr
-    for k, stage in enumerate(("tables", "plots", "claims", "identities"), 1):
-        assert f"[{k}/4] {stage}: done" in r.stdout
+    stages = ("front", "tables", "plots", "claims", "identities")
+    for k, stage in enumerate(stages, 1):
+        assert f"[{k}/{len(stages)}] {stage}: done" in r.stdout
     names = {p.name for p in out.rglob("*")}
     assert {"report.tex", "claims.md", "claims.json", "identities.txt"} <= names
     assert {"optimizer-adam-operations.tex", "optimizer-adam-operations.csv",
@@ -45,6 +47,56 @@ def test_report_writes_every_part_and_compiles(report_dir):
         pytest.skip("pdflatex is not installed here; CI compiles the report")
     assert "report.pdf built" in r.stdout and "runs off" not in r.stdout, r.stdout
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def _section_text(pdf: Path, first: str, last: str | None) -> str:
+    """The PDF's text layer from the heading ``first`` to the heading ``last``."""
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    start = text.index(first)
+    return text[start:text.index(last, start) if last else None]
+
+
+def test_no_latex_source_reaches_the_pdf_text_of_claims_or_identities(report_dir):
+    out, r = report_dir
+    pdf = out / "report.pdf"
+    if not pdf.exists() or shutil.which("pdftotext") is None:
+        assert not NEEDS_LATEX, "CI installs pdflatex and pdftotext: the PDF must be read"
+        pytest.skip("no report.pdf or no pdftotext here; CI reads the PDF")
+    claims = _section_text(pdf, "The document’s claims, checked", "Identities the document")
+    identities = _section_text(pdf, "Identities the document states", None)
+    for name, text in (("claims", claims), ("identities", identities)):
+        assert len(text) > 5000, f"{name}: the section is missing from the text layer"
+        leaks = sorted({m.group(0) for m in re.finditer(r"\\[A-Za-z]+|\$", text)})
+        assert not leaks, f"{name}: LaTeX source in the PDF's text: {leaks}"
+    # the quotes' math is compiled: the MSE gradient's fraction and partial sign show
+    assert "∂L" in claims and "2/(B d)" not in claims
+
+
+def test_glossary_defines_every_symbol_of_every_table():
+    import sympy as sp
+
+    from derivations.glossary import glossary
+    from derivations.tables import TABLE_NAMES, build_table
+    from symflop.report.tables import Seq
+
+    defined = {sym for _kind, sym, _meaning in glossary()}
+    used: dict[str, str] = {}
+
+    def walk(cell, table):
+        if isinstance(cell, Seq):
+            for c in cell.items:
+                walk(c, table)
+        elif isinstance(cell, sp.Basic):
+            for s in cell.atoms(sp.Symbol):
+                used.setdefault(s.name, table)
+    for name in TABLE_NAMES:
+        for row in build_table(name).rows:
+            for cell in row:
+                walk(cell, name)
+    assert len(used) > 40  # the tables do hold symbols: sizes, hyperparameters, tensors
+    missing = {s: t for s, t in used.items() if s not in defined}
+    assert not missing, f"symbols in tables without a glossary entry: {missing}"
 
 
 def test_report_is_the_same_bytes_across_runs_and_hash_seeds(report_dir, tmp_path):

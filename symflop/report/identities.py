@@ -190,8 +190,8 @@ def _with_numeric(ident: Identity, result: NumericResult) -> Identity:
 # -- rendering -----------------------------------------------------------------------
 
 def latex(e: sp.Basic) -> str:
-    plain = {k: sp.Symbol(k.name) for k in e.atoms(sp.Idx)}
-    return sp.latex(e.xreplace(plain))
+    from symflop.report.tables import expr_latex
+    return expr_latex(e)
 
 
 def _document_line(ident: Identity) -> str:

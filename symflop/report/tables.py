@@ -113,11 +113,30 @@ def _plain(e: sp.Basic) -> sp.Basic:
     return e.xreplace({k: sp.Symbol(k.name) for k in idx}) if idx else e
 
 
+# How a catalogue wants its ASCII names typeset (``lr`` as \eta): ``set_symbol_latex``.
+_SYMBOL_LATEX: dict[str, str] = {}
+
+
+def set_symbol_latex(mapping: dict[str, str]) -> None:
+    """Typeset the symbols named in ``mapping`` with its LaTeX in every table and report
+    (a catalogue's abbreviations; SymPy already prints Greek names as Greek)."""
+    _SYMBOL_LATEX.update(mapping)
+
+
+def symbol_latex(name: str) -> str:
+    return _SYMBOL_LATEX.get(name) or sp.latex(sp.Symbol(name))
+
+
+def _latex(e: sp.Basic) -> str:
+    names = {s: _SYMBOL_LATEX[s.name] for s in e.atoms(sp.Symbol) if s.name in _SYMBOL_LATEX}
+    return sp.latex(e, symbol_names=names) if names else sp.latex(e)
+
+
 def expr_latex(e: sp.Basic) -> str:
     e = _plain(e)
     if isinstance(e, sp.Equality):
-        return f"{sp.latex(e.lhs)} = {sp.latex(e.rhs)}"
-    return sp.latex(e)
+        return f"{_latex(e.lhs)} = {_latex(e.rhs)}"
+    return _latex(e)
 
 
 def expr_text(e: sp.Basic) -> str:

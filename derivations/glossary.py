@@ -1,0 +1,86 @@
+"""What every symbol in the catalogue's tables means, for the report's glossary.
+
+A symbol that means different things in different components is listed once with each
+meaning and where it holds.  A test checks that every symbol of every generated table
+is here.  ``DISPLAY`` gives the LaTeX of the catalogue's ASCII abbreviations (``lr`` is
+the learning rate, printed η); SymPy prints Greek names (``theta``, ``beta1``) itself.
+"""
+
+from __future__ import annotations
+
+DISPLAY = {"lr": r"\eta", "lam": r"\lambda", "logq": r"\log q", "L_bn": r"L_{\mathrm{BN}}",
+           "Cg": r"C_g"}
+
+SIZES: dict[str, str] = {
+    "B": "batch size: samples per step",
+    "C": "classes (losses, training step); channels (InstanceNorm)",
+    "Cg": "channels per group (GroupNorm)",
+    "d": "features: output dimension (MSE, Huber), normalized features (BatchNorm, "
+         "LayerNorm, training step)",
+    "F": "FLOPs of the network's own forward pass (given, not derived)",
+    "G": "groups (GroupNorm)",
+    "I": "input features (linear layer)",
+    "K": "input features of the layer before BatchNorm (BatchNorm folded into it); "
+         "patch size C_in k_h k_w (convolution as im2col)",
+    "k": "the network's backward FLOPs over its forward FLOPs (about 2; a ratio the "
+         "user sets, not a size)",
+    "L": "loss value (a scalar)",
+    "L_bn": "BatchNorm layers in the network",
+    "A": "activations saved for backward, in values (given, not derived)",
+    "N": "values per feature that BatchNorm averages over: batch size times spatial "
+         "positions",
+    "n": "units per sample (dropout)",
+    "O": "output features (linear layer), output channels (convolution)",
+    "P": "parameters of the model",
+    "S": "spatial positions per channel (GroupNorm, InstanceNorm, convolution output)",
+}
+
+HYPERPARAMETERS: dict[str, str] = {
+    "lr": "learning rate",
+    "lam": "regularization or weight-decay coefficient",
+    "mu": "momentum coefficient (momentum, Nesterov); mean per feature (BatchNorm)",
+    "momentum": "BatchNorm's running-statistics momentum",
+    "alpha": "smoothing constant (RMSProp); class weight (focal loss)",
+    "beta1": "Adam's first-moment decay",
+    "beta2": "Adam's second-moment decay",
+    "epsilon": "small constant that keeps a division finite",
+    "gamma": "focusing exponent (focal loss); scale per feature (BatchNorm)",
+    "beta": "shift per feature (BatchNorm)",
+    "delta": "Huber loss threshold",
+    "t": "step counter (1 at the first optimizer step)",
+}
+
+TENSORS: dict[str, str] = {
+    "x": "activations (input of a normalization)",
+    "xhat": "normalized activations",
+    "y": "targets (losses); output (normalization, dropout)",
+    "yhat": "predictions",
+    "z": "logits",
+    "p": "target distribution (KL divergence); dropout probability (dropout); "
+         "parameter index (Adam's operation table)",
+    "logq": "the model's log-probabilities (KL divergence)",
+    "theta": "parameters",
+    "g": "gradient",
+    "m": "first-moment estimate (Adam)",
+    "v": "second-moment estimate (Adam); velocity (momentum)",
+    "vhat": "bias-corrected second moment (Adam)",
+    "var": "variance per feature (BatchNorm)",
+    "mu_sum": "sum over the batch, before division by N (BatchNorm)",
+    "var_sum": "sum of squared deviations, before division by N (BatchNorm)",
+    "var_sum_cse": "squared deviation, a common subexpression kept (BatchNorm)",
+    "running_mean": "running mean kept for inference (BatchNorm)",
+    "running_var": "running variance kept for inference (BatchNorm)",
+    "i": "index over samples (losses) or values averaged over (BatchNorm)",
+    "j": "index over features",
+}
+
+UNITS = ("FLOPs count floating-point operations, each kind weighted by the counting "
+         "convention. Memory is in bytes; a MiB is 1024 × 1024 bytes and a GiB 1024 MiB. Tables "
+         "give float32 (4 bytes a value) unless a column says otherwise.")
+
+
+def glossary() -> list[tuple[str, str, str]]:
+    """(kind, symbol, meaning) rows: sizes, hyperparameters, tensors and indices."""
+    return ([("size", s, m) for s, m in SIZES.items()]
+            + [("hyperparameter", s, m) for s, m in HYPERPARAMETERS.items()]
+            + [("tensor or index", s, m) for s, m in TENSORS.items()])
