@@ -15,10 +15,14 @@ from derivations import (
     schedules,
     training,
 )
-from derivations.glossary import DISPLAY
+from derivations.glossary import DISPLAY, glossary
+from symflop.report.prose import add_symbols
 from symflop.report.tables import set_symbol_latex
 
-set_symbol_latex(DISPLAY)  # lr printed as eta, lam as lambda, in every table and report
+# In every table and report: lr printed as eta, lam as lambda; the glossary's symbols
+# typeset where captions and cells write formulas in ASCII (theta - lr*g).
+set_symbol_latex(DISPLAY)
+add_symbols(sym for _kind, sym, _meaning in glossary())
 
 SECTIONS = (losses, optimizers, regularization, normalization, schedules, training, layers)
 CATALOGUE = {name: build for m in SECTIONS for name, build in m.COMPONENTS.items()}

@@ -60,6 +60,7 @@ TENSORS: dict[str, str] = {
          "parameter index (Adam's operation table)",
     "logq": "the model's log-probabilities (KL divergence)",
     "theta": "parameters",
+    "w": "parameters (L1 and L2 penalties)",
     "g": "gradient",
     "m": "first-moment estimate (Adam)",
     "v": "second-moment estimate (Adam); velocity (momentum)",

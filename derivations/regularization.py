@@ -15,7 +15,7 @@ def l1() -> Component:
     al., Deep Learning, 7.1.2).  Counted on its own: the addition of the penalty's
     gradient to the data gradient belongs to whoever sums the two.
     """
-    c = Component("l1", "Regularization", "L1 penalty lam * sum |w|",
+    c = Component("l1", "Regularization", "L1 penalty: lam times the sum of |w|",
                   reference="Goodfellow et al. (2016), Deep Learning, 7.1.2")
     P = c.dim("P")
     p = c.index(p=P)
@@ -35,7 +35,7 @@ def l2() -> Component:
     writes alpha/2 w^T w the same way); torch's SGD weight_decay=lam adds the same
     lam * w.  Without the 1/2 the gradient would be 2 lam w.
     """
-    c = Component("l2", "Regularization", "L2 penalty lam/2 * sum w^2 (gradient lam * w)",
+    c = Component("l2", "Regularization", "L2 penalty: lam/2 times the sum of w^2 (gradient lam*w)",
                   reference="Goodfellow et al. (2016), Deep Learning, 7.1.1")
     P = c.dim("P")
     p = c.index(p=P)

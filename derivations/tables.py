@@ -192,17 +192,11 @@ def loss_mse(convention="default", dtype="float32", exact=False,
                          ("gradient", "Gradient FLOPs (fused closed form)")))
 
 
-def _loss_rows(o: Opts, t: Table, names, formula: bool) -> Table:
+def _loss_rows(o: Opts, t: Table, names) -> Table:
     for n in names:
         c, d = _derived(n)
-        cells = [n]
-        if formula:
-            a = c.passes["forward"].assignments[-1]
-            lhs = a.lhs.symbol[a.idx] if a.idx else a.lhs.symbol
-            cells.append(sp.Eq(lhs, a.rhs, evaluate=False))
-        cells += [_pass_flops(o, d, "forward"), _pass_flops(o, d, "backward"),
-                  _pass_flops(o, d, "gradient"), o.bytes(d, "saved"), c.summary]
-        t.add(*cells)
+        t.add(n, _pass_flops(o, d, "forward"), _pass_flops(o, d, "backward"),
+              _pass_flops(o, d, "gradient"), o.bytes(d, "saved"), c.summary)
     return t
 
 
@@ -215,15 +209,30 @@ def loss_cross_entropy(convention="default", dtype="float32", exact=False,
     """BCE and cross-entropy (one-hot, soft): forward, backward, fused-gradient FLOPs, bytes."""
     o = Opts(convention, dtype, exact, stage)
     t = o.table("loss-cross-entropy", "Cross-entropy variants", ("Variant",) + _LOSS_COLUMNS)
-    return _loss_rows(o, t, LOSS_VARIANTS, formula=False)
+    return _loss_rows(o, t, LOSS_VARIANTS)
 
 
 def loss_others(convention="default", dtype="float32", exact=False,
         stage="optimized") -> Table:
-    """Hinge, Huber, focal, KL: formula, forward/backward/gradient FLOPs, bytes saved."""
+    """Hinge, Huber, focal, KL: forward/backward/gradient FLOPs, bytes saved (their
+    formulas are the table ``loss-formulas``, where they have the page's width)."""
     o = Opts(convention, dtype, exact, stage)
-    t = o.table("loss-others", "Other losses", ("Loss", "Formula") + _LOSS_COLUMNS)
-    return _loss_rows(o, t, OTHER_LOSSES, formula=True)
+    t = o.table("loss-others", "Other losses", ("Loss",) + _LOSS_COLUMNS)
+    return _loss_rows(o, t, OTHER_LOSSES)
+
+
+def loss_formulas(convention="default", dtype="float32", exact=False,
+        stage="optimized") -> Table:
+    """Hinge, Huber, focal, KL: the loss as the component writes it."""
+    o = Opts(convention, dtype, exact, stage)
+    t = o.table("loss-formulas", "Other losses: the formulas", ("Loss", "Formula"))
+    t.caption = "Other losses: each loss as its component writes it (the forward pass as written)."
+    for n in OTHER_LOSSES:
+        c, _d = _derived(n)
+        a = c.passes["forward"].assignments[-1]
+        lhs = a.lhs.symbol[a.idx] if a.idx else a.lhs.symbol
+        t.add(n, sp.Eq(lhs, a.rhs, evaluate=False))
+    return t
 
 
 def loss_all(convention="default", dtype="float32", exact=False,
@@ -231,7 +240,7 @@ def loss_all(convention="default", dtype="float32", exact=False,
     """Every loss of the catalogue: forward/backward/gradient FLOPs, bytes saved."""
     o = Opts(convention, dtype, exact, stage)
     t = o.table("loss-all", "Every loss of the catalogue", ("Loss",) + _LOSS_COLUMNS)
-    return _loss_rows(o, t, tuple(losses.COMPONENTS), formula=False)
+    return _loss_rows(o, t, tuple(losses.COMPONENTS))
 
 
 # -- optimizers -------------------------------------------------------------------------
@@ -602,6 +611,7 @@ TABLES: dict[str, Callable[..., Table]] = {
     "loss-mse": loss_mse,
     "loss-cross-entropy": loss_cross_entropy,
     "loss-others": loss_others,
+    "loss-formulas": loss_formulas,
     "loss-all": loss_all,
     **{f"optimizer-{n}": _optimizer_metrics(n) for n in optimizers.COMPONENTS},
     "optimizer-adam-operations": optimizer_adam_operations,

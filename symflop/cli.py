@@ -162,11 +162,16 @@ def cmd_claims(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from symflop.report.tables import render
+    from symflop.report.tables import latex_document, render
+    if args.standalone and args.format != "latex":
+        raise UsageError("--standalone makes a whole LaTeX document: use it with "
+                         "--format latex")
     build = _pick(plugin("symflop.tables", "tables"), args.name, "table")
     if build is not None:
-        print(render(build(convention=args.convention, dtype=args.dtype, exact=args.exact,
-                           stage=args.stage), args.format), end="")
+        table = build(convention=args.convention, dtype=args.dtype, exact=args.exact,
+                      stage=args.stage)
+        print(latex_document([table]) if args.standalone else render(table, args.format),
+              end="")
     return 0
 
 
@@ -469,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", choices=("latex", "markdown", "csv", "json"), default="markdown",
                    help="default markdown")
     t.add_argument("--exact", action="store_true", help="exact polynomials, not leading order")
+    t.add_argument("--standalone", action="store_true",
+                   help="with --format latex: a whole document that compiles on its own")
     common(t)
     staged(t)
     t.set_defaults(func=cmd_table)

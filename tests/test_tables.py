@@ -60,6 +60,10 @@ def outside_math(line: str) -> str:
 
 def check_latex(t: Table, text: str) -> None:
     lines = text.splitlines()
+    # a fragment says what it needs: the packages, as a comment above it
+    assert lines[0].startswith(f"% symflop table {t.name}: ") and "tabularx" in lines[0]
+    lines = [ln for ln in lines if not ln.startswith("%")]
+    text = "\n".join(lines)
     if len(t.rows) > LONG_TABLE_ROWS:  # a longtable: breaks across pages, header repeated
         assert lines[0].startswith(r"\begin{longtable}{")
         end = lines.index(r"\end{longtable}")
@@ -70,8 +74,10 @@ def check_latex(t: Table, text: str) -> None:
         body = header[1:2] + lines[head + 3:end]
     else:
         assert lines[0] == r"\begin{table}[htbp]" and lines[-1] == r"\end{table}"
-        for cmd in (r"\toprule", r"\midrule", r"\bottomrule", r"\end{tabular}"):
+        for cmd in (r"\toprule", r"\midrule", r"\bottomrule"):
             assert lines.count(cmd) == 1
+        assert lines.count(r"\end{tabular}") + lines.count(r"\end{tabularx}") == 1
+        assert r"\resizebox" not in text  # a table wraps its columns, never shrinks
         body = lines[lines.index(r"\toprule") + 1:lines.index(r"\bottomrule")]
         body = [ln for ln in body if ln != r"\midrule"]
     assert f"\\label{{tab:{t.name}}}" in text and "\\caption{" in text

@@ -23,9 +23,11 @@ PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage{bm}
 \usepackage{longtable}
 \usepackage{array}
+\usepackage{tabularx}
 \usepackage[T1]{fontenc}
 \usepackage{lmodern}
 \setlength{\parindent}{0pt}
+\setlength{\belowcaptionskip}{4pt}
 \begin{document}
 \title{symflop: derived costs of the reference document's components}
 \date{}

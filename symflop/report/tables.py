@@ -36,9 +36,12 @@ import sympy as sp
 from symflop.errors import UsageError
 
 FORMATS = ("latex", "markdown", "csv", "json")
-LATEX_PACKAGES = ("booktabs", "amsmath", "amssymb", "graphicx", "longtable")
+LATEX_PACKAGES = ("booktabs", "amsmath", "amssymb", "array", "tabularx", "longtable")
 # More rows than fit on a landscape page: such a table is a longtable.
 LONG_TABLE_ROWS = 30
+# About the characters a line of a landscape page holds at 10 pt: a table whose columns
+# would be wider wraps its widest columns (never shrinks its font).
+LINE_CHARACTERS = 140
 
 
 @dataclass(frozen=True)
@@ -127,16 +130,18 @@ def symbol_latex(name: str) -> str:
     return _SYMBOL_LATEX.get(name) or sp.latex(sp.Symbol(name))
 
 
-def _latex(e: sp.Basic) -> str:
+def _latex(e: sp.Basic, order: str | None) -> str:
     names = {s: _SYMBOL_LATEX[s.name] for s in e.atoms(sp.Symbol) if s.name in _SYMBOL_LATEX}
-    return sp.latex(e, symbol_names=names) if names else sp.latex(e)
+    return sp.latex(e, symbol_names=names, order=order)
 
 
-def expr_latex(e: sp.Basic) -> str:
+def expr_latex(e: sp.Basic, order: str | None = None) -> str:
+    """SymPy's LaTeX of ``e`` with the registered names (``order="none"``: terms in the
+    order they were written, for a formula parsed from text)."""
     e = _plain(e)
     if isinstance(e, sp.Equality):
-        return f"{_latex(e.lhs)} = {_latex(e.rhs)}"
-    return _latex(e)
+        return f"{_latex(e.lhs, order)} = {_latex(e.rhs, order)}"
+    return _latex(e, order)
 
 
 def expr_text(e: sp.Basic) -> str:
@@ -177,10 +182,19 @@ def cell_latex(cell) -> str:
     if isinstance(cell, Seq):
         return latex_escape(cell.sep, collapse=False).join(cell_latex(c) for c in cell.items)
     if isinstance(cell, str):
-        return latex_escape(cell)
+        return _prose(cell)
     if isinstance(cell, (int, float, Num)):
         return latex_escape(_number_text(cell))
-    return f"${expr_latex(cell)}$"
+    tex = expr_latex(cell)
+    # a fraction or a sum in text style has its numerator in script size: too small
+    style = r"\displaystyle " if "\\frac" in tex or "\\sum" in tex else ""
+    return f"${style}{tex}$"
+
+
+def _prose(text: str) -> str:
+    """Text with its ASCII formulas typeset (``symflop.report.prose``)."""
+    from symflop.report.prose import prose_latex
+    return prose_latex(text)
 
 
 def _md_escape(text: str, collapse: bool = True) -> str:
@@ -240,29 +254,59 @@ def label(t: Table) -> str:
     return "tab:" + "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in t.name)
 
 
+def _wrapped_columns(t: Table) -> set[int]:
+    """The columns that wrap so that the table fits the line: text columns first (math
+    breaks badly), the widest first, until the rest (and about 15 characters for each
+    wrapped one) fit ``LINE_CHARACTERS``."""
+    widths = [max([len(cell_text(c)) for c in (t.columns[k], *(r[k] for r in t.rows))])
+              for k in range(len(t.columns))]
+    text = [all(isinstance(r[k], str) for r in t.rows) for k in range(len(t.columns))]
+    wrapped: set[int] = set()
+    while sum(w for k, w in enumerate(widths) if k not in wrapped) + 15 * len(wrapped) \
+            > LINE_CHARACTERS:
+        k = max((k for k in range(len(widths)) if k not in wrapped and widths[k] > 15),
+                key=lambda k: (text[k], widths[k]), default=None)
+        if k is None:
+            break
+        wrapped.add(k)
+    return wrapped
+
+
+def _header_comment(t: Table) -> str:
+    return (f"% symflop table {t.name}: \\input it into a document whose preamble loads "
+            f"{', '.join(LATEX_PACKAGES)}\n"
+            f"% (or compile `symflop table {t.name} --format latex --standalone`)\n")
+
+
 def to_latex(t: Table) -> str:
     if len(t.rows) > LONG_TABLE_ROWS:
         return _to_longtable(t)
-    caption = latex_escape(t.caption or t.title)
+    caption = _prose(t.caption or t.title)
+    wrapped = _wrapped_columns(t)
+    align = "".join(r">{\raggedright\arraybackslash}X" if k in wrapped else a
+                    for k, a in enumerate(_align(t)))
+    begin, end = (rf"\begin{{tabularx}}{{\linewidth}}{{{align}}}", r"\end{tabularx}") \
+        if wrapped else (rf"\begin{{tabular}}{{{align}}}", r"\end{tabular}")
     lines = [r"\begin{table}[htbp]", r"\centering",
-             f"\\caption{{{caption}}}", f"\\label{{{label(t)}}}",
-             # no wider than the text: shrunk to fit when it would overflow (graphicx)
-             r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
-             f"\\begin{{tabular}}{{{_align(t)}}}", r"\toprule",
-             _latex_row(t.columns), r"\midrule"]
+             f"\\caption{{{caption}}}", f"\\label{{{label(t)}}}", r"\smallskip",
+             begin, r"\toprule", _latex_row(t.columns), r"\midrule"]
     lines.extend(_latex_row(r) for r in t.rows)
-    lines += [r"\bottomrule", r"\end{tabular}", "}"]
+    lines += [r"\bottomrule", end]
     lines.extend(_latex_notes(t))
     lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
+    return _header_comment(t) + "\n".join(lines) + "\n"
 
 
 def _to_longtable(t: Table) -> str:
     """A table taller than a page: a ``longtable`` that breaks across pages and repeats
     its header (a float would run off the page; it cannot be shrunk to fit)."""
-    caption = latex_escape(t.caption or t.title)
+    caption = _prose(t.caption or t.title)
     header = [r"\toprule", _latex_row(t.columns), r"\midrule"]
-    lines = [f"\\begin{{longtable}}{{{_align(t)}}}",
+    wrapped = _wrapped_columns(t)
+    share = 0.9 / max(len(wrapped), 1) / 2
+    align = "".join(rf">{{\raggedright\arraybackslash}}p{{{share:.2f}\linewidth}}"
+                    if k in wrapped else a for k, a in enumerate(_align(t)))
+    lines = [f"\\begin{{longtable}}{{{align}}}",
              f"\\caption{{{caption}}}\\label{{{label(t)}}} \\\\",
              *header, r"\endfirsthead", *header, r"\endhead",
              r"\bottomrule", r"\endlastfoot"]
@@ -270,7 +314,7 @@ def _to_longtable(t: Table) -> str:
     lines.append(r"\end{longtable}")
     if t.notes:
         lines += [r"\begingroup", *_latex_notes(t), r"\endgroup"]
-    return "\n".join(lines) + "\n"
+    return _header_comment(t) + "\n".join(lines) + "\n"
 
 
 def _latex_row(cells) -> str:
@@ -280,7 +324,7 @@ def _latex_row(cells) -> str:
 def _latex_notes(t: Table) -> list[str]:
     if not t.notes:
         return []
-    return [r"\par\smallskip\footnotesize", *(latex_escape(n) + r"\par" for n in t.notes)]
+    return [r"\par\smallskip\footnotesize", *(_prose(n) + r"\par" for n in t.notes)]
 
 
 def to_markdown(t: Table) -> str:
@@ -329,4 +373,5 @@ def latex_document(tables: list[Table]) -> str:
     return ("\\documentclass{article}\n"
             f"\\usepackage{{{','.join(LATEX_PACKAGES)}}}\n"
             "\\usepackage[margin=1.5cm,landscape]{geometry}\n"
+            "\\usepackage[T1]{fontenc}\n\\usepackage{lmodern}\n"
             "\\begin{document}\n" + body + "\\end{document}\n")

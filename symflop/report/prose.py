@@ -1,0 +1,129 @@
+"""Prose with ASCII formulas (``SGD step: theta - lr*g``) as LaTeX with the formulas
+typeset (``SGD step: $\\theta - \\eta g$``).
+
+Captions and cells are written once, as plain text that also serves the terminal and
+Markdown.  For LaTeX, a run of the text made only of known symbols, numbers and
+operators, holding an operator or a Greek name, is parsed by SymPy and printed by its
+LaTeX printer (with the catalogue's names, ``symbol_latex``); anything that does not
+parse stays text.  Known symbols are the Greek names, the functions below and the
+names a catalogue registers (``add_symbols``): a word of English is never a symbol.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+from sympy.parsing.sympy_parser import parse_expr
+
+from symflop.report.tables import expr_latex, latex_escape
+
+_FUNCTIONS = {"sqrt": sp.sqrt, "exp": sp.exp, "log": sp.log, "Abs": sp.Abs,
+              "eps": sp.Symbol("epsilon")}
+_GREEK = set("""alpha beta gamma delta epsilon eta theta kappa lambda mu nu xi pi rho
+sigma tau phi chi psi omega""".split())
+_SYMBOLS: set[str] = set()
+# a hyphenated word (per-step, ResNet-50, adagrad-eps-inside) is one word, never a formula
+_TOKEN = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?"
+                    r"|\*\*|[-+*/^=(),|]| +")
+
+
+def add_symbols(names) -> None:
+    """Names that are symbols wherever they stand in prose (a catalogue's tensors,
+    sizes and hyperparameters)."""
+    _SYMBOLS.update(names)
+
+
+def _is_symbol(word: str) -> bool:
+    base = re.sub(r"\d+$", "", word)
+    return word in _SYMBOLS or word in _FUNCTIONS or base in _GREEK or word in _GREEK
+
+
+def _greek(word: str) -> bool:
+    return re.sub(r"\d+$", "", word) in _GREEK or word in _SYMBOLS and \
+        expr_latex(sp.Symbol(word)).startswith("\\")
+
+
+def _math(run: str) -> str | None:
+    """LaTeX of ``run`` if it is a formula worth typesetting, else None."""
+    text = run.strip().rstrip(",")
+    if not text or text.count("(") != text.count(")") or text.count("|") % 2:
+        return None
+    words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)
+    operators = re.search(r"[-+*/^=|]", text)
+    if not words or not (operators or len(words) == 1 and _greek(words[0])):
+        return None
+    src = re.sub(r"\|([^|]+)\|", r"Abs(\1)", text).replace("^", "**")
+    local = {w: _FUNCTIONS.get(w, sp.Symbol(w)) for w in words}
+    try:
+        sides = [_drop_ones(parse_expr(s, local_dict=local, evaluate=False))
+                 for s in src.split("=")]
+    except Exception:  # noqa: BLE001 - anything SymPy cannot read stays text
+        return None
+    return " = ".join(expr_latex(s, order="none") for s in sides)
+
+
+def _drop_ones(e: sp.Basic) -> sp.Basic:
+    """``1/N`` parsed unevaluated is ``Mul(1, 1/N)``, printed ``1 \\frac{1}{N}``: the 1 goes."""
+    if not e.args:
+        return e
+    args = [_drop_ones(a) for a in e.args]
+    if isinstance(e, sp.Mul) and len(args) > 1 and sp.S.One in args:
+        args = [a for a in args if a != sp.S.One] or [sp.S.One]
+        return args[0] if len(args) == 1 else sp.Mul(*args, evaluate=False)
+    return e.func(*args, evaluate=False) if isinstance(e, (sp.Add, sp.Mul, sp.Pow)) \
+        else e.func(*args)
+
+
+def _render(chunk: str) -> str:
+    math = _math(chunk)
+    if math is None:
+        return latex_escape(chunk, collapse=False)
+    lead = chunk[:len(chunk) - len(chunk.lstrip())]
+    return f"{lead}${math}${chunk[len(chunk.rstrip()):]}"
+
+
+def _peel(run: list[str]) -> list[str]:
+    """Tokens at the end of ``run`` that cannot end a formula (an operator, a comma, a
+    closing bracket opened before the run): returned, and taken off ``run``."""
+    tail: list[str] = []
+    while run:
+        text = "".join(run)
+        last = run[-1]
+        if last.strip() == "" or last in ("+", "-", "*", "/", "^", "=", ",", "(", "**") \
+                or last == ")" and text.count(")") > text.count("("):
+            tail.insert(0, run.pop())
+        else:
+            break
+    return tail
+
+
+def prose_latex(text: str) -> str:
+    """``text`` escaped for LaTeX, its ASCII formulas typeset."""
+    text = " ".join(text.split())
+    out: list[str] = []
+    run: list[str] = []
+
+    def flush():
+        tail = _peel(run)
+        if run:
+            out.append(_render("".join(run)))
+            run.clear()
+        out.append(latex_escape("".join(tail), collapse=False))
+
+    pos = 0
+    for m in _TOKEN.finditer(text):
+        if m.start() > pos:  # characters no formula holds
+            flush()
+            out.append(latex_escape(text[pos:m.start()], collapse=False))
+        tok = m.group(0)
+        word = tok[0].isalpha() or tok[0] == "_"
+        if word and not _is_symbol(tok) or tok == "," or (tok == "(" and not run):
+            flush()
+            out.append(latex_escape(tok, collapse=False))
+        else:
+            run.append(tok)
+        pos = m.end()
+    flush()
+    out.append(latex_escape(text[pos:], collapse=False))
+    return "".join(out)
