@@ -3,7 +3,7 @@
 * every schedule's eta(t) over a run (its generated code, at its customary values);
 * gradient magnitude against the predicted probability of the true class, for
   cross-entropy and for MSE through a sigmoid (their derived gradients);
-* per-step FLOPs and state memory of each optimizer against P;
+* FLOPs of one step and bytes of state of each optimizer, per parameter;
 * the FLOPs and memory of a ResNet-50 training step with Adam (the training-step
   composite at the worked example's sizes).
 
@@ -57,7 +57,7 @@ def schedules_plot() -> dict[str, bytes]:
         eta = [float(fn(backend="numpy", t=float(k), **c.defaults)["eta"]) for k in t]
         ax.plot(t, eta, label=name, linewidth=1.2)
     ax.set_xlabel("step t")
-    ax.set_ylabel("learning rate eta(t)")
+    ax.set_ylabel(r"learning rate $\eta(t)$")
     ax.set_yscale("log")
     ax.set_title("Learning-rate schedules at their customary hyperparameters")
     ax.legend(fontsize=7, ncol=2)
@@ -97,53 +97,68 @@ def gradient_plot() -> dict[str, bytes]:
     ax.plot(p, _logit_gradient("bce")(z), label="cross-entropy (sigmoid + BCE)")
     ax.plot(p, _logit_gradient(_mse_through_sigmoid())(z), label="MSE through a sigmoid")
     ax.set_xlabel("predicted probability of the true class")
-    ax.set_ylabel("|dL/dz| (per sample, logit z)")
+    ax.set_ylabel(r"$|\partial L/\partial z|$ (per sample, logit $z$)")
     ax.set_title("A confidently wrong prediction: cross-entropy keeps its gradient")
     ax.legend()
     return _save(fig, plt)
 
 
+def _per_parameter(expr: sp.Expr) -> tuple[float, float]:
+    """(coefficient of P, the rest) of a polynomial in P: a cost per parameter and the
+    per-step constant (bias corrections, a step counter)."""
+    P = next((s for s in expr.free_symbols if s.name == "P"), None)
+    if P is None:
+        return 0.0, float(expr)
+    poly = sp.Poly(sp.expand(expr), P)
+    return float(poly.coeff_monomial(P)), float(poly.coeff_monomial(1))
+
+
+def _label_bars(ax, bars, fmt: str) -> None:
+    for bar in bars:
+        ax.annotate(format(bar.get_width(), fmt), (bar.get_width(), bar.get_y()
+                                                   + bar.get_height() / 2),
+                    xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+
+
 def optimizers_plot() -> dict[str, bytes]:
+    """Per parameter: FLOPs of one step and bytes of state, one bar per optimizer (both
+    are linear in P, so the per-parameter figures are the whole story)."""
     plt = _figure()
-    P = np.logspace(3, 9, 25)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.6))
-    stateless = []
+    names, flops, state = [], [], []
     for name, build in optimizers.COMPONENTS.items():
         d = derive(build())
-        flops = d.count_function("step")
-        state = d.memory.bytes("state")
-        a1.plot(P, [flops(P=int(n)) for n in P], label=name, linewidth=1)
-        if state == 0:
-            stateless.append(name)
-            continue
-        per = [float(state.xreplace({s: int(n) for s in state.free_symbols})) / 2 ** 20
-               for n in P]
-        a2.plot(P, per, label=f"{name}: {state} B", linewidth=1)
-    a1.set(xscale="log", yscale="log", xlabel="parameters P", ylabel="FLOPs per step",
-           title="Optimizer step cost")
-    a2.set(xscale="log", yscale="log", xlabel="parameters P",
-           ylabel="state memory (MiB, float32)",
-           title="Optimizer state" + (f" ({', '.join(stateless)}: none)" if stateless else ""))
-    a1.legend(fontsize=6, ncol=2)
-    a2.legend(fontsize=6)
+        names.append(name)
+        flops.append(_per_parameter(d.counts("step", "default").total)[0])
+        state.append(_per_parameter(d.memory.bytes("state"))[0])
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.6), sharey=True)
+    y = np.arange(len(names))
+    _label_bars(a1, a1.barh(y, flops), "g")
+    _label_bars(a2, a2.barh(y, state), "g")
+    a1.set(yticks=y, yticklabels=names, xlabel="FLOPs per parameter per step",
+           title="Optimizer step cost", xlim=(0, max(flops) * 1.2))
+    a2.set(xlabel="bytes of state per parameter (float32)", title="Optimizer state",
+           xlim=(0, max(state) * 1.2 or 1))
+    a1.invert_yaxis()
     return _save(fig, plt)
 
 
 def training_step_plot() -> dict[str, bytes]:
-    """ResNet-50, Adam, B = 32: FLOPs per part and memory per kind."""
+    """ResNet-50, Adam, B = 32: FLOPs per part of one step and memory per kind."""
     plt = _figure()
     ex = examples.resnet50_memory()
     k = 2  # backward ~ k * forward
-    backward = examples.optimizers_25m().inputs["backward FLOPs (given)"]
-    sizes = {"P": ex.inputs["P"], "B": ex.inputs["B"], "C": 1000,
-             # The document's ResNet-50 backward (the optimizers-25.6m example's input,
-             # read per step as its optimizer table reads it) is about k*F.
-             "F": int(backward / k), "k": k,
+    batch = ex.inputs["B"]
+    # The document's ResNet-50 backward (the optimizers-25.6m example's input) is per
+    # image: 7.6 GFLOPs = k times ResNet-50's 3.8 GFLOPs forward of one 224x224 image.
+    # Every part of this figure is per step at batch B, so the network's F is B times it.
+    per_image = examples.optimizers_25m().inputs["backward FLOPs (given)"] / k
+    sizes = {"P": ex.inputs["P"], "B": batch, "C": 1000, "F": int(batch * per_image),
+             "k": k,
              # Its BatchNorm layers normalize this many values per sample in all (the
              # example's layer list); BatchNorm's cost is per value, so one layer of
              # that many values with d = 1 carries it.
-             "N": ex.inputs["B"] * examples.resnet50_batchnorm_values(), "d": 1, "L_bn": 1,
-             "A": ex.inputs["B"] * ex.inputs[examples.ACTIVATIONS]}
+             "N": batch * examples.resnet50_batchnorm_values(), "d": 1, "L_bn": 1,
+             "A": batch * ex.inputs[examples.ACTIVATIONS]}
     d = CompositeDerivation(training.training_step("adam"))
     parts = [(name, d.count_function(name)(**sizes)) for name in d.passes[1:]]
     parts = [("network forward", sizes["F"]), ("network backward", sizes["k"] * sizes["F"])] \
@@ -153,13 +168,22 @@ def training_step_plot() -> dict[str, bytes]:
               for label, what in (("parameters", "parameters"), ("gradients", "gradients"),
                                   ("Adam state", "state"), ("activations", "saved"))]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.6))
-    a1.barh([n for n, _ in parts], [v / 1e9 for _, v in parts])
-    a1.set(xscale="log", xlabel="GFLOPs per step (log scale)", title="Training step FLOPs")
-    a2.bar([n for n, _ in memory], [v for _, v in memory])
+    y = np.arange(len(parts))
+    bars = a1.barh(y, [v / 1e9 for _, v in parts])
+    for bar, (_n, v) in zip(bars, parts):
+        a1.annotate(f"{v / 1e9:.3g}", (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                    xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+    a1.set(yticks=y, yticklabels=[n for n, _ in parts], xscale="log",
+           xlabel="GFLOPs per step (log scale)", title="Training-step FLOPs")
+    a1.set_xlim(right=max(v for _, v in parts) / 1e9 * 20)
+    a1.invert_yaxis()
+    bars = a2.bar([n for n, _ in memory], [v for _, v in memory])
+    for bar, (_n, v) in zip(bars, memory):
+        a2.annotate(f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
     a2.set(ylabel="GiB (float32)", title="Training memory")
-    fig.suptitle("ResNet-50, Adam, B = 32, float32: F = 3.8 GFLOPs per step (the document's "
-                 "backward ~7.6G = 2F, as its optimizer table reads it), BatchNorm over every "
-                 "conv output", fontsize=8)
+    fig.suptitle(f"ResNet-50, Adam, one step at batch {batch}, float32: network forward "
+                 f"{batch} x {per_image / 1e9:.2g} GFLOPs per image", fontsize=8)
     return _save(fig, plt)
 
 
@@ -169,10 +193,14 @@ CAPTIONS = {
     "gradient-ce-vs-mse": "Gradient magnitude with respect to the logit against the "
                           "predicted probability of the true class: cross-entropy (bce) "
                           "against MSE through a sigmoid, both from derived gradients.",
-    "optimizers": "Per-step FLOPs and state memory of every optimizer against the number "
-                  "of parameters P (default convention, float32).",
-    "training-step-resnet50": "A ResNet-50 training step with Adam at B = 32: FLOPs of each "
-                              "part (log scale) and memory by kind.",
+    "optimizers": "Every optimizer per parameter: FLOPs of one step and bytes of state "
+                  "(default convention, float32). Both are linear in the parameter count "
+                  "P; the constant terms (bias corrections, a step counter) are left out.",
+    "training-step-resnet50": "One ResNet-50 training step with Adam at batch 32, every "
+                              "part on the same basis (per step): FLOPs of each part (log "
+                              "scale) and memory by kind. The network's own FLOPs are given "
+                              "(the document's per-image figure times the batch, backward "
+                              "twice the forward); the rest is derived.",
 }
 
 PLOTS: dict[str, Callable[[], dict[str, bytes]]] = {
