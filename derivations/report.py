@@ -69,6 +69,57 @@ def tables_stage(w: ReportWriter) -> str:
     return "\n".join(parts)
 
 
+def _pass_table(d, pass_name: str, stage: str) -> list[str]:
+    """One pass of a derivation as a table: each equation, typeset, and its FLOPs."""
+    from symflop.report.render import step_text
+    from symflop.report.tables import expr_latex
+    from symflop.report.tables import latex_escape as esc
+    rows = []
+    for st, cnt in d.step_counts(pass_name, "default", stage):
+        kinds = ", ".join(f"{k} ${expr_latex(v)}$" for k, v in cnt.by_kind.items() if v != 0)
+        rows.append(rf"$\displaystyle {step_text(st, True)}$ & ${expr_latex(cnt.total)}$ & "
+                    rf"{kinds or esc('none')} \\")
+    total = d.counts(pass_name, "default", stage).total
+    return [r"{\small\begin{longtable}{@{}>{\raggedright\arraybackslash}p{0.62\textwidth}"
+            r">{\raggedright\arraybackslash}p{0.1\textwidth}"
+            r">{\raggedright\arraybackslash}p{0.24\textwidth}@{}}", r"\toprule",
+            r"\textbf{equation} & \textbf{FLOPs} & \textbf{by kind} \\", r"\midrule",
+            r"\endhead", *rows, r"\midrule", rf"total & ${expr_latex(total)}$ & \\",
+            r"\bottomrule", r"\end{longtable}}"]
+
+
+def equations_stage(w: ReportWriter) -> str:
+    """The equations the document relies on without writing them out, as the engine
+    derives them: every backward pass, BatchNorm's running statistics, and the stable
+    log-sum-exp that the generated code computes."""
+    from derivations import CATALOGUE
+    from symflop import derive
+    from symflop.report.tables import latex_escape as esc
+    from symflop.rewrite.pipeline import stage_label
+    parts = [r"\section{Derived equations}",
+             esc("Equations the reference document uses without writing them out, as the "
+                 "engine derives them: the backward pass of every component that has one "
+                 "(optimized program), BatchNorm's forward pass with its running "
+                 "statistics, and the numerically stable log-sum-exp of cross-entropy as "
+                 "the generated code runs it (the lowered stage: the maximum is subtracted "
+                 "before the exponentials, and counted). FLOPs under the default "
+                 "convention.") + r"\par"]
+    shown = [("cross-entropy", "forward", "lowered",
+              "the stable log-sum-exp, with its max shift"),
+             ("batchnorm", "forward", "optimized", "with the running statistics")]
+    for name, build in CATALOGUE.items():
+        c = build()
+        if hasattr(c, "passes") and "backward" in derive(c).passes:
+            shown.append((name, "backward", "optimized", ""))
+    for name, pass_name, stage, what in shown:
+        d = derive(CATALOGUE[name]())
+        title = f"{name}: {pass_name} pass ({stage_label(stage)}" + \
+            (f"; {what})" if what else ")")
+        parts += [rf"\subsection*{{{esc(title)}}}", *_pass_table(d, pass_name, stage)]
+    parts.append(r"\clearpage")
+    return "\n".join(parts)
+
+
 def plots_stage(w: ReportWriter) -> str:
     from derivations.plots import CAPTIONS, PLOTS
     parts = [r"\section{Plots}"]
@@ -99,5 +150,6 @@ def identities_stage(w: ReportWriter) -> str:
     return report("latex") + r"\clearpage"
 
 
-STAGES = [("front", front_stage), ("tables", tables_stage), ("plots", plots_stage),
+STAGES = [("front", front_stage), ("tables", tables_stage), ("equations", equations_stage),
+          ("plots", plots_stage),
           ("claims", claims_stage), ("identities", identities_stage)]

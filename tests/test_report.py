@@ -32,7 +32,7 @@ def report_dir(tmp_path_factory):
 def test_report_writes_every_part_and_compiles(report_dir):
     out, r = report_dir
     assert r.returncode == 0, r.stdout + r.stderr
-    stages = ("front", "tables", "plots", "claims", "identities")
+    stages = ("front", "tables", "equations", "plots", "claims", "identities")
     for k, stage in enumerate(stages, 1):
         assert f"[{k}/{len(stages)}] {stage}: done" in r.stdout
     names = {p.name for p in out.rglob("*")}

@@ -24,9 +24,10 @@ def lhs_text(name: str, idx, latex: bool) -> str:
 def expr_text(e: sp.Expr, latex: bool) -> str:
     if not latex:
         return sp.sstr(e)
-    # An Idx prints its range as a subscript; a plain symbol reads as a person writes it.
-    plain = {k: sp.Symbol(k.name) for k in e.atoms(sp.Idx)}
-    return sp.latex(e.xreplace(plain))
+    # An Idx prints its range as a subscript (expr_latex prints plain names instead), and
+    # a catalogue's abbreviations print as it registered them (lr as eta).
+    from symflop.report.tables import expr_latex
+    return expr_latex(e)
 
 
 def step_text(st: Step, latex: bool) -> str:
