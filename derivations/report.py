@@ -55,7 +55,7 @@ def front_stage(w: ReportWriter) -> str:
 
 def tables_stage(w: ReportWriter) -> str:
     from derivations.tables import TABLE_NAMES, build_table
-    from symflop.report.tables import render
+    from symflop.report.tables import LONG_TABLE_ROWS, render
     parts = [r"\section{Cost tables}",
              "Every entry is derived by the engine (default counting convention, float32, "
              "leading order); the same tables in Markdown, CSV and JSON lie beside this file "
@@ -64,6 +64,8 @@ def tables_stage(w: ReportWriter) -> str:
         table = build_table(name)
         for fmt, ext in FORMATS.items():
             w.write(f"tables/{name}.{ext}", render(table, fmt))
+        if len(table.rows) > LONG_TABLE_ROWS:  # not a float: the floats before it go first
+            parts.append(r"\clearpage")
         parts.append(f"\\input{{tables/{name}.tex}}")
     parts.append(r"\clearpage")
     return "\n".join(parts)
@@ -71,14 +73,15 @@ def tables_stage(w: ReportWriter) -> str:
 
 def _pass_table(d, pass_name: str, stage: str) -> list[str]:
     """One pass of a derivation as a table: each equation, typeset, and its FLOPs."""
-    from symflop.report.render import step_text
+    from symflop.report.render import lhs_text
     from symflop.report.tables import expr_latex
     from symflop.report.tables import latex_escape as esc
     rows = []
     for st, cnt in d.step_counts(pass_name, "default", stage):
         kinds = ", ".join(f"{k} ${expr_latex(v)}$" for k, v in cnt.by_kind.items() if v != 0)
-        rows.append(rf"$\displaystyle {step_text(st, True)}$ & ${expr_latex(cnt.total)}$ & "
-                    rf"{kinds or esc('none')} \\")
+        rhs = expr_latex(st.rhs(), breakable=True)
+        rows.append(rf"$\displaystyle {lhs_text(st.lhs, st.idx, True)} = {rhs}$ & "
+                    rf"${expr_latex(cnt.total)}$ & {kinds or esc('none')} \\")
     total = d.counts(pass_name, "default", stage).total
     return [r"{\small\begin{longtable}{@{}>{\raggedright\arraybackslash}p{0.62\textwidth}"
             r">{\raggedright\arraybackslash}p{0.1\textwidth}"

@@ -65,7 +65,8 @@ def check_latex(t: Table, text: str) -> None:
     lines = [ln for ln in lines if not ln.startswith("%")]
     text = "\n".join(lines)
     if len(t.rows) > LONG_TABLE_ROWS:  # a longtable: breaks across pages, header repeated
-        assert lines[0].startswith(r"\begin{longtable}{")
+        assert lines[0] == r"\begingroup\small" and lines[-1] == r"\endgroup"
+        assert lines[1].startswith(r"\begin{longtable}{")
         end = lines.index(r"\end{longtable}")
         first, head = lines.index(r"\endfirsthead"), lines.index(r"\endhead")
         header = lines[first - 3:first]
@@ -281,24 +282,39 @@ def test_a_changed_optimizer_changes_every_table_that_uses_it(monkeypatch):
 
 # -- rendering --------------------------------------------------------------------------------
 
+def test_prose_typesets_ascii_formulas_and_leaves_words_alone():
+    from symflop.report.prose import add_symbols, prose_latex
+    from symflop.report.tables import set_symbol_latex
+    add_symbols({"lr", "g", "v", "G", "lam", "N"})  # as a catalogue registers its names
+    set_symbol_latex({"lr": r"\eta", "lam": r"\lambda"})
+    assert prose_latex("SGD step: theta - lr*g.") == r"SGD step: $\theta - \eta g$."
+    assert prose_latex("v_t = mu*v_{t-1} + g") == r"${v}_{t} = \mu {v}_{t-1} + g$"
+    assert prose_latex("AdaGrad, sqrt(G) + eps") == r"AdaGrad, $\sqrt{G} + \epsilon$"
+    assert prose_latex("adagrad-eps-inside at 1/N") == r"adagrad-eps-inside at $\frac{1}{N}$"
+    assert prose_latex("lam/2 times the sum of q9^2") == r"$\frac{\lambda}{2}$ times the sum " \
+        r"of q9\textasciicircum{}2"  # q9 is no symbol: it stays text, escaped
+    assert prose_latex("a step, 50% & more") == r"a step, 50\% \& more"
+
+
+
 def test_text_is_escaped_and_expressions_printed():
     t = Table("demo_1", "Costs & 50% of {x}_1 #2 $3 ~ ^ \\ |", ("Name", "Value", "N"),
               [("a_b & c", sp.Eq(sp.Symbol("y"), sp.Abs(sp.Symbol("x")), evaluate=False),
                 Num(1234.5, ",.1f")),
-               ("list", Seq((sp.Symbol("beta1"), "lr_max")), 7)])
+               ("list", Seq((sp.Symbol("beta1"), "step_max")), 7)])
     tex = render(t, "latex")
     assert r"a\_b \& c" in tex and r"50\% of \{x\}\_1 \#2 \$3" in tex
     assert r"\textasciitilde{} \textasciicircum{} \textbackslash{} \textbar{}" in tex
     assert r"$y = \left|{x}\right|$" in tex and "1,234.5" in tex
-    assert r"$\beta_{1}$, lr\_max" in tex
+    assert r"$\beta_{1}$, step\_max" in tex
     assert r"\label{tab:demo-1}" in tex and "{llr}" in tex
     md = render(t, "markdown")
     assert r"$y = \left\|{x}\right\|$" in md and "---:|" in md
     got = list(csv.reader(io.StringIO(render(t, "csv"))))
-    assert got[1] == ["a_b & c", "y = Abs(x)", "1234.5"] and got[2] == ["list", "beta1, lr_max",
-                                                                      "7"]
+    assert got[1] == ["a_b & c", "y = Abs(x)", "1234.5"] and got[2] == ["list",
+                                                                      "beta1, step_max", "7"]
     doc = json.loads(render(t, "json"))
-    assert doc["rows"][1] == ["list", ["beta1", "lr_max"], 7]
+    assert doc["rows"][1] == ["list", ["beta1", "step_max"], 7]
     assert latex_escape("a  b\n c") == "a b c"
 
 

@@ -636,8 +636,12 @@ def _longtable(widths: tuple[float, ...], head: tuple[str, ...], rows: list[list
     header = " & ".join(rf"\textbf{{{h}}}" for h in head) + r" \\"
     out = [r"{\small", rf"\begin{{longtable}}{{{spec}}}", r"\toprule", header, r"\midrule",
            r"\endfirsthead", r"\toprule", header, r"\midrule", r"\endhead"]
-    out += [" & ".join(r) + r" \\" for r in rows]
+    out += [" & ".join(r) + r" \\ \addlinespace[3pt]" for r in rows]
     return out + [r"\bottomrule", r"\end{longtable}}"]
+
+
+# A page break here, rather than after the heading, when less than a quarter page is left.
+_NEEDSPACE = r"\par\vspace{0pt plus 0.25\textheight}\penalty-250\vspace{0pt plus -0.25\textheight}"
 
 
 def _derived_cell(v: Verdict) -> str:
@@ -655,6 +659,7 @@ def _id_cell(v: Verdict) -> str:
 def render_latex(verdicts: list[Verdict], title: str) -> str:
     """The claims as a LaTeX section: a legend, the claims that differ, then every claim
     under its section of the document; quotes compiled, derived values typeset."""
+    from symflop.report.prose import prose_latex
     from symflop.report.quotes import MACROS, quote_latex
 
     counts = tally(verdicts)
@@ -676,14 +681,14 @@ def render_latex(verdicts: list[Verdict], title: str) -> str:
         out += _longtable((0.13, 0.3, 0.24, 0.27), ("claim", "the document says", "derived",
                                                     "why"),
                           [[_id_cell(v), quote_latex(v.claim.quote), _derived_cell(v),
-                            latex_escape("; ".join(x for x in (v.reason, v.detail) if x))]
+                            prose_latex("; ".join(x for x in (v.reason, v.detail) if x))]
                            for v in differ])
     sections = list(dict.fromkeys(v.claim.section for v in verdicts))
     for section in sections:
         rows = [[_id_cell(v), quote_latex(v.claim.quote), v.status, _derived_cell(v),
-                 latex_escape("; ".join(x for x in (v.detail, v.reason) if x))]
+                 prose_latex("; ".join(x for x in (v.detail, v.reason) if x))]
                 for v in verdicts if v.claim.section == section]
-        out.append(rf"\subsection{{{latex_escape(section)}}}")
+        out += [_NEEDSPACE, rf"\subsection{{{latex_escape(section)}}}"]
         out += _longtable((0.12, 0.27, 0.08, 0.22, 0.22),
                           ("claim", "the document says", "verdict", "derived", "why"), rows)
     return "\n".join(out) + "\n"

@@ -261,7 +261,7 @@ def render_latex(items: list[Identity], title: str = "Identities the document st
     """A LaTeX section: the conclusions first (a table of verdicts), then each identity
     with its statement, the document's version and the derivation, every expression
     typeset by SymPy's LaTeX printer."""
-    from symflop.report.tables import latex_escape as esc
+    from symflop.report.prose import prose_latex as esc
 
     doc = {True: "agrees", False: "wrong", None: "--"}
     wrong = [i.name for i in items if i.document_agrees is False]

@@ -16,7 +16,7 @@ import re
 import sympy as sp
 from sympy.parsing.sympy_parser import parse_expr
 
-from symflop.report.tables import expr_latex, latex_escape
+from symflop.report.tables import expr_latex, latex_escape, symbol_latex
 
 _FUNCTIONS = {"sqrt": sp.sqrt, "exp": sp.exp, "log": sp.log, "Abs": sp.Abs,
               "eps": sp.Symbol("epsilon")}
@@ -24,7 +24,9 @@ _GREEK = set("""alpha beta gamma delta epsilon eta theta kappa lambda mu nu xi p
 sigma tau phi chi psi omega""".split())
 _SYMBOLS: set[str] = set()
 # a hyphenated word (per-step, ResNet-50, adagrad-eps-inside) is one word, never a formula
-_TOKEN = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+|[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?"
+# a name may carry subscripts: theta_t, v_{t-1}, lam_wd
+_NAME = r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*(?:_\{[^{}]*\})?"
+_TOKEN = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+|" + _NAME + r"|\d+(?:\.\d+)?"
                     r"|\*\*|[-+*/^=(),|]| +")
 
 
@@ -36,12 +38,28 @@ def add_symbols(names) -> None:
 
 def _is_symbol(word: str) -> bool:
     base = re.sub(r"\d+$", "", word)
-    return word in _SYMBOLS or word in _FUNCTIONS or base in _GREEK or word in _GREEK
+    if word in _SYMBOLS or word in _FUNCTIONS or base in _GREEK or word in _GREEK:
+        return True
+    head = word.split("_")[0]
+    return "_" in word and head != word and _is_symbol(head)
+
+
+def _name_latex(word: str) -> str:
+    """theta_t as \\theta_{t}, v_{t-1} as v_{t-1}, lam_wd as \\lambda_{wd}."""
+    if word == "eps":
+        return r"\epsilon"
+    if word in _SYMBOLS or "_" not in word:
+        return symbol_latex(word)
+    head, sub = word.split("_", 1)
+    return f"{{{_name_latex(head)}}}_{{{sub.strip('{}')}}}"
 
 
 def _greek(word: str) -> bool:
-    return re.sub(r"\d+$", "", word) in _GREEK or word in _SYMBOLS and \
-        expr_latex(sp.Symbol(word)).startswith("\\")
+    """A lone name worth typesetting: Greek, or printed otherwise than it is spelled
+    (L_bn as L with a subscript)."""
+    if re.sub(r"\d+$", "", word) in _GREEK or "_" in word and _is_symbol(word):
+        return True
+    return word in _SYMBOLS and expr_latex(sp.Symbol(word)) != word
 
 
 def _math(run: str) -> str | None:
@@ -49,18 +67,30 @@ def _math(run: str) -> str | None:
     text = run.strip().rstrip(",")
     if not text or text.count("(") != text.count(")") or text.count("|") % 2:
         return None
-    words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)
+    words = re.findall(_NAME, text)
     operators = re.search(r"[-+*/^=|]", text)
     if not words or not (operators or len(words) == 1 and _greek(words[0])):
         return None
-    src = re.sub(r"\|([^|]+)\|", r"Abs(\1)", text).replace("^", "**")
-    local = {w: _FUNCTIONS.get(w, sp.Symbol(w)) for w in words}
+    # each name becomes a placeholder SymPy can parse, printed as the name's LaTeX
+    names: dict[str, str] = {}
+
+    def placeholder(m: re.Match) -> str:
+        w = m.group(0)
+        if w in _FUNCTIONS and w != "eps":
+            return w
+        return names.setdefault(w, f"S{len(names)}x")
+
+    src = re.sub(_NAME, placeholder, text)
+    src = re.sub(r"\|([^|]+)\|", r"Abs(\1)", src).replace("^", "**")
+    local = {p: sp.Symbol(p) for p in names.values()}
+    local.update({f: fn for f, fn in _FUNCTIONS.items() if f != "eps"})
+    shown = {sp.Symbol(p): _name_latex(w) for w, p in names.items()}
     try:
         sides = [_drop_ones(parse_expr(s, local_dict=local, evaluate=False))
                  for s in src.split("=")]
+        return " = ".join(sp.latex(s, symbol_names=shown, order="none") for s in sides)
     except Exception:  # noqa: BLE001 - anything SymPy cannot read stays text
         return None
-    return " = ".join(expr_latex(s, order="none") for s in sides)
 
 
 def _drop_ones(e: sp.Basic) -> sp.Basic:

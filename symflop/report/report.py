@@ -29,6 +29,7 @@ PREAMBLE = r"""\documentclass[10pt]{article}
 \setlength{\parindent}{0pt}
 \setlength{\belowcaptionskip}{4pt}
 \begin{document}
+\setlength{\LTcapwidth}{\textwidth}
 \title{symflop: derived costs of the reference document's components}
 \date{}
 \maketitle

@@ -29,6 +29,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -130,18 +131,24 @@ def symbol_latex(name: str) -> str:
     return _SYMBOL_LATEX.get(name) or sp.latex(sp.Symbol(name))
 
 
-def _latex(e: sp.Basic, order: str | None) -> str:
+def _latex(e: sp.Basic, order: str | None, breakable: bool = False) -> str:
     names = {s: _SYMBOL_LATEX[s.name] for s in e.atoms(sp.Symbol) if s.name in _SYMBOL_LATEX}
-    return sp.latex(e, symbol_names=names, order=order)
+    if not breakable:
+        return sp.latex(e, symbol_names=names, order=order)
+    # A long fraction as 1/denominator times its factors, and a line break allowed
+    # between bracketed factors: TeX breaks inline math only after operators.
+    tex = sp.latex(e, symbol_names=names, order=order, long_frac_ratio=1)
+    return re.sub(r"(\\right\)(?:\^\{[^{}]*\})?) ", r"\1 \\allowbreak ", tex)
 
 
-def expr_latex(e: sp.Basic, order: str | None = None) -> str:
+def expr_latex(e: sp.Basic, order: str | None = None, breakable: bool = False) -> str:
     """SymPy's LaTeX of ``e`` with the registered names (``order="none"``: terms in the
-    order they were written, for a formula parsed from text)."""
+    order they were written, for a formula parsed from text; ``breakable``: a long
+    expression that may break across lines)."""
     e = _plain(e)
     if isinstance(e, sp.Equality):
-        return f"{_latex(e.lhs, order)} = {_latex(e.rhs, order)}"
-    return _latex(e, order)
+        return f"{_latex(e.lhs, order)} = {_latex(e.rhs, order, breakable)}"
+    return _latex(e, order, breakable)
 
 
 def expr_text(e: sp.Basic) -> str:
@@ -306,14 +313,13 @@ def _to_longtable(t: Table) -> str:
     share = 0.9 / max(len(wrapped), 1) / 2
     align = "".join(rf">{{\raggedright\arraybackslash}}p{{{share:.2f}\linewidth}}"
                     if k in wrapped else a for k, a in enumerate(_align(t)))
-    lines = [f"\\begin{{longtable}}{{{align}}}",
+    lines = [r"\begingroup\small", f"\\begin{{longtable}}{{{align}}}",
              f"\\caption{{{caption}}}\\label{{{label(t)}}} \\\\",
              *header, r"\endfirsthead", *header, r"\endhead",
              r"\bottomrule", r"\endlastfoot"]
     lines.extend(_latex_row(r) for r in t.rows)
     lines.append(r"\end{longtable}")
-    if t.notes:
-        lines += [r"\begingroup", *_latex_notes(t), r"\endgroup"]
+    lines += [*_latex_notes(t), r"\endgroup"]
     return _header_comment(t) + "\n".join(lines) + "\n"
 
 
