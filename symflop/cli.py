@@ -10,7 +10,9 @@ import argparse
 import difflib
 import json
 import re
+import signal
 import sys
+import threading
 
 import sympy as sp
 
@@ -32,7 +34,8 @@ from symflop.rewrite.pipeline import (
     stage_name,
 )
 
-_SIZE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([+-]?\d+)\s*$")
+_SIZE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([+-]?[0-9]+)\s*$", re.ASCII)
+_MAX_SIZE_DIGITS = 30  # far past any tensor, far below Python's 4,300-digit int limit
 
 
 def parse_dims(text: str | None, known: tuple[str, ...], component: str) -> dict[str, int]:
@@ -44,6 +47,8 @@ def parse_dims(text: str | None, known: tuple[str, ...], component: str) -> dict
         m = _SIZE.match(part)
         if not m:
             raise UsageError(f"malformed size {part.strip()!r}: write NAME=INTEGER, e.g. B=32")
+        if len(m.group(2).lstrip("+-")) > _MAX_SIZE_DIGITS:
+            raise UsageError(f"size {m.group(1)} has more than {_MAX_SIZE_DIGITS} digits")
         name, value = m.group(1), int(m.group(2))
         if name not in known:
             raise UsageError(f"{component} has no dimension {name!r} "
@@ -60,8 +65,11 @@ def _derivation(args) -> tuple:
     """The component named on the command line, or loaded with --from FILE.py:NAME."""
     if (args.name is None) == (args.from_spec is None):
         raise UsageError("give a component name or --from FILE.py:NAME (one of the two)")
-    if args.from_spec is not None and not args.from_spec.partition(":")[0].endswith(".py"):
-        raise UsageError(f"--from takes FILE.py:NAME, got {args.from_spec!r}")
+    if args.from_spec is not None:
+        path, _, name = args.from_spec.partition(":")
+        if not path.endswith(".py") or not name.strip():
+            raise UsageError(f"--from takes FILE.py:NAME (the file and the function that "
+                             f"builds the component), got {args.from_spec!r}")
     options = {"optimizer": args.optimizer} if getattr(args, "optimizer", None) else {}
     c = get_component(args.name if args.name is not None else args.from_spec, **options)
     return c, derive_any(c)
@@ -421,8 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
                               f"({', '.join(f'{k} = {v}' for k, v in ALIASES.items())}); "
                               "default optimized")
 
-    def common(sp_, dims=False):
-        sp_.add_argument("--optimizer", help="optimizer of a composite such as training-step")
+    def common(sp_, dims=False, optimizer=True):
+        if optimizer:  # only where a composite can be named
+            sp_.add_argument("--optimizer",
+                             help="optimizer of a composite such as training-step")
         sp_.add_argument("--convention", default="default",
                          help=f"counting convention ({', '.join(conventions.CONVENTIONS)}; "
                               "default default)")
@@ -476,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--exact", action="store_true", help="exact polynomials, not leading order")
     t.add_argument("--standalone", action="store_true",
                    help="with --format latex: a whole document that compiles on its own")
-    common(t)
+    common(t, optimizer=False)
     staged(t)
     t.set_defaults(func=cmd_table)
     i = sub.add_parser("identities", help="identities the document states: proved or "
@@ -506,15 +516,50 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_count)
     m = sub.add_parser("summary", help="leading-order counts and memory of every component")
     m.add_argument("--json", action="store_true", help="the rows as JSON")
-    common(m)
+    common(m, optimizer=False)
     staged(m)
     m.set_defaults(func=cmd_summary)
     return p
 
 
+_FLAGS = {"from_spec": "--from", "pass_name": "--pass"}
+
+
+def _check_empty(args) -> None:
+    """An option given an empty value is a mistake (a shell variable that was not set),
+    never a request for the default: ``--out ''`` would write into the current folder."""
+    for key, value in vars(args).items():
+        if isinstance(value, str) and not value.strip() and key not in ("command",):
+            if key == "name":
+                raise UsageError("empty component name; `symflop list` shows them")
+            flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
+            raise UsageError(f"{flag} is empty: give a value, or leave it out for the default")
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that its clean-up runs (scratch folders,
+    a pdflatex child) as it does for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        return _main(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args) -> int:
+    try:
+        _check_empty(args)
         if getattr(args, "dtype", None) is not None and args.dtype not in DTYPE_BYTES:
             raise UsageError(f"unknown dtype {args.dtype!r} (known: {', '.join(DTYPE_BYTES)})")
         if getattr(args, "convention", None) is not None:
@@ -525,5 +570,11 @@ def main(argv: list[str] | None = None) -> int:
     except SymflopError as e:
         print(f"symflop: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT
+        print("symflop: interrupted", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print("symflop: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         return 0

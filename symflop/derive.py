@@ -22,7 +22,7 @@ from symflop.core.program import label_inputs
 from symflop.cost.conventions import Convention, get_convention
 from symflop.cost.counting import Counts, Tally, apply_convention, tally_program, total_tally
 from symflop.cost.memory import Memory, elements, memory, moved_elements
-from symflop.errors import UsageError
+from symflop.errors import ComponentError, UsageError
 from symflop.lower.codegen import Signature, generate
 from symflop.lower.compiled import CompiledPass, shapes_of
 from symflop.lower.plan import Lowered
@@ -186,6 +186,9 @@ def fingerprint(c: Component) -> str:
 
 
 def derive(c: Component, use_cache: bool = True) -> Derivation:
+    if isinstance(c, Component) and not c.passes:
+        raise ComponentError(f"component {c.name!r} has no equations: add one with "
+                             "c.assign(PASS, lhs, rhs)")
     key = fingerprint(c)
     if use_cache:
         hit = cache.load(c.name, key)

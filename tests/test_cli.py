@@ -12,7 +12,10 @@ from symflop.cli import main
 
 
 def run(capsys, *argv):
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse refuses an argument itself
+        code = e.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -118,6 +121,19 @@ def test_code_prints_generated_source(capsys):
     (["code", "training-step"], "is a composite and has no generated code"),
     (["show", ""], "empty component name"),
     (["report", "--out", __file__], "exists and is not a folder"),
+    # empty values are mistakes, never the default (each once exited 0 or used a default)
+    (["grad", "batchnorm", "--wrt", ""], "--wrt is empty"),
+    (["code", "adam", "--pass", " "], "--pass is empty"),
+    (["count", "training-step", "--optimizer", ""], "--optimizer is empty"),
+    (["report", "--out", ""], "--out is empty"),
+    (["count", "--from", ""], "--from is empty"),
+    # an option the command does not use is refused, not ignored
+    (["table", "loss-mse", "--optimizer", "bogus"], "unrecognized arguments: --optimizer"),
+    (["summary", "--optimizer", "bogus"], "unrecognized arguments: --optimizer"),
+    # sizes: ASCII digits only, and never a number Python cannot convert (once a traceback)
+    (["count", "mse", "--dims", "B=\uff13\uff12"], "malformed size"),
+    (["count", "mse", "--dims", "B=" + "9" * 5000], "more than 30 digits"),
+    (["code", "--from", "x.py"], "--from takes FILE.py:NAME"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)

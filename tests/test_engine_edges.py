@@ -322,3 +322,52 @@ def test_components_that_crashed_the_pipeline_derive_and_run(case):
     if case == "unused-index":
         out = d.compiled("backward")(sizes={"B": 2, "D": 3})  # a constant: reads nothing
         np.testing.assert_allclose(out["grad_x"], [3.0, 3.0])
+
+
+@pytest.mark.parametrize("pass_name, message", [
+    ("my pass", "must be a Python identifier"),
+    ("class", "must be a Python identifier"),
+    ("xp", "must be a Python identifier"),
+    ("backward", "is derived by the engine"),  # once silently replaced by the derived one
+    ("gradient", "is derived by the engine"),
+])
+def test_bad_pass_names_are_refused_in_one_line(pass_name, message):
+    c, N, d, i, j = _two_dim()
+    x, y = c.input("x", (N, d)), c.output("y", (N, d))
+    with pytest.raises(ComponentError, match=message) as e:
+        c.assign(pass_name, y[i, j], 2 * x[i, j])
+    assert "'edge'" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("rhs", [None, [1, 2], "x + 1", object()])
+def test_a_right_hand_side_must_be_an_expression(rhs):
+    c, N, d, i, j = _two_dim()
+    y = c.output("y", (N, d))
+    with pytest.raises(ComponentError, match="right-hand side of 'y' must be a SymPy "
+                                             "expression or a number") as e:
+        c.assign("forward", y[i, j], rhs)
+    assert "pass 'forward'" in str(e.value)
+
+
+def test_infinite_and_overflowing_constants_run_as_floats():
+    """oo, -oo and a constant past float64's range once printed as the undefined name inf."""
+    c = Component("consts", "Test", "constants")
+    B = c.dim("B")
+    i = c.index(i=B)
+    x, y = c.input("x", (B,)), c.output("y", (B,))
+    c.assign("forward", y[i], sp.Piecewise((sp.oo, x[i] > 1), (-sp.oo, x[i] < -1),
+                                           (x[i] * sp.Float("1e300") ** 2, True)))
+    src = derive(c).sources["forward"][0]
+    assert "float('inf')" in src and "float('-inf')" in src
+    fn = derive(c).compiled("forward")
+    for backend, arr in (("numpy", np.array), ("torch", torch.tensor)):
+        out = np.asarray(fn(backend=backend, x=arr([0.5, 2.0, -3.0]), check=False)["y"])
+        assert list(out) == [np.inf, np.inf, -np.inf]  # 0.5 * 1e600 overflows to inf
+
+
+def test_a_component_without_equations_is_refused_in_one_line():
+    """Once a TypeError in count and "a composite" in code."""
+    c = Component("empty", "Test", "nothing")
+    c.dim("B")
+    with pytest.raises(ComponentError, match="'empty' has no equations"):
+        derive(c)

@@ -108,7 +108,7 @@ def test_report_is_the_same_bytes_across_runs_and_hash_seeds(report_dir, tmp_pat
     assert _digest(first, skip) == _digest(tmp_path, skip)
 
 
-def test_an_interrupted_report_leaves_no_half_written_file(tmp_path, monkeypatch):
+def test_an_interrupted_report_leaves_no_half_written_file(tmp_path, monkeypatch, capsys):
     import derivations.report as rep
 
     def broken(w: ReportWriter) -> str:
@@ -117,8 +117,9 @@ def test_an_interrupted_report_leaves_no_half_written_file(tmp_path, monkeypatch
 
     monkeypatch.setattr(rep, "STAGES", [("tables", rep.tables_stage), ("broken", broken)])
     monkeypatch.setattr("symflop.cli.plugin", lambda group, what: rep.STAGES)
-    with pytest.raises(KeyboardInterrupt):
-        main(["report", "--out", str(tmp_path), "--no-pdf"])
+    # Ctrl-C: one line and the shell's status 130, no traceback (once a traceback)
+    assert main(["report", "--out", str(tmp_path), "--no-pdf"]) == 130
+    assert capsys.readouterr().err == "symflop: interrupted\n"
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert not [p for p in files if p.name.startswith(".tmp-")]
     assert (tmp_path / "partial.txt").read_text() == "written whole"
@@ -135,3 +136,35 @@ def test_writer_replaces_files_atomically(tmp_path):
     w.write("a/b.txt", "two")
     assert (tmp_path / "a" / "b.txt").read_text() == "two"
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.txt"]
+
+
+def test_report_files_get_the_umasks_mode(tmp_path):
+    """mkstemp makes files 0600; a report's files are for others too (once 0600)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = ReportWriter(tmp_path).write("t.txt", "x")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_full_disk_while_the_pdf_is_copied_leaves_no_scratch_file(tmp_path, monkeypatch):
+    import errno
+
+    from symflop.report import report as rep
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed here")
+    (tmp_path / "report.tex").write_text("\\documentclass{article}\\begin{document}x"
+                                         "\\end{document}\n")
+
+    real = shutil.copyfile
+
+    def full(src, dst, **kw):
+        if not Path(dst).name.startswith(".tmp-"):  # the copies into the scratch folder
+            return real(src, dst, **kw)
+        with open(dst, "wb") as f:  # the PDF into the output folder: the disk fills up
+            f.write(b"%PDF half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rep.shutil, "copyfile", full)
+    built, message = rep.compile_pdf(tmp_path)
+    assert not built and message == "report.pdf not written: No space left on device"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.tex"]

@@ -18,6 +18,7 @@ import sympy as sp
 from symflop.errors import ComponentError
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+DERIVED_PASSES = ("backward", "gradient")  # the engine writes these; an author may not
 # Names the engine generates: adjoints and the intermediates of split sums.
 _RESERVED = re.compile(r"^grad_|_(sum|part|lse|draw)\d*$")
 
@@ -175,9 +176,31 @@ class Component:
 
     def assign(self, pass_name: str, lhs, rhs) -> None:
         """Append ``lhs = rhs`` to a pass; ``lhs`` is ``t[i, j]`` or a scalar tensor."""
+        self._check_pass_name(pass_name)
         tensor, idx = self._split_lhs(lhs)
+        try:
+            value = sp.sympify(rhs, strict=True)
+        except (sp.SympifyError, TypeError, ValueError):
+            value = None
+        if not isinstance(value, sp.Expr):
+            raise ComponentError(f"component {self.name!r}, pass {pass_name!r}: the right-hand "
+                                 f"side of {tensor.name!r} must be a SymPy expression or a "
+                                 f"number, not {type(rhs).__name__} {rhs!r:.60}")
         self.passes.setdefault(pass_name, Pass(pass_name)).assignments.append(
-            Assignment(tensor, idx, sp.sympify(rhs)))
+            Assignment(tensor, idx, value))
+
+    def _check_pass_name(self, pass_name) -> None:
+        """A pass names a generated function: an identifier, and not one the engine
+        derives (``backward``, ``gradient``), which would silently replace it."""
+        if not isinstance(pass_name, str) or not _NAME.match(pass_name) \
+                or keyword.iskeyword(pass_name) or pass_name in ("xp",):
+            raise ComponentError(f"component {self.name!r}: pass name {pass_name!r} must be a "
+                                 "Python identifier (letters, digits, underscore; not a "
+                                 "keyword): it names a generated function")
+        if pass_name in DERIVED_PASSES:
+            raise ComponentError(f"component {self.name!r}: pass {pass_name!r} is derived by "
+                                 "the engine from set_gradient; give a hand-written pass "
+                                 "another name")
 
     def set_gradient(self, of: Tensor, wrt: tuple[Tensor, ...],
                      pass_name: str | None = None) -> None:
@@ -185,6 +208,8 @@ class Component:
 
         ``pass_name`` is the pass that computes ``of`` (default: the first that does).
         """
+        if pass_name is not None:
+            self._check_pass_name(pass_name)
         self.differentiate = of.name
         self.wrt = tuple(t.name for t in wrt)
         self.grad_pass = pass_name

@@ -577,4 +577,9 @@ def _const(v) -> str:
         return v.name
     if v.is_Integer:
         return str(int(v))
-    return repr(float(v))
+    value = complex(v) if v in (sp.zoo,) else float(v)
+    if value != value or isinstance(value, complex):  # nan (a complex infinity too)
+        return "float('nan')"
+    if value in (float("inf"), float("-inf")):  # oo, or a constant past float64's range
+        return f"float('{value}')"
+    return repr(value)

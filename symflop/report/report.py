@@ -36,6 +36,16 @@ PREAMBLE = r"""\documentclass[10pt]{article}
 """
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# What open() would give a new file: 0666 less the umask (read once, at import).
+_FILE_MODE = 0o666 & ~_umask()
+
+
 class ReportWriter:
     """Writes files under ``root``; each appears whole or not at all."""
 
@@ -51,6 +61,7 @@ class ReportWriter:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(raw)
+            os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; a report is for others too
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -70,10 +81,13 @@ def compile_pdf(root: Path, tex: str = "report.tex") -> tuple[bool, str]:
     if exe is None:
         return False, "pdflatex is not on the PATH: report.tex written, report.pdf not built"
     with tempfile.TemporaryDirectory(prefix="symflop-latex-") as work:
-        for item in Path(root).iterdir():
-            if not item.name.startswith("."):
-                dest = Path(work) / item.name
-                (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest)
+        try:
+            for item in Path(root).iterdir():
+                if not item.name.startswith("."):
+                    dest = Path(work) / item.name
+                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest)
+        except OSError as e:  # disk full in the temp folder: say so, leave nothing behind
+            return False, f"pdflatex not run: {e.strerror or e}"
         # A fixed date makes the PDF the same bytes on every run (pdfTeX honours these).
         env = {**os.environ, "SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1"}
         for _ in range(2):
@@ -88,8 +102,15 @@ def compile_pdf(root: Path, tex: str = "report.tex") -> tuple[bool, str]:
         pdf = Path(work) / Path(tex).with_suffix(".pdf").name
         fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-")
         os.close(fd)
-        shutil.copyfile(pdf, tmp)
-        os.replace(tmp, Path(root) / pdf.name)
+        try:
+            shutil.copyfile(pdf, tmp)
+            os.chmod(tmp, _FILE_MODE)
+            os.replace(tmp, Path(root) / pdf.name)
+        except OSError as e:  # disk full, say: no half-written PDF, no scratch file left
+            return False, f"report.pdf not written: {e.strerror or e}"
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     built = f"report.pdf built ({(Path(root) / pdf.name).stat().st_size:,} bytes)"
     if "Float too large" in text:  # a table or figure taller than its page runs off it
         built += "; warning: a float is taller than its page and runs off it (see the log)"
