@@ -325,9 +325,9 @@ def test_components_that_crashed_the_pipeline_derive_and_run(case):
 
 
 @pytest.mark.parametrize("pass_name, message", [
-    ("my pass", "must be a Python identifier"),
-    ("class", "must be a Python identifier"),
-    ("xp", "must be a Python identifier"),
+    ("my pass", "must be letters, digits"),
+    ("class", "must be letters, digits"),
+    ("xp", "must be letters, digits"),
     ("backward", "is derived by the engine"),  # once silently replaced by the derived one
     ("gradient", "is derived by the engine"),
 ])

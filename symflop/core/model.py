@@ -192,11 +192,11 @@ class Component:
     def _check_pass_name(self, pass_name) -> None:
         """A pass names a generated function: an identifier, and not one the engine
         derives (``backward``, ``gradient``), which would silently replace it."""
-        if not isinstance(pass_name, str) or not _NAME.match(pass_name) \
-                or keyword.iskeyword(pass_name) or pass_name in ("xp",):
-            raise ComponentError(f"component {self.name!r}: pass name {pass_name!r} must be a "
-                                 "Python identifier (letters, digits, underscore; not a "
-                                 "keyword): it names a generated function")
+        function = pass_name.replace("-", "_") if isinstance(pass_name, str) else ""
+        if not _NAME.match(function) or keyword.iskeyword(function) or function in ("xp",):
+            raise ComponentError(f"component {self.name!r}: pass name {pass_name!r} must be "
+                                 "letters, digits, '_' and '-' (not a Python keyword): it "
+                                 "names a generated function")
         if pass_name in DERIVED_PASSES:
             raise ComponentError(f"component {self.name!r}: pass {pass_name!r} is derived by "
                                  "the engine from set_gradient; give a hand-written pass "

@@ -65,6 +65,19 @@ class NumpyBackend:
         return isinstance(x, np.ndarray)
 
     @staticmethod
+    def low_precision(like):
+        """The dtype of a half-precision array (computed in float32), else None."""
+        return like.dtype if like is not None and like.dtype == np.float16 else None
+
+    @staticmethod
+    def to_float32(x):
+        return x.astype(np.float32)
+
+    @staticmethod
+    def cast(x, dtype):
+        return x.astype(dtype)
+
+    @staticmethod
     def asarray(x):
         return np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x
 
@@ -299,6 +312,17 @@ class TorchBackend:
 
     def is_array(self, x) -> bool:
         return isinstance(x, self.torch.Tensor)
+
+    def low_precision(self, like):
+        """The dtype of a half-precision tensor (computed in float32), else None."""
+        low = (self.torch.float16, self.torch.bfloat16)
+        return like.dtype if like is not None and like.dtype in low else None
+
+    def to_float32(self, x):
+        return x.float()
+
+    def cast(self, x, dtype):
+        return x.to(dtype)
 
     def asarray(self, x):
         return x if self.is_array(x) else self.torch.as_tensor(x, dtype=self.torch.float64)

@@ -103,6 +103,8 @@ def generate(lowered: Lowered, func_name: str, stage: str = "") -> tuple[str, Si
     if stage:
         lines.append(f"    # {program.name} pass, {stage} stage: what `symflop count --stage "
                      "lowered` counts")
+        lines.append("    # float16/bfloat16 inputs: the caller (Derivation.compiled) runs this in "
+                     "float32 and rounds the results back, as torch accumulates them")
     lower = lowerer_for(program_names(program))
     counter = itertools.count()
     hoisted, host_at = _host_names(lowered, sig, labels)

@@ -67,14 +67,29 @@ class CompiledPass:
                     and bool((values[name] >= dims[shape[-2]]).any()):
                 raise InputError(f"{self.name}: {name} has a label >= {shape[-2]} = "
                                  f"{dims[shape[-2]]}")
-        args = [dims[d] for d in sig.dims] + [values[n] for n in sig.inputs]
         if into:
             self._check_into(into, xp, dims, values)
+        # Half precision (float16, bfloat16) is computed in float32 and rounded back once,
+        # as torch accumulates its reductions: a variance summed in float16 overflows.
+        low = xp.low_precision(_like(values, xp))
+        given = values
+        if low is not None:
+            values = {k: xp.to_float32(v) if xp.is_array(v) and _is_float(v) else v
+                      for k, v in values.items()}
+        args = [dims[d] for d in sig.dims] + [values[n] for n in sig.inputs]
+        out = into if low is None else None
         try:
             if xp.compiles:
-                result = self._run_compiled(xp, args, inplace, into)
+                result = self._run_compiled(xp, args, inplace, out)
             else:
-                result = self.fn(xp, *args, _inplace=inplace, _out=into)
+                result = self.fn(xp, *args, _inplace=inplace, _out=out)
+            if low is not None:
+                result = {k: xp.cast(v, low) if xp.is_array(v) and _is_float(v) else v
+                          for k, v in result.items()}
+                for name in result if inplace else ():  # updated in the caller's buffer
+                    if name in given and xp.is_array(given[name]):
+                        xp.assign(given[name], result[name])
+                        result[name] = given[name]
             for name, array in (into or {}).items():  # a step that ran in one call
                 if result[name] is not array:
                     xp.assign(array, result[name])
