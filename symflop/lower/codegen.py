@@ -465,7 +465,8 @@ class _Emitter:
                                                  if k not in self.memory_order)
         perm = tuple(order.index(k) for k in self.space)
         shape = "".join(("__r" if k == self.index else sp.pycode(k.upper + 1))
-                        + ", " if k in idx else "1, " for k in order)
+                        + ", " if k in idx and k not in self.labelled else "1, "
+                        for k in order)  # a labelled axis holds one value: the label's
         alloc = f"xp.empty(({shape}), like={self.like})"
         if perm != tuple(range(len(perm))):
             alloc = f"xp.permute({alloc}, {perm})"

@@ -11,7 +11,11 @@ adds is counted at its own stage:
 * ``inline-underflowing``: an elementwise step holding ``exp(-lse)`` (which
   underflows on its own) is substituted into the steps that read it;
 * ``stable-logs``: ``log(1/x) -> -log(x)``, ``log(1 + exp(u)) -> softplus(u)``,
-  ``log(1 + u) -> log1p(u)``.
+  ``log(1 + u) -> log1p(u)``;
+* ``center-logsumexp``: a cross-entropy's ``sum_i lse_i - sum_i sum_k w_ik u_ik`` (rows of
+  ``w`` summing to one: a one-hot label or a distribution) becomes
+  ``sum_i log(s_i) - sum_i sum_k w_ik (u_ik - m_i)``: the same value, but a common
+  offset of the logits cancels in each term instead of between two large sums.
 
 The same ``stable-logs`` rewrite is a rule of the differentiate phase too: applied
 to the forward equations before reverse mode, it makes the derived gradients
@@ -25,7 +29,7 @@ from dataclasses import replace
 import sympy as sp
 
 from symflop.core.functions import log1p, softplus
-from symflop.core.model import Role, Tensor
+from symflop.core.model import Fact, Role, Tensor
 from symflop.core.program import Program, Step, ref_indices, ref_name, tensor_refs, walk
 from symflop.rewrite.rules import Context, rule
 
@@ -113,6 +117,8 @@ def logsumexp(program: Program, ctx: Context) -> Program | None:
         steps.append(Step(names["max"], st.idx, u, st.reduce, reduce_op="max"))
         steps.append(Step(names["shifted"], st.idx, sp.exp(u - at(m)), st.reduce))
         steps.append(Step(names["lse"], st.idx, sp.log(at(s)) + at(m)))
+        ctx.state.setdefault("lse_parts", {})[names["lse"]] = (names["max"], names["shifted"],
+                                                                u, st.reduce)
         replaced[st.lhs] = names["lse"]
         ctx.state.setdefault("lse_tensors", {})[names["lse"]] = tensors[names["lse"]]
         if st.lhs in ctx.keep:  # the sum itself is an output: give it back
@@ -202,3 +208,98 @@ def inline_underflowing(program: Program, ctx: Context) -> Program | None:
         if not readers and tensors[st.lhs].role is not Role.INTERMEDIATE:
             out.append(st)
     return Program(program.name, out, tensors) if changed else None
+
+
+def _alias_of(name: str, program: Program, parts: dict) -> str | None:
+    """The log-sum-exp that tensor ``name`` is (itself, or a step that copies it)."""
+    for _ in range(len(program.steps) + 1):
+        if name in parts:
+            return name
+        st = next((x for x in program.steps if x.lhs == name), None)
+        if st is None or st.reduce or st.gather or st.scatter is not None:
+            return None
+        refs = list(tensor_refs(st.body, program.tensors))
+        if len(refs) != 1 or st.body != refs[0]:
+            return None
+        name = ref_name(refs[0])
+    return None
+
+
+def _weighted_logits(st: Step, u: sp.Expr, k: sp.Idx, tensors) -> bool:
+    """Is ``st`` the sum over the batch of sum_k w_ik u_ik with rows of w summing to one
+    (read at a one-hot label, or a dense distribution)?"""
+    if st.scatter is not None or st.reduce_op != "sum":
+        return False
+    if st.gather:
+        (kg, _y), = st.gather
+        return not st.idx and st.body == u.xreplace({k: kg})
+    if k not in st.reduce or st.idx or not isinstance(st.body, sp.Mul):
+        return False
+    rest = st.body / u
+    refs = list(tensor_refs(rest, tensors))
+    return len(refs) == 1 and rest == refs[0] and ref_indices(refs[0])[-1:] == (k,) \
+        and tensors[ref_name(refs[0])].has(Fact.ROWS_SUM_TO_ONE)
+
+
+@rule("center-logsumexp", "stabilize", on="program")
+def center_logsumexp(program: Program, ctx: Context) -> Program | None:
+    """sum_i lse_i - sum_ik w_ik u_ik -> sum_i log s_i - sum_ik w_ik (u_ik - m_i): a common
+    offset of the logits cancels per sample, not between two large sums."""
+    parts = ctx.state.get("lse_parts", {})
+    tensors = program.tensors
+    steps = list(program.steps)
+    by_name = {st.lhs: n for n, st in enumerate(steps)}
+    for lse, (mx, shifted, u, reduce) in parts.items():
+        if lse not in by_name or len(reduce) != 1:
+            continue
+        k = reduce[0]
+        lse_step = steps[by_name[lse]]
+        if lse_step.idx != tuple(ref_indices(next(iter(
+                tensor_refs(lse_step.body, tensors))))) or len(lse_step.idx) != 1:
+            continue
+        i = lse_step.idx[0]
+        totals = [st for st in steps if st.reduce == (i,) and not st.idx and not st.gather
+                  and st.scatter is None and st.reduce_op == "sum"
+                  and (refs := list(tensor_refs(st.body, tensors))) and len(refs) == 1
+                  and st.body == refs[0] and _alias_of(ref_name(refs[0]), program, parts) == lse]
+        weighted = [st for st in steps if st.reduce[:1] == (i,)
+                    and _weighted_logits(st, u, k, tensors)]
+        if len(totals) != 1 or len(weighted) != 1:
+            continue
+        p1, p2 = totals[0], weighted[0]
+        if {p1.lhs, p2.lhs} & ctx.keep or not _only_as_difference(steps, p1, p2, tensors):
+            continue
+        log_name = f"{lse}_log"
+        if log_name in tensors:
+            continue
+        tensors = {**tensors, log_name: Tensor(log_name, tensors[lse].shape, Role.INTERMEDIATE,
+                                               doc=f"log of the shifted sum of {lse}")}
+        t_log = tensors[log_name].symbol[i]
+        s_ref, m_ref = tensors[shifted].symbol[i], tensors[mx].symbol[i]
+        n = by_name[lse]
+        steps[n] = replace(lse_step, body=t_log + m_ref)
+        steps.insert(n, Step(log_name, (i,), sp.log(s_ref)))
+        at = {st.lhs: m for m, st in enumerate(steps)}
+        steps[at[p1.lhs]] = replace(p1, body=t_log)
+        if p2.gather:
+            steps[at[p2.lhs]] = replace(p2, body=p2.body - m_ref)
+        else:
+            w = p2.body / u
+            steps[at[p2.lhs]] = replace(p2, body=w * (u - m_ref))
+        ctx.note("center-logsumexp", p2.lhs)
+        return Program(program.name, steps, tensors)
+    return None
+
+
+def _only_as_difference(steps: list[Step], p1: Step, p2: Step, tensors) -> bool:
+    """Every step that reads ``p1`` or ``p2`` reads ``p1 - p2`` (times anything)."""
+    a, b = tensors[p1.lhs].symbol, tensors[p2.lhs].symbol
+    readers = [st for st in steps if any(ref_name(r) in (p1.lhs, p2.lhs)
+                                         for r in tensor_refs(st.body, tensors))]
+    if not readers:
+        return False
+    for st in readers:
+        da, db = sp.diff(st.body, a), sp.diff(st.body, b)
+        if da.has(a) or da.has(b) or sp.expand(da + db) != 0:
+            return False
+    return True
