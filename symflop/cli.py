@@ -194,27 +194,34 @@ def cmd_report(args) -> int:
     import time
     from pathlib import Path
 
-    from symflop.report.report import ReportWriter, compile_pdf, document
+    from symflop.report.report import ReportWriter, Staging, compile_pdf, document
     stages = plugin("symflop.report", "report stages")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
-    writer = ReportWriter(out)
-    parts = []
-    start = time.perf_counter()
     try:
+        staging = Staging(out)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    try:
+        writer = ReportWriter(staging.path)
+        parts = []
+        start = time.perf_counter()
         for k, (label, stage) in enumerate(stages, 1):
             t = time.perf_counter()
             parts.append(stage(writer))
             print(f"[{k}/{len(stages)}] {label}: done in {time.perf_counter() - t:.1f} s",
                   flush=True)
         writer.write("report.tex", document(parts))
+        print(f"wrote {len(writer.written)} files to {out}/ in "
+              f"{time.perf_counter() - start:.1f} s")
+        built, message = (False, "--no-pdf: report.pdf not built") if args.no_pdf \
+            else compile_pdf(staging.path)
+        staging.commit()
     except OSError as e:
+        staging.abort()
         raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
-    print(f"wrote {len(writer.written)} files to {out}/ in "
-          f"{time.perf_counter() - start:.1f} s")
-    built, message = (False, "--no-pdf: report.pdf not built") if args.no_pdf \
-        else compile_pdf(out)
+    except BaseException:
+        staging.abort()  # Ctrl-C, SIGTERM, an error: the old report stays as it was
+        raise
     print(f"{message}: {(out / 'report.pdf').resolve()}" if built else message)
     import importlib.util
     if importlib.util.find_spec("torch") is None:

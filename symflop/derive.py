@@ -194,10 +194,23 @@ def derive(c: Component, use_cache: bool = True) -> Derivation:
         hit = cache.load(c.name, key)
         if isinstance(hit, Derivation):
             return hit
-    d = _derive(c)
+    try:
+        d = _derive(c)
+    except RecursionError:  # the engine walks expressions recursively: refuse, in one line
+        raise ComponentError(
+            f"component {c.name!r}: an expression is nested too deeply for the engine "
+            f"(about {_longest_chain(c)} terms in one sum or product); split it into "
+            "several assignments") from None
     if use_cache:
         cache.store(c.name, key, d)
     return d
+
+
+def _longest_chain(c: Component) -> int:
+    """The most arguments of one sum or product in the component's equations."""
+    return max((len(e.args) for p in c.passes.values() for a in p.assignments
+                for e in sp.preorder_traversal(a.rhs) if isinstance(e, (sp.Add, sp.Mul))),
+               default=0)
 
 
 def _derive(c: Component) -> Derivation:

@@ -1,10 +1,26 @@
 import os
+import shutil
+import sys
 import tempfile
 
 import pytest
 
-# Derivations made by the tests go to a private cache, never the user's.
-os.environ.setdefault("SYMFLOP_CACHE_DIR", tempfile.mkdtemp(prefix="symflop-test-cache-"))
+# The suite writes nothing into the repository: no bytecode from this process or from
+# the subprocesses it starts (they inherit the environment, or are given it).
+sys.dont_write_bytecode = True
+os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+
+# Derivations made by the tests go to a private cache, never the user's, removed at the
+# end of the session.
+_CACHE = None
+if "SYMFLOP_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="symflop-test-cache-")
+    os.environ["SYMFLOP_CACHE_DIR"] = _CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _CACHE is not None:
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 from derivations import CATALOGUE  # noqa: E402
 from symflop.compose import derive_any  # noqa: E402

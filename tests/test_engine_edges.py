@@ -371,3 +371,19 @@ def test_a_component_without_equations_is_refused_in_one_line():
     c.dim("B")
     with pytest.raises(ComponentError, match="'empty' has no equations"):
         derive(c)
+
+
+def test_a_too_deep_expression_is_refused_in_one_line():
+    """A sum of 1000 terms once ended in a RecursionError traceback (count, show, code);
+    300 terms derive."""
+    def component(n):
+        c = Component(f"deep{n}", "Test", "many terms")
+        B = c.dim("B")
+        i = c.index(i=B)
+        x, y = c.input("x", (B,)), c.output("y", (B,))
+        c.assign("forward", y[i], sum(sp.Rational(k + 1, 7) * x[i] ** (k % 5 + 1)
+                                      * sp.sin(k * x[i]) for k in range(n)))
+        return c
+    assert derive(component(300), use_cache=False).counts("forward").total != 0
+    with pytest.raises(ComponentError, match="nested too deeply .* split it into several"):
+        derive(component(1000), use_cache=False)

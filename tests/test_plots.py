@@ -21,7 +21,8 @@ def test_plots_are_byte_identical_across_processes_and_hash_seeds():
             "for n, f in PLOTS.items() for k, v in f().items()))")
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin",
-                                "HOME": "/tmp", "MPLBACKEND": "Agg"},
+                                "HOME": "/tmp", "MPLBACKEND": "Agg",
+                                "PYTHONDONTWRITEBYTECODE": "1"},
                            check=True).stdout
             for seed in ("1", "2")}
     assert len(runs) == 1

@@ -5,6 +5,7 @@ Run this file as a script (python tests/test_readme.py) to rewrite the outputs.
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,10 +39,13 @@ def _workdir() -> Path:
 
 def test_readme_console_examples_are_current():
     cwd = _workdir()
-    examples = list(_examples(README.read_text()))
-    assert len(examples) >= 4
-    for cmd, expected in examples:
-        assert _run(cmd, cwd) == expected, cmd
+    try:
+        examples = list(_examples(README.read_text()))
+        assert len(examples) >= 4
+        for cmd, expected in examples:
+            assert _run(cmd, cwd) == expected, cmd
+    finally:
+        shutil.rmtree(cwd, ignore_errors=True)  # no symflop-readme-* left in the temp dir
 
 
 if __name__ == "__main__":

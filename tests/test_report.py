@@ -108,26 +108,78 @@ def test_report_is_the_same_bytes_across_runs_and_hash_seeds(report_dir, tmp_pat
     assert _digest(first, skip) == _digest(tmp_path, skip)
 
 
-def test_an_interrupted_report_leaves_no_half_written_file(tmp_path, monkeypatch, capsys):
+def test_an_interrupted_report_leaves_the_old_folder_as_it_was(tmp_path, monkeypatch,
+                                                                capsys):
     import derivations.report as rep
 
     def broken(w: ReportWriter) -> str:
         w.write("partial.txt", "written whole")
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-stage
 
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / ".symflop-report").write_text("an earlier report\n")
+    (out / "old.txt").write_text("the earlier report's file")
     monkeypatch.setattr(rep, "STAGES", [("tables", rep.tables_stage), ("broken", broken)])
     monkeypatch.setattr("symflop.cli.plugin", lambda group, what: rep.STAGES)
     # Ctrl-C: one line and the shell's status 130, no traceback (once a traceback)
-    assert main(["report", "--out", str(tmp_path), "--no-pdf"]) == 130
+    assert main(["report", "--out", str(out), "--no-pdf"]) == 130
     assert capsys.readouterr().err == "symflop: interrupted\n"
-    files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert not [p for p in files if p.name.startswith(".tmp-")]
-    assert (tmp_path / "partial.txt").read_text() == "written whole"
-    assert not (tmp_path / "report.tex").exists()  # never written: the run did not finish
-    for p in files:
-        if p.suffix == ".json":
-            import json
-            json.loads(p.read_text())  # every table that exists is complete
+    # the old report is untouched (once old and new files were mixed), nothing staged is left
+    assert sorted(p.name for p in out.iterdir()) == [".symflop-report", "old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_a_report_replaces_a_report_folder_whole_and_refuses_other_folders(tmp_path,
+                                                                            capsys):
+    out = tmp_path / "r"
+    assert main(["report", "--out", str(out), "--no-pdf"]) == 0
+    (out / "stale.txt").write_text("from an older version")
+    assert main(["report", "--out", str(out), "--no-pdf"]) == 0
+    assert not (out / "stale.txt").exists() and (out / "report.tex").exists()
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    capsys.readouterr()
+    assert main(["report", "--out", str(other), "--no-pdf"]) == 2
+    assert "a folder of other files" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "r"]
+
+
+def test_a_report_killed_at_random_moments_leaves_old_or_new_never_a_mix(tmp_path):
+    """SIGINT, SIGTERM and SIGKILL at moments spread over a run, over an existing report:
+    the folder is the old report or the new one; a killed run's staging folder is hidden,
+    named as incomplete, and removed by the next run; no pdflatex is left running."""
+    import random
+    import signal
+    import time
+    out = tmp_path / "r"
+    subprocess.run([sys.executable, "-m", "symflop", "report", "--out", str(out), "--no-pdf"],
+                   check=True, capture_output=True, timeout=600)
+    first = _digest(out, skip=("report.pdf", ".symflop-report"))
+    rng = random.Random(0)
+    for n, sig in enumerate([signal.SIGINT, signal.SIGTERM, signal.SIGKILL] * 4):
+        (out / "sentinel.txt").write_text(str(n))  # the old report, marked
+        p = subprocess.Popen([sys.executable, "-m", "symflop", "report", "--out", str(out)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.3, 9.0))
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=120)
+        names = {q.name for q in out.iterdir()}
+        if "sentinel.txt" in names:  # killed before the swap: the old report, whole
+            assert (out / "sentinel.txt").read_text() == str(n)
+        now = _digest(out, skip=("report.pdf", ".symflop-report", "sentinel.txt"))
+        assert now == first, f"run {n} ({sig.name}): the folder is not a whole report"
+        if sig != signal.SIGKILL and p.returncode != 0:
+            assert err.decode().count("\n") == 1 and "symflop: " in err.decode(), err
+        staged = [q for q in tmp_path.iterdir() if ".staging-" in q.name]
+        assert sig == signal.SIGKILL or not staged, staged
+    subprocess.run([sys.executable, "-m", "symflop", "report", "--out", str(out), "--no-pdf"],
+                   check=True, capture_output=True, timeout=600)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["r"]  # stale staging removed
+    left = subprocess.run(["pgrep", "-f", f"pdflatex.*{tmp_path.name}"], capture_output=True)
+    assert left.returncode == 1  # no pdflatex still running
 
 
 def test_writer_replaces_files_atomically(tmp_path):

@@ -70,6 +70,65 @@ class ReportWriter:
         return path
 
 
+MARKER = ".symflop-report"
+
+
+class Staging:
+    """A report written into a hidden folder beside ``out`` and swapped in whole at the
+    end: ``out`` is always the old complete report or the new one, never a mix.  An
+    interrupted run removes its staging folder; one killed outright leaves it, named
+    ``.OUT.staging-PID-*`` (clearly incomplete), and the next run removes it.  ``out``
+    is replaced only if it is empty or a report folder (it holds ``MARKER``): a folder of
+    other files is refused, never deleted."""
+
+    def __init__(self, out: Path):
+        from symflop.errors import UsageError
+        self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"--out {self.out}: exists and is not a folder")
+        if self.out.is_dir() and any(self.out.iterdir()) and not (self.out / MARKER).exists():
+            raise UsageError(f"--out {self.out}: a folder of other files (no {MARKER} in "
+                             "it); give a new or empty folder, or a report folder")
+        parent = self.out.absolute().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale(parent)
+        self.path = Path(tempfile.mkdtemp(dir=parent,
+                                          prefix=f".{self.out.name}.staging-{os.getpid()}-"))
+        os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp makes 0700
+        ReportWriter(self.path).write(MARKER, "a symflop report: `symflop report` replaces "
+                                              "this folder whole\n")
+
+    def _remove_stale(self, parent: Path) -> None:
+        for p in parent.glob(f".{self.out.name}.staging-*"):
+            pid = p.name.rsplit(".staging-", 1)[1].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
+
+    def commit(self) -> None:
+        target = self.out.absolute()
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+            os.rmdir(old)
+            os.rename(target, old)
+        os.rename(self.path, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def document(parts: list[str]) -> str:
     return PREAMBLE + "\n".join(parts) + "\n\\end{document}\n"
 
