@@ -163,7 +163,7 @@ def test_a_report_killed_at_random_moments_leaves_old_or_new_never_a_mix(tmp_pat
         (out / "sentinel.txt").write_text(str(n))  # the old report, marked
         p = subprocess.Popen([sys.executable, "-m", "symflop", "report", "--out", str(out)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.3, 9.0))
+        time.sleep(rng.uniform(0.3, 5.0))
         p.send_signal(sig)
         _, err = p.communicate(timeout=120)
         names = {q.name for q in out.iterdir()}
