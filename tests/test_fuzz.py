@@ -13,7 +13,7 @@ import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symflop import Component, ComponentError, SymflopError, derive
+from symflop import Component, SymflopError, derive
 from symflop.cli import main
 
 COMMANDS = ["count", "show", "grad", "code", "table", "summary", "claims", "list",
