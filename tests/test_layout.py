@@ -54,3 +54,16 @@ def test_the_engine_imports_neither_the_catalogue_nor_validation():
                     else [node.module or ""]
                 assert not any(n.split(".")[0] in ("derivations", "validation")
                                for n in names), path
+
+
+def test_the_suite_and_its_subprocesses_write_no_bytecode(tmp_path):
+    """Subprocesses the tests start (with this environment) once wrote __pycache__ into
+    the repository; conftest turns bytecode off for them and for this process."""
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "probe_module.py").write_text("X = 1\n")
+    subprocess.run([sys.executable, "-c", "import probe_module"], cwd=tmp_path, check=True,
+                   env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert sys.dont_write_bytecode and os.environ["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert not (tmp_path / "__pycache__").exists()

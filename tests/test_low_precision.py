@@ -38,3 +38,21 @@ def test_statistics_of_large_half_precision_inputs_do_not_overflow(name, sizes, 
     for r in check(name, dtype, sizes=sizes):
         assert r.ours <= r.allowed, (f"{name} {r.result} ({r.dtype}): error {r.ours:.3g}, "
                                      f"torch's {r.torch:.3g}")
+
+
+@pytest.mark.parametrize("offset", [3.0, 100.0])
+@pytest.mark.parametrize("sizes", ["reference", "large"])
+@pytest.mark.parametrize("name", ["batchnorm", "layernorm", "groupnorm", "instancenorm"])
+def test_float32_normalization_with_a_large_common_offset(name, sizes, offset):
+    """x = offset + 1e-6 * randn in float32: the spread is a few units in the last place,
+    the variance far below eps.  Every result (output, gradients, running statistics)
+    within 4x torch's own float32 error against float64 on the same inputs."""
+    large = {"batchnorm": {"N": 1024, "d": 4}, "layernorm": {"B": 4, "d": 1024},
+             "groupnorm": {"B": 2, "G": 2, "Cg": 8, "S": 64},
+             "instancenorm": {"B": 2, "C": 2, "S": 512}}
+    results = check(name, torch.float32, sizes=large[name] if sizes == "large" else None,
+                    offset=offset)
+    assert {r.result for r in results} >= {"y", "grad_x"}
+    for r in results:
+        assert r.ours <= r.allowed, (f"{name} {r.result}: error {r.ours:.3g}, "
+                                     f"torch's {r.torch:.3g}")

@@ -119,6 +119,15 @@ class Staging:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def _remove_stale_scratch() -> None:
+    """Scratch folders of runs killed outright (SIGKILL runs no clean-up): their owner's
+    pid, in the name, is gone."""
+    for p in Path(tempfile.gettempdir()).glob("symflop-latex-*"):
+        pid = p.name.split("-")[2] if p.name.count("-") >= 3 else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -139,7 +148,8 @@ def compile_pdf(root: Path, tex: str = "report.tex") -> tuple[bool, str]:
     exe = shutil.which("pdflatex")
     if exe is None:
         return False, "pdflatex is not on the PATH: report.tex written, report.pdf not built"
-    with tempfile.TemporaryDirectory(prefix="symflop-latex-") as work:
+    _remove_stale_scratch()
+    with tempfile.TemporaryDirectory(prefix=f"symflop-latex-{os.getpid()}-") as work:
         try:
             for item in Path(root).iterdir():
                 if not item.name.startswith("."):
