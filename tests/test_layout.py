@@ -67,3 +67,18 @@ def test_the_suite_and_its_subprocesses_write_no_bytecode(tmp_path):
                    env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert sys.dont_write_bytecode and os.environ["PYTHONDONTWRITEBYTECODE"] == "1"
     assert not (tmp_path / "__pycache__").exists()
+
+
+def test_subprocesses_given_their_own_environment_turn_bytecode_off():
+    """A test that starts a subprocess with an environment of its own (not a copy of
+    os.environ) must say PYTHONDONTWRITEBYTECODE, or the child writes __pycache__ into
+    the repository (test_plots once did)."""
+    import re
+    from pathlib import Path
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        if path.name == Path(__file__).name:
+            continue  # this test's own text
+        for m in re.finditer(r"env=\{(.*?)\}", path.read_text(), re.S):
+            body = m.group(1)
+            if "**os.environ" not in body:
+                assert "PYTHONDONTWRITEBYTECODE" in body, f"{path.name}: env={{{body[:60]}}}"

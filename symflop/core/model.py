@@ -230,11 +230,14 @@ class Component:
         raise ComponentError(f"cannot assign to {lhs!r}")
 
     def _check_name(self, name: str, allow_existing_dim: bool = False) -> None:
-        if not _NAME.match(name) or keyword.iskeyword(name) or name == "xp":
-            raise ComponentError(f"{name!r} is not a valid name (letters, digits, underscore)")
+        if not isinstance(name, str) or not _NAME.match(name) or keyword.iskeyword(name) \
+                or name in ("xp",):
+            raise ComponentError(f"component {self.name!r}: {name!r} is not a valid name "
+                                 "(letters, digits, underscore; not a Python keyword)")
         if _RESERVED.search(name):
-            raise ComponentError(f"{name!r}: names starting 'grad_' or ending '_sum', "
-                                 "'_part', '_lse' or '_draw' are reserved for derived tensors")
+            raise ComponentError(f"component {self.name!r}: {name!r}: names starting 'grad_' "
+                                 "or ending '_sum', '_part', '_lse' or '_draw' are reserved "
+                                 "for derived tensors")
         if name in self.tensors or (name in self.dims and not allow_existing_dim):
             raise ComponentError(f"{name!r} is declared twice in component {self.name!r}")
 
