@@ -634,14 +634,24 @@ def _longtable(widths: tuple[float, ...], head: tuple[str, ...], rows: list[list
                ) -> list[str]:
     spec = "".join(rf">{{\raggedright\arraybackslash}}p{{{w}\textwidth}}" for w in widths)
     header = " & ".join(rf"\textbf{{{h}}}" for h in head) + r" \\"
+    # The bottom rule is the last foot, set with the last row: written after it, it can
+    # fall onto the next page under a repeated header with no row.
     out = [r"{\small", rf"\begin{{longtable}}{{{spec}}}", r"\toprule", header, r"\midrule",
-           r"\endfirsthead", r"\toprule", header, r"\midrule", r"\endhead"]
-    out += [" & ".join(r) + r" \\ \addlinespace[3pt]" for r in rows]
-    return out + [r"\bottomrule", r"\end{longtable}}"]
+           r"\endfirsthead", r"\toprule", header, r"\midrule", r"\endhead",
+           r"\endfoot", r"\bottomrule", r"\endlastfoot"]
+    out += [" & ".join(r) + (r" \\ \addlinespace[3pt]" if n < len(rows) - 1 else r" \\")
+            for n, r in enumerate(rows)]
+    return out + [r"\end{longtable}}"]
 
 
-# A page break here, rather than after the heading, when less than a quarter page is left.
-_NEEDSPACE = r"\par\vspace{0pt plus 0.25\textheight}\penalty-250\vspace{0pt plus -0.25\textheight}"
+# A page break here, rather than after the heading, when less than a fifth of the page is
+# left (the needspace package's test, defined in ``_PAGE_MACROS``).
+_NEEDSPACE = r"\symflopneedspace{0.2\textheight}"
+_PAGE_MACROS = (r"\makeatletter",
+                r"\providecommand{\symflopneedspace}[1]{\par\penalty-100\begingroup"
+                r"\setlength{\dimen@}{#1}\dimen@ii\pagegoal\advance\dimen@ii-\pagetotal"
+                r"\ifdim\dimen@>\dimen@ii\ifdim\dimen@ii>\z@\vfil\fi\break\fi\endgroup}",
+                r"\makeatother")
 
 
 def _derived_cell(v: Verdict) -> str:
@@ -663,7 +673,7 @@ def render_latex(verdicts: list[Verdict], title: str) -> str:
     from symflop.report.quotes import MACROS, quote_latex
 
     counts = tally(verdicts)
-    out = [*MACROS, rf"\section{{{latex_escape(title)}}}",
+    out = [*MACROS, *_PAGE_MACROS, rf"\section{{{latex_escape(title)}}}",
            latex_escape(f"{counts['total']} claims: {counts['agrees']} agree, "
                         f"{counts['reconciled']} reconciled by a counting convention, "
                         f"{counts['scope']} count another quantity, {counts['differs']} "
