@@ -107,15 +107,15 @@ def equations_stage(w: ReportWriter) -> str:
                  "the generated code runs it (the lowered stage: the maximum is subtracted "
                  "before the exponentials, and counted). FLOPs under the default "
                  "convention.") + r"\par"]
+    derived = {name: derive(c) for name, c in ((n, b()) for n, b in CATALOGUE.items())
+               if hasattr(c, "passes")}  # every component once; composites have no passes
     shown = [("cross-entropy", "forward", "lowered",
               "the stable log-sum-exp, with its max shift"),
              ("batchnorm", "forward", "optimized", "with the running statistics")]
-    for name, build in CATALOGUE.items():
-        c = build()
-        if hasattr(c, "passes") and "backward" in derive(c).passes:
-            shown.append((name, "backward", "optimized", ""))
+    shown += [(name, "backward", "optimized", "") for name, d in derived.items()
+              if "backward" in d.passes]
     for name, pass_name, stage, what in shown:
-        d = derive(CATALOGUE[name]())
+        d = derived[name]
         title = f"{name}: {pass_name} pass ({stage_label(stage)}" + \
             (f"; {what})" if what else ")")
         parts += [rf"\subsection*{{{esc(title)}}}", *_pass_table(d, pass_name, stage)]
