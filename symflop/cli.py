@@ -2,7 +2,7 @@
 derived from their equations.
 
 Commands: list, show, grad, count, code, summary, example, validate, table, claims,
-identities, report."""
+identities, report, estimate."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from symflop.cost import conventions
 from symflop.cost.memory import DTYPE_BYTES, dtype_bytes
 from symflop.derive import Derivation
 from symflop.errors import SymflopError, UsageError
+from symflop.estimate.command import add_parser as add_estimate_parser
 from symflop.lower.backends import BACKENDS
 from symflop.lower.roofline import parse_machine, predict
 from symflop.registry import catalogue, examples, get_component, plugin
@@ -526,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(m, optimizer=False)
     staged(m)
     m.set_defaults(func=cmd_summary)
+    add_estimate_parser(sub)
     return p
 
 

@@ -106,11 +106,30 @@ def _build(factory, name: str, options: dict):
     return factory(**options)
 
 
-def load_from_file(spec: str) -> Component:
-    """``path/to/file.py:NAME``: NAME is a function returning a Component (or a key of
-    the file's ``CATALOGUE`` dict)."""
-    path_text, _, attr = spec.rpartition(":")
-    path = Path(path_text)
+def load_object(spec: str, what: str):
+    """``path/to/file.py:NAME`` or ``package.module:NAME``: the object NAME there (for a
+    file, also a key of its ``CATALOGUE`` dict)."""
+    where, _, attr = spec.rpartition(":")
+    if not where or not attr:
+        raise UsageError(f"{spec!r}: expected FILE.py:NAME or MODULE:NAME ({what})")
+    if where.endswith(".py"):
+        module = _import_file(Path(where))
+    else:
+        if str(Path.cwd()) not in sys.path and "" not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))
+        try:
+            module = importlib.import_module(where)
+        except Exception as e:  # noqa: BLE001 - the user's module failed: one line
+            raise UsageError(f"cannot import {where!r}: {type(e).__name__}: {e}") from None
+    obj = getattr(module, attr, None)
+    if obj is None:
+        obj = getattr(module, "CATALOGUE", {}).get(attr)
+    if obj is None:
+        raise UsageError(f"{where} defines no {attr!r}")
+    return obj
+
+
+def _import_file(path: Path):
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     mod_name = f"_symflop_user_{abs(hash(str(path.resolve())))}"
@@ -120,19 +139,25 @@ def load_from_file(spec: str) -> Component:
     try:
         spec_obj.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - report the user's file error in one line
+        del sys.modules[mod_name]
         raise UsageError(f"{path}: {type(e).__name__}: {e}") from None
-    obj = getattr(module, attr, None)
-    if obj is None:
-        obj = getattr(module, "CATALOGUE", {}).get(attr)
-    if obj is None:
-        raise UsageError(f"{path} defines no {attr!r}")
+    return module
+
+
+def call_user(obj, spec: str):
+    """Call a user's factory; its failure is one line naming it."""
     try:
-        c = obj() if callable(obj) else obj
+        return obj() if callable(obj) else obj
     except SymflopError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's code failed: say where, in one line
         raise UsageError(f"{spec}: {type(e).__name__}: {e}") from None
+
+
+def load_from_file(spec: str) -> Component:
+    """``path/to/file.py:NAME``: NAME is a function returning a Component (or a key of
+    the file's ``CATALOGUE`` dict)."""
+    c = call_user(load_object(spec, "a component"), spec)
     if not isinstance(c, Component):
         raise UsageError(f"{spec} did not give a symflop Component")
     return c
-

@@ -1,0 +1,427 @@
+"""What a torch network is made of: components for its operations, and the rules that
+map each aten operation of a traced forward pass onto them (``symflop estimate``).
+
+Every component here is written like the rest of the catalogue, as SymPy equations;
+the engine derives its backward pass, counts and saved tensors.  A component's
+``wrt`` option lists the inputs that need a gradient, as autograd decides from
+``requires_grad`` (the first convolution of a network needs no gradient of the image).
+
+The rules (``RULES``, entry point group ``symflop.network``) read one traced
+operation and say which component stands for it, with what sizes, and which traced
+tensors its tensors are.  An operation without a rule is reported as unknown.
+"""
+
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+
+from derivations import normalization
+from symflop import Component, sigmoid, total, uniform
+from symflop.estimate.calls import FREE, OpCall, TensorRef, Unknown, Use
+
+SECTION = "Network operations"
+
+
+def _wrt(c: Component, y, names: tuple[str, ...]) -> None:
+    if names:
+        c.set_gradient(y, tuple(c.tensors[n] for n in names))
+
+
+# -- contractions ----------------------------------------------------------------------
+def dense(bias: bool = True, wrt: tuple[str, ...] = ("x", "W", "bias")) -> Component:
+    """Matrix product y = x W (+ bias): aten's addmm and mm, as torch's linear runs it."""
+    c = Component("dense", SECTION, "matrix product with optional bias row",
+                  reference="torch.addmm, torch.mm")
+    M, K, O = c.dim("M K O")
+    m, k, o = c.index(m=M, k=K, o=O)
+    x = c.input("x", (M, K))
+    W = c.parameter("W", (K, O))
+    y = c.output("y", (M, O))
+    rhs = total(x[m, k] * W[k, o], k)
+    if bias:
+        rhs += c.parameter("bias", (O,))[o]
+    c.assign("forward", y[m, o], rhs)
+    _wrt(c, y, wrt)
+    return c
+
+
+def batched_matmul(wrt: tuple[str, ...] = ("a", "b")) -> Component:
+    """Batched matrix product y[g] = a[g] b[g] (aten.bmm: attention scores and mixing)."""
+    c = Component("batched-matmul", SECTION, "batched matrix product", reference="torch.bmm")
+    G, M, K, N = c.dim("G M K N")
+    g, m, k, n = c.index(g=G, m=M, k=K, n=N)
+    a = c.input("a", (G, M, K))
+    b = c.input("b", (G, K, N))
+    y = c.output("y", (G, M, N))
+    c.assign("forward", y[g, m, n], total(a[g, m, k] * b[g, k, n], k))
+    _wrt(c, y, wrt)
+    return c
+
+
+def conv2d(bias: bool = False, wrt: tuple[str, ...] = ("cols", "W")) -> Component:
+    """2-D convolution over unfolded patches: y[b,o,s] = sum_k W[o,k] cols[b,k,s] (+ bias).
+
+    ``cols`` is unfold(x) (K = C_in kh kw values under the kernel at each of the S
+    output positions): a function of the input that torch does not keep; the gradient
+    of the input is fold(grad_cols), whose overlapping additions the rule adds.
+    """
+    c = Component("conv2d", SECTION, "2-D convolution as a product over unfolded patches",
+                  reference="Chellapilla, Puri & Simard (2006); torch.nn.functional.conv2d")
+    B, O, K, S = c.dim("B O K S")
+    b, o, k, s = c.index(b=B, o=O, k=K, s=S)
+    cols = c.input("cols", (B, K, S))
+    W = c.parameter("W", (O, K))
+    y = c.output("y", (B, O, S))
+    rhs = total(W[o, k] * cols[b, k, s], k)
+    if bias:
+        rhs += c.parameter("bias", (O,))[o]
+    c.assign("forward", y[b, o, s], rhs)
+    _wrt(c, y, wrt)
+    return c
+
+
+# -- elementwise -------------------------------------------------------------------------
+def _gelu(x):
+    return x / 2 * (1 + sp.erf(x / sp.sqrt(2)))
+
+
+def _gelu_tanh(x):
+    return x / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x + sp.Rational(447, 10000) * x ** 3)))
+
+
+ACTIVATIONS = {
+    "relu": (lambda x: sp.Max(x, 0), "max(x, 0)"),
+    "gelu": (_gelu, "x/2 (1 + erf(x/sqrt(2)))"),
+    "gelu-tanh": (_gelu_tanh, "x/2 (1 + tanh(sqrt(2/pi) (x + 0.0447 x^3)))"),
+    "silu": (lambda x: x * sigmoid(x), "x sigmoid(x)"),
+    "sigmoid": (sigmoid, "sigmoid(x)"),
+    "tanh": (sp.tanh, "tanh(x)"),
+}
+
+
+def activation(kind: str = "relu", wrt: tuple[str, ...] = ("x",)) -> Component:
+    """An elementwise activation y = f(x) over N values."""
+    f, text = ACTIVATIONS[kind]
+    c = Component(kind, SECTION, f"activation {text}", reference=f"torch.nn.functional.{kind}")
+    N = c.dim("N")
+    i = c.index(i=N)
+    x = c.input("x", (N,))
+    y = c.output("y", (N,))
+    c.assign("forward", y[i], f(x[i]))
+    _wrt(c, y, wrt)
+    return c
+
+
+BINARY = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b,
+          "mul": lambda a, b: a * b, "div": lambda a, b: a / b}
+
+
+def binary(kind: str = "add", rows: bool = False,
+           wrt: tuple[str, ...] = ("a", "b")) -> Component:
+    """y = a (op) b elementwise over N values; with ``rows``, b has d values broadcast over
+    the N rows of a (a bias or a scale on the last axis)."""
+    c = Component(f"{kind}{'-rows' if rows else ''}", SECTION, f"elementwise {kind}",
+                  reference=f"torch.{kind}")
+    if rows:
+        N, d = c.dim("N d")
+        i, j = c.index(i=N, j=d)
+        a, b = c.input("a", (N, d)), c.input("b", (d,))
+        y = c.output("y", (N, d))
+        c.assign("forward", y[i, j], BINARY[kind](a[i, j], b[j]))
+    else:
+        N = c.dim("N")
+        i = c.index(i=N)
+        a, b = c.input("a", (N,)), c.input("b", (N,))
+        y = c.output("y", (N,))
+        c.assign("forward", y[i], BINARY[kind](a[i], b[i]))
+    _wrt(c, y, wrt)
+    return c
+
+
+def scalar_op(kind: str = "mul", wrt: tuple[str, ...] = ("a",)) -> Component:
+    """y = a (op) s with a Python number s (aten's mul.Scalar, div.Scalar, add.Scalar)."""
+    c = Component(f"{kind}-scalar", SECTION, f"elementwise {kind} by a constant",
+                  reference=f"torch.{kind}")
+    N = c.dim("N")
+    i = c.index(i=N)
+    a = c.input("a", (N,))
+    s = c.hyper("s", s=2.0)
+    y = c.output("y", (N,))
+    c.assign("forward", y[i], BINARY[kind](a[i], s))
+    _wrt(c, y, wrt)
+    return c
+
+
+def bernoulli() -> Component:
+    """A keep mask drawn in place, mask = 1 with probability 1 - p (dropout's first step)."""
+    c = Component("bernoulli", SECTION, "Bernoulli keep mask", reference="torch.bernoulli")
+    N = c.dim("N")
+    i = c.index(i=N)
+    p = c.hyper("p", p=0.5)
+    u = c.intermediate("u", (N,))
+    mask = c.output("mask", (N,))
+    c.assign("forward", u[i], uniform(i))
+    c.assign("forward", mask[i], sp.Piecewise((1, u[i] >= p), (0, True)))
+    return c
+
+
+# -- along the last axis -------------------------------------------------------------------
+def softmax(log: bool = False, wrt: tuple[str, ...] = ("x",)) -> Component:
+    """Softmax (or log-softmax) along the last axis of x (N rows of C values), with the
+    row maximum subtracted first, as torch computes it."""
+    c = Component("log-softmax" if log else "softmax", SECTION,
+                  "log-softmax along the last axis" if log else "softmax along the last axis",
+                  reference="torch.softmax, torch.log_softmax")
+    N, C = c.dim("N C")
+    i, j = c.index(i=N, j=C)
+    x = c.input("x", (N, C))
+    e = c.intermediate("e", (N, C))
+    s = c.intermediate("s", (N,))
+    y = c.output("y", (N, C))
+    c.assign("forward", e[i, j], sp.exp(x[i, j]))
+    c.assign("forward", s[i], total(e[i, j], j))
+    c.assign("forward", y[i, j], x[i, j] - sp.log(s[i]) if log else e[i, j] / s[i])
+    _wrt(c, y, wrt)
+    return c
+
+
+def mean_rows(wrt: tuple[str, ...] = ("x",)) -> Component:
+    """Mean of each row of K values (global average pooling: K = H W)."""
+    c = Component("mean-rows", SECTION, "mean over the last axis", reference="torch.mean")
+    N, K = c.dim("N K")
+    i, k = c.index(i=N, k=K)
+    x = c.input("x", (N, K))
+    y = c.output("y", (N,))
+    c.assign("forward", y[i], total(x[i, k], k) / K)
+    _wrt(c, y, wrt)
+    return c
+
+
+def max_window(window: int = 9) -> Component:
+    """Max pooling's forward: the largest of ``window`` values, for each of N outputs."""
+    c = Component("max-window", SECTION, f"maximum over a window of {window} values",
+                  reference="torch.nn.functional.max_pool2d")
+    N = c.dim("N")
+    i = c.index(i=N)
+    ws = [c.input(f"w{k}", (N,)) for k in range(window)]
+    y = c.output("y", (N,))
+    c.assign("forward", y[i], sp.Max(*[w[i] for w in ws]))
+    return c
+
+
+# -- rules: aten operation -> components ---------------------------------------------------
+def _n(x) -> sp.Expr:
+    return sp.Mul(*x.shape) if isinstance(x, TensorRef) else sp.Integer(1)
+
+
+def _grad(*pairs: tuple[str, object]) -> tuple[str, ...]:
+    return tuple(name for name, t in pairs if isinstance(t, TensorRef) and t.requires_grad
+                 and t.floating)
+
+
+def _rule_addmm(call: OpCall):
+    bias, x, w = call.args[:3]
+    if x is None or len(x.shape) != 2 or len(w.shape) != 2 or _n(bias) != w.shape[1]:
+        return Unknown("addmm with a bias that is not one row")
+    wrt = _grad(("x", x), ("W", w), ("bias", bias))
+    return [Use("matrix product", dense, {"bias": True, "wrt": wrt},
+                {"M": x.shape[0], "K": x.shape[1], "O": w.shape[1]},
+                {"x": x, "W": w, "bias": bias, "y": call.outputs[0]}, contraction=True)]
+
+
+def _rule_mm(call: OpCall):
+    x, w = call.args[:2]
+    wrt = _grad(("x", x), ("W", w))
+    return [Use("matrix product", dense, {"bias": False, "wrt": wrt},
+                {"M": x.shape[0], "K": x.shape[1], "O": w.shape[1]},
+                {"x": x, "W": w, "y": call.outputs[0]}, contraction=True)]
+
+
+def _rule_bmm(call: OpCall):
+    a, b = call.args[:2]
+    G, M, K = a.shape
+    return [Use("batched product", batched_matmul, {"wrt": _grad(("a", a), ("b", b))},
+                {"G": G, "M": M, "K": K, "N": b.shape[2]},
+                {"a": a, "b": b, "y": call.outputs[0]}, contraction=True)]
+
+
+def _fold_pairs(size: int, kernel: int, stride: int, pad: int, dilation: int,
+                out: int) -> tuple[int, int]:
+    """Along one axis: (kernel taps that land inside the input, input positions hit)."""
+    hits = [0] * size
+    for o in range(out):
+        for k in range(kernel):
+            pos = o * stride - pad + k * dilation
+            if 0 <= pos < size:
+                hits[pos] += 1
+    return sum(hits), sum(1 for h in hits if h)
+
+
+def _rule_convolution(call: OpCall):
+    x, w, bias = call.args[:3]
+    stride, padding, dilation, transposed, _out_pad, groups = call.args[3:9]
+    if transposed or groups != 1 or len(x.shape) != 4:
+        return Unknown("only 2-D, ungrouped, non-transposed convolutions have a rule")
+    y = call.outputs[0]
+    O, C, kh, kw = (int(v) for v in w.shape)
+    H, W_ = int(x.shape[2]), int(x.shape[3])
+    Ho, Wo = int(y.shape[2]), int(y.shape[3])
+    wrt = _grad(("cols", x), ("W", w), ("bias", bias))
+    uses = [Use("convolution", conv2d, {"bias": bias is not None, "wrt": wrt},
+                {"B": x.shape[0], "O": O, "K": C * kh * kw, "S": Ho * Wo},
+                {"cols": x, "W": w, "y": y} | ({"bias": bias} if bias is not None else {}),
+                contraction=True, note="cols = unfold(x): the input is what is kept")]
+    if "cols" in wrt:  # fold(grad_cols): every tap beyond the first into a position adds
+        ph, hh = _fold_pairs(H, kh, stride[0], padding[0], dilation[0], Ho)
+        pw, hw = _fold_pairs(W_, kw, stride[1], padding[1], dilation[1], Wo)
+        extra = x.shape[0] * C * (ph * pw - hh * hw)
+        if extra != 0:
+            uses.append(Use("fold of the input gradient", binary,
+                            {"kind": "add", "wrt": ()}, {"N": extra}, backward_only=True,
+                            note="col2im: overlapping patches summed"))
+    return uses
+
+
+def _rule_batch_norm(call: OpCall):
+    x, w, b = call.args[:3]
+    training = call.arg(5, "training")
+    if w is None or b is None or not training:
+        return Unknown("batch norm without affine parameters or in eval mode")
+    C = x.shape[1]
+    return [Use("batch norm", normalization.batchnorm, {}, {"N": _n(x) / C, "d": C},
+                {"x": x, "gamma": w, "beta": b, "y": call.outputs[0]})]
+
+
+def _rule_layer_norm(call: OpCall):
+    x, shape, w, b = call.args[:4]
+    if w is None or b is None:
+        return Unknown("layer norm without affine parameters")
+    d = math.prod(int(s) for s in shape)
+    return [Use("layer norm", normalization.layernorm, {}, {"B": _n(x) / d, "d": d},
+                {"x": x, "gamma": w, "beta": b, "y": call.outputs[0]})]
+
+
+def _activation(kind: str):
+    def rule(call: OpCall):
+        x = call.args[0]
+        if kind == "gelu" and call.kwargs.get("approximate", "none") == "tanh":
+            name = "gelu-tanh"
+        else:
+            name = kind
+        return [Use(name, activation, {"kind": name, "wrt": _grad(("x", x))}, {"N": _n(x)},
+                    {"x": x, "y": call.outputs[0]})]
+    return rule
+
+
+def _binary(kind: str):
+    def rule(call: OpCall):
+        a, b = call.args[:2]
+        y = call.outputs[0]
+        if call.kwargs.get("alpha", 1) != 1 or (len(call.args) > 2 and call.args[2] != 1):
+            return Unknown(f"{kind} with alpha")
+        if not isinstance(b, TensorRef) or not isinstance(a, TensorRef):
+            t = a if isinstance(a, TensorRef) else b
+            return [Use(f"{kind} by a constant", scalar_op,
+                        {"kind": kind, "wrt": _grad(("a", t))}, {"N": _n(t)},
+                        {"a": t, "y": y})]
+        if tuple(a.shape) == tuple(b.shape):
+            return [Use(kind, binary, {"kind": kind, "wrt": _grad(("a", a), ("b", b))},
+                        {"N": _n(a)}, {"a": a, "b": b, "y": y})]
+        big, small = (a, b) if len(a.shape) >= len(b.shape) else (b, a)
+        trail = tuple(small.shape)
+        while trail and trail[0] == 1:
+            trail = trail[1:]
+        if kind in ("add", "mul") and trail and tuple(big.shape[-len(trail):]) == trail \
+                and tuple(y.shape) == tuple(big.shape):
+            d = _n(small)
+            return [Use(f"{kind} along rows", binary,
+                        {"kind": kind, "rows": True,
+                         "wrt": _grad(("a", big), ("b", small))},
+                        {"N": _n(big) / d, "d": d}, {"a": big, "b": small, "y": y})]
+        return Unknown(f"{kind} with a broadcast other than along the last axes")
+    return rule
+
+
+def _rule_bernoulli(call: OpCall):
+    return [Use("keep mask", bernoulli, {}, {"N": _n(call.args[0])},
+                {"mask": call.outputs[0]}, forward_only=True)]
+
+
+def _softmax(log: bool):
+    def rule(call: OpCall):
+        x, dim = call.args[:2]
+        if dim not in (-1, len(x.shape) - 1):
+            return Unknown("softmax along an axis other than the last")
+        C = x.shape[-1]
+        return [Use("log-softmax" if log else "softmax", softmax,
+                    {"log": log, "wrt": _grad(("x", x))}, {"N": _n(x) / C, "C": C},
+                    {"x": x, "y": call.outputs[0]})]
+    return rule
+
+
+def _rule_mean(call: OpCall):
+    x = call.args[0]
+    dims = call.arg(1, "dim")
+    nd = len(x.shape)
+    dims = sorted(d % nd for d in dims) if dims else list(range(nd))
+    if dims != list(range(nd - len(dims), nd)):
+        return Unknown("mean over axes that are not the last ones")
+    K = sp.Mul(*x.shape[nd - len(dims):])
+    return [Use("mean", mean_rows, {"wrt": _grad(("x", x))}, {"N": _n(x) / K, "K": K},
+                {"x": x, "y": call.outputs[0]})]
+
+
+def _rule_adaptive_avg_pool(call: OpCall):
+    x, size = call.args[:2]
+    if tuple(size) != (1, 1):
+        return Unknown("adaptive average pooling to more than 1x1")
+    K = x.shape[-1] * x.shape[-2]
+    return [Use("global average pool", mean_rows, {"wrt": _grad(("x", x))},
+                {"N": _n(x) / K, "K": K}, {"x": x, "y": call.outputs[0]})]
+
+
+def _rule_max_pool(call: OpCall):
+    x, kernel = call.args[:2]
+    window = math.prod(int(k) for k in kernel) if len(kernel) > 1 else int(kernel[0]) ** 2
+    y = call.outputs[0]
+    return [Use("max pool", max_window, {"window": window}, {"N": _n(y)}, {"y": y},
+                forward_only=True, note="forward: window - 1 compares per output"),
+            Unknown("max pool backward: routing by the saved argmax indices needs integer "
+                    "index tensors")]
+
+
+def _free(_call: OpCall):
+    return FREE
+
+
+_VIEWS = ("view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand",
+          "select", "slice", "unsqueeze", "squeeze", "detach", "alias", "empty_like",
+          "empty", "clone", "contiguous", "flatten", "split", "split_with_sizes", "chunk",
+          "unbind", "lift_fresh", "as_strided", "_reshape_alias", "zeros_like", "zero",
+          "fill", "copy", "_to_copy", "lift_fresh_copy")
+
+RULES = {
+    **{f"aten.{v}": _free for v in _VIEWS},
+    "aten.addmm": _rule_addmm,
+    "aten.mm": _rule_mm,
+    "aten.bmm": _rule_bmm,
+    "aten.convolution": _rule_convolution,
+    "aten.native_batch_norm": _rule_batch_norm,
+    "aten.native_layer_norm": _rule_layer_norm,
+    "aten.relu": _activation("relu"),
+    "aten.gelu": _activation("gelu"),
+    "aten.silu": _activation("silu"),
+    "aten.sigmoid": _activation("sigmoid"),
+    "aten.tanh": _activation("tanh"),
+    **{f"aten.{k}": _binary(k) for k in BINARY},
+    "aten.bernoulli": _rule_bernoulli,
+    "aten._softmax": _softmax(False),
+    "aten._safe_softmax": _softmax(False),
+    "aten._log_softmax": _softmax(True),
+    "aten.mean": _rule_mean,
+    "aten._adaptive_avg_pool2d": _rule_adaptive_avg_pool,
+    "aten.adaptive_avg_pool2d": _rule_adaptive_avg_pool,
+    "aten.max_pool2d_with_indices": _rule_max_pool,
+}

@@ -1,0 +1,11 @@
+"""The cost of one training step of a torch model (``symflop estimate``); needs torch."""
+
+from symflop.estimate.calls import FREE, OpCall, TensorRef, Unknown, Use
+
+__all__ = ["FREE", "OpCall", "TensorRef", "Unknown", "Use", "estimate"]
+
+
+def estimate(*args, **kwargs):
+    """See ``symflop.estimate.estimate.estimate`` (imports torch on first use)."""
+    from symflop.estimate.estimate import estimate as run
+    return run(*args, **kwargs)

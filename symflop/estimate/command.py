@@ -1,0 +1,113 @@
+"""``symflop estimate``: the command line of the training-step estimate."""
+
+from __future__ import annotations
+
+import re
+
+from symflop.errors import UsageError
+from symflop.registry import call_user, load_object
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_HINT = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([0-9]{1,9})\s*$")
+
+
+def parse_input(text: str) -> tuple:
+    """"3x224x224" -> ("B", 3, 224, 224); names are sizes left symbolic ("Lx512"); the
+    batch B comes first unless the text names it."""
+    parts = [p.strip() for p in text.split("x")]
+    shape: list = []
+    for p in parts:
+        if p.isascii() and p.isdigit() and len(p) <= 9 and int(p) > 0:
+            shape.append(int(p))
+        elif _NAME.match(p):
+            shape.append(p)
+        else:
+            raise UsageError(f"--input {text!r}: each size is a positive integer or a name "
+                             "(e.g. 3x224x224, or Lx512 for a sequence of L tokens)")
+    names = [s for s in shape if isinstance(s, str)]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--input {text!r}: a size name appears twice")
+    return tuple(shape) if "B" in names else ("B", *shape)
+
+
+def parse_hints(text: str | None, shape: tuple) -> dict[str, int]:
+    """"L=128,B=4": the values the trace runs at (and the tables evaluate at)."""
+    out: dict[str, int] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        m = _HINT.match(item)
+        if not m:
+            raise UsageError(f"--at {item.strip()!r}: expected NAME=VALUE with a positive "
+                             "integer value (e.g. B=32)")
+        name, value = m.group(1), int(m.group(2))
+        if name not in shape:
+            raise UsageError(f"--at {name}: not a size of --input ({', '.join(map(str, shape))})")
+        if value < 2:
+            raise UsageError(f"--at {name}={value}: trace at 2 or more (torch fixes sizes 0 "
+                             "and 1); the counts hold for every size")
+        out[name] = value
+    return out
+
+
+def add_parser(sub) -> None:
+    e = sub.add_parser("estimate", help="one training step of a torch model: FLOPs by layer "
+                                        "and kind, memory (needs torch)")
+    e.add_argument("model", nargs="?", metavar="MODULE:FACTORY",
+                   help="a function returning a torch.nn.Module (or a module object), "
+                        "e.g. validation.resnet50:resnet50")
+    e.add_argument("--from", dest="from_spec", metavar="FILE.py:FACTORY",
+                   help="the same, from a file of your own")
+    e.add_argument("--input", required=True,
+                   help="one sample's shape, e.g. 3x224x224 or Lx512; the batch B is put "
+                        "first; names are sizes left symbolic")
+    e.add_argument("--loss", default="cross-entropy",
+                   help="a loss of the catalogue (default cross-entropy)")
+    e.add_argument("--optimizer", default="adam",
+                   help="an optimizer of the catalogue (default adam)")
+    e.add_argument("--schedule", help="a learning-rate schedule of the catalogue (default "
+                                      "none)")
+    e.add_argument("--convention", default="default", help="counting convention")
+    e.add_argument("--format", choices=("text", "markdown", "latex", "json"), default="text",
+                   help="default text")
+    e.add_argument("--depth", type=int, help="merge layers below this depth of module path "
+                                             "(1: the model's children)")
+    e.add_argument("--at", dest="hints", metavar="B=8,L=...",
+                   help="sizes the trace runs at and the tables evaluate at (default B=8)")
+    e.add_argument("--no-flop-counter", action="store_true",
+                   help="leave out the FlopCounterMode column")
+    e.set_defaults(func=cmd_estimate)
+
+
+def load_model(spec: str):
+    try:
+        import torch
+    except ImportError:
+        raise UsageError("symflop estimate needs torch: pip install 'symflop[torch]' "
+                         "(or pip install torch)") from None
+    model = call_user(load_object(spec, "a torch model"), spec)
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{spec} gave {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def cmd_estimate(args) -> int:
+    if bool(args.model) == bool(args.from_spec):
+        raise UsageError("give the model as MODULE:FACTORY or with --from FILE.py:FACTORY "
+                         "(one of the two)")
+    spec = args.model or args.from_spec
+    if args.from_spec and not args.from_spec.rpartition(":")[0].endswith(".py"):
+        raise UsageError(f"--from {spec!r}: expected FILE.py:FACTORY")
+    if args.depth is not None and args.depth < 1:
+        raise UsageError("--depth must be 1 or more")
+    shape = parse_input(args.input)
+    hints = parse_hints(args.hints, shape)
+    model = load_model(spec)
+    from symflop.estimate.estimate import estimate
+    from symflop.estimate.table import render_estimate
+    est = estimate(model, shape, loss=args.loss, optimizer=args.optimizer,
+                   schedule=args.schedule, convention=args.convention, hints=hints,
+                   flop_counter=not args.no_flop_counter,
+                   name=spec.rpartition(":")[2])
+    print(render_estimate(est, args.format, args.depth), end="")
+    return 0

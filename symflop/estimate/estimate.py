@@ -1,0 +1,334 @@
+"""The cost of one training step of a torch model, derived operation by operation.
+
+``estimate(model, shape, loss=..., optimizer=...)`` traces the forward pass
+(``symflop.estimate.trace``), maps each aten operation onto catalogue components
+through the catalogue's rules (entry point group ``symflop.network``), and adds up
+what the engine derives for them: forward and backward FLOPs by kind, the loss, the
+optimizer step (the catalogue's optimizer applied to each parameter tensor, as
+torch.optim steps them) and, if asked, the learning-rate schedule; parameters,
+gradients, optimizer state and the tensors the backward pass keeps, in bytes.
+Every count is a polynomial in the sizes left symbolic (the batch size B, a sequence
+length L).  An operation no rule covers is listed by name as unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import sympy as sp
+
+from symflop.core.model import Component
+from symflop.core.ops import KINDS
+from symflop.cost.conventions import get_convention
+from symflop.derive import derive
+from symflop.errors import UsageError
+from symflop.estimate.calls import FREE, OpCall, TensorRef, Unknown, Use
+from symflop.registry import get_component, plugin
+
+ZERO = sp.Integer(0)
+
+
+def _zeros() -> dict[str, sp.Expr]:
+    return dict.fromkeys(KINDS, ZERO)
+
+
+@dataclass
+class Line:
+    """One row of the estimate: a module of the model, or the loss, optimizer, schedule."""
+
+    name: str
+    what: str                                   # module type, or "loss", "optimizer", ...
+    forward: dict[str, sp.Expr] = field(default_factory=_zeros)
+    backward: dict[str, sp.Expr] = field(default_factory=_zeros)
+    flops_forward: sp.Expr = ZERO               # under the estimate's convention
+    flops_backward: sp.Expr = ZERO
+    macs_forward: sp.Expr = ZERO                # multiplications of products/convolutions
+    macs_backward: sp.Expr = ZERO
+    saved_bytes: sp.Expr = ZERO                 # kept for backward, first kept here
+    components: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+    @property
+    def flops(self) -> sp.Expr:
+        return sp.expand(self.flops_forward + self.flops_backward)
+
+
+@dataclass
+class Estimate:
+    """Per-line counts and the step's memory, as polynomials in ``symbols``."""
+
+    model: str
+    convention: str
+    symbols: dict[str, sp.Symbol]
+    hints: dict[str, int]
+    lines: list[Line]
+    parameters: int
+    parameter_bytes: int
+    gradient_bytes: int
+    state_bytes: sp.Expr
+    activation_bytes: sp.Expr
+    optimizer: str
+    loss: str
+    flop_counter: dict[str, tuple[int, int]] | None = None   # module -> (fwd, bwd) at hints
+
+    def total(self, attr: str) -> sp.Expr:
+        return sp.expand(sp.Add(*[getattr(ln, attr) for ln in self.lines]))
+
+    def by_kind(self, which: str) -> dict[str, sp.Expr]:
+        out = _zeros()
+        for ln in self.lines:
+            for k, v in getattr(ln, which).items():
+                out[k] = sp.expand(out[k] + v)
+        return out
+
+    @property
+    def memory_bytes(self) -> sp.Expr:
+        return sp.expand(self.parameter_bytes + self.gradient_bytes + self.state_bytes
+                         + self.activation_bytes)
+
+    @property
+    def unknown(self) -> list[tuple[str, str]]:
+        return [(ln.name, u) for ln in self.lines for u in ln.unknown]
+
+    def at(self, expr: sp.Expr, **sizes: int) -> int:
+        """A count at concrete sizes (the trace's sizes for any not given)."""
+        values = {self.symbols[n]: v for n, v in {**self.hints, **sizes}.items()
+                  if n in self.symbols}
+        return int(sp.expand(expr).xreplace(values))
+
+
+@lru_cache(maxsize=256)
+def _built(build, options: tuple) -> Component:
+    return build(**dict(options))
+
+
+def _component(use: Use) -> Component:
+    return _built(use.build, tuple(sorted(use.options.items())))
+
+
+def _sub(c: Component, dims: dict[str, sp.Expr]) -> dict:
+    missing = set(c.dims) - set(dims)
+    if missing:
+        raise UsageError(f"rule for {c.name!r} gives no size for {sorted(missing)}")
+    return {c.dims[n]: v for n, v in dims.items()}
+
+
+_derived: dict[int, tuple[Component, object]] = {}
+
+
+def _derivation(c: Component):
+    """``derive`` once per component object: a network repeats a few components many
+    times, and each ``derive`` call fingerprints the component and reads the cache."""
+    hit = _derived.get(id(c))
+    if hit is None or hit[0] is not c:
+        hit = _derived[id(c)] = (c, derive(c))
+    return hit[1]
+
+
+_count_cache: dict[tuple, object] = {}
+
+
+def _symbolic_counts(c_id: int, pass_name: str, convention):
+    key = (c_id, pass_name, convention.key)
+    if key not in _count_cache:
+        _count_cache[key] = _derived[c_id][1].counts(pass_name, convention)
+    return _count_cache[key]
+
+
+def _counts(c: Component, pass_name: str, dims: dict, convention) -> tuple[dict, sp.Expr]:
+    _derivation(c)
+    counts = _symbolic_counts(id(c), pass_name, convention)
+    sub = _sub(c, dims)
+    return ({k: sp.expand(v.xreplace(sub)) for k, v in counts.by_kind.items()},
+            sp.expand(counts.total.xreplace(sub)))
+
+
+def _add(acc: dict, more: dict) -> None:
+    for k, v in more.items():
+        acc[k] = sp.expand(acc.get(k, ZERO) + v)
+
+
+def _rules() -> dict:
+    return plugin("symflop.network", "rules for network operations")
+
+
+class _Saved:
+    """Storages kept for backward, each counted once (views and in-place results share)."""
+
+    def __init__(self):
+        self.seen: set = set()
+        self.fresh = 0
+
+    def new(self, nbytes: sp.Expr) -> sp.Expr:
+        """A tensor the component makes and keeps (BatchNorm's normalized activations)."""
+        self.fresh += 1
+        return self.add(("new", self.fresh), nbytes)
+
+    def add(self, key, nbytes: sp.Expr) -> sp.Expr:
+        if key in self.seen:
+            return ZERO
+        self.seen.add(key)
+        return nbytes
+
+
+def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
+               reads: dict) -> None:
+    fwd, fwd_total = _counts(c, "forward", use.dims, convention)
+    if use.backward_only:
+        _add(line.backward, fwd)
+        line.flops_backward += fwd_total
+        return
+    _add(line.forward, fwd)
+    line.flops_forward += fwd_total
+    if use.contraction:
+        line.macs_forward += fwd["mul"]
+    if use.forward_only or not c.wrt:
+        return
+    bwd, bwd_total = _counts(c, "backward", use.dims, convention)
+    _add(line.backward, bwd)
+    line.flops_backward += bwd_total
+    if use.contraction:
+        line.macs_backward += bwd["mul"]
+    for name in c.wrt:
+        t = use.tensors.get(name)
+        if isinstance(t, TensorRef):
+            reads[t.key] = reads.get(t.key, (t, 0))[0], reads.get(t.key, (t, 0))[1] + 1
+    sub = _sub(c, use.dims)
+    out = use.tensors.get("y")
+    itemsize = out.itemsize if isinstance(out, TensorRef) else 4
+    for name, elements in _derivation(c).memory.saved:
+        t = use.tensors.get(name)
+        if isinstance(t, TensorRef):
+            if t.parameter is None:
+                line.saved_bytes += saved.add(t.storage, t.storage_elements * t.itemsize)
+        else:
+            line.saved_bytes += saved.new(sp.expand(elements.xreplace(sub)) * itemsize)
+
+
+def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved) -> list[Line]:
+    rules = _rules()
+    lines: dict[str, Line] = {}
+    reads: dict = {}
+    for call in calls:
+        line = lines.setdefault(call.module, Line(call.module or "(model)", call.module_type))
+        rule = rules.get(call.op) or rules.get(call.op.rstrip("_"))
+        answer = rule(call) if rule else Unknown(f"no rule for {call.overload}")
+        if answer is FREE:
+            continue
+        for part in answer if isinstance(answer, list) else [answer]:
+            if isinstance(part, Unknown):
+                line.unknown.append(f"{call.op}: {part.why}"
+                                    + (" (backward only)" if part.backward else ""))
+                continue
+            c = _component(part)
+            _apply_use(line, part, c, convention, saved, reads)
+            if part.label not in line.components:
+                line.components.append(part.label)
+    acc = Line("(gradient accumulation)", "adds of gradients of tensors read twice or more")
+    for t, n in reads.values():
+        if n > 1:
+            acc.backward["add"] = sp.expand(acc.backward["add"] + (n - 1) * t.numel)
+    acc.flops_backward = sp.expand(acc.backward["add"] * convention.weight("add"))
+    out = [ln for ln in lines.values()
+           if ln.flops != 0 or ln.unknown or ln.saved_bytes != 0]
+    return out + ([acc] if acc.flops_backward != 0 else [])
+
+
+def _loss_line(name: str, output: TensorRef, convention, saved: _Saved) -> Line:
+    c = get_component(name)
+    if not c.wrt:
+        raise UsageError(f"{name!r} is not a loss (it declares no gradient)")
+    z = c.tensors[c.wrt[0]]
+    shape = output.shape
+    if len(z.shape) == 2:
+        rows = sp.Mul(*shape[:-1]) if len(shape) > 1 else sp.Integer(1)
+        dims = {str(z.shape[0]): rows, str(z.shape[1]): shape[-1]}
+    elif len(z.shape) == 1:
+        dims = {str(z.shape[0]): output.numel}
+    else:
+        raise UsageError(f"loss {name!r}: its input {z.name!r} has {len(z.shape)} axes; "
+                         "a loss for estimate takes a matrix (rows, classes) or a vector")
+    line = Line(f"loss ({name})", "loss")
+    use = Use(name, lambda: c, {}, dims, {z.name: output})
+    _apply_use(line, use, c, convention, saved, {})
+    line.components.append(name)
+    return line
+
+
+def _optimizer(name: str, trace, convention) -> tuple[Line, sp.Expr]:
+    c = get_component(name)
+    if "step" not in c.passes or "P" not in c.dims:
+        raise UsageError(f"{name!r} is not an optimizer (no 'step' pass over P parameters)")
+    line = Line(f"optimizer ({name})", "optimizer")
+    state = ZERO
+    d = _derivation(c)
+    for p in trace.parameters:
+        if not p.trainable:
+            continue
+        by_kind, total = _counts(c, "step", {"P": sp.Integer(p.numel)}, convention)
+        _add(line.forward, by_kind)
+        line.flops_forward += total
+        state += d.memory.elements("state").xreplace({c.dims["P"]: p.numel}) * p.itemsize
+    line.components.append(name)
+    return line, sp.expand(state)
+
+
+def _schedule(name: str, convention) -> Line:
+    c = get_component(name)
+    if c.dims:
+        raise UsageError(f"{name!r} is not a learning-rate schedule (it has sizes "
+                         f"{', '.join(c.dims)})")
+    line = Line(f"schedule ({name})", "schedule")
+    by_kind, total = _counts(c, next(iter(c.passes)), {}, convention)
+    _add(line.forward, by_kind)
+    line.flops_forward += total
+    line.components.append(name)
+    return line
+
+
+def _catalogue_entry(what: str, name: str) -> Component:
+    try:
+        return get_component(name)
+    except UsageError as e:
+        raise UsageError(f"{what}: {e}") from None
+
+
+def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = "adam",
+             schedule: str | None = None, convention: str = "default",
+             hints: dict[str, int] | None = None, flop_counter: bool = True,
+             name: str | None = None) -> Estimate:
+    """One training step of ``model`` on inputs of ``shape`` (ints, and names for the sizes
+    left symbolic, batch first: ``("B", 3, 224, 224)``)."""
+    from symflop.estimate.trace import trace
+
+    conv = get_convention(convention)
+    for what, n in (("loss", loss), ("optimizer", optimizer), ("schedule", schedule)):
+        if n:
+            _catalogue_entry(what, n)
+    try:
+        tr = trace(model, tuple(shape), hints)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's model failed: say so in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UsageError(f"the model failed on an input of shape "
+                         f"({', '.join(map(str, shape))}): {type(e).__name__}: {first}") \
+            from None
+    saved = _Saved()
+    lines = _network_lines(tr.calls, conv, saved)
+    lines.append(_loss_line(loss, tr.output, conv, saved))
+    opt_line, state = _optimizer(optimizer, tr, conv)
+    lines.append(opt_line)
+    if schedule:
+        lines.append(_schedule(schedule, conv))
+    n_params = sum(p.numel for p in tr.parameters)
+    est = Estimate(
+        name or type(model).__name__, conv.name, tr.symbols, tr.hints, lines, n_params,
+        sum(p.numel * p.itemsize for p in tr.parameters),
+        sum(p.numel * p.itemsize for p in tr.parameters if p.trainable),
+        state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss)
+    if flop_counter:
+        from symflop.estimate.flop_counter import flop_counter_by_module
+        est.flop_counter = flop_counter_by_module(model, shape, tr.hints, loss)
+    return est

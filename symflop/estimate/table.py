@@ -1,0 +1,192 @@
+"""An estimate as tables (text, Markdown, LaTeX) or one JSON document."""
+
+from __future__ import annotations
+
+import json
+
+import sympy as sp
+
+from symflop.core.ops import KINDS
+from symflop.errors import UsageError
+from symflop.estimate.estimate import Estimate, Line
+from symflop.report.tables import Num, Table, cell_text, render
+
+FORMATS = ("text", "markdown", "latex", "json")
+_NON_NETWORK = ("loss", "optimizer", "schedule")
+
+
+def _key(path: str, depth: int | None) -> str:
+    if depth is None or not path or path.startswith("("):
+        return path
+    return ".".join(path.split(".")[:depth])
+
+
+def grouped(est: Estimate, depth: int | None) -> list[Line]:
+    """The network's lines merged up to ``depth`` levels of module path (None: as traced)."""
+    out: dict[str, Line] = {}
+    for ln in est.lines:
+        if ln.what in _NON_NETWORK:
+            continue
+        k = _key(ln.name, depth)
+        g = out.get(k)
+        if g is None:
+            g = out[k] = Line(k, ln.what if k == ln.name else "")
+        for attr in ("flops_forward", "flops_backward", "macs_forward", "macs_backward",
+                     "saved_bytes"):
+            setattr(g, attr, sp.expand(getattr(g, attr) + getattr(ln, attr)))
+        for which in ("forward", "backward"):
+            for kind, v in getattr(ln, which).items():
+                getattr(g, which)[kind] = sp.expand(getattr(g, which)[kind] + v)
+        g.unknown += ln.unknown
+        g.components += [c for c in ln.components if c not in g.components]
+    return list(out.values())
+
+
+def _flop_counter_own(est: Estimate) -> dict[str, tuple[int, int]]:
+    """FlopCounterMode nests a module's figure in its parents'; this is each module's own."""
+    fc = est.flop_counter or {}
+    own = {}
+    for path, (f, b) in fc.items():
+        kids = [k for k in fc if k != path and k.startswith(path + "." if path else "")
+                and "." not in k[len(path) + (1 if path else 0):]]
+        own[path] = (f - sum(fc[k][0] for k in kids), b - sum(fc[k][1] for k in kids))
+    return own
+
+
+def _fc_by_group(est: Estimate, depth: int | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for path, (f, b) in _flop_counter_own(est).items():
+        k = _key(path, depth)
+        out[k] = out.get(k, 0) + f + b
+    return out
+
+
+def _at(est: Estimate) -> str:
+    return ", ".join(f"{n} = {v}" for n, v in est.hints.items())
+
+
+def layer_table(est: Estimate, depth: int | None = None) -> Table:
+    at = _at(est)
+    fc_col = f"FlopCounterMode at {at}" if est.flop_counter is not None else None
+    cols = ["layer", "type", "forward FLOPs", "backward FLOPs", "saved for backward (bytes)",
+            f"FLOPs at {at}"] + ([fc_col] if fc_col else [])
+    t = Table("estimate-layers", f"{est.model}: one training step, by layer", cols,
+              caption=f"FLOPs under the {est.convention} convention, as polynomials in "
+                      f"{', '.join(est.symbols)}; the last columns evaluate them at {at}"
+                      + ("; FlopCounterMode counts matrix products and convolutions only "
+                         "(2 per multiply-add)" if fc_col else "") + ".")
+    fc = _fc_by_group(est, depth) if fc_col else {}
+    lines = grouped(est, depth) + [ln for ln in est.lines if ln.what in _NON_NETWORK]
+    for ln in lines:
+        row = [ln.name or "(model)", ln.what, ln.flops_forward, ln.flops_backward,
+               ln.saved_bytes, Num(est.at(ln.flops))]
+        if fc_col:
+            row.append(Num(fc.get(ln.name, 0)) if ln.what not in _NON_NETWORK else "")
+        t.add(*row)
+    total = est.total("flops_forward") + est.total("flops_backward")
+    row = ["training step", "", est.total("flops_forward"), est.total("flops_backward"),
+           est.activation_bytes, Num(est.at(total))]
+    if fc_col:
+        row.append(Num(sum(f + b for f, b in _flop_counter_own(est).values())))
+    t.add(*row)
+    t.notes = tuple(f"unknown: {name or '(model)'}: {why}" for name, why in est.unknown)
+    return t
+
+
+def kind_table(est: Estimate) -> Table:
+    net = [ln for ln in est.lines if ln.what not in _NON_NETWORK]
+    parts = [("network forward", net, "forward"), ("network backward", net, "backward")]
+    for what in _NON_NETWORK:
+        lns = [ln for ln in est.lines if ln.what == what]
+        if lns:
+            parts.append((f"{what} (fwd + bwd)" if what == "loss" else what, lns, "both"))
+    t = Table("estimate-kinds", f"{est.model}: operations by kind", ["kind"]
+              + [p[0] for p in parts],
+              caption="Raw operation counts by kind (before a convention weighs them).")
+    for kind in KINDS:
+        cells = []
+        for _label, lns, which in parts:
+            sources = ("forward", "backward") if which == "both" else (which,)
+            cells.append(sp.expand(sum((getattr(ln, w)[kind] for ln in lns for w in sources),
+                                       sp.Integer(0))))
+        t.add(kind, *cells)
+    return t
+
+
+def memory_table(est: Estimate) -> Table:
+    at = _at(est)
+    t = Table("estimate-memory", f"{est.model}: training memory", ["what", "bytes",
+                                                                     f"MiB at {at}"],
+              caption=f"Parameters and gradients as stored; {est.optimizer} state as the "
+                      "catalogue's optimizer keeps it per parameter tensor; saved for "
+                      "backward: each storage once.")
+    rows = [("parameters", sp.Integer(est.parameter_bytes)),
+            ("gradients", sp.Integer(est.gradient_bytes)),
+            (f"{est.optimizer} state", est.state_bytes),
+            ("saved for backward", est.activation_bytes),
+            ("total", est.memory_bytes)]
+    for what, b in rows:
+        t.add(what, b, Num(est.at(b) / 2 ** 20, ",.1f"))
+    return t
+
+
+def _text(t: Table) -> str:
+    cells = [[cell_text(c) for c in t.columns]] + [[_plain(c) for c in r] for r in t.rows]
+    widths = [max(len(r[k]) for r in cells) for k in range(len(t.columns))]
+    lines = [t.title, ""]
+    for n, r in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) if not _numeric(c) else c.rjust(w)
+                               for c, w in zip(r, widths, strict=True)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if t.caption:
+        lines += ["", t.caption]
+    lines += [f"* {n}" for n in t.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _plain(c) -> str:
+    return c.text() if isinstance(c, Num) else cell_text(c)
+
+
+def _numeric(s: str) -> bool:
+    return s.replace(",", "").replace(".", "").isdigit()
+
+
+def to_json(est: Estimate, depth: int | None = None) -> str:
+    def s(e) -> str:
+        return str(sp.expand(e))
+
+    lines = grouped(est, depth) + [ln for ln in est.lines if ln.what in _NON_NETWORK]
+    doc = {
+        "model": est.model, "convention": est.convention,
+        "symbols": list(est.symbols), "hints": est.hints,
+        "parameters": est.parameters, "optimizer": est.optimizer, "loss": est.loss,
+        "lines": [{"name": ln.name, "type": ln.what,
+                   "forward": {k: s(v) for k, v in ln.forward.items()},
+                   "backward": {k: s(v) for k, v in ln.backward.items()},
+                   "flops_forward": s(ln.flops_forward),
+                   "flops_backward": s(ln.flops_backward),
+                   "macs_forward": s(ln.macs_forward), "macs_backward": s(ln.macs_backward),
+                   "saved_bytes": s(ln.saved_bytes), "components": ln.components,
+                   "unknown": ln.unknown} for ln in lines],
+        "total": {"flops_forward": s(est.total("flops_forward")),
+                  "flops_backward": s(est.total("flops_backward"))},
+        "memory": {"parameters": est.parameter_bytes, "gradients": est.gradient_bytes,
+                   "state": s(est.state_bytes), "saved": s(est.activation_bytes),
+                   "total": s(est.memory_bytes)},
+        "flop_counter": {k: list(v) for k, v in (est.flop_counter or {}).items()},
+        "unknown": [list(u) for u in est.unknown],
+    }
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def render_estimate(est: Estimate, fmt: str = "text", depth: int | None = None) -> str:
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if fmt == "json":
+        return to_json(est, depth)
+    tables = [layer_table(est, depth), kind_table(est), memory_table(est)]
+    if fmt == "text":
+        return "\n".join(_text(t) for t in tables)
+    return "\n".join(render(t, fmt) for t in tables)

@@ -1,0 +1,175 @@
+"""Trace one forward pass of a torch model with symbolic sizes.
+
+Why this way: torch's own fake tensors with a ``ShapeEnv`` (the machinery behind
+``torch.compile(dynamic=True)``) run the model's real Python code, every branch and
+every functional call included, without allocating memory, and carry the batch size
+(and any other size left symbolic) through every operation as a SymPy expression.
+A ``TorchDispatchMode`` then sees each aten operation with those symbolic shapes, and
+module hooks say which module ran it.  ``torch.fx`` tracing fails on data-dependent
+Python (TransformerEncoder's fast-path checks); ``torch.export`` needs more from the
+model and is slower; a dispatch trace at one concrete batch would give numbers, not
+polynomials in B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.experimental.symbolic_shapes import (
+    DimDynamic,
+    ShapeEnv,
+    StatelessSymbolicContext,
+)
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+from symflop.errors import UsageError
+from symflop.estimate.calls import OpCall, TensorRef
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    shape: tuple[int, ...]
+    itemsize: int
+    trainable: bool
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The forward pass as aten operations, and what the model holds."""
+
+    calls: tuple[OpCall, ...]
+    input: TensorRef
+    output: TensorRef
+    parameters: tuple[Parameter, ...]
+    buffers: tuple[Parameter, ...]
+    symbols: dict[str, sp.Symbol]      # the sizes left symbolic, by name (B first)
+    hints: dict[str, int]              # the value each symbolic size had in the trace
+
+
+def size_symbol(name: str) -> sp.Symbol:
+    """A size, made as components make theirs (positive integer): B of a trace is B of a
+    component."""
+    return sp.Symbol(name, integer=True, positive=True)
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, convert, stack: list[str], types: dict[str, str]):
+        super().__init__()
+        self.convert = convert
+        self.stack = stack
+        self.types = types
+        self.calls: list[OpCall] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.namespace == "prim":
+            return func(*args, **kwargs)
+        before = tree_map(self.convert, (args, kwargs))
+        out = func(*args, **kwargs)
+        outs = [self.convert(t, after=True) for t in tree_flatten(out)[0]
+                if isinstance(t, torch.Tensor)]
+        module = self.stack[-1] if self.stack else ""
+        self.calls.append(OpCall(f"aten.{func.overloadpacket.__name__}", str(func), module,
+                                 self.types.get(module, ""), tuple(before[0]), before[1],
+                                 tuple(outs)))
+        return out
+
+
+def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = None,
+          dtype: torch.dtype = torch.float32) -> Trace:
+    """Run ``model`` once in training mode on a fake input of ``shape``, whose entries are
+    ints (fixed sizes) or names (symbolic sizes, such as "B" and "L")."""
+    hints = dict(hints or {})
+    names = [s for s in shape if isinstance(s, str)]
+    for k, n in enumerate(names):
+        hints.setdefault(n, 8 if k == 0 else 8 + 3 * k)  # distinct, and never 0 or 1
+    env = ShapeEnv(duck_shape=False, specialize_zero_one=True)
+    mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=False)
+    concrete = [hints[s] if isinstance(s, str) else int(s) for s in shape]
+    context = StatelessSymbolicContext(dynamic_sizes=[
+        DimDynamic.DYNAMIC if isinstance(s, str) else DimDynamic.STATIC for s in shape])
+    x = mode.from_tensor(torch.empty(concrete, dtype=dtype), symbolic_context=context)
+    symmap = {}
+    for s, v in zip(shape, x.shape, strict=True):
+        if isinstance(s, str):
+            symmap[v.node.expr] = size_symbol(s)
+
+    keep: list = []   # keep traced tensors alive: storage identities are never reused
+    owners: dict[int, str] = {}
+
+    def sym(v) -> sp.Expr:
+        if isinstance(v, torch.SymInt):
+            e = sp.sympify(v.node.expr).xreplace(symmap)
+            if e.free_symbols - set(symmap.values()):
+                raise UsageError(f"a size in the trace depends on {e}, not only on the sizes "
+                                 f"left symbolic ({', '.join(names)})")
+            return sp.expand(e)
+        return sp.Integer(int(v))
+
+    def convert(t, after: bool = False):
+        if not isinstance(t, torch.Tensor):
+            return sym(t) if isinstance(t, torch.SymInt) else t
+        keep.append(t)
+        storage = StorageWeakRef(t.untyped_storage()).cdata
+        itemsize = t.element_size()
+        return TensorRef(hash((id(t), t._version)), storage, tuple(sym(s) for s in t.shape),
+                         sp.expand(sym(t.untyped_storage().nbytes()) / itemsize), itemsize,
+                         str(t.dtype).removeprefix("torch."), bool(t.requires_grad),
+                         owners.get(storage))
+
+    params, fakes = [], {}
+    for name, p in model.named_parameters():
+        f = mode.from_tensor(p.detach(), static_shapes=True).requires_grad_(p.requires_grad)
+        fakes[name] = f
+        owners[StorageWeakRef(f.untyped_storage()).cdata] = name
+        params.append(Parameter(name, tuple(p.shape), p.element_size(), p.requires_grad))
+    buffers = []
+    for name, b in model.named_buffers():
+        f = mode.from_tensor(b, static_shapes=True)
+        fakes[name] = f
+        owners[StorageWeakRef(f.untyped_storage()).cdata] = name
+        buffers.append(Parameter(name, tuple(b.shape), b.element_size(), False))
+
+    paths = {id(m): n for n, m in model.named_modules()}
+    types = {n: type(m).__name__ for n, m in model.named_modules()}
+    module_stack: list[str] = []
+
+    def pre(module, _args):
+        module_stack.append(paths.get(id(module), type(module).__name__))
+
+    def post(_module, _args, _out):
+        module_stack.pop()
+
+    recorder = _Recorder(convert, module_stack, types)
+    was_training = model.training
+    model.train()
+    h1 = torch.nn.modules.module.register_module_forward_pre_hook(pre)
+    h2 = torch.nn.modules.module.register_module_forward_hook(post, always_call=True)
+    try:
+        with mode, recorder, torch.enable_grad():
+            input_ref = convert(x)
+            out = torch.func.functional_call(model, fakes, (x,))
+            first = next((t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)),
+                         None)
+            if first is None:
+                raise UsageError("the model returned no tensor")
+            output_ref = convert(first)
+    finally:
+        h1.remove()
+        h2.remove()
+        model.train(was_training)
+    return Trace(tuple(recorder.calls), input_ref, output_ref, tuple(params), tuple(buffers),
+                 {n: size_symbol(n) for n in names}, {n: hints[n] for n in names})
