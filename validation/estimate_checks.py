@@ -40,6 +40,7 @@ def measure_step(model: torch.nn.Module, x: torch.Tensor, optimizer: str = "adam
     """One training step: cross-entropy over the last axis of the output, random labels."""
     torch.manual_seed(seed)
     model.train()
+    model.zero_grad(set_to_none=True)  # a step of its own: no gradient to add to
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     buffers = {b.untyped_storage().data_ptr() for b in model.buffers() if b.numel()}
     packed: list[torch.Tensor] = []
