@@ -388,8 +388,8 @@ def _rule_max_pool(call: OpCall):
     y = call.outputs[0]
     return [Use("max pool", max_window, {"window": window}, {"N": _n(y)}, {"y": y},
                 forward_only=True, note="forward: window - 1 compares per output"),
-            Unknown("max pool backward: routing by the saved argmax indices needs integer "
-                    "index tensors")]
+            Unknown("routing each gradient to its saved argmax needs integer index "
+                    "tensors", backward=True)]
 
 
 def _free(_call: OpCall):

@@ -34,6 +34,9 @@ def _workdir() -> Path:
     code = re.search(r"<!-- example-component -->\n```python\n(.*?)```", README.read_text(),
                      re.S).group(1)
     (d / "rmsnorm.py").write_text(code)
+    model = re.search(r"<!-- example-estimate -->\n```python\n(.*?)```", README.read_text(),
+                      re.S).group(1)
+    (d / "my_model.py").write_text(model)
     return d
 
 

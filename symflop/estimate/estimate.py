@@ -75,6 +75,19 @@ class Estimate:
     def total(self, attr: str) -> sp.Expr:
         return sp.expand(sp.Add(*[getattr(ln, attr) for ln in self.lines]))
 
+    def flops(self, part: str = "step") -> sp.Expr:
+        """FLOPs of one part of the step: "forward" or "backward" (the network's),
+        "loss", "optimizer", "schedule" (forward and backward together), or "step"."""
+        parts = ("forward", "backward", "loss", "optimizer", "schedule", "step")
+        if part not in parts:
+            raise UsageError(f"unknown part {part!r} (known: {', '.join(parts)})")
+        if part == "step":
+            return sp.expand(self.total("flops_forward") + self.total("flops_backward"))
+        if part in ("forward", "backward"):
+            return sp.expand(sp.Add(*[getattr(ln, f"flops_{part}") for ln in self.lines
+                                      if ln.what not in ("loss", "optimizer", "schedule")]))
+        return sp.expand(sp.Add(*[ln.flops for ln in self.lines if ln.what == part]))
+
     def by_kind(self, which: str) -> dict[str, sp.Expr]:
         out = _zeros()
         for ln in self.lines:
@@ -225,7 +238,7 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved) -> list
             _apply_use(line, part, c, convention, saved, reads)
             if part.label not in line.components:
                 line.components.append(part.label)
-    acc = Line("(gradient accumulation)", "adds of gradients of tensors read twice or more")
+    acc = Line("(gradient sums)", "gradients of tensors read twice or more, added")
     for t, n in reads.values():
         if n > 1:
             acc.backward["add"] = sp.expand(acc.backward["add"] + (n - 1) * t.numel)

@@ -9,7 +9,7 @@ import sympy as sp
 from symflop.core.ops import KINDS
 from symflop.errors import UsageError
 from symflop.estimate.estimate import Estimate, Line
-from symflop.report.tables import Num, Table, cell_text, render
+from symflop.report.tables import Num, Seq, Table, cell_text, render
 
 FORMATS = ("text", "markdown", "latex", "json")
 _NON_NETWORK = ("loss", "optimizer", "schedule")
@@ -78,19 +78,29 @@ def layer_table(est: Estimate, depth: int | None = None) -> Table:
     fc = _fc_by_group(est, depth) if fc_col else {}
     lines = grouped(est, depth) + [ln for ln in est.lines if ln.what in _NON_NETWORK]
     for ln in lines:
-        row = [ln.name or "(model)", ln.what, ln.flops_forward, ln.flops_backward,
-               ln.saved_bytes, Num(est.at(ln.flops))]
+        row = [ln.name or "(model)", ln.what, _known(ln.flops_forward, ln, False),
+               _known(ln.flops_backward, ln, True), ln.saved_bytes,
+               _known(Num(est.at(ln.flops)), ln, None)]
         if fc_col:
             row.append(Num(fc.get(ln.name, 0)) if ln.what not in _NON_NETWORK else "")
         t.add(*row)
     total = est.total("flops_forward") + est.total("flops_backward")
-    row = ["training step", "", est.total("flops_forward"), est.total("flops_backward"),
-           est.activation_bytes, Num(est.at(total))]
+    step = Line("", "", unknown=[u for ln in est.lines for u in ln.unknown])
+    row = ["training step", "", _known(est.total("flops_forward"), step, False),
+           _known(est.total("flops_backward"), step, True), est.activation_bytes,
+           _known(Num(est.at(total)), step, None)]
     if fc_col:
         row.append(Num(sum(f + b for f, b in _flop_counter_own(est).values())))
     t.add(*row)
     t.notes = tuple(f"unknown: {name or '(model)'}: {why}" for name, why in est.unknown)
     return t
+
+
+def _known(cell, line: Line, backward: bool | None):
+    """A count that leaves out an unknown operation says so: never a silent 0."""
+    missing = [u for u in line.unknown
+               if backward is not False or not u.endswith("(backward only)")]
+    return Seq((cell, "+ unknown"), " ") if missing else cell
 
 
 def kind_table(est: Estimate) -> Table:
@@ -135,8 +145,9 @@ def _text(t: Table) -> str:
     widths = [max(len(r[k]) for r in cells) for k in range(len(t.columns))]
     lines = [t.title, ""]
     for n, r in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if not _numeric(c) else c.rjust(w)
-                               for c, w in zip(r, widths, strict=True)).rstrip())
+        lines.append("  ".join(c.rjust(w) if k > 0 and _numeric(c) else c.ljust(w)
+                               for k, (c, w) in enumerate(zip(r, widths, strict=True)))
+                     .rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     if t.caption:
@@ -146,6 +157,8 @@ def _text(t: Table) -> str:
 
 
 def _plain(c) -> str:
+    if isinstance(c, Seq):
+        return c.sep.join(_plain(x) for x in c.items)
     return c.text() if isinstance(c, Num) else cell_text(c)
 
 

@@ -1,0 +1,123 @@
+"""``symflop estimate`` on the command line: formats, and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import sympy as sp
+
+pytest.importorskip("torch")
+
+from symflop.cli import main  # noqa: E402
+
+MODEL_FILE = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    def make_model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(20, 32), nn.GELU(), nn.Linear(32, 5))
+
+    def not_a_model():
+        return 42
+
+    def broken():
+        raise RuntimeError("no weights here")
+""")
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "mymodel.py"
+    path.write_text(MODEL_FILE)
+    return str(path)
+
+
+def run(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_matches_a_hand_count(capsys, model_file):
+    code, out, err = run(capsys, "estimate", "--from", f"{model_file}:make_model",
+                         "--input", "20", "--format", "json", "--optimizer", "sgd")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["symbols"] == ["B"] and doc["parameters"] == 20 * 32 + 32 + 32 * 5 + 5
+    B = sp.Symbol("B")
+    lines = {ln["name"]: ln for ln in doc["lines"]}
+    # Linear(20, 32) on a batch that needs no gradient: y = x W^T + b, 20 products and
+    # 20 additions (19 in the sum, 1 for the bias) per output; backward: the weight's
+    # gradient (B products per weight, B - 1 additions) and the bias's (B - 1 additions)
+    fwd = sp.sympify(lines["0"]["flops_forward"], locals={"B": B})
+    bwd = sp.sympify(lines["0"]["flops_backward"], locals={"B": B})
+    assert sp.expand(fwd - 2 * 20 * 32 * B) == 0
+    assert sp.expand(bwd - (20 * 32 * (2 * B - 1) + 32 * (B - 1))) == 0
+    assert lines["1"]["components"] == ["gelu"]
+    # gelu: one erf per value, and sqrt(2), a constant, computed once
+    assert sp.sympify(lines["1"]["forward"]["transcendental"], locals={"B": B}) == 32 * B + 1
+    # plain SGD: theta - lr g, one multiply and one subtraction per parameter
+    assert sp.sympify(lines["optimizer (sgd)"]["flops_forward"]) == 2 * doc["parameters"]
+    assert doc["memory"]["state"] == "0" and doc["unknown"] == []
+
+
+@pytest.mark.parametrize("fmt,marker", [("text", "training step"), ("markdown", "| layer |"),
+                                        ("latex", "\\begin{table")])
+def test_formats(capsys, model_file, fmt, marker):
+    code, out, err = run(capsys, "estimate", "--from", f"{model_file}:make_model",
+                         "--input", "20", "--format", fmt, "--no-flop-counter")
+    assert code == 0, err
+    assert marker in out and "FlopCounterMode" not in out
+
+
+def test_module_factory_and_depth(capsys):
+    code, out, err = run(capsys, "estimate", "validation.resnet50:resnet50", "--input",
+                         "3x224x224", "--depth", "1", "--format", "json", "--at", "B=4")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [ln["name"] for ln in doc["lines"]][:6] == ["conv1", "bn1", "relu", "maxpool",
+                                                        "layer1", "layer2"]
+    assert doc["hints"] == {"B": 4} and doc["parameters"] == 25_557_032
+    assert doc["unknown"] == [["maxpool", "aten.max_pool2d_with_indices: routing each "
+                               "gradient to its saved argmax needs integer index tensors "
+                               "(backward only)"]]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (("--input", "3x0"), "each size is a positive integer or a name"),
+    (("--input", "3xa-b"), "each size is a positive integer or a name"),
+    (("--input", "LxL"), "appears twice"),
+    (("--input", "30"), "the model failed on an input of shape (B, 30)"),
+    (("--input", "20", "--at", "B=1"), "trace at 2 or more"),
+    (("--input", "20", "--at", "Q=4"), "not a size of --input"),
+    (("--input", "20", "--loss", "cross-entropyy"), "loss: unknown component"),
+    (("--input", "20", "--optimizer", "adamx"), "optimizer: unknown component"),
+    (("--input", "20", "--optimizer", "mse"), "is not an optimizer"),
+    (("--input", "20", "--depth", "0"), "--depth must be 1 or more"),
+])
+def test_bad_input_is_one_line(capsys, model_file, argv, message):
+    code, out, err = run(capsys, "estimate", "--from", f"{model_file}:make_model", *argv)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("spec,message", [
+    (":not_a_model", "gave int, not a torch.nn.Module"),
+    (":broken", "RuntimeError: no weights here"),
+    (":nothing", "defines no 'nothing'"),
+])
+def test_bad_model_is_one_line(capsys, model_file, spec, message):
+    code, out, err = run(capsys, "estimate", "--from", model_file + spec, "--input", "20")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_model_given_once(capsys, model_file):
+    for argv in ((), ("validation.resnet50:resnet50", "--from", f"{model_file}:make_model")):
+        code, _, err = run(capsys, "estimate", *argv, "--input", "20")
+        assert code == 2 and "one of the two" in err
