@@ -149,12 +149,20 @@ def _symbolic_counts(c_id: int, pass_name: str, convention):
     return _count_cache[key]
 
 
+_sized: dict[tuple, tuple[dict, sp.Expr]] = {}
+
+
 def _counts(c: Component, pass_name: str, dims: dict, convention) -> tuple[dict, sp.Expr]:
-    _derivation(c)
-    counts = _symbolic_counts(id(c), pass_name, convention)
-    sub = _sub(c, dims)
-    return ({k: sp.expand(v.xreplace(sub)) for k, v in counts.by_kind.items()},
-            sp.expand(counts.total.xreplace(sub)))
+    """Counts of a pass at the trace's sizes (a network repeats the same layer: cached)."""
+    key = (id(c), pass_name, convention.key, tuple(sorted(dims.items(), key=str)))
+    hit = _sized.get(key)
+    if hit is None or _derived.get(id(c), (None,))[0] is not c:
+        _derivation(c)
+        counts = _symbolic_counts(id(c), pass_name, convention)
+        sub = _sub(c, dims)
+        hit = _sized[key] = ({k: sp.expand(v.xreplace(sub)) for k, v in counts.by_kind.items()},
+                             sp.expand(counts.total.xreplace(sub)))
+    return dict(hit[0]), hit[1]
 
 
 def _add(acc: dict, more: dict) -> None:
@@ -343,5 +351,5 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
         state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss)
     if flop_counter:
         from symflop.estimate.flop_counter import flop_counter_by_module
-        est.flop_counter = flop_counter_by_module(model, shape, tr.hints, loss)
+        est.flop_counter = flop_counter_by_module(model, shape, tr.hints)
     return est

@@ -21,8 +21,8 @@ def _per_module(counter: FlopCounterMode, root: str) -> dict[str, int]:
     return out
 
 
-def flop_counter_by_module(model: torch.nn.Module, shape: tuple, hints: dict[str, int],
-                           loss: str = "") -> dict[str, tuple[int, int]]:
+def flop_counter_by_module(model: torch.nn.Module, shape: tuple, hints: dict[str, int]
+                           ) -> dict[str, tuple[int, int]]:
     """module path ("" for the model) -> (forward FLOPs, backward FLOPs), modules nested:
     a module's figure includes its children's, as FlopCounterMode reports them."""
     concrete = [hints[s] if isinstance(s, str) else int(s) for s in shape]
@@ -34,16 +34,15 @@ def flop_counter_by_module(model: torch.nn.Module, shape: tuple, hints: dict[str
     was_training = model.training
     model.train()
     try:
-        with FlopCounterMode(display=False) as forward:
-            torch.func.functional_call(model, params, (x,))
         # Backward operations are attributed to modules only when their forward ran under
-        # the same counter: count the whole step, and subtract the forward.
+        # the same counter: count the whole step, the forward read off half way.
         with FlopCounterMode(display=False) as step:
             out = torch.func.functional_call(model, params, (x,))
+            f = _per_module(step, root)
             first = next(t for t in torch.utils._pytree.tree_flatten(out)[0]
                          if isinstance(t, torch.Tensor))
             first.float().sum().backward()
     finally:
         model.train(was_training)
-    f, s = _per_module(forward, root), _per_module(step, root)
+    s = _per_module(step, root)
     return {k: (f.get(k, 0), s.get(k, 0) - f.get(k, 0)) for k in dict.fromkeys([*f, *s])}
