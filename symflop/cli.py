@@ -24,7 +24,7 @@ from symflop.errors import SymflopError, UsageError
 from symflop.estimate.command import add_parser as add_estimate_parser
 from symflop.lower.backends import BACKENDS
 from symflop.lower.roofline import parse_machine, predict
-from symflop.registry import catalogue, examples, get_component, plugin
+from symflop.registry import catalogue, examples, get_component, load_object, plugin
 from symflop.report.examples import render as render_example
 from symflop.report.render import fused_text, show, stage_report
 from symflop.rewrite.pipeline import (
@@ -149,11 +149,16 @@ def cmd_validate(args) -> int:
         raise UsageError("--device cuda: no CUDA device is available on this machine")
     if args.device == "cuda" and args.backend == "numpy":
         raise UsageError("--backend numpy runs on the CPU only (drop --device cuda)")
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    if args.from_spec or args.reference or args.dims:
+        rows = _validate_user(args, suite, dtype)
+        print(json.dumps(suite.to_json(rows, args.device, dtype, args.backend), indent=2)
+              if args.json else suite.format_rows(rows))
+        return 0 if all(r.ok for r in rows) else 1
     names = args.names or list(catalogue())
     for name in names:
         if name not in catalogue():
             get_component(name)  # raises the usual one-line error, with suggestions
-    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
 
     def progress(k: int, n: int, name: str) -> None:
         print(f"[{k}/{n}] {name}", file=sys.stderr, flush=True)
@@ -162,6 +167,41 @@ def cmd_validate(args) -> int:
     print(json.dumps(suite.to_json(rows, args.device, dtype, args.backend), indent=2) if args.json
           else suite.format_rows(rows))
     return 0 if all(r.ok for r in rows) else 1
+
+
+def _validate_user(args, suite, dtype) -> list:
+    """``validate --from FILE.py:NAME --reference FILE.py:FUNC``: the catalogue's checks."""
+    if not args.from_spec:
+        raise UsageError("--reference and --dims go with --from FILE.py:NAME (a component "
+                         "of your own)")
+    if args.names:
+        raise UsageError("give catalogue names or --from, not both")
+    c = get_component(args.from_spec)
+    spec = args.reference
+    path, _, name = args.from_spec.rpartition(":")
+    if spec:
+        if not spec.rpartition(":")[0].endswith(".py"):
+            raise UsageError(f"--reference {spec!r}: expected FILE.py:FUNC")
+        reference = load_object(spec, "a torch reference")
+    else:  # a reference declared next to the component: REFERENCES = {NAME: run}
+        declared = getattr(sys.modules.get(_user_module(path)), "REFERENCES", None)
+        reference = declared.get(name) if isinstance(declared, dict) else None
+        spec = f"{path}:REFERENCES[{name!r}]"
+        if reference is None:
+            raise UsageError(f"--from {args.from_spec}: no torch reference to check it "
+                             "against; give --reference FILE.py:FUNC, or a dict REFERENCES = "
+                             f"{{{name!r}: FUNC}} in {path}: FUNC(values) -> results, the "
+                             "component's names in and out (gradients as grad_<name>)")
+    sizes = parse_dims(args.dims, tuple(c.dims), c.name) if args.dims else None
+    try:
+        return suite.validate_user(c, reference, args.device, dtype, args.backend, sizes)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--reference {spec}: {e}") from None
+
+
+def _user_module(path: str) -> str:
+    from symflop.registry import user_module_name
+    return user_module_name(path)
 
 
 def cmd_claims(args) -> int:
@@ -478,6 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what runs the generated code: numpy, torch (eager, blocked "
                         "kernels) or torch-compiled (torch.compile); default torch")
     v.add_argument("--json", action="store_true", help="the rows as JSON")
+    v.add_argument("--from", dest="from_spec", metavar="FILE.py:NAME",
+                   help="a component of your own (needs --reference)")
+    v.add_argument("--reference", metavar="FILE.py:FUNC",
+                   help="torch reference of a --from component: run(values) -> results, "
+                        "the component's names in and out, gradients as grad_<name>; or a "
+                        "validation Reference")
+    v.add_argument("--dims", help="sizes for a --from component, e.g. B=4,d=7 (default: "
+                                  "small distinct sizes)")
     v.set_defaults(func=cmd_validate)
     cl = sub.add_parser("claims", help="the reference document's quantitative claims, "
                                        "checked against the derivations")

@@ -129,10 +129,15 @@ def load_object(spec: str, what: str):
     return obj
 
 
+def user_module_name(path: str | Path) -> str:
+    """The name under which a user's file is imported (``sys.modules``)."""
+    return f"_symflop_user_{abs(hash(str(Path(path).resolve())))}"
+
+
 def _import_file(path: Path):
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
-    mod_name = f"_symflop_user_{abs(hash(str(path.resolve())))}"
+    mod_name = user_module_name(path)
     spec_obj = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(spec_obj)
     sys.modules[mod_name] = module

@@ -28,6 +28,7 @@ from symflop.lower.backends import get_backend
 from validation.executed import compare, compare_passes
 from validation.harness import run_pass, run_passes
 from validation.inputs import torch_inputs
+from validation.ref_common import Reference
 from validation.references import REFERENCES
 from validation.tolerances import TOLERANCES
 
@@ -123,9 +124,10 @@ def _producer(d: Derivation, key: str) -> str:
 
 def check_passes(name: str, c: Component, d: Derivation, device: str, dtype,
                  shapes: list[dict], seed: int = 0, scale: dict | None = None,
-                 suffix: str = "", backend: str = "torch") -> list[Row]:
+                 suffix: str = "", backend: str = "torch", ref: Reference | None = None
+                 ) -> list[Row]:
     """Every pass of a component with a torch ``run`` reference, at each size set."""
-    ref = REFERENCES[name]
+    ref = ref or REFERENCES[name]
     tol = TOLERANCES[dtype]
     rows: dict[str, Row] = {}
     grad_pass = c.grad_pass or next(iter(c.passes))
@@ -174,16 +176,20 @@ def check_passes(name: str, c: Component, d: Derivation, device: str, dtype,
 
 
 def check_optimizer(name: str, c: Component, d: Derivation, device: str, dtype,
-                    shapes: list[dict], seed: int = 0, backend: str = "torch") -> list[Row]:
-    """The generated step, repeated from a fresh state, against torch.optim's trajectory:
-    in its pure call form and in its in-place one (state updated in its buffers)."""
+                    shapes: list[dict], seed: int = 0, backend: str = "torch",
+                    ref: Reference | None = None) -> list[Row]:
+    """The generated step, repeated from a fresh state, against torch.optim's trajectory
+    (a user's reference: its own step, repeated): in its pure call form and in its
+    in-place one (state updated in its buffers)."""
     from validation.ref_optimizers import TRAJECTORY_REFERENCES
-    ref = REFERENCES[name]
+    user = ref is not None
+    ref = ref or REFERENCES[name]
     tol = TOLERANCES[dtype]
     hypers = {k: ref.hypers.get(k, c.defaults.get(k)) for k, t in c.tensors.items()
               if t.role is Role.HYPER}
     row = Row(name, "step", f"{OPTIMIZER_STEPS} steps at " + "; ".join(map(_text, shapes)))
-    reference: Callable = TRAJECTORY_REFERENCES[name]
+    reference: Callable = (_stepped(ref.run, c, hypers) if user
+                           else TRAJECTORY_REFERENCES[name])
     step = d.compiled("step")
     for k, sizes in enumerate(shapes):
         gen = torch.Generator().manual_seed(seed + k)
@@ -194,7 +200,7 @@ def check_optimizer(name: str, c: Component, d: Derivation, device: str, dtype,
         state = {"theta": theta0}
         for n, t in c.tensors.items():
             if t.role is Role.STATE:
-                state[n] = (torch.zeros(P, dtype=dtype, device=device) if t.shape else 0.0)
+                state[n] = initial_state(c, n, P, dtype, device)
         if k == 0:
             first = {"g": grads[0], **hypers,
                      **{n: v for n, v in state.items() if n in step.signature.inputs}}
@@ -222,13 +228,16 @@ def check_optimizer(name: str, c: Component, d: Derivation, device: str, dtype,
     return [row]
 
 
-def check_schedule(name: str, c: Component, d: Derivation, backend: str = "torch"
-                   ) -> list[Row]:
-    """eta(t) at every step of a run against torch.optim.lr_scheduler."""
+def check_schedule(name: str, c: Component, d: Derivation, backend: str = "torch",
+                   ref: Reference | None = None) -> list[Row]:
+    """eta(t) at every step of a run against torch.optim.lr_scheduler (or a user's
+    reference, asked for each t)."""
     from validation.ref_schedules import torch_lrs
-    ref = REFERENCES[name]
-    steps = ref.steps
-    want = torch_lrs(name, ref.hypers, steps)
+    user = ref is not None
+    ref = ref or REFERENCES[name]
+    steps = ref.steps or 50
+    want = ([float(ref.run({"t": float(t), **ref.hypers})["eta"]) for t in range(steps)]
+            if user else torch_lrs(name, ref.hypers, steps))
     fn = d.compiled("schedule")
     xp = get_backend(backend)
     got = [float(run_pass(fn, xp, {"t": float(t), **ref.hypers})["eta"])
@@ -240,33 +249,80 @@ def check_schedule(name: str, c: Component, d: Derivation, backend: str = "torch
 
 
 def check_component(name: str, device: str = "cpu", dtype=torch.float64,
-                    component: Component | None = None, backend: str = "torch") -> list[Row]:
+                    component: Component | None = None, backend: str = "torch",
+                    reference: Reference | None = None) -> list[Row]:
     """Every check that applies to one catalogue component (or to ``component``, checked
-    against the reference of the catalogue entry ``name``), running the generated code
-    on ``backend`` (the executed-operation counts are always those of the eager torch
-    code: a dispatcher sees neither NumPy nor the compiled kernels)."""
+    against the reference of the catalogue entry ``name``, or against ``reference``),
+    running the generated code on ``backend`` (the executed-operation counts are always
+    those of the eager torch code: a dispatcher sees neither NumPy nor the compiled
+    kernels)."""
     from derivations import CATALOGUE
     c = component if component is not None else CATALOGUE[name]()
     d = derive_any(c)  # a changed equation is a new cache key, so caching stays safe
     if not isinstance(c, Component):
         return [Row(name, "all", "composite", verdict="nothing to compare",
                     notes=["a composite: its parts are validated as components"])]
-    ref = REFERENCES[name]
+    ref = reference or REFERENCES[name]
     shapes = list(ref.shapes) or default_shapes(ref.sizes)
     if "schedule" in c.passes:
-        return check_schedule(name, c, d, backend)
+        return check_schedule(name, c, d, backend, reference)
     if "step" in c.passes:
-        return check_optimizer(name, c, d, device, dtype, shapes, backend=backend)
+        return check_optimizer(name, c, d, device, dtype, shapes, backend=backend,
+                               ref=reference)
     if ref.run is None:
         steps = sum(len(p.steps) for p in d.programs.values())
         return [Row(name, "all", "no computation" if not steps else "no torch reference",
                     verdict="nothing to compare" if not steps else "FAIL",
                     notes=[f"{steps} steps"])]
-    rows = check_passes(name, c, d, device, dtype, shapes, backend=backend)
+    rows = check_passes(name, c, d, device, dtype, shapes, backend=backend, ref=ref)
     if ref.extreme:
         rows += check_passes(name, c, d, device, dtype, shapes[:1], seed=100,
-                             suffix=" (extreme inputs)", backend=backend)
+                             suffix=" (extreme inputs)", backend=backend, ref=ref)
     return rows
+
+
+def initial_state(c: Component, name: str, P: int, dtype, device: str):
+    """A state tensor's value before the first step: zeros, or the value the component
+    declares (``c.state(..., initial=1.0)``)."""
+    value = float(getattr(c.tensors[name], "initial", 0.0) or 0.0)
+    if not c.tensors[name].shape:
+        return value
+    return torch.full((P,), value, dtype=dtype, device=device)
+
+
+def _stepped(run: Callable, c: Component, hypers: dict) -> Callable:
+    """A user's one-step reference, ``run(values) -> results``, as a trajectory: each
+    step is given the last step's parameters and state."""
+    state_names = [n for n, t in c.tensors.items() if t.role is Role.STATE]
+
+    def trajectory(theta0, grads, **_hypers):
+        theta = theta0.clone()
+        state = {n: initial_state(c, n, theta0.numel(), theta0.dtype, theta0.device)
+                 for n in state_names}
+        out: dict = {}
+        for g in grads:
+            out = run({"theta": theta, "g": g, **hypers, **state})
+            theta = out["theta"]
+            state = {n: out.get(n, state[n]) for n in state_names}
+        return {k: v for k, v in out.items() if k == "theta" or k in state_names}
+    return trajectory
+
+
+def user_reference(c: Component, reference, sizes: dict | None = None) -> Reference:
+    """A user's reference: a ``Reference``, or a function ``run(values) -> results`` (the
+    component's names in and out, gradients as ``grad_<name>``); checked at ``sizes`` (or
+    the reference's, or small distinct sizes), all sizes odd, and a batch of one."""
+    if isinstance(reference, Reference):
+        return reference if not sizes else Reference(**{**reference.__dict__,
+                                                        "sizes": sizes, "shapes": ()})
+    if not callable(reference):
+        raise TypeError(f"a reference is a function or a Reference, not "
+                        f"{type(reference).__name__}")
+    missing = set(sizes or {}) - set(c.dims)
+    if missing:
+        raise ValueError(f"{c.name} has no size {', '.join(sorted(missing))}")
+    dims = {n: (sizes or {}).get(n, 3 + k) for k, n in enumerate(c.dims)}
+    return Reference(sizes=dims, run=reference)
 
 
 def validate(names: list[str], device: str = "cpu", dtype=torch.float64,
@@ -321,11 +377,20 @@ def to_json(rows: list[Row], device: str, dtype, backend: str = "torch") -> dict
                       "verdict": r.verdict, "notes": r.notes} for r in rows]}
 
 
+def validate_user(c: Component, reference, device: str = "cpu", dtype=torch.float64,
+                  backend: str = "torch", sizes: dict | None = None) -> list[Row]:
+    """A user's component against the user's reference, by the catalogue's checks."""
+    ref = user_reference(c, reference, sizes)
+    return check_component(c.name, device, dtype, component=c, backend=backend,
+                           reference=ref)
+
+
 class Suite:
     """What ``symflop validate`` calls, through the entry point ``symflop.validation``
     (the command line knows no module of this package)."""
 
     validate = staticmethod(validate)
+    validate_user = staticmethod(validate_user)
     format_rows = staticmethod(format_rows)
     to_json = staticmethod(to_json)
 
