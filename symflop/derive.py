@@ -101,6 +101,19 @@ class Derivation:
     def passes(self) -> tuple[str, ...]:
         return tuple(self.programs)
 
+    def _repr_latex_(self) -> str:
+        """Each pass's FLOPs, optimized and as written, and the memory (Jupyter)."""
+        rows = [r"\text{pass} & \text{FLOPs (optimized)} & \text{as written}\\ \hline"]
+        for p in self.passes:
+            got = self.counts(p).total
+            written = self.counts(p, stage="written").total
+            rows.append(rf"\text{{{p}}} & {sp.latex(got)} & {sp.latex(written)}\\")
+        m = self.memory
+        rows.append(r"\hline")
+        for what in ("parameters", "state", "saved"):
+            rows.append(rf"\text{{{what} (bytes, float32)}} & {sp.latex(m.bytes(what))} & \\")
+        return r"$$\begin{array}{lll}" + "\n".join(rows) + r"\end{array}$$"
+
     # -- counts ---------------------------------------------------------------------------
     def counts(self, pass_name: str, convention: str | Convention = "default",
                stage: str = DEFAULT_STAGE) -> Counts:

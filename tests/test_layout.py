@@ -12,6 +12,7 @@ LAYERS = [
     {"lower"},
     {"cache", "derive", "compose", "registry"},
     {"report"},
+    {"estimate"},
     {"cli", "__main__", "__init__"},
 ]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import keyword
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
@@ -52,6 +52,8 @@ class Tensor:
     role: Role
     facts: frozenset[Fact] = frozenset()
     doc: str = ""
+    initial: float | None = None    # a state's value before the first step (None: 0)
+    labels: bool = False            # class indices: shape[-1] is the number of classes
 
     @property
     def symbol(self) -> sp.Symbol | sp.IndexedBase:
@@ -70,6 +72,8 @@ class Tensor:
         if self.is_scalar:
             raise ComponentError(f"tensor {self.name!r} is a scalar and cannot be indexed")
         idx = idx if isinstance(idx, tuple) else (idx,)
+        if self.labels and len(idx) == len(self.shape) - 1:
+            return label_of(self.symbol, *idx)  # a class index: only ever an index
         if len(idx) != len(self.shape):
             raise ComponentError(
                 f"tensor {self.name!r} has {len(self.shape)} axes, indexed with {len(idx)}"
@@ -80,6 +84,35 @@ class Tensor:
         if fact is Fact.ROWS_SUM_TO_ONE and Fact.ONE_HOT in self.facts:
             return True
         return fact in self.facts
+
+    # A scalar tensor (a step count, a loss) takes part in arithmetic as its symbol.
+    def _sympy_(self) -> sp.Expr:
+        if not self.is_scalar:
+            names = ", ".join("ijklmnpq"[:len(self.shape)])
+            raise ComponentError(f"tensor {self.name!r} has {len(self.shape)} axes: index "
+                                 f"it ({self.name}[{names}]) to use it in an equation")
+        return self.symbol
+
+    def _arith(self, other, op, reflected=False):
+        a, b = self._sympy_(), sp.sympify(other)
+        return op(b, a) if reflected else op(a, b)
+
+    def __add__(self, o): return self._arith(o, lambda a, b: a + b)            # noqa: E704
+    def __radd__(self, o): return self._arith(o, lambda a, b: a + b, True)     # noqa: E704
+    def __sub__(self, o): return self._arith(o, lambda a, b: a - b)            # noqa: E704
+    def __rsub__(self, o): return self._arith(o, lambda a, b: a - b, True)     # noqa: E704
+    def __mul__(self, o): return self._arith(o, lambda a, b: a * b)            # noqa: E704
+    def __rmul__(self, o): return self._arith(o, lambda a, b: a * b, True)     # noqa: E704
+    def __truediv__(self, o): return self._arith(o, lambda a, b: a / b)        # noqa: E704
+    def __rtruediv__(self, o): return self._arith(o, lambda a, b: a / b, True)  # noqa: E704
+    def __pow__(self, o): return self._arith(o, lambda a, b: a ** b)           # noqa: E704
+    def __rpow__(self, o): return self._arith(o, lambda a, b: a ** b, True)    # noqa: E704
+    def __neg__(self): return -self._sympy_()                                  # noqa: E704
+
+
+class label_of(sp.Function):  # noqa: N801 - reads like the index it stands for
+    """``lab[i]`` of a labels tensor: the class index of row i, allowed only as an index
+    (``z[i, lab[i]]``); ``Component.assign`` turns it into a read at the labels."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +147,20 @@ class Component:
     wrt: tuple[str, ...] = ()
     grad_pass: str | None = None
     defaults: dict[str, float] = field(default_factory=dict)
+
+    # -- in a notebook ------------------------------------------------------------
+    def _repr_latex_(self) -> str:
+        """The equations as written, pass by pass (Jupyter renders this)."""
+        rows = [rf"\text{{{self.name}: {_tex_text(self.summary)}}}\\"]
+        for p in self.passes.values():
+            rows.append(rf"\textbf{{{p.name}}}\\")
+            for a in p.assignments:
+                lhs = a.lhs.symbol[a.idx] if a.idx else a.lhs.symbol
+                rows.append(rf"{_tex(lhs)} &= {_tex(a.rhs)}\\")
+        if self.differentiate:
+            rows.append(rf"\text{{gradient of {self.differentiate} with respect to "
+                        rf"{', '.join(self.wrt)}}}")
+        return r"$$\begin{aligned}" + "\n".join(rows) + r"\end{aligned}$$"
 
     # -- building ---------------------------------------------------------------
     def dim(self, names: str) -> sp.Symbol | tuple[sp.Symbol, ...]:
@@ -152,8 +199,25 @@ class Component:
     def parameter(self, name, shape=(), **kw) -> Tensor:
         return self.tensor(name, shape, Role.PARAMETER, **kw)
 
-    def state(self, name, shape=(), **kw) -> Tensor:
-        return self.tensor(name, shape, Role.STATE, **kw)
+    def state(self, name, shape=(), initial: float | None = None, **kw) -> Tensor:
+        """Persistent state; ``initial`` is its value before the first step (default 0),
+        e.g. 1.0 for a running product."""
+        t = self.tensor(name, shape, Role.STATE, **kw)
+        if initial is not None:
+            t = self.tensors[name] = replace(t, initial=float(initial))
+        return t
+
+    def labels(self, name, shape, classes, role: Role = Role.TARGET, doc: str = "") -> Tensor:
+        """Class indices, one per element of ``shape``, each in 0..classes-1 (an integer
+        tensor).  ``lab[i]`` indexes another tensor: ``z[i, lab[i]]`` reads z at the
+        labels, counted as a gather, differentiated as a scatter.  Stored as a one-hot
+        tensor over ``classes`` that the generated code reads as integer labels."""
+        if classes not in self.dims.values():
+            raise ComponentError(f"labels {name!r}: classes {classes} is not a declared "
+                                 "dimension")
+        t = self.tensor(name, (*shape, classes), role, (Fact.ONE_HOT,), doc)
+        t = self.tensors[name] = replace(t, labels=True)
+        return t
 
     def output(self, name, shape=(), **kw) -> Tensor:
         return self.tensor(name, shape, Role.OUTPUT, **kw)
@@ -186,6 +250,8 @@ class Component:
             raise ComponentError(f"component {self.name!r}, pass {pass_name!r}: the right-hand "
                                  f"side of {tensor.name!r} must be a SymPy expression or a "
                                  f"number, not {type(rhs).__name__} {rhs!r:.60}")
+        if value.has(label_of):
+            value = self._read_at_labels(value, tensor.name)
         self.passes.setdefault(pass_name, Pass(pass_name)).assignments.append(
             Assignment(tensor, idx, value))
 
@@ -214,6 +280,29 @@ class Component:
         self.wrt = tuple(t.name for t in wrt)
         self.grad_pass = pass_name
 
+    def _read_at_labels(self, value: sp.Expr, lhs: str) -> sp.Expr:
+        """``z[i, lab[i]]`` -> sum_k lab[i, k] z[i, k] with lab one-hot: the form the
+        engine counts as a gather and differentiates as a scatter."""
+        reads = {}
+        for node in value.atoms(sp.Indexed):
+            labelled = [a for a in node.indices if isinstance(a, label_of)]
+            if not labelled:
+                continue
+            if len(labelled) > 1:
+                raise ComponentError(f"component {self.name!r}, {lhs}: {node} is indexed "
+                                     "by two labels")
+            lab = labelled[0]
+            t = self.tensors[str(lab.args[0])]
+            k = sp.Idx(f"{t.name}_class", t.shape[-1])
+            pos = list(node.indices).index(lab)
+            moved = node.base[tuple(k if n == pos else a for n, a in enumerate(node.indices))]
+            reads[node] = sp.Sum(t.symbol[(*lab.args[1:], k)] * moved, (k, 0, k.upper))
+        value = value.xreplace(reads)
+        if value.has(label_of):
+            raise ComponentError(f"component {self.name!r}, {lhs}: a labels tensor "
+                                 "(lab[i]) can only index another tensor, as in z[i, lab[i]]")
+        return value
+
     # -- helpers ------------------------------------------------------------------
     def _split_lhs(self, lhs) -> tuple[Tensor, tuple[sp.Idx, ...]]:
         if isinstance(lhs, Tensor):
@@ -240,6 +329,16 @@ class Component:
                                  "for derived tensors")
         if name in self.tensors or (name in self.dims and not allow_existing_dim):
             raise ComponentError(f"{name!r} is declared twice in component {self.name!r}")
+
+
+def _tex(e: sp.Expr) -> str:
+    """LaTeX with index variables printed as their names (not with their ranges)."""
+    plain = {i: sp.Symbol(i.name) for i in e.atoms(sp.Idx)}
+    return sp.latex(e.xreplace(plain))
+
+
+def _tex_text(text: str) -> str:
+    return "".join("\\" + ch if ch in "&%$#_{}" else ch for ch in text)
 
 
 def total(expr: sp.Expr, *indices: sp.Idx) -> sp.Sum:

@@ -79,6 +79,14 @@ class Counts:
     leading: sp.Expr
     host: dict | None = None
 
+    def _repr_latex_(self) -> str:
+        """A table of the counts by kind (Jupyter renders this)."""
+        rows = [rf"\text{{{k}}} & {sp.latex(v)}\\" for k, v in self.by_kind.items()
+                if v != 0]
+        rows += [r"\hline", rf"\text{{FLOPs ({self.convention})}} & {sp.latex(self.total)}"
+                 r"\\", rf"\text{{leading order}} & {sp.latex(self.leading)}"]
+        return r"$$\begin{array}{lr}" + "\n".join(rows) + r"\end{array}$$"
+
 
 def tensor_names(tensors: dict[str, Tensor]) -> frozenset[str]:
     """Names that stand for tensors in equations (hyperparameters are constants)."""

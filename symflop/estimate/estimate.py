@@ -104,6 +104,11 @@ class Estimate:
     def unknown(self) -> list[tuple[str, str]]:
         return [(ln.name, u) for ln in self.lines for u in ln.unknown]
 
+    def _repr_markdown_(self) -> str:
+        """The tables, by the model's children (Jupyter renders this)."""
+        from symflop.estimate.table import render_estimate
+        return render_estimate(self, "markdown", depth=1)
+
     def at(self, expr: sp.Expr, **sizes: int) -> int:
         """A count at concrete sizes (the trace's sizes for any not given)."""
         values = {self.symbols[n]: v for n, v in {**self.hints, **sizes}.items()

@@ -96,6 +96,12 @@ class CompiledPass:
                     result[name] = array
             return result
         except ZeroDivisionError:
+            zero = [n for n in sig.inputs if isinstance(given.get(n), (int, float))
+                    and not isinstance(given.get(n), bool) and given[n] == 0]
+            if zero:  # a number given by the caller, such as smooth-L1's beta = 0
+                raise InputError(f"{self.name}: division by zero: "
+                                 f"{', '.join(f'{n} = 0' for n in zero)} (a value that "
+                                 "divides must not be 0)") from None
             sizes = ", ".join(f"{k}={v}" for k, v in dims.items())
             raise InputError(f"{self.name}: division by zero at sizes {sizes} (a formula "
                              "such as N/(N - 1) needs a larger size)") from None

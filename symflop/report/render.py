@@ -61,6 +61,17 @@ def show_composite(comp, d, convention: str, dtype: str) -> str:
     return "\n".join(out)
 
 
+def _tensor_text(t) -> str:
+    """``x[B, d] input``; class labels by their own shape; a state's initial value."""
+    shape = t.shape[:-1] if t.labels else t.shape
+    text = f"{t.name}{'[' + ', '.join(map(str, shape)) + ']' if shape else ''} {t.role.value}"
+    if t.labels:
+        text += f" (class indices in 0..{t.shape[-1]}-1)"
+    if t.initial is not None:
+        text += f" (initially {t.initial:g})"
+    return text
+
+
 def show(c: Component, d: Derivation, latex: bool, convention: str, dtype: str,
          stage: str = "optimized") -> str:
     if hasattr(d, "composite"):
@@ -70,9 +81,7 @@ def show(c: Component, d: Derivation, latex: bool, convention: str, dtype: str,
     out = [f"{c.name} ({c.section}): {c.summary}"]
     if c.reference:
         out.append(f"reference: {c.reference}")
-    out.append("tensors: " + ", ".join(
-        f"{t.name}{'[' + ', '.join(map(str, t.shape)) + ']' if t.shape else ''} {t.role.value}"
-        for t in c.tensors.values()))
+    out.append("tensors: " + ", ".join(_tensor_text(t) for t in c.tensors.values()))
     out.append(f"stage: {stage_label(name)} (`symflop show {c.name} --stages` compares them)")
     for pass_name in d.stage(name).programs:
         out.append(f"\n{pass_name} pass:")
