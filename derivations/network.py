@@ -19,7 +19,7 @@ import sympy as sp
 
 from derivations import normalization
 from symflop import Component, sigmoid, total, uniform
-from symflop.estimate.calls import FREE, OpCall, TensorRef, Unknown, Use
+from symflop.estimate.calls import FREE, Keep, OpCall, TensorRef, Unknown, Use
 
 SECTION = "Network operations"
 
@@ -392,6 +392,58 @@ def _rule_max_pool(call: OpCall):
                     "tensors", backward=True)]
 
 
+def _rule_flash_attention(call: OpCall):
+    """Fused attention (flash, memory-efficient): softmax(q k^T scale) v, as three
+    components (the scores product, the scaled softmax, the product with v).  The kernel
+    keeps q, k, v, its output and the rows' log-sum-exp, not the probabilities: its
+    backward recomputes the scores and the softmax first, counted there."""
+    q, k, v = call.args[:3]
+    efficient = call.op == "aten._scaled_dot_product_efficient_attention"
+    mask = call.arg(3, "attn_bias") if efficient else call.kwargs.get("attn_mask")
+    dropout = call.arg(5 if efficient else 3, "dropout_p", 0.0)
+    causal = call.arg(6 if efficient else 4, "is_causal", False)
+    if dropout or causal or mask is not None or len(q.shape) != 4:
+        return Unknown("fused attention with dropout, a causal mask or an attention mask")
+    B, H, L, d = q.shape
+    S, dv = k.shape[2], v.shape[3]
+    G = B * H
+    out = call.outputs[0]
+    grad = _grad(("q", q), ("k", k), ("v", v))
+    if not grad:
+        return Unknown("fused attention outside autograd (nothing needs its gradient)")
+    scores = [Use("attention scores", batched_matmul,
+                  {"wrt": tuple(n for n, t in (("a", "q"), ("b", "k")) if t in grad)},
+                  {"G": G, "M": L, "K": d, "N": S}, {"a": q, "b": k}, contraction=True,
+                  keep=False),
+              Use("attention scale", scalar_op, {"kind": "mul", "wrt": ("a",)},
+                  {"N": G * L * S}, keep=False),
+              Use("attention softmax", softmax, {"log": False, "wrt": ("x",)},
+                  {"N": G * L, "C": S}, keep=False)]
+    recompute = [Use(f"{u.label} (recomputed)", u.build, u.options, u.dims,
+                     backward_only=True, contraction=u.contraction, keep=False)
+                 for u in scores]
+    mix = Use("attention output", batched_matmul,
+              {"wrt": ("a",) + (("b",) if "v" in grad else ())},
+              {"G": G, "M": L, "K": S, "N": dv}, {"b": v, "y": out}, contraction=True,
+              keep=False)
+    return scores + [mix] + recompute + [Keep((q, k, v, *call.outputs),
+                                              "q, k, v, the output, the log-sum-exps")]
+
+
+def _rule_embedding(call: OpCall):
+    """A table lookup: no arithmetic forward; backward adds each gradient row into its
+    row of the table's gradient (torch's index_add), one addition per value."""
+    weight, indices = call.args[:2]
+    y = call.outputs[0]
+    if not weight.requires_grad:
+        return FREE
+    if call.arg(3, "scale_grad_by_freq", False):
+        return Unknown("embedding with scale_grad_by_freq")
+    return [Use("embedding gradient (index_add)", binary, {"kind": "add", "wrt": ()},
+                {"N": _n(y)}, backward_only=True),
+            Keep((indices,), "the indices")]
+
+
 def _free(_call: OpCall):
     return FREE
 
@@ -424,4 +476,8 @@ RULES = {
     "aten._adaptive_avg_pool2d": _rule_adaptive_avg_pool,
     "aten.adaptive_avg_pool2d": _rule_adaptive_avg_pool,
     "aten.max_pool2d_with_indices": _rule_max_pool,
+    "aten._scaled_dot_product_flash_attention_for_cpu": _rule_flash_attention,
+    "aten._scaled_dot_product_flash_attention": _rule_flash_attention,
+    "aten._scaled_dot_product_efficient_attention": _rule_flash_attention,
+    "aten.embedding": _rule_embedding,
 }

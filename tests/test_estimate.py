@@ -46,7 +46,8 @@ def built():
     out = {}
     for name, (factory, shape, _sizes) in MODELS.items():
         model = factory()
-        out[name] = (model, estimate(model, shape, loss="cross-entropy", optimizer="adam"))
+        out[name] = (model, estimate(model, shape, loss="cross-entropy", optimizer="adam",
+                                     use_cache=False))
     return out
 
 
@@ -68,6 +69,50 @@ def _nested(est, attr: str) -> dict[str, int]:
             key = ".".join(parts[:k])
             out[key] = out.get(key, 0) + 2 * est.at(getattr(ln, attr))
     return out
+
+
+class TokenModel(nn.Module):
+    """Token ids -> embedding -> one encoder layer (fused attention: no dropout; GELU) ->
+    a linear head over the vocabulary."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = nn.Embedding(1000, 64)
+        self.layer = nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True,
+                                                activation="gelu")
+        self.head = nn.Linear(64, 1000)
+
+    def forward(self, x):
+        return self.head(self.layer(self.emb(x)))
+
+
+@pytest.fixture(scope="module")
+def token_model():
+    model = TokenModel()
+    return model, estimate(model, ("B", "L"), input_dtype="int64", use_cache=False)
+
+
+def test_token_model_embedding_and_fused_attention(token_model):
+    """Products and attention equal FlopCounterMode (its sdpa formula: the backward
+    recomputes the scores), forward and backward; the tensors kept are torch's, but for
+    layer norm's second row statistic and the loss's total weight."""
+    model, est = token_model
+    assert est.unknown == []
+    fwd, bwd = _nested(est, "macs_forward"), _nested(est, "macs_backward")
+    for path, (f, b) in est.flop_counter.items():
+        assert fwd.get(path, 0) == f, path
+        if path.startswith("layer.dropout"):  # Dropout(0) returns its input: the gradient
+            continue                          # passes it, FlopCounterMode gives it work
+        assert bwd.get(path, 0) == b, path
+    assert {ln.name: ln.components for ln in est.lines}["emb"] == \
+        ["embedding gradient (index_add)"]
+    B, L = 3, 7
+    x = torch.randint(0, 1000, (B, L))
+    step = measure_step(model, x, "adam")
+    ours = est.at(est.activation_bytes, B=B, L=L)
+    assert step.saved_bytes - ours == 4 + 2 * (B * L) * 4
+    assert est.at(est.state_bytes) == step.state_bytes
 
 
 def test_resnet50_is_torchvisions_size(built):
@@ -208,3 +253,25 @@ def test_total_equals_executed_operations_of_a_real_step(built, name):
     assert ours["optimizer"]["mul"] == executed["mul"] + P
     assert ours["optimizer"]["div"] == executed["div"] + T
     assert ours["optimizer"]["transcendental"] == executed["transcendental"] + 2 * T
+
+
+def test_estimates_are_cached_by_everything_that_decides_them(tmp_path, monkeypatch):
+    from symflop.estimate import cached
+    monkeypatch.setenv("SYMFLOP_CACHE_DIR", str(tmp_path))
+    model = _mlp()
+    first = estimate(model, ("B", 784))
+    assert len(list(tmp_path.glob("estimate-*.pkl"))) == 1
+    again = estimate(model, ("B", 784))
+    assert again is not first and again.lines[0].flops_forward == first.lines[0].flops_forward
+    assert again.total("flops_backward") == first.total("flops_backward")
+    # a different optimizer, input, or model setting is another entry
+    estimate(model, ("B", 784), optimizer="sgd")
+    model[2].p = 0.5
+    estimate(model, ("B", 784))
+    assert len(list(tmp_path.glob("estimate-*.pkl"))) == 3
+    # a model with a hook, or a forward replaced on an instance, is never cached
+    model[0].register_forward_hook(lambda *a: None)
+    assert cached.key(model, (), [], {}) is None
+    other = _mlp()
+    other.forward = lambda x: x
+    assert cached.key(other, (), [], {}) is None

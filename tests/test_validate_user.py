@@ -148,3 +148,17 @@ def test_reference_declared_next_to_the_component(capsys, files):
     code, out, err = run(capsys, "validate", "--from", f"{files}/both.py:rmsnorm")
     assert code == 0, out + err
     assert "3 passed, 0 failed" in out
+
+
+def test_the_readme_reference_validates_the_readme_component(capsys, tmp_path):
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for marker, name in (("example-component", "rmsnorm.py"),
+                         ("example-reference", "rmsnorm_ref.py")):
+        code = re.search(rf"<!-- {marker} -->\n```python\n(.*?)```", readme, re.S).group(1)
+        (tmp_path / name).write_text(code)
+    code, out, err = run(capsys, "validate", "--from", f"{tmp_path}/rmsnorm.py:rmsnorm",
+                         "--reference", f"{tmp_path}/rmsnorm_ref.py:rmsnorm")
+    assert code == 0, out + err
+    assert "3 passed, 0 failed" in out

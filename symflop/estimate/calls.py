@@ -88,7 +88,18 @@ class Use:
     forward_only: bool = False
     backward_only: bool = False
     contraction: bool = False  # a matrix product or convolution: its multiplications are MACs
+    keep: bool = True          # False: the operation keeps other tensors (see Keep)
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Keep:
+    """What a fused operation keeps for its backward, when its parts' derivations would
+    keep more (flash attention keeps q, k, v, the output and the row log-sum-exps and
+    recomputes the probabilities; its parts are ``Use(..., keep=False)``)."""
+
+    tensors: tuple[TensorRef, ...]
+    why: str = ""
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ def add_parser(sub) -> None:
     e.add_argument("--input", required=True,
                    help="one sample's shape, e.g. 3x224x224 or Lx512; the batch B is put "
                         "first; names are sizes left symbolic")
+    e.add_argument("--input-dtype", default="float32",
+                   help="element type of the input (float32; int64 for token ids)")
     e.add_argument("--loss", default="cross-entropy",
                    help="a loss of the catalogue (default cross-entropy)")
     e.add_argument("--optimizer", default="adam",
@@ -108,6 +110,6 @@ def cmd_estimate(args) -> int:
     est = estimate(model, shape, loss=args.loss, optimizer=args.optimizer,
                    schedule=args.schedule, convention=args.convention, hints=hints,
                    flop_counter=not args.no_flop_counter,
-                   name=spec.rpartition(":")[2])
+                   name=spec.rpartition(":")[2], input_dtype=args.input_dtype)
     print(render_estimate(est, args.format, args.depth), end="")
     return 0

@@ -23,7 +23,7 @@ from symflop.core.ops import KINDS
 from symflop.cost.conventions import get_convention
 from symflop.derive import derive
 from symflop.errors import UsageError
-from symflop.estimate.calls import FREE, OpCall, TensorRef, Unknown, Use
+from symflop.estimate.calls import FREE, Keep, OpCall, TensorRef, Unknown, Use
 from symflop.registry import get_component, plugin
 
 ZERO = sp.Integer(0)
@@ -220,6 +220,8 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
         t = use.tensors.get(name)
         if isinstance(t, TensorRef):
             reads[t.key] = reads.get(t.key, (t, 0))[0], reads.get(t.key, (t, 0))[1] + 1
+    if not use.keep:
+        return
     sub = _sub(c, use.dims)
     out = use.tensors.get("y")
     itemsize = out.itemsize if isinstance(out, TensorRef) else 4
@@ -243,6 +245,12 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved) -> list
         if answer is FREE:
             continue
         for part in answer if isinstance(answer, list) else [answer]:
+            if isinstance(part, Keep):
+                for t in part.tensors:
+                    if t.parameter is None:
+                        line.saved_bytes += saved.add(t.storage,
+                                                      t.storage_elements * t.itemsize)
+                continue
             if isinstance(part, Unknown):
                 line.unknown.append(f"{call.op}: {part.why}"
                                     + (" (backward only)" if part.backward else ""))
@@ -323,17 +331,33 @@ def _catalogue_entry(what: str, name: str) -> Component:
 def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = "adam",
              schedule: str | None = None, convention: str = "default",
              hints: dict[str, int] | None = None, flop_counter: bool = True,
-             name: str | None = None) -> Estimate:
+             name: str | None = None, input_dtype: str = "float32",
+             use_cache: bool = True) -> Estimate:
     """One training step of ``model`` on inputs of ``shape`` (ints, and names for the sizes
-    left symbolic, batch first: ``("B", 3, 224, 224)``)."""
+    left symbolic, batch first: ``("B", 3, 224, 224)``); ``input_dtype`` "int64" for token
+    ids.  The result is cached on disk (``symflop.estimate.cached`` says when it is
+    not); ``use_cache=False`` traces anew."""
+    import torch
+    dtype = getattr(torch, input_dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        raise UsageError(f"unknown input dtype {input_dtype!r} (e.g. float32, int64)")
     from symflop.estimate.trace import trace
 
     conv = get_convention(convention)
-    for what, n in (("loss", loss), ("optimizer", optimizer), ("schedule", schedule)):
-        if n:
-            _catalogue_entry(what, n)
+    components = [_catalogue_entry(what, n) for what, n in
+                  (("loss", loss), ("optimizer", optimizer), ("schedule", schedule)) if n]
+    digest = None
+    if use_cache:
+        from symflop.estimate import cached
+        parts = (tuple(shape), tuple(sorted((hints or {}).items())), loss, optimizer,
+                 schedule, conv.key, flop_counter, input_dtype)
+        digest = cached.key(model, parts, components, _rules())
+        hit = cached.load(digest)
+        if hit is not None:
+            hit.model = name or type(model).__name__
+            return hit
     try:
-        tr = trace(model, tuple(shape), hints)
+        tr = trace(model, tuple(shape), hints, dtype)
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's model failed: say so in one line
@@ -356,5 +380,7 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
         state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss)
     if flop_counter:
         from symflop.estimate.flop_counter import flop_counter_by_module
-        est.flop_counter = flop_counter_by_module(model, shape, tr.hints)
+        est.flop_counter = flop_counter_by_module(model, shape, tr.hints, dtype)
+    if use_cache:
+        cached.store(digest, est)
     return est

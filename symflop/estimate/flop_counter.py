@@ -21,15 +21,15 @@ def _per_module(counter: FlopCounterMode, root: str) -> dict[str, int]:
     return out
 
 
-def flop_counter_by_module(model: torch.nn.Module, shape: tuple, hints: dict[str, int]
-                           ) -> dict[str, tuple[int, int]]:
+def flop_counter_by_module(model: torch.nn.Module, shape: tuple, hints: dict[str, int],
+                           dtype: torch.dtype = torch.float32) -> dict[str, tuple[int, int]]:
     """module path ("" for the model) -> (forward FLOPs, backward FLOPs), modules nested:
     a module's figure includes its children's, as FlopCounterMode reports them."""
     concrete = [hints[s] if isinstance(s, str) else int(s) for s in shape]
     params = {n: p.detach().to("meta").requires_grad_(p.requires_grad)
               for n, p in model.named_parameters()}
     params |= {n: b.to("meta") for n, b in model.named_buffers()}
-    x = torch.empty(concrete, device="meta")
+    x = torch.empty(concrete, device="meta", dtype=dtype)
     root = type(model).__name__
     was_training = model.training
     model.train()

@@ -42,23 +42,13 @@ def grouped(est: Estimate, depth: int | None) -> list[Line]:
     return list(out.values())
 
 
-def _flop_counter_own(est: Estimate) -> dict[str, tuple[int, int]]:
-    """FlopCounterMode nests a module's figure in its parents'; this is each module's own."""
-    fc = est.flop_counter or {}
-    own = {}
-    for path, (f, b) in fc.items():
-        kids = [k for k in fc if k != path and k.startswith(path + "." if path else "")
-                and "." not in k[len(path) + (1 if path else 0):]]
-        own[path] = (f - sum(fc[k][0] for k in kids), b - sum(fc[k][1] for k in kids))
-    return own
-
-
 def _fc_by_group(est: Estimate, depth: int | None) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for path, (f, b) in _flop_counter_own(est).items():
-        k = _key(path, depth)
-        out[k] = out.get(k, 0) + f + b
-    return out
+    """FlopCounterMode's figure (forward + backward) for each row's module, children
+    included, as FlopCounterMode nests them (its attribution of a module's own work is
+    not reliable: it also gives a block's backward to a shortcut or to an identity
+    module, such as Dropout(0), that the gradient passes through)."""
+    return {path: f + b for path, (f, b) in (est.flop_counter or {}).items()
+            if path == _key(path, depth)}
 
 
 def _at(est: Estimate) -> str:
@@ -67,14 +57,16 @@ def _at(est: Estimate) -> str:
 
 def layer_table(est: Estimate, depth: int | None = None) -> Table:
     at = _at(est)
-    fc_col = f"FlopCounterMode at {at}" if est.flop_counter is not None else None
+    fc_col = f"FlopCounterMode at {at} (with children)" if est.flop_counter is not None \
+        else None
     cols = ["layer", "type", "forward FLOPs", "backward FLOPs", "saved for backward (bytes)",
             f"FLOPs at {at}"] + ([fc_col] if fc_col else [])
     t = Table("estimate-layers", f"{est.model}: one training step, by layer", cols,
               caption=f"FLOPs under the {est.convention} convention, as polynomials in "
                       f"{', '.join(est.symbols)}; the last columns evaluate them at {at}"
                       + ("; FlopCounterMode counts matrix products and convolutions only "
-                         "(2 per multiply-add)" if fc_col else "") + ".")
+                         "(2 per multiply-add), a module with its children" if fc_col else "")
+                      + ".")
     fc = _fc_by_group(est, depth) if fc_col else {}
     lines = grouped(est, depth) + [ln for ln in est.lines if ln.what in _NON_NETWORK]
     for ln in lines:
@@ -90,7 +82,7 @@ def layer_table(est: Estimate, depth: int | None = None) -> Table:
            _known(est.total("flops_backward"), step, True), est.activation_bytes,
            _known(Num(est.at(total)), step, None)]
     if fc_col:
-        row.append(Num(sum(f + b for f, b in _flop_counter_own(est).values())))
+        row.append(Num(sum(est.flop_counter.get("", (0, 0)))))
     t.add(*row)
     t.notes = tuple(f"unknown: {name or '(model)'}: {why}" for name, why in est.unknown)
     return t
