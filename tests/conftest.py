@@ -46,3 +46,14 @@ def as_written(d, pass_name: str):
     the derived ones (backward, gradient) as reverse mode derives them."""
     stage = "differentiated" if pass_name in ("backward", "gradient") else "written"
     return d.count_function(pass_name, stage=stage)
+
+
+def run_cli(capsys, *argv):
+    """``symflop ARGV`` in this process: (exit status, stdout, stderr)."""
+    from symflop.cli import main
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse refuses an argument itself
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -6,18 +6,12 @@ import sys
 
 import pytest
 import sympy as sp
+from conftest import run_cli
 
 from derivations import CATALOGUE
 from symflop.cli import main
 
-
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # argparse refuses an argument itself
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def test_list_names_every_component(capsys):

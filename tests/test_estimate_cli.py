@@ -10,7 +10,7 @@ import sympy as sp
 
 pytest.importorskip("torch")
 
-from symflop.cli import main  # noqa: E402
+from conftest import run_cli  # noqa: E402
 
 MODEL_FILE = textwrap.dedent("""
     import torch
@@ -35,13 +35,7 @@ def model_file(tmp_path):
     return str(path)
 
 
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def test_json_matches_a_hand_count(capsys, model_file):

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from symflop.cli import main  # noqa: E402
+from conftest import run_cli  # noqa: E402
 
 COMPONENTS = textwrap.dedent("""
     import sympy as sp
@@ -80,13 +80,7 @@ def files(tmp_path):
     return tmp_path
 
 
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
