@@ -70,6 +70,25 @@ def test_formats(capsys, model_file, fmt, marker):
     assert marker in out and "FlopCounterMode" not in out
 
 
+def test_latex_standalone_compiles(capsys, model_file, tmp_path):
+    import shutil
+    import subprocess
+    code, out, err = run(capsys, "estimate", "--from", f"{model_file}:make_model",
+                         "--input", "20", "--format", "latex", "--standalone")
+    assert code == 0, err
+    assert out.startswith("\\documentclass") and out.count("\\begin{table") == 3
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed: the document was not compiled")
+    (tmp_path / "estimate.tex").write_text(out)
+    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                        "estimate.tex"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:]
+    code, _, err = run(capsys, "estimate", "--from", f"{model_file}:make_model",
+                       "--input", "20", "--standalone")
+    assert code == 2 and "--standalone goes with --format latex" in err
+
+
 def test_module_factory_and_depth(capsys):
     code, out, err = run(capsys, "estimate", "validation.resnet50:resnet50", "--input",
                          "3x224x224", "--depth", "1", "--format", "json", "--at", "B=4")

@@ -72,6 +72,8 @@ def add_parser(sub) -> None:
     e.add_argument("--convention", default="default", help="counting convention")
     e.add_argument("--format", choices=("text", "markdown", "latex", "json"), default="text",
                    help="default text")
+    e.add_argument("--standalone", action="store_true",
+                   help="with --format latex: a whole document that compiles on its own")
     e.add_argument("--depth", type=int, help="merge layers below this depth of module path "
                                              "(1: the model's children)")
     e.add_argument("--at", dest="hints", metavar="B=8,L=...",
@@ -111,5 +113,5 @@ def cmd_estimate(args) -> int:
                    schedule=args.schedule, convention=args.convention, hints=hints,
                    flop_counter=not args.no_flop_counter,
                    name=spec.rpartition(":")[2], input_dtype=args.input_dtype)
-    print(render_estimate(est, args.format, args.depth), end="")
+    print(render_estimate(est, args.format, args.depth, args.standalone), end="")
     return 0

@@ -9,7 +9,7 @@ import sympy as sp
 from symflop.core.ops import KINDS
 from symflop.errors import UsageError
 from symflop.estimate.estimate import Estimate, Line
-from symflop.report.tables import Num, Seq, Table, cell_text, render
+from symflop.report.tables import Num, Seq, Table, cell_text, latex_document, render
 
 FORMATS = ("text", "markdown", "latex", "json")
 _NON_NETWORK = ("loss", "optimizer", "schedule")
@@ -186,12 +186,18 @@ def to_json(est: Estimate, depth: int | None = None) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-def render_estimate(est: Estimate, fmt: str = "text", depth: int | None = None) -> str:
+def render_estimate(est: Estimate, fmt: str = "text", depth: int | None = None,
+                    standalone: bool = False) -> str:
+    """The three tables in ``fmt``; LaTeX ``standalone``: a document that compiles."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if standalone and fmt != "latex":
+        raise UsageError("--standalone goes with --format latex")
     if fmt == "json":
         return to_json(est, depth)
     tables = [layer_table(est, depth), kind_table(est), memory_table(est)]
+    if standalone:
+        return latex_document(tables)
     if fmt == "text":
         return "\n".join(_text(t) for t in tables)
     return "\n".join(render(t, fmt) for t in tables)
