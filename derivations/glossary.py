@@ -28,10 +28,11 @@ SIZES: dict[str, str] = {
     "L_bn": "BatchNorm layers in the network",
     "A": "activations saved for backward, in values (given, not derived)",
     "N": "values per feature that BatchNorm averages over: batch size times spatial "
-         "positions",
+         "positions; devices (distributed training)",
     "n": "units per sample (dropout)",
     "O": "output features (linear layer), output channels (convolution)",
     "P": "parameters of the model",
+    "Psi": "parameters of the model (distributed training, as the ZeRO paper writes it)",
     "S": "spatial positions per channel (GroupNorm, InstanceNorm, convolution output)",
 }
 

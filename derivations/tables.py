@@ -605,6 +605,46 @@ def catalogue_stages(convention="default", dtype="float32", exact=False,
     return t
 
 
+def distributed_memory(convention="default", dtype="float32", exact=False,
+                       stage="optimized", dims: dict | None = None) -> Table:
+    """Per-device memory and communication of data parallelism and each ZeRO stage, with
+    mixed-precision Adam, for a model of Psi parameters on N devices (``--dims``; default
+    the ZeRO paper's example, 7.5B parameters on 64 devices)."""
+    from derivations import distributed
+    o = Opts(convention, dtype, exact, stage)
+    sizes = {"Psi": 7_500_000_000, "N": 64, **(dims or {})}
+    unknown = set(sizes) - {"Psi", "N"}
+    if unknown:
+        raise UsageError(f"distributed-memory has no size {', '.join(sorted(unknown))} "
+                         "(its sizes: Psi, N)")
+    at = {distributed.Psi: sizes["Psi"], distributed.N: sizes["N"]}
+    per = distributed.bytes_per_parameter("adam", distributed.MIXED)
+    t = Table("distributed-memory", "Per-device memory and communication: DDP and ZeRO",
+              ("Stage", "Parameters", "Gradients", "Optimizer state", "Per device",
+               f"GB at Psi = {sizes['Psi']:,}, N = {sizes['N']}", "Sent per step",
+               "GB sent"),
+              caption=f"Mixed-precision Adam: {per['parameters']} + {per['gradients']} + "
+                      f"{per['optimizer state']} bytes per parameter (half-precision "
+                      "parameters and gradients; a float32 master copy and Adam's two "
+                      "float32 moments, from the adam component's state). A sharded part "
+                      "costs 1/N of itself per device. Sent: elements of the model's "
+                      "(half-precision) type each device sends per optimizer step, ring "
+                      "collectives. GB = 10^9 bytes. No FLOPs here: the figures are the "
+                      "same as written and optimized, under any convention; the element "
+                      "types are mixed precision's, whatever the dtype.",
+              options={"convention": o.conv.name, "dtype": o.dtype, "exact": o.exact,
+                       "stage": o.stage})
+    for name in distributed.STAGES:
+        mem = distributed.per_device_memory(name)
+        total = sp.factor(sp.Add(*mem.values()))
+        sent = distributed.step_communication(name).sent
+        t.add(name, *(sp.factor(mem[k]) for k in ("parameters", "gradients",
+                                                   "optimizer state")),
+              total, Num(float(total.xreplace(at)) / 1e9, ",.2f"), sent,
+              Num(float(sent.xreplace(at)) * per["parameters"] / 1e9, ",.2f"))
+    return t
+
+
 # -- the registry ---------------------------------------------------------------------------
 
 TABLES: dict[str, Callable[..., Table]] = {
@@ -628,19 +668,32 @@ TABLES: dict[str, Callable[..., Table]] = {
     "training-step-summary": training_step_summary,
     "memory-total": memory_total,
     "catalogue-stages": catalogue_stages,
+    "distributed-memory": distributed_memory,
 }
 
 TABLE_NAMES = list(TABLES)
 
 
 def build_table(name: str, convention: str = "default", dtype: str = "float32",
-                exact: bool = False, stage: str = "optimized") -> Table:
+                exact: bool = False, stage: str = "optimized",
+                dims: dict | None = None) -> Table:
     if name not in TABLES:
         close = difflib.get_close_matches(name, TABLE_NAMES, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else \
             f" (tables: {', '.join(TABLE_NAMES)})"
         raise UsageError(f"unknown table {name!r}{hint}")
+    if dims:
+        return with_dims(TABLES[name], name)(convention=convention, dtype=dtype, exact=exact,
+                                              stage=stage, dims=dims)
     return TABLES[name](convention=convention, dtype=dtype, exact=exact, stage=stage)
+
+
+def with_dims(build: Callable[..., Table], name: str) -> Callable[..., Table]:
+    """``build`` if it takes sizes (``--dims``); otherwise a one-line error."""
+    import inspect
+    if "dims" not in inspect.signature(build).parameters:
+        raise UsageError(f"table {name!r} takes no --dims (its sizes are the document's)")
+    return build
 
 
 def render_table(name: str, fmt: str = "markdown", convention: str = "default",

@@ -217,11 +217,38 @@ def cmd_table(args) -> int:
                          "--format latex")
     build = _pick(plugin("symflop.tables", "tables"), args.name, "table")
     if build is not None:
+        options = {}
+        if args.dims:
+            import inspect
+            if "dims" not in inspect.signature(build).parameters:
+                raise UsageError(f"table {args.name!r} takes no --dims (its sizes are the "
+                                 "document's)")
+            options["dims"] = _table_dims(args.dims)
         table = build(convention=args.convention, dtype=args.dtype, exact=args.exact,
-                      stage=args.stage)
+                      stage=args.stage, **options)
         print(latex_document([table]) if args.standalone else render(table, args.format),
               end="")
     return 0
+
+
+def _table_dims(text: str) -> dict[str, int]:
+    """``Psi=7500000000,N=64`` (or ``Psi=7.5e9``): sizes for a table that takes them."""
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        name, eq, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        try:
+            number = float(value) if re.fullmatch(r"[0-9.]+(e[0-9]+)?", value) else None
+        except ValueError:
+            number = None
+        if not eq or not name.isidentifier() or number is None or number != int(number) \
+                or number < 1 or len(value) > _MAX_SIZE_DIGITS:
+            raise UsageError(f"--dims {part.strip()!r}: write NAME=POSITIVE_INTEGER (e.g. "
+                             "Psi=7.5e9,N=64)")
+        if name in out:
+            raise UsageError(f"--dims: {name} given twice")
+        out[name] = int(number)
+    return out
 
 
 def cmd_identities(args) -> int:
@@ -542,6 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--exact", action="store_true", help="exact polynomials, not leading order")
     t.add_argument("--standalone", action="store_true",
                    help="with --format latex: a whole document that compiles on its own")
+    t.add_argument("--dims", help="sizes, for a table that takes them (distributed-memory: "
+                                  "Psi=7.5e9,N=64)")
     common(t, optimizer=False)
     staged(t)
     t.set_defaults(func=cmd_table)

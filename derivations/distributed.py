@@ -1,0 +1,169 @@
+"""Distributed training: collectives, data parallelism, ZeRO sharding, mixed precision.
+
+Sizes are symbols: Psi parameters, N devices, K gradient buckets, M micro-batches.
+
+* Collectives are written as their rounds (``symflop.cost.collectives``): the ring
+  algorithms of Thakur, Rabenseifner & Gropp (2005) that NCCL and gloo use for large
+  messages; the engine derives elements sent per device, rounds and additions.
+* Data parallelism (DDP, Li et al. 2020, VLDB): one all-reduce of the gradients per
+  step, cut into buckets (each its own all-reduce: more rounds, the same bytes); with
+  M micro-batches of gradient accumulation under ``no_sync`` still one per step,
+  without it one per micro-batch.
+* Mixed precision (Micikevicius et al. 2018): half-precision parameters and
+  gradients, a float32 master copy, the optimizer's state in float32; the bytes per
+  parameter follow from the optimizer component's state tensors (Adam: m and v).
+* ZeRO (Rajbhandari et al. 2020, SC): stage 1 shards the optimizer state (with the
+  master copy), stage 2 the gradients too, stage 3 the parameters too (FSDP's full
+  sharding): a sharded part costs 1/N of itself per device.  Communication per step:
+  DDP and stages 1 and 2 reduce-scatter the gradients and all-gather the parameters
+  (an all-reduce's volume); stage 3 all-gathers the parameters twice (forward and
+  backward) and reduce-scatters the gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derivations import optimizers
+from symflop.cost.collectives import Collective, Phase, repeat, sequence
+from symflop.cost.memory import dtype_bytes
+from symflop.derive import derive
+
+Psi, N, K, M = sp.symbols("Psi N K M", integer=True, positive=True)
+THAKUR = "Thakur, Rabenseifner & Gropp (2005), IJHPCA 19(1)"
+
+
+# -- collectives ---------------------------------------------------------------------------
+def ring_reduce_scatter(elements: sp.Expr = Psi, devices: sp.Expr = N) -> Collective:
+    """N - 1 rounds: send a chunk of elements/N, receive one, add it to your own."""
+    chunk = elements / devices
+    return Collective("reduce-scatter", "ring reduce-scatter: each device ends with the sum "
+                      "of one chunk", THAKUR, elements, devices,
+                      (Phase("reduce-scatter", devices - 1, chunk, chunk, chunk),))
+
+
+def ring_all_gather(elements: sp.Expr = Psi, devices: sp.Expr = N) -> Collective:
+    """N - 1 rounds: pass on a chunk of elements/N, keep the one received."""
+    chunk = elements / devices
+    return Collective("all-gather", "ring all-gather: each device ends with every chunk",
+                      THAKUR, elements, devices,
+                      (Phase("all-gather", devices - 1, chunk, chunk),))
+
+
+def ring_all_reduce(elements: sp.Expr = Psi, devices: sp.Expr = N) -> Collective:
+    """A reduce-scatter, then an all-gather of the reduced chunks."""
+    return sequence("all-reduce", "ring all-reduce: reduce-scatter then all-gather",
+                    ring_reduce_scatter(elements, devices), ring_all_gather(elements, devices))
+
+
+def tree_broadcast(elements: sp.Expr = Psi, devices: sp.Expr = N) -> Collective:
+    """Binomial tree: in each of ceil(log2 N) rounds every device that has the data sends
+    all of it to one that has not (the root sends in every round)."""
+    rounds = sp.ceiling(sp.log(devices, 2))
+    return Collective("broadcast", "binomial-tree broadcast from one device (the root's "
+                      "figures)", THAKUR, elements, devices,
+                      (Phase("broadcast", rounds, elements, sp.Integer(0)),))
+
+
+COLLECTIVES = {"all-reduce": ring_all_reduce, "reduce-scatter": ring_reduce_scatter,
+               "all-gather": ring_all_gather, "broadcast": tree_broadcast}
+
+
+# -- data parallelism ----------------------------------------------------------------------
+def ddp_gradient_sync(buckets: sp.Expr = K, micro_batches: sp.Expr = M,
+                      no_sync: bool = True) -> Collective:
+    """DDP's gradient all-reduce per optimizer step: K buckets of Psi/K gradients each,
+    once per step (micro-batches accumulated under ``no_sync``) or once per micro-batch."""
+    per_bucket = ring_all_reduce(Psi / buckets, N)
+    times = buckets if no_sync else buckets * micro_batches
+    return repeat(per_bucket, times, "DDP gradient all-reduce")
+
+
+def ddp_buckets(numels: list[int], element_bytes: int, cap_bytes: int,
+                first_cap_bytes: int) -> list[int]:
+    """DDP's buckets from its second step on (torch's ``_compute_bucket_assignment_by_size``
+    over the order in which gradients became ready): gradients in that order, filled
+    into a bucket until it holds ``first_cap`` bytes or more, then ``cap`` each; returns
+    the bytes of each bucket.  (The first step sends all gradients as one bucket;
+    ``first_cap`` is 1 MiB only when the cap is left at its default, else the cap.)"""
+    sizes, current, limit = [], 0, first_cap_bytes
+    for n in numels:
+        current += n * element_bytes
+        if current >= limit:
+            sizes.append(current)
+            current, limit = 0, cap_bytes
+    if current:
+        sizes.append(current)
+    return sizes
+
+
+def zero_partition(numels: list[int], devices: int) -> list[list[int]]:
+    """How ZeroRedundancyOptimizer shares whole parameter tensors among devices: largest
+    first, each to the device holding the fewest elements so far (torch's rule); the
+    ideal Psi/N per device holds only as tensors allow."""
+    ranks: list[list[int]] = [[] for _ in range(devices)]
+    for n in sorted(numels, reverse=True):
+        min(ranks, key=sum).append(n)
+    return ranks
+
+
+# -- mixed precision and ZeRO ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Precision:
+    """Element types of the parameters and gradients the model computes with, and whether
+    the optimizer keeps a float32 master copy of the parameters."""
+
+    parameters: str = "float16"
+    gradients: str = "float16"
+    master: bool = True
+    state: str = "float32"
+
+
+MIXED = Precision()
+FULL = Precision("float32", "float32", False, "float32")
+
+
+def bytes_per_parameter(optimizer: str = "adam", precision: Precision = MIXED) -> dict:
+    """Bytes each parameter costs, by part, from the optimizer's state tensors (the
+    per-tensor scalars, such as Adam's step count, are left out: a few bytes per tensor)."""
+    c = optimizers.COMPONENTS[optimizer]()
+    P = c.dims["P"]
+    state = sp.Poly(derive(c).memory.elements("state"), P).coeff_monomial(P)
+    return {
+        "parameters": dtype_bytes(precision.parameters),
+        "gradients": dtype_bytes(precision.gradients),
+        "optimizer state": (dtype_bytes("float32") if precision.master else 0)
+        + state * dtype_bytes(precision.state),
+    }
+
+
+STAGES = {
+    "DDP": (),
+    "ZeRO-1": ("optimizer state",),
+    "ZeRO-2": ("optimizer state", "gradients"),
+    "ZeRO-3": ("optimizer state", "gradients", "parameters"),
+}
+
+
+def per_device_memory(stage: str, optimizer: str = "adam", precision: Precision = MIXED,
+                      parameters: sp.Expr = Psi, devices: sp.Expr = N) -> dict:
+    """Bytes of parameters, gradients and optimizer state on each device."""
+    sharded = STAGES[stage]
+    return {part: b * parameters / (devices if part in sharded else 1)
+            for part, b in bytes_per_parameter(optimizer, precision).items()}
+
+
+def step_communication(stage: str, parameters: sp.Expr = Psi, devices: sp.Expr = N
+                       ) -> Collective:
+    """The collectives of one optimizer step, per device (elements of the model's type)."""
+    rs = ring_reduce_scatter(parameters, devices)
+    ag = ring_all_gather(parameters, devices)
+    if stage == "DDP":
+        return ring_all_reduce(parameters, devices)
+    if stage in ("ZeRO-1", "ZeRO-2"):
+        return sequence(stage, "reduce-scatter the gradients, all-gather the updated "
+                        "parameters", rs, ag)
+    return sequence(stage, "all-gather the parameters (forward, backward), reduce-scatter "
+                    "the gradients", ag, ag, rs)

@@ -1,0 +1,113 @@
+"""Distributed training: the derived collectives, DDP and ZeRO figures, against hand
+counts, the ZeRO paper and real gloo runs (2 and 4 processes on this CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import sympy as sp
+
+from derivations import distributed as dist_model
+from symflop import derive
+from symflop.cost.collectives import repeat
+
+Psi, N, K, M = dist_model.Psi, dist_model.N, dist_model.K, dist_model.M
+
+
+def test_ring_collectives_by_hand():
+    # reduce-scatter: N - 1 rounds, each one chunk of Psi/N out, one in, one chunk added
+    rs = dist_model.ring_reduce_scatter()
+    assert sp.simplify(rs.sent - (N - 1) * Psi / N) == 0
+    assert sp.simplify(rs.additions - (N - 1) * Psi / N) == 0 and rs.rounds == N - 1
+    # all-reduce = reduce-scatter + all-gather: 2 (N - 1)/N Psi each way, 2 (N - 1) rounds
+    ar = dist_model.ring_all_reduce()
+    assert sp.simplify(ar.sent - 2 * (N - 1) * Psi / N) == 0
+    assert sp.simplify(ar.received - ar.sent) == 0 and sp.expand(ar.rounds) == 2 * N - 2
+    # alpha-beta time at N = 4, 1000 float32 values: 6 rounds, 1500 values sent
+    a, b = sp.symbols("alpha beta", positive=True)
+    assert ar.at(Psi=1000, N=4).time(a, b, 4) == 6 * a + 6000 * b
+    # tree broadcast: ceil(log2 N) rounds of everything from the root
+    assert dist_model.tree_broadcast().at(Psi=10, N=5).rounds == 3
+
+
+def test_ddp_buckets_and_micro_batches():
+    sync = dist_model.ddp_gradient_sync()
+    assert sp.expand(sync.rounds - 2 * K * (N - 1)) == 0      # one all-reduce per bucket
+    assert sp.simplify(sync.sent - 2 * (N - 1) * Psi / N) == 0  # ... the same bytes
+    no = dist_model.ddp_gradient_sync(no_sync=False)                    # once per micro-batch
+    assert sp.simplify(no.sent - M * sync.sent) == 0
+    assert repeat(dist_model.ring_all_reduce(), 3).at(Psi=6, N=3).sent == 3 * 8
+
+
+def test_zero_paper_figures():
+    """Rajbhandari et al. (2020), Figure 1: 7.5B parameters, 64 devices, mixed-precision
+    Adam (K = 12): 120 GB (DDP), 31.4 GB (stage 1), 16.6 GB (stage 2), 1.9 GB (stage 3)."""
+    assert dist_model.bytes_per_parameter("adam") == {"parameters": 2, "gradients": 2,
+                                             "optimizer state": 12}
+    at = {Psi: 7_500_000_000, N: 64}
+    gb = {s: round(float(sum(dist_model.per_device_memory(s).values()).xreplace(at)) / 1e9, 1)
+          for s in dist_model.STAGES}
+    assert gb == {"DDP": 120.0, "ZeRO-1": 31.4, "ZeRO-2": 16.6, "ZeRO-3": 1.9}
+    # Section 7: stages 1 and 2 move what DDP moves; stage 3 1.5 times as much
+    ddp = dist_model.step_communication("DDP").sent
+    assert all(sp.simplify(dist_model.step_communication(s).sent - ddp) == 0
+               for s in ("ZeRO-1", "ZeRO-2"))
+    assert sp.simplify(dist_model.step_communication("ZeRO-3").sent / ddp) == sp.Rational(3, 2)
+    # plain SGD keeps no state: float32 master copy only
+    assert dist_model.bytes_per_parameter("sgd")["optimizer state"] == 4
+
+
+def test_distributed_table_from_the_command_line(capsys):
+    from conftest import run_cli
+    code, out, err = run_cli(capsys, "table", "distributed-memory", "--dims",
+                             "Psi=1.5e9,N=8", "--format", "csv")
+    assert code == 0, err
+    rows = {r.split(",")[0]: r for r in out.splitlines()[1:]}
+    assert rows["ZeRO-3"].split(",")[5] == "3.0"   # 16 x 1.5e9 / 8 bytes = 3.0 GB
+    code, _, err = run_cli(capsys, "table", "distributed-memory", "--dims", "Psi=-3")
+    assert code == 2 and "POSITIVE_INTEGER" in err
+
+
+@pytest.fixture(scope="module", params=[2, 4])
+def gloo_run(request):
+    pytest.importorskip("torch")
+    from validation.distributed_checks import run
+    return request.param, run(request.param, caps=(25.0, 0.01, 0.004))
+
+
+def test_ddp_bytes_to_the_all_reduce_equal_the_derived(gloo_run):
+    import torch
+
+    from validation.distributed_checks import model
+    world, ranks = gloo_run
+    numels = [p.numel() for p in model().parameters()]
+    psi_bytes = sum(numels) * 4
+    derived = dist_model.ddp_gradient_sync(buckets=1, micro_batches=1).at(Psi=sum(numels), N=world)
+    assert derived.elements * 4 == psi_bytes
+    ready = list(reversed(numels))  # a chain of layers: gradients ready last layer first
+    for r in ranks:
+        for cap, (first, second) in r["ddp"].items():
+            assert first == [psi_bytes]          # the first step: one bucket of all
+            cap_bytes = int(float(cap) * 2 ** 20)
+            first_cap = r["first_bucket_bytes"] if cap_bytes == 25 * 2 ** 20 else cap_bytes
+            assert cap == "25.0" or first_cap == cap_bytes
+            expected = dist_model.ddp_buckets(ready, 4, cap_bytes, cap_bytes)
+            assert second == expected, cap
+            assert sum(second) == psi_bytes
+    assert len(ranks[0]["ddp"]["0.004"][1]) > 1  # small caps do cut the gradients
+    assert torch.distributed.is_available()
+
+
+def test_zero_redundancy_optimizer_state_per_rank(gloo_run):
+    from derivations import optimizers
+    from validation.distributed_checks import model
+    world, ranks = gloo_run
+    numels = [p.numel() for p in model().parameters()]
+    shares = dist_model.zero_partition(numels, world)
+    adam = optimizers.COMPONENTS["adam"]()
+    state = derive(adam).memory.elements("state")
+    for r, share in zip(ranks, shares, strict=True):
+        assert sorted(r["zero"]["owned"]) == sorted(share)
+        derived = sum(state.xreplace({adam.dims["P"]: n}) * 4 for n in share)
+        assert r["zero"]["state_bytes"] == derived
+    # all ranks together hold Adam's state once: 8 bytes a parameter, 4 per tensor
+    assert sum(r["zero"]["state_bytes"] for r in ranks) == 8 * sum(numels) + 4 * len(numels)

@@ -1,0 +1,86 @@
+"""Real distributed runs on CPU (torch.distributed, gloo), measured for the derivations.
+
+``run(world, ...)`` spawns ``world`` processes; each builds the same small model and
+measures:
+
+* DDP: the bytes of every gradient bucket handed to the all-reduce, read through a
+  communication hook, per step, for each bucket cap asked for;
+* ZeroRedundancyOptimizer with Adam: the bytes of optimizer state each rank holds
+  after a step, and the parameters it owns.
+
+Results come back as one JSON document per rank.  Tensors are small: the whole run
+takes a few seconds, most of it starting the processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                         nn.Linear(64, 10))
+
+
+def _ddp(rank: int, cap_mb: float, steps: int = 2) -> list[list[int]]:
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+    from torch.nn.parallel import DistributedDataParallel
+    ddp = DistributedDataParallel(model(), bucket_cap_mb=cap_mb)
+    calls: list[int] = []
+
+    def hook(state, bucket):
+        calls.append(bucket.buffer().numel() * bucket.buffer().element_size())
+        return allreduce_hook(state, bucket)
+
+    ddp.register_comm_hook(None, hook)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    per_step = []
+    g = torch.Generator().manual_seed(rank)
+    for _ in range(steps):
+        calls.clear()
+        x = torch.randn(8, 32, generator=g)
+        ddp(x).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+        per_step.append(list(calls))
+    return per_step
+
+
+def _zero(rank: int) -> dict:
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    m = model()
+    opt = ZeroRedundancyOptimizer(m.parameters(), optimizer_class=torch.optim.Adam, lr=1e-3)
+    g = torch.Generator().manual_seed(rank)
+    m(torch.randn(8, 32, generator=g)).square().mean().backward()
+    opt.step()
+    state = sum(v.numel() * v.element_size() for s in opt.optim.state.values()
+                for v in s.values() if isinstance(v, torch.Tensor))
+    owned = [p.numel() for group in opt.optim.param_groups for p in group["params"]]
+    return {"state_bytes": state, "owned": owned}
+
+
+def _worker(rank: int, world: int, init: str, out: str, caps: list[float]) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        result = {"ddp": {str(c): _ddp(rank, c) for c in caps}, "zero": _zero(rank),
+                  "first_bucket_bytes": dist._DEFAULT_FIRST_BUCKET_BYTES}
+    finally:
+        dist.destroy_process_group()
+    Path(out, f"{rank}.json").write_text(json.dumps(result))
+
+
+def run(world: int, caps: tuple[float, ...] = (25.0,)) -> list[dict]:
+    """Spawn ``world`` gloo processes on this machine; one result per rank."""
+    import torch.multiprocessing as mp
+    with tempfile.TemporaryDirectory(prefix="symflop-dist-") as d:
+        init = "file://" + os.path.join(d, "rendezvous")
+        mp.spawn(_worker, args=(world, init, d, list(caps)), nprocs=world, join=True)
+        return [json.loads(Path(d, f"{r}.json").read_text()) for r in range(world)]
