@@ -310,8 +310,11 @@ def _activation(kind: str):
             name = "gelu-tanh"
         else:
             name = kind
+        y = call.outputs[0]
+        # relu's backward needs only where x > 0, which y tells as well: torch keeps y
+        kept = {"x": y} if name == "relu" else {}
         return [Use(name, activation, {"kind": name, "wrt": _grad(("x", x))}, {"N": _n(x)},
-                    {"x": x, "y": call.outputs[0]})]
+                    {"x": x, "y": y}, kept_as=kept)]
     return rule
 
 

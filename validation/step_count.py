@@ -21,6 +21,9 @@ costed here by hand, as the algorithm they implement executes it:
   subtraction, a multiplication and an addition per element; s + v a b and s + v a / b
   an addition and a multiplication or division, and one more multiplication when v is
   not 1 (torch's decomposition of lerp evaluates both of its branches: not what runs);
+* ``addmm``: bias + x W, k multiplications and k additions per output (k - 1 in the
+  sum, one for the bias; torch's decomposition also multiplies by alpha and beta when
+  they are 1);
 * ``relu``: max(x, 0), one compare per element (torch's decomposition, a compare and
   a select, is not what its kernel runs);
 * ``mean``: a sum (input less output elements additions) and a division per output;
@@ -47,8 +50,9 @@ DECOMPOSED = get_decompositions([
     A.native_batch_norm, A.native_batch_norm_backward, A.native_layer_norm,
     A.native_layer_norm_backward, A._log_softmax, A._log_softmax_backward_data, A._softmax,
     A._safe_softmax, A._softmax_backward_data, A.nll_loss_forward, A.nll_loss_backward,
-    A.threshold_backward, A.addmm, A.select_backward, A.native_dropout,
-    A.native_dropout_backward,
+    A.threshold_backward, A.select_backward, A.native_dropout,
+    A.native_dropout_backward, A.gelu, A.gelu_backward, A.silu, A.silu_backward,
+    A.sigmoid_backward, A.tanh_backward,
 ])
 # Tensor creation, dtype conversion, writes of given values, profiler markers.
 NO_ARITHMETIC = frozenset((
@@ -92,7 +96,7 @@ def _conv_backward(args) -> dict:
 
 HAND_COSTED = frozenset(("convolution", "convolution_backward", "var_mean", "rsqrt",
                          "max_pool2d_with_indices", "bernoulli", "all", "lerp", "addcmul",
-                         "addcdiv", "mean", "relu"))
+                         "addcdiv", "mean", "relu", "addmm"))
 
 
 def _kernel_cost(name: str, args, kwargs, out) -> dict:
@@ -125,6 +129,11 @@ def _kernel_cost(name: str, args, kwargs, out) -> dict:
         return {"lerp": {"add": 2 * n, "mul": n},
                 "addcmul": {"add": n, "mul": n + scaled},
                 "addcdiv": {"add": n, "div": n, "mul": scaled}}[name]
+    if name == "addmm":  # beta bias + alpha x W: a product, the bias added (scaled if not 1)
+        bias, x, w = args[:3]
+        k, n = x.shape[-1], out.numel()
+        scale = (kwargs.get("beta", 1) != 1) * bias.numel() + (kwargs.get("alpha", 1) != 1) * n
+        return {"mul": n * k + scale, "add": n * k}
     if name == "relu":  # max(x, 0)
         return {"compare": out.numel()}
     if name == "mean":  # a sum, then one division per output

@@ -78,6 +78,8 @@ class Use:
     new memory).  ``forward_only`` for work that has no backward (a random draw);
     ``backward_only`` for work of the backward pass that no component's gradient holds
     (the fold of a convolution's input gradient), counted with the component's forward.
+    ``kept_as`` names a traced tensor that serves the backward in place of a component
+    tensor (ReLU's backward needs only where x > 0, which its output tells as well).
     """
 
     label: str
@@ -89,6 +91,7 @@ class Use:
     backward_only: bool = False
     contraction: bool = False  # a matrix product or convolution: its multiplications are MACs
     keep: bool = True          # False: the operation keeps other tensors (see Keep)
+    kept_as: dict = field(default_factory=dict)  # a kept tensor that another one stands for
     note: str = ""
 
 

@@ -78,6 +78,9 @@ def add_parser(sub) -> None:
                                              "(1: the model's children)")
     e.add_argument("--at", dest="hints", metavar="B=8,L=...",
                    help="sizes the trace runs at and the tables evaluate at (default B=8)")
+    e.add_argument("--checkpoint", metavar="MODULE,...",
+                   help="modules run under torch.utils.checkpoint: they keep only their "
+                        "inputs, and their forward is counted again in the backward")
     e.add_argument("--no-flop-counter", action="store_true",
                    help="leave out the FlopCounterMode column")
     e.set_defaults(func=cmd_estimate)
@@ -112,6 +115,8 @@ def cmd_estimate(args) -> int:
     est = estimate(model, shape, loss=args.loss, optimizer=args.optimizer,
                    schedule=args.schedule, convention=args.convention, hints=hints,
                    flop_counter=not args.no_flop_counter,
-                   name=spec.rpartition(":")[2], input_dtype=args.input_dtype)
+                   name=spec.rpartition(":")[2], input_dtype=args.input_dtype,
+                   checkpoint=tuple(p.strip() for p in (args.checkpoint or "").split(",")
+                                    if p.strip()))
     print(render_estimate(est, args.format, args.depth, args.standalone), end="")
     return 0

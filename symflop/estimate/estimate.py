@@ -198,17 +198,30 @@ class _Saved:
         return nbytes
 
 
+@dataclass
+class _Work:
+    """What one traced operation did: its forward work, and what its backward keeps."""
+
+    forward: dict = field(default_factory=_zeros)
+    flops: sp.Expr = ZERO
+    macs: sp.Expr = ZERO
+    keeps: set = field(default_factory=set)   # storages kept; "itself" for its own tensors
+
+
 def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
-               reads: dict) -> None:
+               reads: dict, work: _Work, keep: bool = True) -> None:
     fwd, fwd_total = _counts(c, "forward", use.dims, convention)
     if use.backward_only:
         _add(line.backward, fwd)
         line.flops_backward += fwd_total
         return
     _add(line.forward, fwd)
+    _add(work.forward, fwd)
     line.flops_forward += fwd_total
+    work.flops += fwd_total
     if use.contraction:
         line.macs_forward += fwd["mul"]
+        work.macs += fwd["mul"]
     if use.forward_only or not c.wrt:
         return
     bwd, bwd_total = _counts(c, "backward", use.dims, convention)
@@ -226,27 +239,49 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
     out = use.tensors.get("y")
     itemsize = out.itemsize if isinstance(out, TensorRef) else 4
     for name, elements in _derivation(c).memory.saved:
-        t = use.tensors.get(name)
+        t = use.kept_as.get(name, use.tensors.get(name))
         if isinstance(t, TensorRef):
-            if t.parameter is None:
+            work.keeps.add(t.storage)
+            if t.parameter is None and keep:
                 line.saved_bytes += saved.add(t.storage, t.storage_elements * t.itemsize)
         else:
-            line.saved_bytes += saved.new(sp.expand(elements.xreplace(sub)) * itemsize)
+            work.keeps.add("itself")
+            if keep:
+                line.saved_bytes += saved.new(sp.expand(elements.xreplace(sub)) * itemsize)
 
 
-def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved) -> list[Line]:
+def _segment(module: str, checkpointed: dict) -> str | None:
+    """The checkpointed module ``module`` runs in, if any."""
+    return next((p for p in checkpointed if module == p or module.startswith(p + ".")),
+                None)
+
+
+def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
+                   checkpointed: dict | None = None) -> list[Line]:
+    """One line per module.  In a module of ``checkpointed`` (path -> its inputs) nothing
+    is kept for backward but the module's inputs, and its forward runs again in the
+    backward pass (torch.utils.checkpoint)."""
+    checkpointed = checkpointed or {}
     rules = _rules()
     lines: dict[str, Line] = {}
     reads: dict = {}
+    segments: dict[str, list[tuple[OpCall, _Work]]] = {p: [] for p in checkpointed}
     for call in calls:
         line = lines.setdefault(call.module, Line(call.module or "(model)", call.module_type))
+        segment = _segment(call.module, checkpointed)
+        if segment is not None and not segments[segment]:
+            for t in checkpointed[segment]:
+                if t.parameter is None:
+                    line.saved_bytes += saved.add(t.storage, t.storage_elements * t.itemsize)
+        work = _Work()
         rule = rules.get(call.op) or rules.get(call.op.rstrip("_"))
         answer = rule(call) if rule else Unknown(f"no rule for {call.overload}")
         if answer is FREE:
             continue
         for part in answer if isinstance(answer, list) else [answer]:
             if isinstance(part, Keep):
-                for t in part.tensors:
+                work.keeps |= {t.storage for t in part.tensors}
+                for t in part.tensors if segment is None else ():
                     if t.parameter is None:
                         line.saved_bytes += saved.add(t.storage,
                                                       t.storage_elements * t.itemsize)
@@ -256,9 +291,11 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved) -> list
                                     + (" (backward only)" if part.backward else ""))
                 continue
             c = _component(part)
-            _apply_use(line, part, c, convention, saved, reads)
+            _apply_use(line, part, c, convention, saved, reads, work, keep=segment is None)
             if part.label not in line.components:
                 line.components.append(part.label)
+        if segment is not None:
+            segments[segment].append((call, work))
     acc = Line("(gradient sums)", "gradients of tensors read twice or more, added")
     for t, n in reads.values():
         if n > 1:
@@ -266,7 +303,25 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved) -> list
     acc.flops_backward = sp.expand(acc.backward["add"] * convention.weight("add"))
     out = [ln for ln in lines.values()
            if ln.flops != 0 or ln.unknown or ln.saved_bytes != 0]
+    out += [_recomputed(p, segments[p]) for p in checkpointed]
     return out + ([acc] if acc.flops_backward != 0 else [])
+
+
+def _recomputed(path: str, ops: list[tuple[OpCall, _Work]]) -> Line:
+    """The forward of a checkpointed module, run again in the backward pass as far as its
+    backward needs: torch stops once every tensor the segment keeps exists again, so
+    the operations after the last one whose result is kept do not run again."""
+    kept = set().union(*(w.keeps for _, w in ops)) if ops else set()
+    last = max((k for k, (call, w) in enumerate(ops)
+                if "itself" in w.keeps or {t.storage for t in call.outputs} & kept),
+               default=-1)
+    line = Line(f"{path} (recomputed)", "checkpoint")
+    for _call, w in ops[:last + 1]:
+        _add(line.backward, w.forward)
+        line.flops_backward = sp.expand(line.flops_backward + w.flops)
+        line.macs_backward = sp.expand(line.macs_backward + w.macs)
+    line.components.append("recomputation")
+    return line
 
 
 def _loss_line(name: str, output: TensorRef, convention, saved: _Saved) -> Line:
@@ -285,7 +340,7 @@ def _loss_line(name: str, output: TensorRef, convention, saved: _Saved) -> Line:
                          "a loss for estimate takes a matrix (rows, classes) or a vector")
     line = Line(f"loss ({name})", "loss")
     use = Use(name, lambda: c, {}, dims, {z.name: output})
-    _apply_use(line, use, c, convention, saved, {})
+    _apply_use(line, use, c, convention, saved, {}, _Work())
     line.components.append(name)
     return line
 
@@ -332,11 +387,13 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
              schedule: str | None = None, convention: str = "default",
              hints: dict[str, int] | None = None, flop_counter: bool = True,
              name: str | None = None, input_dtype: str = "float32",
-             use_cache: bool = True) -> Estimate:
+             use_cache: bool = True, checkpoint: tuple[str, ...] = ()) -> Estimate:
     """One training step of ``model`` on inputs of ``shape`` (ints, and names for the sizes
     left symbolic, batch first: ``("B", 3, 224, 224)``); ``input_dtype`` "int64" for token
-    ids.  The result is cached on disk (``symflop.estimate.cached`` says when it is
-    not); ``use_cache=False`` traces anew."""
+    ids.  ``checkpoint`` names modules run under torch.utils.checkpoint (a plan): they
+    keep only their inputs, and their forward is counted again in the backward pass.
+    The result is cached on disk (``symflop.estimate.cached`` says when it is not);
+    ``use_cache=False`` traces anew."""
     import torch
     dtype = getattr(torch, input_dtype, None)
     if not isinstance(dtype, torch.dtype):
@@ -350,7 +407,7 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
     if use_cache:
         from symflop.estimate import cached
         parts = (tuple(shape), tuple(sorted((hints or {}).items())), loss, optimizer,
-                 schedule, conv.key, flop_counter, input_dtype)
+                 schedule, conv.key, flop_counter, input_dtype, tuple(checkpoint))
         digest = cached.key(model, parts, components, _rules())
         hit = cached.load(digest)
         if hit is not None:
@@ -365,8 +422,14 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
         raise UsageError(f"the model failed on an input of shape "
                          f"({', '.join(map(str, shape))}): {type(e).__name__}: {first}") \
             from None
+    missing = [p for p in checkpoint if p not in tr.module_inputs]
+    if missing:
+        names = ", ".join(sorted(p for p in tr.module_inputs if p)[:12])
+        raise UsageError(f"checkpoint: no module {missing[0]!r} ran in the forward pass "
+                         f"(modules: {names}, ...)")
     saved = _Saved()
-    lines = _network_lines(tr.calls, conv, saved)
+    lines = _network_lines(tr.calls, conv, saved,
+                           {p: tr.module_inputs[p] for p in checkpoint})
     lines.append(_loss_line(loss, tr.output, conv, saved))
     opt_line, state = _optimizer(optimizer, tr, conv)
     lines.append(opt_line)

@@ -57,6 +57,7 @@ class Trace:
     buffers: tuple[Parameter, ...]
     symbols: dict[str, sp.Symbol]      # the sizes left symbolic, by name (B first)
     hints: dict[str, int]              # the value each symbolic size had in the trace
+    module_inputs: dict[str, tuple[TensorRef, ...]] = None  # each module's first inputs
 
 
 def size_symbol(name: str) -> sp.Symbol:
@@ -146,9 +147,14 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
     paths = {id(m): n for n, m in model.named_modules()}
     types = {n: type(m).__name__ for n, m in model.named_modules()}
     module_stack: list[str] = []
+    module_inputs: dict[str, tuple[TensorRef, ...]] = {}
 
-    def pre(module, _args):
-        module_stack.append(paths.get(id(module), type(module).__name__))
+    def pre(module, args):
+        path = paths.get(id(module), type(module).__name__)
+        module_stack.append(path)
+        if path not in module_inputs:
+            module_inputs[path] = tuple(convert(t) for t in tree_flatten(args)[0]
+                                        if isinstance(t, torch.Tensor))
 
     def post(_module, _args, _out):
         module_stack.pop()
@@ -172,4 +178,5 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
         h2.remove()
         model.train(was_training)
     return Trace(tuple(recorder.calls), input_ref, output_ref, tuple(params), tuple(buffers),
-                 {n: size_symbol(n) for n in names}, {n: hints[n] for n in names})
+                 {n: size_symbol(n) for n in names}, {n: hints[n] for n in names},
+                 module_inputs)
