@@ -109,6 +109,26 @@ def zero_partition(numels: list[int], devices: int) -> list[list[int]]:
     return ranks
 
 
+def fsdp_flat_shard(numels: list[int], devices: int) -> int:
+    """FSDP's flat parameter: every parameter in one tensor, padded to a multiple of N
+    and cut in N equal shards: ceil(Psi/N) elements per device."""
+    return -(-sum(numels) // devices)
+
+
+def fsdp_per_parameter_shard(shapes: list[tuple[int, ...]], devices: int, rank: int
+                             ) -> int:
+    """``fully_shard``: each parameter cut along its first axis in N chunks of
+    ceil(rows/N) rows (the last ones shorter or empty), as ``torch.chunk`` cuts."""
+    total = 0
+    for shape in shapes:
+        rows, rest = shape[0], 1
+        for s in shape[1:]:
+            rest *= s
+        size = -(-rows // devices)
+        total += max(0, min(size, rows - rank * size)) * rest
+    return total
+
+
 # -- mixed precision and ZeRO ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Precision:

@@ -187,6 +187,26 @@ def training_step_plot() -> dict[str, bytes]:
     return _save(fig, plt)
 
 
+def zero_memory_plot(parameters: int = 7_500_000_000) -> dict[str, bytes]:
+    """Per-device memory against the number of devices, one line per ZeRO stage."""
+    from derivations import distributed
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    devices = 2 ** np.arange(0, 11)
+    for stage in distributed.STAGES:
+        total = sp.Add(*distributed.per_device_memory(stage).values())
+        fn = sp.lambdify(distributed.N, total.xreplace({distributed.Psi: parameters}))
+        ax.plot(devices, [float(fn(int(n))) / 1e9 for n in devices], marker="o",
+                markersize=3, linewidth=1.2, label=stage)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("devices N")
+    ax.set_ylabel("GB per device (parameters, gradients, optimizer state)")
+    ax.set_title(f"Mixed-precision Adam, {parameters / 1e9:g}B parameters")
+    ax.legend(fontsize=7)
+    return _save(fig, plt)
+
+
 CAPTIONS = {
     "schedules": "Every schedule's learning rate over a run, from its generated code at its "
                  "customary hyperparameters.",
@@ -201,6 +221,10 @@ CAPTIONS = {
                               "scale) and memory by kind. The network's own FLOPs are given "
                               "(the document's per-image figure times the batch, backward "
                               "twice the forward); the rest is derived.",
+    "zero-memory": "Per-device memory of data parallelism and each ZeRO stage against the "
+                   "number of devices, mixed-precision Adam (2 + 2 + 12 bytes per "
+                   "parameter, derived from the adam component's state), 7.5B parameters "
+                   "(the ZeRO paper's example); activations not included.",
 }
 
 PLOTS: dict[str, Callable[[], dict[str, bytes]]] = {
@@ -208,4 +232,5 @@ PLOTS: dict[str, Callable[[], dict[str, bytes]]] = {
     "gradient-ce-vs-mse": gradient_plot,
     "optimizers": optimizers_plot,
     "training-step-resnet50": training_step_plot,
+    "zero-memory": zero_memory_plot,
 }

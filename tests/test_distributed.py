@@ -111,3 +111,17 @@ def test_zero_redundancy_optimizer_state_per_rank(gloo_run):
         assert r["zero"]["state_bytes"] == derived
     # all ranks together hold Adam's state once: 8 bytes a parameter, 4 per tensor
     assert sum(r["zero"]["state_bytes"] for r in ranks) == 8 * sum(numels) + 4 * len(numels)
+
+
+def test_fsdp_shards_per_rank(gloo_run):
+    """Both of torch's FSDPs run on CPU with gloo: ZeRO-3's Psi/N per device, as each
+    cuts (FSDP1 pads one flat tensor; fully_shard cuts each parameter's rows)."""
+    from validation.distributed_checks import model
+    world, ranks = gloo_run
+    params = list(model().parameters())
+    numels = [p.numel() for p in params]
+    for rank, r in enumerate(ranks):
+        assert r["fsdp"]["fsdp1"] == [dist_model.fsdp_flat_shard(numels, world)]
+        assert sum(r["fsdp"]["fsdp2"].values()) == dist_model.fsdp_per_parameter_shard(
+            [tuple(p.shape) for p in params], world, rank)
+    assert sum(sum(r["fsdp"]["fsdp2"].values()) for r in ranks) == sum(numels)

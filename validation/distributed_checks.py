@@ -6,7 +6,9 @@ measures:
 * DDP: the bytes of every gradient bucket handed to the all-reduce, read through a
   communication hook, per step, for each bucket cap asked for;
 * ZeroRedundancyOptimizer with Adam: the bytes of optimizer state each rank holds
-  after a step, and the parameters it owns.
+  after a step, and the parameters it owns;
+* FSDP (both of torch's: the flat-parameter one and ``fully_shard``), which runs on CPU
+  with gloo: the parameter elements each rank holds.
 
 Results come back as one JSON document per rank.  Tensors are small: the whole run
 takes a few seconds, most of it starting the processes.
@@ -67,11 +69,29 @@ def _zero(rank: int) -> dict:
     return {"state_bytes": state, "owned": owned}
 
 
+def _fsdp(rank: int) -> dict:
+    """FSDP's shards: FSDP1 flattens the parameters into one padded tensor, FSDP2
+    (``fully_shard``) cuts each parameter along its first axis."""
+    from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
+    flat = FullyShardedDataParallel(model(), device_id=torch.device("cpu"))
+    flat_numels = [p.numel() for p in flat.parameters()]
+    m = model()
+    for layer in m:
+        if isinstance(layer, nn.Linear):
+            fully_shard(layer)
+    fully_shard(m)
+    local = {n: p.to_local().numel() for n, p in m.named_parameters()}
+    g = torch.Generator().manual_seed(rank)
+    m(torch.randn(8, 32, generator=g)).square().mean().backward()  # it runs, on CPU
+    return {"fsdp1": flat_numels, "fsdp2": local}
+
+
 def _worker(rank: int, world: int, init: str, out: str, caps: list[float]) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
         result = {"ddp": {str(c): _ddp(rank, c) for c in caps}, "zero": _zero(rank),
-                  "first_bucket_bytes": dist._DEFAULT_FIRST_BUCKET_BYTES}
+                  "first_bucket_bytes": dist._DEFAULT_FIRST_BUCKET_BYTES,
+                  "fsdp": _fsdp(rank)}
     finally:
         dist.destroy_process_group()
     Path(out, f"{rank}.json").write_text(json.dumps(result))
