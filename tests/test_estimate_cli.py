@@ -134,3 +134,22 @@ def test_model_given_once(capsys, model_file):
     for argv in ((), ("validation.resnet50:resnet50", "--from", f"{model_file}:make_model")):
         code, _, err = run(capsys, "estimate", *argv, "--input", "20")
         assert code == 2 and "one of the two" in err
+
+
+@pytest.mark.parametrize("shape,hints,message", [
+    (("B", 0), None, "neither a positive integer nor a name"),
+    (("B", 2.5), None, "neither a positive integer nor a name"),
+    ((), None, "a tuple of sizes"),
+    (("B", "B"), None, "appears twice"),
+    (("B", 20), {"L": 4}, "is not a size of the shape"),
+    (("B", 20), {"B": 1}, "2 or more"),
+])
+def test_api_refuses_bad_shapes(shape, hints, message):
+    import torch
+
+    from symflop.errors import UsageError
+    from symflop.estimate import estimate
+    with pytest.raises(UsageError, match=message):
+        estimate(torch.nn.Linear(20, 5), shape, hints=hints, use_cache=False)
+    with pytest.raises(UsageError, match="needs a torch.nn.Module"):
+        estimate("model", ("B", 20))

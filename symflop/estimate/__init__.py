@@ -6,6 +6,6 @@ __all__ = ["FREE", "OpCall", "TensorRef", "Unknown", "Use", "estimate"]
 
 
 def estimate(*args, **kwargs):
-    """See ``symflop.estimate.estimate.estimate`` (imports torch on first use)."""
-    from symflop.estimate.estimate import estimate as run
+    """See ``symflop.estimate.step.estimate`` (imports torch on first use)."""
+    from symflop.estimate.step import estimate as run
     return run(*args, **kwargs)

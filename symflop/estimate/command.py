@@ -110,7 +110,7 @@ def cmd_estimate(args) -> int:
     shape = parse_input(args.input)
     hints = parse_hints(args.hints, shape)
     model = load_model(spec)
-    from symflop.estimate.estimate import estimate
+    from symflop.estimate.step import estimate
     from symflop.estimate.table import render_estimate
     est = estimate(model, shape, loss=args.loss, optimizer=args.optimizer,
                    schedule=args.schedule, convention=args.convention, hints=hints,

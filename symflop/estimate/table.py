@@ -8,7 +8,7 @@ import sympy as sp
 
 from symflop.core.ops import KINDS
 from symflop.errors import UsageError
-from symflop.estimate.estimate import Estimate, Line
+from symflop.estimate.step import Estimate, Line
 from symflop.report.tables import Num, Seq, Table, cell_text, latex_document, render
 
 FORMATS = ("text", "markdown", "latex", "json")

@@ -376,6 +376,26 @@ def _schedule(name: str, convention) -> Line:
     return line
 
 
+def _check_shape(shape, hints) -> None:
+    """Sizes are positive integers or names (symbolic); trace values 2 or more."""
+    if not isinstance(shape, (tuple, list)) or not shape:
+        raise UsageError(f"shape {shape!r}: a tuple of sizes, e.g. ('B', 3, 224, 224)")
+    for s in shape:
+        ok = (isinstance(s, str) and s.isidentifier()) or \
+            (isinstance(s, int) and not isinstance(s, bool) and s > 0)
+        if not ok:
+            raise UsageError(f"shape {tuple(shape)!r}: {s!r} is neither a positive integer "
+                             "nor a name")
+    names = [s for s in shape if isinstance(s, str)]
+    if len(set(names)) != len(names):
+        raise UsageError(f"shape {tuple(shape)!r}: a size name appears twice")
+    for n, v in (hints or {}).items():
+        if n not in names:
+            raise UsageError(f"hints: {n!r} is not a size of the shape {tuple(shape)!r}")
+        if not isinstance(v, int) or isinstance(v, bool) or v < 2:
+            raise UsageError(f"hints: {n}={v!r}: trace at an integer of 2 or more")
+
+
 def _catalogue_entry(what: str, name: str) -> Component:
     try:
         return get_component(name)
@@ -395,6 +415,9 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
     The result is cached on disk (``symflop.estimate.cached`` says when it is not);
     ``use_cache=False`` traces anew."""
     import torch
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"estimate needs a torch.nn.Module, not {type(model).__name__}")
+    _check_shape(shape, hints)
     dtype = getattr(torch, input_dtype, None)
     if not isinstance(dtype, torch.dtype):
         raise UsageError(f"unknown input dtype {input_dtype!r} (e.g. float32, int64)")
