@@ -629,7 +629,7 @@ def distributed_memory(convention="default", dtype="float32", exact=False,
                       "float32 moments, from the adam component's state). A sharded part "
                       "costs 1/N of itself per device. Sent: elements of the model's "
                       "(half-precision) type each device sends per optimizer step, ring "
-                      "collectives. GB = 10^9 bytes. No FLOPs here: the figures are the "
+                      "collectives. GB: a billion bytes. No FLOPs here: the figures are the "
                       "same as written and optimized, under any convention; the element "
                       "types are mixed precision's, whatever the dtype.",
               options={"convention": o.conv.name, "dtype": o.dtype, "exact": o.exact,

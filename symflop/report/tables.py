@@ -294,10 +294,11 @@ def to_latex(t: Table) -> str:
                     for k, a in enumerate(_align(t)))
     begin, end = (rf"\begin{{tabularx}}{{\linewidth}}{{{align}}}", r"\end{tabularx}") \
         if wrapped else (rf"\begin{{tabular}}{{{align}}}", r"\end{tabular}")
-    lines = [r"\begin{table}[htbp]", r"\centering",
+    rows = [_latex_row(r) for r in t.rows]
+    lines = [r"\begin{table}[htbp]", r"\centering", *_stretch(rows),
              f"\\caption{{{caption}}}", f"\\label{{{label(t)}}}", r"\smallskip",
              begin, r"\toprule", _latex_row(t.columns), r"\midrule"]
-    lines.extend(_latex_row(r) for r in t.rows)
+    lines.extend(rows)
     lines += [r"\bottomrule", end]
     lines.extend(_latex_notes(t))
     lines.append(r"\end{table}")
@@ -321,6 +322,13 @@ def _to_longtable(t: Table) -> str:
     lines.append(r"\end{longtable}")
     lines += [*_latex_notes(t), r"\endgroup"]
     return _header_comment(t) + "\n".join(lines) + "\n"
+
+
+def _stretch(rows: list[str]) -> list[str]:
+    """Rows holding display-style fractions need more height, or a fraction's
+    denominator runs into the numerator of the row below."""
+    return [r"\renewcommand{\arraystretch}{1.9}"] if any(r"\frac" in r for r in rows) \
+        else []
 
 
 def _latex_row(cells) -> str:
