@@ -187,3 +187,68 @@ def step_communication(stage: str, parameters: sp.Expr = Psi, devices: sp.Expr =
                         "parameters", rs, ag)
     return sequence(stage, "all-gather the parameters (forward, backward), reduce-scatter "
                     "the gradients", ag, ag, rs)
+
+
+# -- a distributed training step ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Cluster:
+    """A device and its interconnect, from published figures (the time model's inputs)."""
+
+    name: str
+    peak: float       # dense half-precision (tensor-core) FLOP/s per device
+    bandwidth: float  # device memory bytes/s
+    link: float       # interconnect bytes/s per device, each direction
+    memory: float     # bytes of device memory
+    source: str
+
+
+CLUSTERS = {
+    "h100": Cluster("h100", 989.4e12, 3.35e12, 450e9, 80e9,
+                    "H100 SXM5: BF16 dense 989.4 TFLOP/s; HBM3 3.35 TB/s; NVLink 4, "
+                    "900 GB/s both ways (450 each); 80 GB"),
+    "h200": Cluster("h200", 989.4e12, 4.8e12, 450e9, 141e9,
+                    "H200 SXM: BF16 dense 989.4 TFLOP/s; HBM3e 4.8 TB/s; NVLink 4, "
+                    "900 GB/s both ways; 141 GB"),
+    "a100": Cluster("a100", 312e12, 2.039e12, 300e9, 80e9,
+                    "A100 SXM 80GB: BF16 dense 312 TFLOP/s; HBM2e 2.04 TB/s; NVLink 3, "
+                    "600 GB/s both ways (300 each); 80 GB"),
+}
+
+# Sizes of the step: per-device batch b, forward FLOPs per sample F (of the network, given,
+# as in the training-step composite), backward over forward k, activation bytes kept per
+# sample A, seconds per round of a collective alpha.
+b, F, A, k = sp.symbols("b F A k", positive=True)
+alpha = sp.Symbol("alpha", positive=True)
+
+
+def distributed_step(stage: str, cluster: Cluster, optimizer: str = "adam",
+                     precision: Precision = MIXED) -> dict[str, sp.Expr]:
+    """One data-parallel step on each device: FLOPs (network forward and backward on its
+    b samples, the optimizer on the parameters it updates, the collectives' additions),
+    bytes sent, memory, and the time, in three parts: the network at the device's peak,
+    the optimizer at its memory bandwidth (an elementwise step moves more bytes than it
+    has FLOPs to hide them), the communication at alpha per round and the link's
+    bandwidth; ``time`` adds them, ``overlapped`` takes the network and the rest in
+    parallel (communication hidden behind the backward pass)."""
+    c = optimizers.COMPONENTS[optimizer]()
+    d = derive(c)
+    shard = Psi / N if "optimizer state" in STAGES[stage] else Psi
+    sub = {c.dims["P"]: shard}
+    step = d.counts("step").total.xreplace(sub)
+    # bytes the generated step moves (the lowered stage: one loop, state in place)
+    moved = dict(d.memory_at("lowered").moved)["step"].xreplace(sub) \
+        * dtype_bytes(precision.state)
+    comm = step_communication(stage)
+    sent = comm.sent * dtype_bytes(precision.parameters)
+    network = (1 + k) * F * b / cluster.peak
+    update = moved / cluster.bandwidth
+    communicate = comm.rounds * alpha + sent / cluster.link
+    return {
+        "flops": sp.expand((1 + k) * F * b + step + comm.additions),
+        "bytes sent": sp.factor(sent),
+        "memory": sp.factor(sp.Add(*per_device_memory(stage, optimizer, precision).values())
+                            + A * b),
+        "network": network, "optimizer": update, "communicate": communicate,
+        "time": network + update + communicate,
+        "overlapped": sp.Max(network, communicate) + update,
+    }

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 
 import sympy as sp
 
 import derivations
-from derivations import examples, losses, normalization, optimizers, training
+from derivations import distributed, examples, losses, normalization, optimizers, training
 from symflop.compose import CompositeDerivation, Part
 from symflop.core.model import Component, Role
 from symflop.cost.conventions import Convention, get_convention
@@ -610,9 +611,8 @@ def distributed_memory(convention="default", dtype="float32", exact=False,
     """Per-device memory and communication of data parallelism and each ZeRO stage, with
     mixed-precision Adam, for a model of Psi parameters on N devices (``--dims``; default
     the ZeRO paper's example, 7.5B parameters on 64 devices)."""
-    from derivations import distributed
     o = Opts(convention, dtype, exact, stage)
-    sizes = {"Psi": 7_500_000_000, "N": 64, **(dims or {})}
+    sizes = {"Psi": 7_500_000_000, "N": 64, **(dims or {})}  # the ZeRO paper's example
     unknown = set(sizes) - {"Psi", "N"}
     if unknown:
         raise UsageError(f"distributed-memory has no size {', '.join(sorted(unknown))} "
@@ -645,6 +645,57 @@ def distributed_memory(convention="default", dtype="float32", exact=False,
     return t
 
 
+def distributed_step(convention="default", dtype="float32", exact=False,
+                     stage="optimized", dims: dict | None = None) -> Table:
+    """A data-parallel training step per device, for each ZeRO stage on each device of
+    ``distributed.CLUSTERS``: FLOPs, bytes sent, memory and the predicted time."""
+    o = Opts(convention, dtype, exact, stage)
+    sizes = {"Psi": 7_500_000_000, "N": 64, "b": 4, "L": 2048, "k": 2, "A": 0,
+             "alpha_ns": 5000, **(dims or {})}
+    unknown = set(sizes) - {"Psi", "N", "b", "L", "F", "k", "A", "alpha_ns", "link_GBps"}
+    if unknown:
+        raise UsageError(f"distributed-step has no size {', '.join(sorted(unknown))} (its "
+                         "sizes: Psi, N, b, F or L, k, A, alpha_ns, link_GBps)")
+    forward = sizes.get("F", 2 * sizes["Psi"] * sizes["L"])
+    at = {distributed.Psi: sizes["Psi"], distributed.N: sizes["N"], distributed.b: sizes["b"],
+          distributed.F: forward, distributed.k: sizes["k"], distributed.A: sizes["A"],
+          distributed.alpha: sizes["alpha_ns"] * 1e-9}
+    t = Table("distributed-step", "A data-parallel training step per device",
+              ("Stage", "Device", "TFLOPs", "GB sent", "GB memory", "Network s",
+               "Optimizer s", "Communication s", "Step s", "Overlapped s"),
+              caption=f"Psi = {sizes['Psi']:,} parameters on N = {sizes['N']} devices, "
+                      f"b = {sizes['b']} samples per device, forward {forward:.3g} FLOPs per "
+                      "sample (F; by default 2 Psi L for L tokens, a transformer's forward, "
+                      f"Kaplan et al. 2020), backward k = {sizes['k']} times the forward, "
+                      f"A = {sizes['A']:,} activation bytes per sample, mixed-precision "
+                      "Adam (its optimized program's FLOPs, not the equations as written). "
+                      "Network: FLOPs at the device's half-precision peak; optimizer: "
+                      "the bytes its generated step moves, at the memory bandwidth; "
+                      f"communication: ring collectives, alpha = {sizes['alpha_ns']:,} ns a "
+                      "round (an assumption: fit yours with bench/collectives.py) and the "
+                      "link's bandwidth" + (f", {sizes['link_GBps']} GB/s (link_GBps)"
+                                              if "link_GBps" in sizes else
+                      ", as if all N devices shared one NVLink fabric (across nodes a ring "
+                      "runs at its slowest link: set link_GBps, e.g. 50 for 400 Gb/s "
+                      "InfiniBand per device)") + ". Step: their sum; overlapped: "
+                      "communication hidden behind the network. Devices: " + "; ".join(
+                          c.source for c in distributed.CLUSTERS.values()) + ".",
+              options={"convention": o.conv.name, "dtype": o.dtype, "exact": o.exact,
+                       "stage": o.stage})
+    for name in distributed.STAGES:
+        for device, cluster in distributed.CLUSTERS.items():
+            if "link_GBps" in sizes:
+                cluster = replace(cluster, link=sizes["link_GBps"] * 1e9)
+            r = {key: float(sp.sympify(v).xreplace(at))
+                 for key, v in distributed.distributed_step(name, cluster).items()}
+            fits = "" if r["memory"] <= cluster.memory else " (does not fit)"
+            t.add(name, device + fits, Num(r["flops"] / 1e12, ",.1f"),
+                  Num(r["bytes sent"] / 1e9, ",.2f"), Num(r["memory"] / 1e9, ",.1f"),
+                  *(Num(r[key], ",.4f") for key in ("network", "optimizer", "communicate",
+                                                     "time", "overlapped")))
+    return t
+
+
 # -- the registry ---------------------------------------------------------------------------
 
 TABLES: dict[str, Callable[..., Table]] = {
@@ -669,6 +720,7 @@ TABLES: dict[str, Callable[..., Table]] = {
     "memory-total": memory_total,
     "catalogue-stages": catalogue_stages,
     "distributed-memory": distributed_memory,
+    "distributed-step": distributed_step,
 }
 
 TABLE_NAMES = list(TABLES)

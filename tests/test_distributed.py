@@ -125,3 +125,31 @@ def test_fsdp_shards_per_rank(gloo_run):
         assert sum(r["fsdp"]["fsdp2"].values()) == dist_model.fsdp_per_parameter_shard(
             [tuple(p.shape) for p in params], world, rank)
     assert sum(sum(r["fsdp"]["fsdp2"].values()) for r in ranks) == sum(numels)
+
+
+def test_distributed_step_time_by_hand(capsys):
+    """DDP on H100s, by hand: the network at 989.4 TFLOP/s, Adam's generated step moving
+    7 float32 values a parameter (and 3 scalars) at 3.35 TB/s, a ring all-reduce of
+    half-precision gradients: 2 (N - 1) rounds of alpha, 2 (N - 1)/N Psi x 2 bytes at
+    450 GB/s."""
+    import csv
+    import io
+
+    from conftest import run_cli
+    Psi_, N_, b_, F_, alpha_ns = 1_000_000_000, 8, 2, 10 ** 12, 1000
+    code, out, err = run_cli(capsys, "table", "distributed-step", "--format", "csv",
+                             "--dims", f"Psi={Psi_},N={N_},b={b_},F={F_},"
+                                       f"alpha_ns={alpha_ns}")
+    assert code == 0, err
+    rows = list(csv.reader(io.StringIO(out)))
+    ddp = next(r for r in rows if r[:2] == ["DDP", "h100"])
+    network = 3 * F_ * b_ / 989.4e12
+    optimizer = (7 * Psi_ + 3) * 4 / 3.35e12
+    communicate = 2 * (N_ - 1) * alpha_ns * 1e-9 + 2 * (N_ - 1) / N_ * Psi_ * 2 / 450e9
+    got = [float(x) for x in ddp[5:10]]
+    want = [network, optimizer, communicate, network + optimizer + communicate,
+            max(network, communicate) + optimizer]
+    assert got == pytest.approx(want, rel=1e-12)
+    assert float(ddp[4]) == 16 * Psi_ / 1e9  # 2 + 2 + 12 bytes a parameter, unsharded
+    code, _, err = run_cli(capsys, "table", "distributed-step", "--dims", "Q=1")
+    assert code == 2 and "has no size Q" in err
