@@ -17,36 +17,14 @@ import math
 
 import sympy as sp
 
-from derivations import normalization
+from derivations import layers, normalization
 from symflop import Component, sigmoid, total, uniform
 from symflop.estimate.calls import FREE, Keep, OpCall, TensorRef, Unknown, Use
 
 SECTION = "Network operations"
 
 
-def _wrt(c: Component, y, names: tuple[str, ...]) -> None:
-    if names:
-        c.set_gradient(y, tuple(c.tensors[n] for n in names))
-
-
-# -- contractions ----------------------------------------------------------------------
-def dense(bias: bool = True, wrt: tuple[str, ...] = ("x", "W", "bias")) -> Component:
-    """Matrix product y = x W (+ bias): aten's addmm and mm, as torch's linear runs it."""
-    c = Component("dense", SECTION, "matrix product with optional bias row",
-                  reference="torch.addmm, torch.mm")
-    M, K, O = c.dim("M K O")
-    m, k, o = c.index(m=M, k=K, o=O)
-    x = c.input("x", (M, K))
-    W = c.parameter("W", (K, O))
-    y = c.output("y", (M, O))
-    rhs = total(x[m, k] * W[k, o], k)
-    if bias:
-        rhs += c.parameter("bias", (O,))[o]
-    c.assign("forward", y[m, o], rhs)
-    _wrt(c, y, wrt)
-    return c
-
-
+# -- contractions (matrix products and convolutions: derivations/layers.py) -----------
 def batched_matmul(wrt: tuple[str, ...] = ("a", "b")) -> Component:
     """Batched matrix product y[g] = a[g] b[g] (aten.bmm: attention scores and mixing)."""
     c = Component("batched-matmul", SECTION, "batched matrix product", reference="torch.bmm")
@@ -56,29 +34,7 @@ def batched_matmul(wrt: tuple[str, ...] = ("a", "b")) -> Component:
     b = c.input("b", (G, K, N))
     y = c.output("y", (G, M, N))
     c.assign("forward", y[g, m, n], total(a[g, m, k] * b[g, k, n], k))
-    _wrt(c, y, wrt)
-    return c
-
-
-def conv2d(bias: bool = False, wrt: tuple[str, ...] = ("cols", "W")) -> Component:
-    """2-D convolution over unfolded patches: y[b,o,s] = sum_k W[o,k] cols[b,k,s] (+ bias).
-
-    ``cols`` is unfold(x) (K = C_in kh kw values under the kernel at each of the S
-    output positions): a function of the input that torch does not keep; the gradient
-    of the input is fold(grad_cols), whose overlapping additions the rule adds.
-    """
-    c = Component("conv2d", SECTION, "2-D convolution as a product over unfolded patches",
-                  reference="Chellapilla, Puri & Simard (2006); torch.nn.functional.conv2d")
-    B, O, K, S = c.dim("B O K S")
-    b, o, k, s = c.index(b=B, o=O, k=K, s=S)
-    cols = c.input("cols", (B, K, S))
-    W = c.parameter("W", (O, K))
-    y = c.output("y", (B, O, S))
-    rhs = total(W[o, k] * cols[b, k, s], k)
-    if bias:
-        rhs += c.parameter("bias", (O,))[o]
-    c.assign("forward", y[b, o, s], rhs)
-    _wrt(c, y, wrt)
+    layers.gradient_of(c, y, wrt)
     return c
 
 
@@ -88,13 +44,13 @@ def _gelu(x):
 
 
 def _gelu_tanh(x):
-    return x / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x + sp.Rational(447, 10000) * x ** 3)))
+    return x / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x + sp.Rational(44715, 1000000) * x ** 3)))
 
 
 ACTIVATIONS = {
     "relu": (lambda x: sp.Max(x, 0), "max(x, 0)"),
     "gelu": (_gelu, "x/2 (1 + erf(x/sqrt(2)))"),
-    "gelu-tanh": (_gelu_tanh, "x/2 (1 + tanh(sqrt(2/pi) (x + 0.0447 x^3)))"),
+    "gelu-tanh": (_gelu_tanh, "x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))"),
     "silu": (lambda x: x * sigmoid(x), "x sigmoid(x)"),
     "sigmoid": (sigmoid, "sigmoid(x)"),
     "tanh": (sp.tanh, "tanh(x)"),
@@ -110,7 +66,7 @@ def activation(kind: str = "relu", wrt: tuple[str, ...] = ("x",)) -> Component:
     x = c.input("x", (N,))
     y = c.output("y", (N,))
     c.assign("forward", y[i], f(x[i]))
-    _wrt(c, y, wrt)
+    layers.gradient_of(c, y, wrt)
     return c
 
 
@@ -136,7 +92,7 @@ def binary(kind: str = "add", rows: bool = False,
         a, b = c.input("a", (N,)), c.input("b", (N,))
         y = c.output("y", (N,))
         c.assign("forward", y[i], BINARY[kind](a[i], b[i]))
-    _wrt(c, y, wrt)
+    layers.gradient_of(c, y, wrt)
     return c
 
 
@@ -150,7 +106,7 @@ def scalar_op(kind: str = "mul", wrt: tuple[str, ...] = ("a",)) -> Component:
     s = c.hyper("s", s=2.0)
     y = c.output("y", (N,))
     c.assign("forward", y[i], BINARY[kind](a[i], s))
-    _wrt(c, y, wrt)
+    layers.gradient_of(c, y, wrt)
     return c
 
 
@@ -183,7 +139,7 @@ def softmax(log: bool = False, wrt: tuple[str, ...] = ("x",)) -> Component:
     c.assign("forward", e[i, j], sp.exp(x[i, j]))
     c.assign("forward", s[i], total(e[i, j], j))
     c.assign("forward", y[i, j], x[i, j] - sp.log(s[i]) if log else e[i, j] / s[i])
-    _wrt(c, y, wrt)
+    layers.gradient_of(c, y, wrt)
     return c
 
 
@@ -195,7 +151,7 @@ def mean_rows(wrt: tuple[str, ...] = ("x",)) -> Component:
     x = c.input("x", (N, K))
     y = c.output("y", (N,))
     c.assign("forward", y[i], total(x[i, k], k) / K)
-    _wrt(c, y, wrt)
+    layers.gradient_of(c, y, wrt)
     return c
 
 
@@ -226,16 +182,16 @@ def _rule_addmm(call: OpCall):
     if x is None or len(x.shape) != 2 or len(w.shape) != 2 or _n(bias) != w.shape[1]:
         return Unknown("addmm with a bias that is not one row")
     wrt = _grad(("x", x), ("W", w), ("bias", bias))
-    return [Use("matrix product", dense, {"bias": True, "wrt": wrt},
-                {"M": x.shape[0], "K": x.shape[1], "O": w.shape[1]},
+    return [Use("matrix product", layers.linear, {"bias": True, "wrt": wrt},
+                {"B": x.shape[0], "I": x.shape[1], "O": w.shape[1]},
                 {"x": x, "W": w, "bias": bias, "y": call.outputs[0]}, contraction=True)]
 
 
 def _rule_mm(call: OpCall):
     x, w = call.args[:2]
     wrt = _grad(("x", x), ("W", w))
-    return [Use("matrix product", dense, {"bias": False, "wrt": wrt},
-                {"M": x.shape[0], "K": x.shape[1], "O": w.shape[1]},
+    return [Use("matrix product", layers.linear, {"bias": False, "wrt": wrt},
+                {"B": x.shape[0], "I": x.shape[1], "O": w.shape[1]},
                 {"x": x, "W": w, "y": call.outputs[0]}, contraction=True)]
 
 
@@ -269,7 +225,7 @@ def _rule_convolution(call: OpCall):
     H, W_ = int(x.shape[2]), int(x.shape[3])
     Ho, Wo = int(y.shape[2]), int(y.shape[3])
     wrt = _grad(("cols", x), ("W", w), ("bias", bias))
-    uses = [Use("convolution", conv2d, {"bias": bias is not None, "wrt": wrt},
+    uses = [Use("convolution", layers.conv2d_im2col, {"bias": bias is not None, "wrt": wrt},
                 {"B": x.shape[0], "O": O, "K": C * kh * kw, "S": Ho * Wo},
                 {"cols": x, "W": w, "y": y} | ({"bias": bias} if bias is not None else {}),
                 contraction=True, note="cols = unfold(x): the input is what is kept")]

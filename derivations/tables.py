@@ -727,25 +727,13 @@ TABLE_NAMES = list(TABLES)
 
 
 def build_table(name: str, convention: str = "default", dtype: str = "float32",
-                exact: bool = False, stage: str = "optimized",
-                dims: dict | None = None) -> Table:
+                exact: bool = False, stage: str = "optimized") -> Table:
     if name not in TABLES:
         close = difflib.get_close_matches(name, TABLE_NAMES, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else \
             f" (tables: {', '.join(TABLE_NAMES)})"
         raise UsageError(f"unknown table {name!r}{hint}")
-    if dims:
-        return with_dims(TABLES[name], name)(convention=convention, dtype=dtype, exact=exact,
-                                              stage=stage, dims=dims)
     return TABLES[name](convention=convention, dtype=dtype, exact=exact, stage=stage)
-
-
-def with_dims(build: Callable[..., Table], name: str) -> Callable[..., Table]:
-    """``build`` if it takes sizes (``--dims``); otherwise a one-line error."""
-    import inspect
-    if "dims" not in inspect.signature(build).parameters:
-        raise UsageError(f"table {name!r} takes no --dims (its sizes are the document's)")
-    return build
 
 
 def render_table(name: str, fmt: str = "markdown", convention: str = "default",

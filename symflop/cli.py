@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 import threading
+from decimal import Decimal
 
 import sympy as sp
 
@@ -24,7 +25,14 @@ from symflop.errors import SymflopError, UsageError
 from symflop.estimate.command import add_parser as add_estimate_parser
 from symflop.lower.backends import BACKENDS
 from symflop.lower.roofline import parse_machine, predict
-from symflop.registry import catalogue, examples, get_component, load_object, plugin
+from symflop.registry import (
+    catalogue,
+    examples,
+    get_component,
+    load_object,
+    plugin,
+    user_module_name,
+)
 from symflop.report.examples import render as render_example
 from symflop.report.render import fused_text, show, stage_report
 from symflop.rewrite.pipeline import (
@@ -184,7 +192,7 @@ def _validate_user(args, suite, dtype) -> list:
             raise UsageError(f"--reference {spec!r}: expected FILE.py:FUNC")
         reference = load_object(spec, "a torch reference")
     else:  # a reference declared next to the component: REFERENCES = {NAME: run}
-        declared = getattr(sys.modules.get(_user_module(path)), "REFERENCES", None)
+        declared = getattr(sys.modules.get(user_module_name(path)), "REFERENCES", None)
         reference = declared.get(name) if isinstance(declared, dict) else None
         spec = f"{path}:REFERENCES[{name!r}]"
         if reference is None:
@@ -197,11 +205,6 @@ def _validate_user(args, suite, dtype) -> list:
         return suite.validate_user(c, reference, args.device, dtype, args.backend, sizes)
     except (TypeError, ValueError) as e:
         raise UsageError(f"--reference {spec}: {e}") from None
-
-
-def _user_module(path: str) -> str:
-    from symflop.registry import user_module_name
-    return user_module_name(path)
 
 
 def cmd_claims(args) -> int:
@@ -232,17 +235,18 @@ def cmd_table(args) -> int:
 
 
 def _table_dims(text: str) -> dict[str, int]:
-    """``Psi=7500000000,N=64`` (or ``Psi=7.5e9``): sizes for a table that takes them."""
+    """``Psi=7500000000,N=64`` (or ``Psi=7.5e9``): sizes for a table that takes them, read
+    exactly (as decimals, never through a float)."""
     out: dict[str, int] = {}
     for part in text.split(","):
         name, eq, value = part.partition("=")
         name, value = name.strip(), value.strip()
-        try:
-            number = float(value) if re.fullmatch(r"[0-9.]+(e[0-9]+)?", value) else None
-        except ValueError:
-            number = None
-        if not eq or not name.isidentifier() or number is None or number != int(number) \
-                or number < 1 or len(value) > _MAX_SIZE_DIGITS:
+        number = None
+        if re.fullmatch(r"[0-9]+(\.[0-9]*)?([eE][0-9]{1,2})?", value) \
+                and len(value) <= _MAX_SIZE_DIGITS:
+            number = Decimal(value)
+        if not eq or not name.isidentifier() or number is None or number < 1 \
+                or number != number.to_integral_value():
             raise UsageError(f"--dims {part.strip()!r}: write NAME=POSITIVE_INTEGER (e.g. "
                              "Psi=7.5e9,N=64)")
         if name in out:

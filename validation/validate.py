@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -313,8 +313,7 @@ def user_reference(c: Component, reference, sizes: dict | None = None) -> Refere
     component's names in and out, gradients as ``grad_<name>``); checked at ``sizes`` (or
     the reference's, or small distinct sizes), all sizes odd, and a batch of one."""
     if isinstance(reference, Reference):
-        return reference if not sizes else Reference(**{**reference.__dict__,
-                                                        "sizes": sizes, "shapes": ()})
+        return reference if not sizes else replace(reference, sizes=sizes, shapes=())
     if not callable(reference):
         raise TypeError(f"a reference is a function or a Reference, not "
                         f"{type(reference).__name__}")
