@@ -661,8 +661,8 @@ def distributed_step(convention="default", dtype="float32", exact=False,
           distributed.F: forward, distributed.k: sizes["k"], distributed.A: sizes["A"],
           distributed.alpha: sizes["alpha_ns"] * 1e-9}
     t = Table("distributed-step", "A data-parallel training step per device",
-              ("Stage", "Device", "TFLOPs", "GB sent", "GB memory", "Network s",
-               "Optimizer s", "Communication s", "Step s", "Overlapped s"),
+              ("Stage", "Device", "TFLOPs", "GB sent", "GB", "Network s", "Optimizer s",
+               "Comm. s", "Step s", "Overlap s"),
               caption=f"Psi = {sizes['Psi']:,} parameters on N = {sizes['N']} devices, "
                       f"b = {sizes['b']} samples per device, forward {forward:.3g} FLOPs per "
                       "sample (F; by default 2 Psi L for L tokens, a transformer's forward, "
@@ -677,8 +677,9 @@ def distributed_step(convention="default", dtype="float32", exact=False,
                                               if "link_GBps" in sizes else
                       ", as if all N devices shared one NVLink fabric (across nodes a ring "
                       "runs at its slowest link: set link_GBps, e.g. 50 for 400 Gb/s "
-                      "InfiniBand per device)") + ". Step: their sum; overlapped: "
-                      "communication hidden behind the network. Devices: " + "; ".join(
+                      "InfiniBand per device)") + ". Step: their sum; overlap: "
+                      "communication hidden behind the network. GB: memory per device; "
+                      "(full): more than the device holds. Devices: " + "; ".join(
                           c.source for c in distributed.CLUSTERS.values()) + ".",
               options={"convention": o.conv.name, "dtype": o.dtype, "exact": o.exact,
                        "stage": o.stage})
@@ -688,7 +689,7 @@ def distributed_step(convention="default", dtype="float32", exact=False,
                 cluster = replace(cluster, link=sizes["link_GBps"] * 1e9)
             r = {key: float(sp.sympify(v).xreplace(at))
                  for key, v in distributed.distributed_step(name, cluster).items()}
-            fits = "" if r["memory"] <= cluster.memory else " (does not fit)"
+            fits = "" if r["memory"] <= cluster.memory else " (full)"
             t.add(name, device + fits, Num(r["flops"] / 1e12, ",.1f"),
                   Num(r["bytes sent"] / 1e9, ",.2f"), Num(r["memory"] / 1e9, ",.1f"),
                   *(Num(r[key], ",.4f") for key in ("network", "optimizer", "communicate",

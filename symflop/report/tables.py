@@ -261,11 +261,18 @@ def label(t: Table) -> str:
     return "tab:" + "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in t.name)
 
 
+def _shown(cell) -> str:
+    """About the text a cell shows: a number as formatted (CSV keeps it unformatted)."""
+    if isinstance(cell, Num):
+        return cell.text()
+    return cell_text(cell)
+
+
 def _wrapped_columns(t: Table) -> set[int]:
     """The columns that wrap so that the table fits the line: text columns first (math
     breaks badly), the widest first, until the rest (and about 15 characters for each
     wrapped one) fit ``LINE_CHARACTERS``."""
-    widths = [max([len(cell_text(c)) for c in (t.columns[k], *(r[k] for r in t.rows))])
+    widths = [max([len(_shown(c)) for c in (t.columns[k], *(r[k] for r in t.rows))])
               for k in range(len(t.columns))]
     text = [all(isinstance(r[k], str) for r in t.rows) for k in range(len(t.columns))]
     wrapped: set[int] = set()
