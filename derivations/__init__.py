@@ -11,6 +11,7 @@ from derivations import (
     losses,
     normalization,
     optimizers,
+    precision,
     regularization,
     schedules,
     training,
@@ -24,5 +25,6 @@ from symflop.report.tables import set_symbol_latex
 set_symbol_latex(DISPLAY)
 add_symbols(sym for _kind, sym, _meaning in glossary())
 
-SECTIONS = (losses, optimizers, regularization, normalization, schedules, training, layers)
+SECTIONS = (losses, optimizers, regularization, normalization, schedules, training, layers,
+            precision)
 CATALOGUE = {name: build for m in SECTIONS for name, build in m.COMPONENTS.items()}

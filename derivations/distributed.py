@@ -11,7 +11,9 @@ Sizes are symbols: Psi parameters, N devices, K gradient buckets, M micro-batche
   without it one per micro-batch.
 * Mixed precision (Micikevicius et al. 2018): half-precision parameters and
   gradients, a float32 master copy, the optimizer's state in float32; the bytes per
-  parameter follow from the optimizer component's state tensors (Adam: m and v).
+  parameter follow from the optimizer component's state tensors (Adam: m and v).  The
+  loss scaling that float16 needs is the catalogue's ``loss-scaling``
+  (``derivations.precision``): its unscale and overflow check join the step.
 * ZeRO (Rajbhandari et al. 2020, SC): stage 1 shards the optimizer state (with the
   master copy), stage 2 the gradients too, stage 3 the parameters too (FSDP's full
   sharding): a sharded part costs 1/N of itself per device.  Communication per step:
@@ -22,12 +24,15 @@ Sizes are symbols: Psi parameters, N devices, K gradient buckets, M micro-batche
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import sympy as sp
 
 from derivations import optimizers
-from symflop.cost.collectives import Collective, Phase, repeat, sequence
+from derivations import precision as precisions
+from symflop.cost.collectives import Collective, Phase, fit_alpha_beta, repeat, sequence
 from symflop.cost.memory import dtype_bytes
 from symflop.derive import derive
 
@@ -132,17 +137,19 @@ def fsdp_per_parameter_shard(shapes: list[tuple[int, ...]], devices: int, rank: 
 # -- mixed precision and ZeRO ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Precision:
-    """Element types of the parameters and gradients the model computes with, and whether
-    the optimizer keeps a float32 master copy of the parameters."""
+    """Element types of the parameters and gradients the model computes with, whether
+    the optimizer keeps a float32 master copy of the parameters, and whether the loss is
+    scaled (float16 gradients underflow without it)."""
 
     parameters: str = "float16"
     gradients: str = "float16"
     master: bool = True
     state: str = "float32"
+    loss_scaling: bool = True
 
 
 MIXED = Precision()
-FULL = Precision("float32", "float32", False, "float32")
+FULL = Precision("float32", "float32", False, "float32", False)
 
 
 def bytes_per_parameter(optimizer: str = "adam", precision: Precision = MIXED) -> dict:
@@ -224,12 +231,14 @@ alpha = sp.Symbol("alpha", positive=True)
 def distributed_step(stage: str, cluster: Cluster, optimizer: str = "adam",
                      precision: Precision = MIXED) -> dict[str, sp.Expr]:
     """One data-parallel step on each device: FLOPs (network forward and backward on its
-    b samples, the optimizer on the parameters it updates, the collectives' additions),
+    b samples, the optimizer on the parameters it updates, with mixed precision the loss
+    scaling's unscale and overflow check of their gradients, the collectives' additions),
     bytes sent, memory, and the time, in three parts: the network at the device's peak,
     the optimizer at its memory bandwidth (an elementwise step moves more bytes than it
     has FLOPs to hide them), the communication at alpha per round and the link's
     bandwidth; ``time`` adds them, ``overlapped`` takes the network and the rest in
-    parallel (communication hidden behind the backward pass)."""
+    parallel (communication hidden behind the backward pass).  Under ZeRO the devices also
+    agree on the overflow flag (an all-reduce of one value): not counted."""
     c = optimizers.COMPONENTS[optimizer]()
     d = derive(c)
     shard = Psi / N if "optimizer state" in STAGES[stage] else Psi
@@ -239,6 +248,13 @@ def distributed_step(stage: str, cluster: Cluster, optimizer: str = "adam",
     moved = dict(d.memory_at("lowered").moved)["step"].xreplace(sub) \
         * dtype_bytes(precision.state)
     comm = step_communication(stage)
+    if precision.loss_scaling:  # unscale and check the gradients the device updates from
+        ls = precisions.loss_scaling()
+        scaling = derive(ls)
+        at = {ls.dims["P"]: shard}
+        step += scaling.counts("unscale").total.xreplace(at)
+        moved += dict(scaling.memory_at("lowered").moved)["unscale"].xreplace(at) \
+            * dtype_bytes(precision.gradients)
     sent = comm.sent * dtype_bytes(precision.parameters)
     network = (1 + k) * F * b / cluster.peak
     update = moved / cluster.bandwidth
@@ -252,3 +268,24 @@ def distributed_step(stage: str, cluster: Cluster, optimizer: str = "adam",
         "time": network + update + communicate,
         "overlapped": sp.Max(network, communicate) + update,
     }
+
+
+# -- the alpha-beta model against measurements ----------------------------------------------
+MEASURED = Path(__file__).with_name("measured") / "gloo-all-reduce.json"
+
+
+def measured_all_reduce_fits(record: dict | None = None) -> dict[str, tuple]:
+    """alpha-beta fits of measured all-reduce times (``bench/collectives.py``; by default
+    the committed measurement): for each device count alone, and for all together;
+    each label maps to (fit, the points it was fitted to)."""
+    if record is None:
+        record = json.loads(MEASURED.read_text())
+    points = record["points"]
+    out = {}
+    groups = [(f"N = {n} alone", [p for p in points if p["devices"] == n])
+              for n in sorted({p["devices"] for p in points})]
+    for label, pts in groups + [("all N, one fit", points)]:
+        out[label] = (fit_alpha_beta([(ring_all_reduce().at(Psi=p["elements"],
+                                                            N=p["devices"]),
+                                       4, p["seconds"]) for p in pts]), pts)
+    return out

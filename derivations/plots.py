@@ -207,6 +207,43 @@ def zero_memory_plot(parameters: int = 7_500_000_000) -> dict[str, bytes]:
     return _save(fig, plt)
 
 
+def alpha_beta_plot() -> dict[str, bytes]:
+    """Measured gloo all-reduce times against the alpha-beta model fitted to them, one fit
+    per device count (the committed measurement of ``bench/collectives.py``)."""
+    import json
+
+    from derivations import distributed
+    record = json.loads(distributed.MEASURED.read_text())
+    fits = distributed.measured_all_reduce_fits(record)
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    lines = []
+    for label, (fit, pts) in fits.items():
+        if not label.endswith("alone"):
+            continue
+        n = pts[0]["devices"]
+        x = [p["elements"] for p in pts]
+        dots, = ax.plot(x, [p["seconds"] * 1e3 for p in pts], "o", markersize=4,
+                        label=f"N = {n}, measured")
+        ax.plot(x, [p["seconds"] * (1 + e) * 1e3 for p, e in zip(pts, fit.errors)], "-",
+                linewidth=1, color=dots.get_color(), label=f"N = {n}, fitted")
+        lines.append(f"N = {n}: alpha {fit.alpha * 1e6:.0f} us, 1/beta "
+                     f"{fit.bandwidth / 1e9:.2f} GB/s, error median {fit.median_error:.0%}, "
+                     f"max {fit.max_error:.0%}")
+    joint = fits["all N, one fit"][0]
+    lines.append(f"one fit for all N: error median {joint.median_error:.0%}, "
+                 f"max {joint.max_error:.0%}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("float32 elements all-reduced")
+    ax.set_ylabel("ms (median)")
+    ax.set_title("\n".join(lines), fontsize=7)
+    ax.legend(fontsize=7)
+    fig.suptitle(f"gloo ring all-reduce, {record['cpus']} CPUs, torch {record['torch']}, "
+                 f"{record['date']}", fontsize=8, y=1.02)
+    return _save(fig, plt)
+
+
 CAPTIONS = {
     "schedules": "Every schedule's learning rate over a run, from its generated code at its "
                  "customary hyperparameters.",
@@ -225,6 +262,12 @@ CAPTIONS = {
                    "number of devices, mixed-precision Adam (2 + 2 + 12 bytes per "
                    "parameter, derived from the adam component's state), 7.5B parameters "
                    "(the ZeRO paper's example); activations not included.",
+    "alpha-beta": "The latency-bandwidth model of a ring all-reduce (alpha per round, beta "
+                  "per byte sent, both counted by the engine from the ring's rounds) "
+                  "fitted by least squares on relative error to gloo all-reduce times "
+                  "measured on this project's CPU machine by bench/collectives.py (the "
+                  "committed measurement). With 2 cores, 4 processes wait for the "
+                  "scheduler: each N gets its own fit, and one fit for both is poor.",
 }
 
 PLOTS: dict[str, Callable[[], dict[str, bytes]]] = {
@@ -233,4 +276,5 @@ PLOTS: dict[str, Callable[[], dict[str, bytes]]] = {
     "optimizers": optimizers_plot,
     "training-step-resnet50": training_step_plot,
     "zero-memory": zero_memory_plot,
+    "alpha-beta": alpha_beta_plot,
 }

@@ -665,10 +665,12 @@ def distributed_step(convention="default", dtype="float32", exact=False,
                "Comm. s", "Step s", "Overlap s"),
               caption=f"Psi = {sizes['Psi']:,} parameters on N = {sizes['N']} devices, "
                       f"b = {sizes['b']} samples per device, forward {forward:.3g} FLOPs per "
-                      "sample (F; by default 2 Psi L for L tokens, a transformer's forward, "
-                      f"Kaplan et al. 2020), backward k = {sizes['k']} times the forward, "
-                      f"A = {sizes['A']:,} activation bytes per sample, mixed-precision "
-                      "Adam (its optimized program's FLOPs, not the equations as written). "
+                      "sample (F" + ("" if "F" in sizes else "; by default 2 Psi L for L "
+                      "tokens, a transformer's forward, Kaplan et al. 2020") + "), backward "
+                      f"k = {sizes['k']:.3g} times the forward, A = {sizes['A']:,.0f} "
+                      "activation bytes per sample, mixed-precision Adam (its optimized "
+                      "program's FLOPs, not the equations as written) with loss scaling "
+                      "(the unscale and overflow check of the gradients it updates from). "
                       "Network: FLOPs at the device's half-precision peak; optimizer: "
                       "the bytes its generated step moves, at the memory bandwidth; "
                       f"communication: ring collectives, alpha = {sizes['alpha_ns']:,} ns a "
@@ -690,9 +692,9 @@ def distributed_step(convention="default", dtype="float32", exact=False,
             r = {key: float(sp.sympify(v).xreplace(at))
                  for key, v in distributed.distributed_step(name, cluster).items()}
             fits = "" if r["memory"] <= cluster.memory else " (full)"
-            t.add(name, device + fits, Num(r["flops"] / 1e12, ",.1f"),
-                  Num(r["bytes sent"] / 1e9, ",.2f"), Num(r["memory"] / 1e9, ",.1f"),
-                  *(Num(r[key], ",.4f") for key in ("network", "optimizer", "communicate",
+            t.add(name, device + fits, Num(r["flops"] / 1e12, ",.4g"),
+                  Num(r["bytes sent"] / 1e9, ",.3g"), Num(r["memory"] / 1e9, ",.3g"),
+                  *(Num(r[key], ",.3g") for key in ("network", "optimizer", "communicate",
                                                      "time", "overlapped")))
     return t
 

@@ -1,6 +1,6 @@
 """symflop: gradients, operation counts, memory and code, derived from SymPy equations."""
 
-from symflop.core.functions import log1p, sigmoid, softplus, uniform
+from symflop.core.functions import isinf, isnan, log1p, sigmoid, softplus, uniform
 from symflop.core.model import Component, Fact, Role, Tensor, total
 from symflop.cost.conventions import CONVENTIONS, Convention, get_convention
 from symflop.derive import Derivation, derive
@@ -9,5 +9,5 @@ from symflop.errors import ComponentError, InputError, SymflopError, UsageError
 __all__ = [
     "CONVENTIONS", "Component", "ComponentError", "Convention", "Derivation", "Fact",
     "InputError", "Role", "SymflopError", "Tensor", "UsageError", "derive", "get_convention",
-    "log1p", "sigmoid", "softplus", "total", "uniform",
+    "isinf", "isnan", "log1p", "sigmoid", "softplus", "total", "uniform",
 ]

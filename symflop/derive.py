@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import sympy as sp
 
 from symflop import cache
-from symflop.core.model import Component
+from symflop.core.model import Component, Fact
 from symflop.core.program import label_inputs
 from symflop.cost.conventions import Convention, get_convention
 from symflop.cost.counting import Counts, Tally, apply_convention, tally_program, total_tally
@@ -162,8 +162,11 @@ class Derivation:
             program = self.lowered[pass_name].program if pass_name in self.lowered else None
             results = {n: tuple(str(s) for s in program.tensors[n].shape)
                        for n in sig.outputs} if program is not None else {}
+            tensors = program.tensors if program is not None else {}
+            nonfinite_ok = frozenset(n for n in sig.inputs if n in tensors
+                                     and Fact.MAY_BE_NONFINITE in tensors[n].facts)
             hit = CompiledPass(func_name(pass_name), source, sig, shapes,
-                               result_shapes=results)
+                               result_shapes=results, nonfinite_ok=nonfinite_ok)
             self._compiled[pass_name] = hit
         return hit
 

@@ -29,6 +29,35 @@ def test_ring_collectives_by_hand():
     assert dist_model.tree_broadcast().at(Psi=10, N=5).rounds == 3
 
 
+def test_alpha_beta_fit_recovers_a_known_model():
+    """Times made from alpha = 50 us and 2 GB/s, at N = 2 and 8: the fit gives them back
+    with no error; one time 10 % slow shows as that point's error; the committed gloo
+    measurement (the report's figure) fits with every point's error under 100 %."""
+    from symflop.cost.collectives import fit_alpha_beta
+    alpha, beta = 50e-6, 1 / 2e9
+    measured = []
+    for n in (2, 8):
+        for elements in (256, 65536, 1 << 22):
+            # by hand: 2 (n - 1) rounds, 2 (n - 1)/n elements x 4 bytes each
+            t = 2 * (n - 1) * alpha + 2 * (n - 1) / n * elements * 4 * beta
+            measured.append((dist_model.ring_all_reduce().at(Psi=elements, N=n), 4, t))
+    fit = fit_alpha_beta(measured)
+    assert fit.alpha == pytest.approx(alpha, rel=1e-9)
+    assert fit.bandwidth == pytest.approx(2e9, rel=1e-9)
+    assert fit.max_error < 1e-9
+    c, b, t = measured[4]
+    assert fit.predict(c, b) == pytest.approx(t, rel=1e-9)
+    slow = fit_alpha_beta(measured[:4] + [(c, b, 1.1 * t)] + measured[5:])
+    assert slow.max_error == pytest.approx(abs(slow.errors[4]), rel=1e-12)
+    with pytest.raises(ValueError, match="two measurements"):
+        fit_alpha_beta(measured[:1])
+    fits = dist_model.measured_all_reduce_fits()
+    assert set(fits) == {"N = 2 alone", "N = 4 alone", "all N, one fit"}
+    for fit, points in fits.values():
+        assert len(fit.errors) == len(points) >= 8 and fit.alpha > 0 and fit.beta > 0
+        assert fit.max_error < 1.0
+
+
 def test_ddp_buckets_and_micro_batches():
     sync = dist_model.ddp_gradient_sync()
     assert sp.expand(sync.rounds - 2 * K * (N - 1)) == 0      # one all-reduce per bucket
@@ -129,7 +158,11 @@ def test_fsdp_shards_per_rank(gloo_run):
 
 def test_distributed_step_time_by_hand(capsys):
     """DDP on H100s, by hand: the network at 989.4 TFLOP/s, Adam's generated step moving
-    7 float32 values a parameter (and 3 scalars) at 3.35 TB/s, a ring all-reduce of
+    7 float32 values a parameter (and 3 scalars) and the loss scaling's unscale moving 2
+    float16 values a parameter (gradient in, unscaled out; and 14 scalars) at 3.35 TB/s;
+    FLOPs: 3 F b, Adam's step (its count is checked by hand in test_optimizers), the
+    unscale's 5 Psi + 16 (test_precision), the all-reduce's (N - 1)/N Psi additions; a
+    ring all-reduce of
     half-precision gradients: 2 (N - 1) rounds of alpha, 2 (N - 1)/N Psi x 2 bytes at
     450 GB/s."""
     import csv
@@ -144,12 +177,17 @@ def test_distributed_step_time_by_hand(capsys):
     rows = list(csv.reader(io.StringIO(out)))
     ddp = next(r for r in rows if r[:2] == ["DDP", "h100"])
     network = 3 * F_ * b_ / 989.4e12
-    optimizer = (7 * Psi_ + 3) * 4 / 3.35e12
+    optimizer = ((7 * Psi_ + 3) * 4 + (2 * Psi_ + 14) * 2) / 3.35e12
     communicate = 2 * (N_ - 1) * alpha_ns * 1e-9 + 2 * (N_ - 1) / N_ * Psi_ * 2 / 450e9
     got = [float(x) for x in ddp[5:10]]
     want = [network, optimizer, communicate, network + optimizer + communicate,
             max(network, communicate) + optimizer]
     assert got == pytest.approx(want, rel=1e-12)
     assert float(ddp[4]) == 16 * Psi_ / 1e9  # 2 + 2 + 12 bytes a parameter, unsharded
+    from conftest import derived
+    adam = derived("adam")[1].counts("step").total
+    adam = adam.subs(next(iter(adam.free_symbols)), Psi_)
+    flops = 3 * F_ * b_ + adam + 5 * Psi_ + 16 + (N_ - 1) * Psi_ // N_
+    assert float(ddp[2]) == pytest.approx(flops / 1e12, rel=1e-15)
     code, _, err = run_cli(capsys, "table", "distributed-step", "--dims", "Q=1")
     assert code == 2 and "has no size Q" in err

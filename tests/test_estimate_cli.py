@@ -153,3 +153,35 @@ def test_api_refuses_bad_shapes(shape, hints, message):
         estimate(torch.nn.Linear(20, 5), shape, hints=hints, use_cache=False)
     with pytest.raises(UsageError, match="needs a torch.nn.Module"):
         estimate("model", ("B", 20))
+
+
+def test_devices_joins_the_distributed_step(capsys, model_file):
+    """--devices 4: the distributed-step table with this model's sizes.  By hand for DDP
+    on an H100: the network's FLOPs at B = 8 (its lines' forward + backward), Adam's step
+    and the unscale (5 Psi + 16) on all Psi = 837 parameters, the ring all-reduce's
+    (N - 1)/N Psi additions; memory 16 bytes a parameter and A b bytes of activations;
+    bytes sent 2 (N - 1)/N Psi x 2."""
+    code, out, err = run(capsys, "estimate", "--from", f"{model_file}:make_model",
+                         "--input", "20", "--format", "json", "--devices", "4",
+                         "--no-flop-counter")
+    assert code == 0, err
+    doc = json.loads(out)
+    B = sp.Symbol("B")
+    network = sum(sp.sympify(ln["flops_forward"], locals={"B": B})
+                  + sp.sympify(ln["flops_backward"], locals={"B": B})
+                  for ln in doc["lines"] if ln["type"] not in ("loss", "optimizer"))
+    psi = doc["parameters"]
+    from conftest import derived
+    adam = derived("adam")[1].counts("step").total
+    adam = adam.subs(next(iter(adam.free_symbols)), psi)
+    flops = network.subs(B, 8) + adam + 5 * psi + 16 + sp.Rational(3, 4) * psi
+    table = doc["distributed-step"]
+    ddp = next(r for r in table["rows"] if r[:2] == ["DDP", "h100"])
+    assert ddp[2] == pytest.approx(float(flops) / 1e12, rel=1e-12)
+    assert ddp[3] == pytest.approx(2 * 3 / 4 * psi * 2 / 1e9, rel=1e-12)
+    saved = sp.sympify(doc["memory"]["saved"], locals={"B": B}).subs(B, 8)
+    assert ddp[4] == pytest.approx((16 * psi + float(saved) / 2) / 1e9, rel=1e-12)
+    assert "make_model at B=8" in table["notes"][0]
+    code, _, err = run(capsys, "estimate", "--from", f"{model_file}:make_model",
+                       "--input", "20", "--devices", "0", "--no-flop-counter")
+    assert code == 2 and "positive number of devices" in err

@@ -14,6 +14,7 @@ from validation import (
     ref_losses,
     ref_normalization,
     ref_optimizers,
+    ref_precision,
     ref_regularization,
     ref_schedules,
 )
@@ -21,7 +22,7 @@ from validation.ref_common import Reference
 from validation.ref_optimizers import adam_reference
 
 SECTIONS = (ref_losses, ref_optimizers, ref_regularization, ref_normalization, ref_schedules,
-            ref_layers)
+            ref_layers, ref_precision)
 REFERENCES: dict[str, Reference] = {k: v for m in SECTIONS for k, v in m.REFERENCES.items()}
 
 __all__ = ["REFERENCES", "Reference", "adam_reference"]

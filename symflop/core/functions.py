@@ -1,4 +1,5 @@
-"""Functions that SymPy lacks but stable code needs: ``log1p``, ``softplus``, ``sigmoid``."""
+"""Functions that SymPy lacks but stable code needs: ``log1p``, ``softplus``, ``sigmoid``;
+and the tests for infinite and NaN values that an overflow check reads (``isinf``, ``isnan``)."""
 
 from __future__ import annotations
 
@@ -83,3 +84,35 @@ class sigmoid(sp.Function):  # noqa: N801
 
     def _latex(self, printer):
         return r"\sigma\left(" + printer._print(self.args[0]) + r"\right)"
+
+
+class _Indicator(sp.Function):
+    """A 0/1 test of one value: no derivative; SymPy numbers evaluate."""
+
+    is_real = True
+    is_nonnegative = True
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
+
+    def _latex(self, printer):
+        return (r"\operatorname{" + type(self).__name__ + r"}\left(" + printer._print(self.args[0])
+                + r"\right)")
+
+
+class isinf(_Indicator):  # noqa: N801 - printed name matches numpy/torch
+    """1 where x is +inf or -inf, else 0 (NaN included)."""
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_number:
+            return sp.S.One if x in (sp.oo, -sp.oo, sp.zoo) else sp.S.Zero
+
+
+class isnan(_Indicator):  # noqa: N801 - printed name matches numpy/torch
+    """1 where x is NaN, else 0."""
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_number:
+            return sp.S.One if x is sp.nan else sp.S.Zero

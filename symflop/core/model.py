@@ -41,6 +41,7 @@ class Fact(enum.Enum):
     ROWS_SUM_TO_ONE = "rows sum to 1 along the last axis"
     ONE_HOT = "one-hot along the last axis"
     NONNEGATIVE = "non-negative"
+    MAY_BE_NONFINITE = "may hold infinite or NaN values (the equations test for them)"
 
 
 @dataclass(frozen=True, eq=False)

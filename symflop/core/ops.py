@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from symflop.core.functions import log1p, sigmoid, softplus
+from symflop.core.functions import isinf, isnan, log1p, sigmoid, softplus
 
 KINDS = ("add", "mul", "div", "transcendental", "compare", "random")
 
@@ -46,6 +46,11 @@ class Op:
 def _erf_numpy(x):
     # NumPy has no erf; math.erf per element is exact (libm), if slow.
     return np.vectorize(math.erf, otypes=[np.result_type(x, np.float32)])(x)
+
+
+def _indicator(test, x):
+    """A NumPy test as 0/1 values of x's floating type."""
+    return np.asarray(test(x), dtype=np.result_type(x, np.float32))
 
 
 def _softplus_math(x: float) -> float:
@@ -91,6 +96,12 @@ OPS: tuple[Op, ...] = (
        lambda x: float(np.heaviside(x, 0.5)),
        lambda t: lambda x: t.heaviside(x, t.tensor(0.5, dtype=x.dtype, device=x.device)),
        ("heaviside",), "H(0) = 1/2, as SymPy's Heaviside"),
+    Op("isinf", isinf, "compare", lambda x: _indicator(np.isinf, x),
+       lambda x: float(math.isinf(x)), lambda t: lambda x: t.isinf(x).to(x.dtype), ("isinf",),
+       "1 at +inf or -inf, else 0"),
+    Op("isnan", isnan, "compare", lambda x: _indicator(np.isnan, x),
+       lambda x: float(math.isnan(x)), lambda t: lambda x: t.isnan(x).to(x.dtype), ("isnan",),
+       "1 at NaN, else 0"),
 )
 
 BY_NAME: dict[str, Op] = {op.name: op for op in OPS}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import sympy as sp
 
 
@@ -96,3 +97,43 @@ def sequence(name: str, summary: str, *parts: Collective) -> Collective:
     return Collective(name, summary, "; ".join(dict.fromkeys(p.reference for p in parts)),
                       first.elements, first.devices,
                       tuple(ph for p in parts for ph in p.phases))
+
+
+@dataclass(frozen=True)
+class AlphaBetaFit:
+    """alpha (seconds per round) and beta (seconds per byte sent) fitted to measured times,
+    and each measurement's relative error under the fit."""
+
+    alpha: float
+    beta: float
+    errors: tuple[float, ...]
+
+    @property
+    def bandwidth(self) -> float:
+        """1/beta, bytes per second."""
+        return 1.0 / self.beta
+
+    @property
+    def median_error(self) -> float:
+        return float(np.median(np.abs(self.errors)))
+
+    @property
+    def max_error(self) -> float:
+        return float(np.max(np.abs(self.errors)))
+
+    def predict(self, c: Collective, bytes_per_element: float) -> float:
+        return float(c.rounds) * self.alpha + float(c.sent) * bytes_per_element * self.beta
+
+
+def fit_alpha_beta(measured: list[tuple[Collective, float, float]]) -> AlphaBetaFit:
+    """Least squares of ``rounds * alpha + bytes sent * beta`` against measured seconds,
+    on the relative error (a microsecond weighs as much at 1 KB as a millisecond at 1 MB);
+    ``measured``: (collective at numbers, bytes per element, seconds)."""
+    if len(measured) < 2:
+        raise ValueError("an alpha-beta fit needs two measurements or more")
+    design = np.array([[float(c.rounds), float(c.sent) * b] for c, b, _t in measured])
+    seconds = np.array([t for _c, _b, t in measured], dtype=float)
+    (alpha, beta), *_ = np.linalg.lstsq(design / seconds[:, None], np.ones_like(seconds),
+                                        rcond=None)
+    errors = (design @ np.array([alpha, beta]) - seconds) / seconds
+    return AlphaBetaFit(float(alpha), float(beta), tuple(float(e) for e in errors))

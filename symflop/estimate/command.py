@@ -81,6 +81,11 @@ def add_parser(sub) -> None:
     e.add_argument("--checkpoint", metavar="MODULE,...",
                    help="modules run under torch.utils.checkpoint: they keep only their "
                         "inputs, and their forward is counted again in the backward")
+    e.add_argument("--devices", type=int, metavar="N",
+                   help="also the step trained data-parallel on N devices, per device, "
+                        "for each ZeRO stage on each preset device (the distributed-step "
+                        "table with this model's parameters, FLOPs and activations; "
+                        "mixed-precision Adam; batch B per device)")
     e.add_argument("--no-flop-counter", action="store_true",
                    help="leave out the FlopCounterMode column")
     e.set_defaults(func=cmd_estimate)
@@ -118,5 +123,9 @@ def cmd_estimate(args) -> int:
                    name=spec.rpartition(":")[2], input_dtype=args.input_dtype,
                    checkpoint=tuple(p.strip() for p in (args.checkpoint or "").split(",")
                                     if p.strip()))
-    print(render_estimate(est, args.format, args.depth, args.standalone), end="")
+    extra = []
+    if args.devices is not None:
+        from symflop.estimate.distributed import distributed_table
+        extra.append(distributed_table(est, args.devices, args.convention))
+    print(render_estimate(est, args.format, args.depth, args.standalone, extra), end="")
     return 0

@@ -187,15 +187,20 @@ def to_json(est: Estimate, depth: int | None = None) -> str:
 
 
 def render_estimate(est: Estimate, fmt: str = "text", depth: int | None = None,
-                    standalone: bool = False) -> str:
-    """The three tables in ``fmt``; LaTeX ``standalone``: a document that compiles."""
+                    standalone: bool = False, extra: list[Table] | None = None) -> str:
+    """The three tables in ``fmt`` (and ``extra`` tables after them); LaTeX
+    ``standalone``: a document that compiles."""
+    extra = extra or []
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     if standalone and fmt != "latex":
         raise UsageError("--standalone goes with --format latex")
     if fmt == "json":
-        return to_json(est, depth)
-    tables = [layer_table(est, depth), kind_table(est), memory_table(est)]
+        doc = json.loads(to_json(est, depth))
+        for t in extra:
+            doc[t.name] = json.loads(render(t, "json"))
+        return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    tables = [layer_table(est, depth), kind_table(est), memory_table(est), *extra]
     if standalone:
         return latex_document(tables)
     if fmt == "text":

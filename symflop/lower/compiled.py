@@ -30,6 +30,7 @@ class CompiledPass:
     fn: object = None
     result_shapes: dict = field(default_factory=dict)  # result -> axis sizes (names)
     compile_seconds: dict = field(default_factory=dict)  # per input signature: first call
+    nonfinite_ok: frozenset = frozenset()  # inputs the equations test for Inf/NaN themselves
     _torch_compiled: object = None
     _scalars: dict = field(default_factory=dict, repr=False)
 
@@ -222,7 +223,7 @@ class CompiledPass:
                 if check and xp.is_array(v) and v.ndim != 0:
                     raise InputError(f"{self.name}: {name} must be a scalar, got shape "
                                      f"{tuple(v.shape)}")
-                if check and not _finite_scalar(v):
+                if check and name not in self.nonfinite_ok and not _finite_scalar(v):
                     raise InputError(f"{self.name}: {name} is {v} (NaN or infinite)")
                 continue
             if not xp.is_array(v):
@@ -239,7 +240,7 @@ class CompiledPass:
                         f"from {source[d]}")
                 dims.setdefault(d, n)
                 source.setdefault(d, name)
-            if check and not _all_finite(v):
+            if check and name not in self.nonfinite_ok and not _all_finite(v):
                 raise InputError(f"{self.name}: {name} contains NaN or infinite values")
         absent = [d for d in self.signature.dims if d not in dims]
         if absent:

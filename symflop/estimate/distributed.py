@@ -1,0 +1,48 @@
+"""An estimate's model trained data-parallel: the catalogue's distributed-step table with
+the sizes the estimate derived, not typed ones.
+
+From the traced model at the trace's sizes: Psi (its parameters), F (the network's
+forward FLOPs per sample), k (backward over forward) and A (bytes kept for backward per
+sample); b is the batch B the estimate was evaluated at, per device.  The table is the
+one the catalogue offers as ``distributed-step`` (mixed-precision Adam on each preset
+device), found through its entry point: the engine imports no catalogue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from symflop.errors import UsageError
+from symflop.estimate.step import Estimate
+from symflop.registry import plugin
+
+
+def step_sizes(est: Estimate, devices: int) -> dict:
+    """The distributed-step sizes this estimate gives, at its hints (B: per device).
+    Activations are the traced model's bytes at half precision's 2 bytes a value, as
+    under autocast (which keeps some of them in float32: a lower bound there)."""
+    batch = est.hints.get("B")
+    if not batch:
+        raise UsageError("--devices needs the batch B among the sizes (--at B=...)")
+    forward = est.at(est.flops("forward"))
+    if forward <= 0:
+        raise UsageError("--devices: the traced forward pass has no counted FLOPs")
+    backward = est.at(est.flops("backward"))
+    return {"Psi": est.parameters, "N": devices, "b": batch,
+            "F": forward / batch, "k": backward / forward,
+            "A": est.at(est.activation_bytes) / batch / 2}
+
+
+def distributed_table(est: Estimate, devices: int, convention: str = "default"):
+    """The distributed-step table for this model on ``devices`` devices."""
+    if devices < 1:
+        raise UsageError(f"--devices {devices}: give a positive number of devices")
+    tables = plugin("symflop.tables", "tables")
+    if "distributed-step" not in tables:
+        raise UsageError("no installed catalogue offers the table distributed-step")
+    sizes = step_sizes(est, devices)
+    t = tables["distributed-step"](convention=convention, dims=sizes)
+    note = (f"Psi, F, k and A: symflop estimate of {est.model} at "
+            + ", ".join(f"{k}={v}" for k, v in est.hints.items())
+            + " (activations at 2 bytes a value)")
+    return replace(t, notes=(*t.notes, note))
