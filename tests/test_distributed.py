@@ -94,6 +94,10 @@ def test_distributed_table_from_the_command_line(capsys):
     assert rows["ZeRO-3"].split(",")[5] == "3.0"   # 16 x 1.5e9 / 8 bytes = 3.0 GB
     code, _, err = run_cli(capsys, "table", "distributed-memory", "--dims", "Psi=-3")
     assert code == 2 and "POSITIVE_INTEGER" in err
+    # `symflop table distributed` (the name) is the same table
+    code, alias, err = run_cli(capsys, "table", "distributed", "--dims", "Psi=1.5e9,N=8",
+                               "--format", "csv")
+    assert code == 0 and alias == out, err
 
 
 @pytest.fixture(scope="module", params=[2, 4])
