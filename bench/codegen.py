@@ -21,7 +21,9 @@ Lines marked "fused" run the engine's closed-form ``gradient`` pass in place of
 ``backward``; they and the 161-tensor Adam line are for information.  BatchNorm is
 also run writing y and grad_x into buffers reused from call to call (``into=``): a
 fresh 100 MB output costs page faults on a CPU (printed, measured), which are no
-property of a kernel; the roofline target applies to that line.
+property of a kernel; the roofline target applies to that line.  For BatchNorm the
+bench also prints what torch's own kernels of its access patterns reach here (a column
+sum, a whole sum, copy_, in-place add_), in GB/s: a bound on its roofline fraction.
 
 Roofline: each workload process first measures the memory bandwidth (the better of a
 float32 ``copy_`` and an in-place ``add_`` between two touched 256 MiB tensors, median of
@@ -320,6 +322,27 @@ def measure_fresh_output(elements: int = BN_N * BN_D, repeats: int = 7) -> float
     return statistics.median(fresh) - statistics.median(touched)
 
 
+def measure_patterns(repeats: int = 9) -> str:
+    """What this machine's memory gives the access patterns BatchNorm is made of, on a
+    touched (N, d) float32 tensor: torch's column sum (its statistics), its whole-tensor
+    sum (one read), copy_ (a write elsewhere) and in-place add_ (the bandwidth's best).
+    A pass can go no faster than the torch kernel of its pattern, so these bound the
+    roofline fraction BatchNorm can reach here."""
+    x = torch.randn(BN_N, BN_D, device=DEVICE)
+    y, z = torch.randn_like(x), torch.zeros_like(x)
+    size = x.numel() * 4
+    patterns = (("column sum x.sum(0)", lambda: x.sum(0), size),
+                ("whole sum x.sum()", lambda: x.sum(), size),
+                ("copy_", lambda: z.copy_(x), 2 * size),
+                ("in-place add_", lambda: x.add_(y), 3 * size))
+    out = []
+    for label, fn, moved in patterns:
+        fn()
+        t = statistics.median(timed(fn) for _ in range(repeats))
+        out.append(f"{label} {moved / t / 1e9:.1f} GB/s")
+    return "; ".join(out)
+
+
 def measure_machine() -> Machine:
     if DEVICE == "cuda":
         a = torch.randn(4096, 4096, device=DEVICE)
@@ -450,6 +473,9 @@ def run_workload(name: str, repeats: int, warmup: int) -> bool:
           f"{bytes_moved / 1e6:.1f} MB moved per generated call, roofline "
           f"{predicted * 1e3:.2f} ms; compile (first compiled call) {first_call:.1f} s, "
           f"of which torch.compile's first calls {compile_s:.1f} s", flush=True)
+    if name == "batchnorm":
+        print(f"  access patterns on a touched {BN_N * BN_D * 4 / 1e6:.0f} MB tensor: "
+              f"{measure_patterns()}", flush=True)
     ok = True
     med = statistics.median
     for label, g, b, t_target, m_target, r_target in w.rows:

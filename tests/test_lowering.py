@@ -200,3 +200,30 @@ def test_numpy_in_place_form_updates_the_arrays():
     assert out["theta"] is theta and out["m"] is m and out["v"] is v
     # hand value: after one step, mhat = g and vhat = g**2, so theta = 1 - lr*g/(|g| + eps)
     np.testing.assert_allclose(theta, 1 - 0.1 * 0.5 / (0.5 + 1e-8), rtol=1e-12)
+
+
+def test_compiled_backend_splits_a_long_sum_into_runs():
+    """The compiled backend sums a long axis as sums of 1024-value runs plus the rest:
+    the same values (to rounding), kept dimensions, along either axis; short axes and
+    sums over several axes as before."""
+    xp = backends.get_backend("torch-compiled")
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5000, 3, dtype=torch.float64, generator=gen)  # 4 runs and 904 left
+    for axes, shape in (((0,), (1, 3)), ((1,), (5000, 1)), ((0, 1), (1, 1))):
+        got = xp.sum(x, axes)
+        assert got.shape == shape
+        torch.testing.assert_close(got, x.sum(dim=axes, keepdim=True), rtol=1e-13, atol=0)
+    t = x.t()  # a permuted view, the long axis last
+    torch.testing.assert_close(xp.sum(t, (1,)), t.sum(1, keepdim=True), rtol=1e-13, atol=0)
+    exact = torch.ones(4096, 2, dtype=torch.float64)       # no remainder
+    assert xp.sum(exact, (0,)).tolist() == [[4096.0, 4096.0]]
+
+
+def test_row_sums_read_their_tensor_unpermuted():
+    """BatchNorm's column sums (mu, var, the backward's two) are written in the memory
+    order of x, summed down axis 0, so that no operand is a permuted view."""
+    _c, d = derived("batchnorm")
+    for name in ("forward", "backward"):
+        source = d.compiled(name).source
+        assert "xp.permute" not in source, name
+        assert "xp.sum(" in source and ", (0,))" in source

@@ -440,7 +440,24 @@ class CompiledTorchBackend(TorchBackend):
         read by the array kernels, not recomputed for every element inside them."""
         self.torch._dynamo.graph_break()
 
+    def sum(self, x, axes):
+        """A sum along one long axis as a sum of sums over runs of ``_SPLIT`` values (the
+        same additions, in another order): Inductor's CPU code reduces one long strided
+        axis column group by column group, reading memory across rows; split, it runs
+        down the rows with vector accumulators (bench/codegen.py: BatchNorm)."""
+        if len(axes) != 1 or x.shape[axes[0]] < 4 * _SPLIT:
+            return super().sum(x, axes)
+        axis, n = axes[0], x.shape[axes[0]]
+        whole = n - n % _SPLIT
+        head = x.narrow(axis, 0, whole)
+        runs = head.reshape(*x.shape[:axis], whole // _SPLIT, _SPLIT, *x.shape[axis + 1:])
+        total = runs.sum(dim=axis + 1).sum(dim=axis, keepdim=True)
+        if whole < n:
+            total = total + x.narrow(axis, whole, n - whole).sum(dim=axis, keepdim=True)
+        return total
 
+
+_SPLIT = 1024  # values per run of a split sum (the compiled backend)
 _WRITES = ("add", "sub", "mul", "div", "neg", "pow", "reciprocal", "divide")
 
 

@@ -280,8 +280,9 @@ def _blocked_parts(kernel: Kernel, program: Program, ctx: _Context,
     ``post`` (after the loop, on an accumulated total) and ``final`` (naming the result).
     ``rename``: results of earlier kernels of the same loop, read from their buffers."""
     st, k, like, counter = kernel.step, kernel.block, ctx.like, ctx.counter
-    space = st.space
     labels = _labels(st)
+    refs = [ref_indices(r) for r in tensor_refs(st.body, program.tensors)]
+    space = _memory_space(st, refs, labels)
 
     def sliced(name: str, ridx: tuple) -> str:
         name = rename.get(name, name)
@@ -305,7 +306,6 @@ def _blocked_parts(kernel: Kernel, program: Program, ctx: _Context,
         target = dest + _rows_slice(st.idx.index(k))
     in_block = {r for r, local in aligned.items()
                 if any(ln.startswith(local + " = ") and "__s:__s" in ln for ln in refs_lines)}
-    refs = [ref_indices(r) for r in tensor_refs(st.body, program.tensors)]
     emit = _Emitter(aligned, space, like, tuple(labels), block=in_block,
                     accumulator=dest if kernel.accumulate else None, index=k, counter=counter,
                     pool=pool, memory_order=max([st.idx] + refs, key=len),
@@ -319,6 +319,21 @@ def _blocked_parts(kernel: Kernel, program: Program, ctx: _Context,
         body.append(f"xp.assign({dest}{_rows_slice(st.idx.index(k))}, {part})")
     final = [f"{st.lhs} = {part if kernel.accumulate else dest}"]
     return {"setup": setup, "body": body, "post": emit.post, "final": final}
+
+
+def _memory_space(st: Step, refs: list[tuple], labels: dict) -> tuple:
+    """A blocked step's index space in the order of the tensor it reads that spans it
+    (``x[i, j]``: (i, j), summed over axis 0), so that no operand is a permuted view: a
+    compiler (Inductor) then reduces down the rows with vector accumulators instead of
+    striding across them.  Kept only where the output indices stay in their order (the
+    reduced axes are squeezed out, leaving the output's); else output indices first."""
+    base = st.space
+    order = max([st.idx] + refs, key=len)
+    if labels or set(order) != set(base) or len(order) != len(base):
+        return base
+    if tuple(k for k in order if k in st.idx) != tuple(st.idx):
+        return base
+    return tuple(order)
 
 
 def _align(name: str, ridx: tuple, space: tuple) -> str:
