@@ -35,6 +35,7 @@ from derivations import precision as precisions
 from symflop.cost.collectives import Collective, Phase, fit_alpha_beta, repeat, sequence
 from symflop.cost.memory import dtype_bytes
 from symflop.derive import derive
+from symflop.errors import UsageError
 
 Psi, N, K, M = sp.symbols("Psi N K M", integer=True, positive=True)
 THAKUR = "Thakur, Rabenseifner & Gropp (2005), IJHPCA 19(1)"
@@ -229,7 +230,8 @@ alpha = sp.Symbol("alpha", positive=True)
 
 
 def distributed_step(stage: str, cluster: Cluster, optimizer: str = "adam",
-                     precision: Precision = MIXED) -> dict[str, sp.Expr]:
+                     precision: Precision = MIXED, convention: str = "default",
+                     program: str = "reused") -> dict[str, sp.Expr]:
     """One data-parallel step on each device: FLOPs (network forward and backward on its
     b samples, the optimizer on the parameters it updates, with mixed precision the loss
     scaling's unscale and overflow check of their gradients, the collectives' additions),
@@ -237,13 +239,15 @@ def distributed_step(stage: str, cluster: Cluster, optimizer: str = "adam",
     the optimizer at its memory bandwidth (an elementwise step moves more bytes than it
     has FLOPs to hide them), the communication at alpha per round and the link's
     bandwidth; ``time`` adds them, ``overlapped`` takes the network and the rest in
-    parallel (communication hidden behind the backward pass).  Under ZeRO the devices also
+    parallel (communication hidden behind the backward pass).  ``convention`` and
+    ``program`` (a stage: "reused" is the optimized program) say how the optimizer's and
+    the unscale's FLOPs are counted.  Under ZeRO the devices also
     agree on the overflow flag (an all-reduce of one value): not counted."""
     c = optimizers.COMPONENTS[optimizer]()
     d = derive(c)
     shard = Psi / N if "optimizer state" in STAGES[stage] else Psi
     sub = {c.dims["P"]: shard}
-    step = d.counts("step").total.xreplace(sub)
+    step = d.counts("step", convention, program).total.xreplace(sub)
     # bytes the generated step moves (the lowered stage: one loop, state in place)
     moved = dict(d.memory_at("lowered").moved)["step"].xreplace(sub) \
         * dtype_bytes(precision.state)
@@ -252,7 +256,7 @@ def distributed_step(stage: str, cluster: Cluster, optimizer: str = "adam",
         ls = precisions.loss_scaling()
         scaling = derive(ls)
         at = {ls.dims["P"]: shard}
-        step += scaling.counts("unscale").total.xreplace(at)
+        step += scaling.counts("unscale", convention, program).total.xreplace(at)
         moved += dict(scaling.memory_at("lowered").moved)["unscale"].xreplace(at) \
             * dtype_bytes(precision.gradients)
     sent = comm.sent * dtype_bytes(precision.parameters)
@@ -274,12 +278,20 @@ def distributed_step(stage: str, cluster: Cluster, optimizer: str = "adam",
 MEASURED = Path(__file__).with_name("measured") / "gloo-all-reduce.json"
 
 
+def read_measurement() -> dict:
+    """The committed all-reduce measurement (``bench/collectives.py --save``)."""
+    if not MEASURED.is_file():
+        raise UsageError(f"no all-reduce measurement at {MEASURED}: make one with python "
+                         f"bench/collectives.py --save {MEASURED}")
+    return json.loads(MEASURED.read_text())
+
+
 def measured_all_reduce_fits(record: dict | None = None) -> dict[str, tuple]:
     """alpha-beta fits of measured all-reduce times (``bench/collectives.py``; by default
     the committed measurement): for each device count alone, and for all together;
     each label maps to (fit, the points it was fitted to)."""
     if record is None:
-        record = json.loads(MEASURED.read_text())
+        record = read_measurement()
     points = record["points"]
     out = {}
     groups = [(f"N = {n} alone", [p for p in points if p["devices"] == n])

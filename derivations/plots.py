@@ -210,10 +210,8 @@ def zero_memory_plot(parameters: int = 7_500_000_000) -> dict[str, bytes]:
 def alpha_beta_plot() -> dict[str, bytes]:
     """Measured gloo all-reduce times against the alpha-beta model fitted to them, one fit
     per device count (the committed measurement of ``bench/collectives.py``)."""
-    import json
-
     from derivations import distributed
-    record = json.loads(distributed.MEASURED.read_text())
+    record = distributed.read_measurement()
     fits = distributed.measured_all_reduce_fits(record)
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))

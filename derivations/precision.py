@@ -26,7 +26,8 @@ def loss_scaling() -> Component:
     all the same), and two tests per value where its ``isfinite`` is one.
     The new scale: S * backoff after an overflow, S * growth when the ``interval``-th
     clean step in a row ends, else S; ``floor((n + 1)/interval)`` is 1 exactly then,
-    as the tracker n stays below ``interval``.
+    as the tracker n stays below ``interval``.  (GradScaler also keeps the old scale
+    where growing it would overflow float32, past 2**127: not modelled.)
     """
     c = Component("loss-scaling", "Mixed precision",
                   "dynamic loss scaling: scale the loss, unscale and check the gradients, "

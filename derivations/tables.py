@@ -35,7 +35,7 @@ from symflop.cost.memory import dtype_bytes
 from symflop.derive import Derivation, derive
 from symflop.errors import UsageError
 from symflop.report.tables import Num, Seq, Table, render
-from symflop.rewrite.pipeline import as_written_stage, stage_name
+from symflop.rewrite.pipeline import as_written_stage, stage_label, stage_name
 
 MIB = 2 ** 20
 
@@ -668,9 +668,9 @@ def distributed_step(convention="default", dtype="float32", exact=False,
                       "sample (F" + ("" if "F" in sizes else "; by default 2 Psi L for L "
                       "tokens, a transformer's forward, Kaplan et al. 2020") + "), backward "
                       f"k = {sizes['k']:.3g} times the forward, A = {sizes['A']:,.0f} "
-                      "activation bytes per sample, mixed-precision Adam (its optimized "
-                      "program's FLOPs, not the equations as written) with loss scaling "
-                      "(the unscale and overflow check of the gradients it updates from). "
+                      "activation bytes per sample, mixed-precision Adam with loss scaling "
+                      "(the unscale and overflow check of the gradients it updates from), "
+                      f"their FLOPs at the {stage_label(o.stage)} stage. "
                       "Network: FLOPs at the device's half-precision peak; optimizer: "
                       "the bytes its generated step moves, at the memory bandwidth; "
                       f"communication: ring collectives, alpha = {sizes['alpha_ns']:,} ns a "
@@ -690,7 +690,8 @@ def distributed_step(convention="default", dtype="float32", exact=False,
             if "link_GBps" in sizes:
                 cluster = replace(cluster, link=sizes["link_GBps"] * 1e9)
             r = {key: float(sp.sympify(v).xreplace(at))
-                 for key, v in distributed.distributed_step(name, cluster).items()}
+                 for key, v in distributed.distributed_step(
+                     name, cluster, convention=o.conv, program=o.stage).items()}
             fits = "" if r["memory"] <= cluster.memory else " (full)"
             t.add(name, device + fits, Num(r["flops"] / 1e12, ",.4g"),
                   Num(r["bytes sent"] / 1e9, ",.3g"), Num(r["memory"] / 1e9, ",.3g"),

@@ -164,7 +164,7 @@ class Derivation:
                        for n in sig.outputs} if program is not None else {}
             tensors = program.tensors if program is not None else {}
             nonfinite_ok = frozenset(n for n in sig.inputs if n in tensors
-                                     and Fact.MAY_BE_NONFINITE in tensors[n].facts)
+                                     and tensors[n].has(Fact.MAY_BE_NONFINITE))
             hit = CompiledPass(func_name(pass_name), source, sig, shapes,
                                result_shapes=results, nonfinite_ok=nonfinite_ok)
             self._compiled[pass_name] = hit

@@ -20,6 +20,11 @@ MODEL_FILE = textwrap.dedent("""
         torch.manual_seed(0)
         return nn.Sequential(nn.Linear(20, 32), nn.GELU(), nn.Linear(32, 5))
 
+    def frozen():
+        model = make_model()
+        model[0].requires_grad_(False)
+        return model
+
     def not_a_model():
         return 42
 
@@ -180,8 +185,21 @@ def test_devices_joins_the_distributed_step(capsys, model_file):
     assert ddp[2] == pytest.approx(float(flops) / 1e12, rel=1e-12)
     assert ddp[3] == pytest.approx(2 * 3 / 4 * psi * 2 / 1e9, rel=1e-12)
     saved = sp.sympify(doc["memory"]["saved"], locals={"B": B}).subs(B, 8)
-    assert ddp[4] == pytest.approx((16 * psi + float(saved) / 2) / 1e9, rel=1e-12)
+    assert ddp[4] == pytest.approx((16 * psi + float(saved)) / 1e9, rel=1e-12)
     assert "make_model at B=8" in table["notes"][0]
-    code, _, err = run(capsys, "estimate", "--from", f"{model_file}:make_model",
-                       "--input", "20", "--devices", "0", "--no-flop-counter")
-    assert code == 2 and "positive number of devices" in err
+    # --alpha-ns: the DDP all-reduce's 2 (N - 1) rounds at 1 us each, the bytes at 450 GB/s
+    code, out, err = run(capsys, "estimate", "--from", f"{model_file}:make_model",
+                         "--input", "20", "--format", "json", "--devices", "4",
+                         "--alpha-ns", "1000", "--no-flop-counter")
+    ddp = next(r for r in json.loads(out)["distributed-step"]["rows"]
+               if r[:2] == ["DDP", "h100"])
+    assert ddp[7] == pytest.approx(6 * 1e-6 + 2 * 3 / 4 * psi * 2 / 450e9, rel=1e-12)
+    for argv, message in ((("--devices", "0"), "positive number of devices"),
+                          (("--devices", "4", "--optimizer", "sgd"), "not sgd"),
+                          (("--alpha-ns", "1000",), "go with --devices")):
+        code, _, err = run(capsys, "estimate", "--from", f"{model_file}:make_model",
+                           "--input", "20", "--no-flop-counter", *argv)
+        assert code == 2 and message in err, err
+    code, _, err = run(capsys, "estimate", "--from", f"{model_file}:frozen", "--input", "20",
+                       "--devices", "4", "--no-flop-counter")
+    assert code == 2 and "frozen parameters" in err

@@ -209,12 +209,15 @@ def test_compiled_backend_splits_a_long_sum_into_runs():
     xp = backends.get_backend("torch-compiled")
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(5000, 3, dtype=torch.float64, generator=gen)  # 4 runs and 904 left
-    for axes, shape in (((0,), (1, 3)), ((1,), (5000, 1)), ((0, 1), (1, 1))):
+    for axes, shape in (((0,), (1, 3)), ((-2,), (1, 3)), ((1,), (5000, 1)),
+                        ((0, 1), (1, 1))):
         got = xp.sum(x, axes)
         assert got.shape == shape
         torch.testing.assert_close(got, x.sum(dim=axes, keepdim=True), rtol=1e-13, atol=0)
     t = x.t()  # a permuted view, the long axis last
-    torch.testing.assert_close(xp.sum(t, (1,)), t.sum(1, keepdim=True), rtol=1e-13, atol=0)
+    for axis in (1, -1):
+        torch.testing.assert_close(xp.sum(t, (axis,)), t.sum(1, keepdim=True), rtol=1e-13,
+                                   atol=0)
     exact = torch.ones(4096, 2, dtype=torch.float64)       # no remainder
     assert xp.sum(exact, (0,)).tolist() == [[4096.0, 4096.0]]
 

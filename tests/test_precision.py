@@ -29,19 +29,25 @@ def _gradients(steps: int) -> list[torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_trajectory_matches_grad_scaler(backend):
-    """Ten steps from a scale of 2**12: the scale, the clean-step count and the unscaled
-    gradients equal GradScaler's after every step (NaN where it has NaN)."""
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+@pytest.mark.parametrize("backend", ["numpy", "torch", "torch-compiled"])
+def test_trajectory_matches_grad_scaler(backend, dtype):
+    """Ten steps from a scale of 2**12 (2**16 in float16, GradScaler's default, which
+    float16 itself cannot hold: the scale stays float32): the scale, the clean-step count
+    and the unscaled gradients equal GradScaler's after every step (NaN where it has
+    NaN)."""
     _c, d = derived("loss-scaling")
     unscale = d.compiled("unscale")
-    ours = {"S": 2.0 ** 12, "n": 0.0}
+    s = 2.0 ** (16 if dtype == torch.float16 else 12)
+    ours = {"S": s, "n": 0.0}
     theirs = dict(ours)
     scales = []
     for gs in _gradients(10):
+        gs = gs.to(dtype)
         arg = gs.numpy() if backend == "numpy" else gs
         got = unscale(backend=backend, gs=arg, **ours, **HYPERS)
         want = grad_scaler_step({"gs": gs, "L": 1.0, **theirs, **HYPERS})
+        assert torch.as_tensor(got["g"]).dtype == dtype
         torch.testing.assert_close(torch.as_tensor(got["g"]), want["g"], equal_nan=True,
                                    rtol=0, atol=0)
         ours = {"S": float(got["S"]), "n": float(got["n"])}
@@ -50,7 +56,6 @@ def test_trajectory_matches_grad_scaler(backend):
         scales.append(ours["S"])
     # by hand: back off (x 1/4) at steps 2, 5 and 6; steps 7, 8, 9 are three clean steps
     # in a row, so the scale grows (x 3) at step 9 (steps 0, 1 were two: no growth)
-    s = 2.0 ** 12
     assert scales == [s, s, s / 4, s / 4, s / 4, s / 16, s / 64, s / 64, s / 64, 3 * s / 64]
 
 

@@ -1,8 +1,9 @@
 """The reference for mixed precision's loss scaling: ``torch.amp.GradScaler``, one step.
 
 GradScaler keeps the scale as a float32 tensor and the count of clean steps as an
-int32 one; a check's state is set into them after their lazy creation, and the
-scale is a power of two so that float32 holds it (and its reciprocal) exactly.
+int32 one, whatever the gradients' type; a check's state is set into them after their
+lazy creation, and the scale is a power of two so that float32 holds it (and its
+reciprocal) exactly.
 """
 
 from __future__ import annotations
@@ -23,10 +24,20 @@ def grad_scaler_step(values: dict) -> dict:
     scaler._growth_tracker.fill_(int(values["n"]))
     param = torch.zeros_like(gs, requires_grad=True)
     param.grad = gs.clone()
-    scaler.unscale_(torch.optim.SGD([param], lr=0.0))
+    opt = torch.optim.SGD([param], lr=0.0)
+    if gs.dtype == torch.float16:  # unscale_ expects float32 master gradients; its kernel
+        # takes float16 ones when asked (as torch's own fp16 optimizers do)
+        inv = scaler._scale.double().reciprocal().float()
+        found = torch.zeros(1, device=gs.device)
+        per_device = scaler._unscale_grads_(opt, inv, found, allow_fp16=True)
+        scaler._per_optimizer_states[id(opt)]["found_inf_per_device"] = per_device
+    else:
+        scaler.unscale_(opt)
     scaler.update()
-    return {"Ls": Ls, "g": param.grad, "S": torch.tensor(scaler.get_scale(), dtype=gs.dtype),
-            "n": torch.tensor(float(scaler._growth_tracker.item()), dtype=gs.dtype)}
+    # the scale and the count are float32 and int32 in GradScaler, whatever the gradients
+    return {"Ls": Ls, "g": param.grad,
+            "S": torch.tensor(scaler.get_scale(), dtype=torch.float64),
+            "n": torch.tensor(float(scaler._growth_tracker.item()), dtype=torch.float64)}
 
 
 def _state(dims, dtype, device):

@@ -135,5 +135,8 @@ def fit_alpha_beta(measured: list[tuple[Collective, float, float]]) -> AlphaBeta
     seconds = np.array([t for _c, _b, t in measured], dtype=float)
     (alpha, beta), *_ = np.linalg.lstsq(design / seconds[:, None], np.ones_like(seconds),
                                         rcond=None)
+    if not (alpha > 0 and beta > 0):
+        raise ValueError(f"the times fit no positive latency and bandwidth (alpha "
+                         f"{alpha:.3g} s, beta {beta:.3g} s/byte): measure more sizes")
     errors = (design @ np.array([alpha, beta]) - seconds) / seconds
     return AlphaBetaFit(float(alpha), float(beta), tuple(float(e) for e in errors))

@@ -86,6 +86,12 @@ def add_parser(sub) -> None:
                         "for each ZeRO stage on each preset device (the distributed-step "
                         "table with this model's parameters, FLOPs and activations; "
                         "mixed-precision Adam; batch B per device)")
+    e.add_argument("--alpha-ns", type=int, metavar="NS",
+                   help="with --devices: seconds per round of a collective, in ns "
+                        "(default 5000; fit yours with bench/collectives.py)")
+    e.add_argument("--link-gbps", type=int, metavar="GBPS",
+                   help="with --devices: each device's link, GB/s each way (default "
+                        "NVLink's; e.g. 50 for 400 Gb/s InfiniBand)")
     e.add_argument("--no-flop-counter", action="store_true",
                    help="leave out the FlopCounterMode column")
     e.set_defaults(func=cmd_estimate)
@@ -112,6 +118,15 @@ def cmd_estimate(args) -> int:
         raise UsageError(f"--from {spec!r}: expected FILE.py:FACTORY")
     if args.depth is not None and args.depth < 1:
         raise UsageError("--depth must be 1 or more")
+    network = {k: v for k, v in (("alpha_ns", args.alpha_ns),
+                                 ("link_GBps", args.link_gbps)) if v is not None}
+    if network and args.devices is None:
+        raise UsageError("--alpha-ns and --link-gbps go with --devices")
+    if any(v < 1 for v in network.values()):
+        raise UsageError("--alpha-ns and --link-gbps must be positive")
+    if args.devices is not None:
+        from symflop.estimate.distributed import check_devices
+        check_devices(args.devices, args.optimizer)
     shape = parse_input(args.input)
     hints = parse_hints(args.hints, shape)
     model = load_model(spec)
@@ -126,6 +141,6 @@ def cmd_estimate(args) -> int:
     extra = []
     if args.devices is not None:
         from symflop.estimate.distributed import distributed_table
-        extra.append(distributed_table(est, args.devices, args.convention))
+        extra.append(distributed_table(est, args.devices, args.convention, network))
     print(render_estimate(est, args.format, args.depth, args.standalone, extra), end="")
     return 0

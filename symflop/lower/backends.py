@@ -447,7 +447,8 @@ class CompiledTorchBackend(TorchBackend):
         down the rows with vector accumulators (bench/codegen.py: BatchNorm)."""
         if len(axes) != 1 or x.shape[axes[0]] < 4 * _SPLIT:
             return super().sum(x, axes)
-        axis, n = axes[0], x.shape[axes[0]]
+        axis = axes[0] % x.ndim
+        n = x.shape[axis]
         whole = n - n % _SPLIT
         head = x.narrow(axis, 0, whole)
         runs = head.reshape(*x.shape[:axis], whole // _SPLIT, _SPLIT, *x.shape[axis + 1:])

@@ -84,8 +84,10 @@ class CompiledPass:
                 result = self._run_compiled(xp, args, inplace, out)
             else:
                 result = self.fn(xp, *args, _inplace=inplace, _out=out)
-            if low is not None:
-                result = {k: xp.cast(v, low) if xp.is_array(v) and _is_float(v) else v
+            if low is not None:  # state given as a Python number (a step count, a loss
+                # scale of 65536 that float16 cannot hold) stays in float32
+                result = {k: xp.cast(v, low) if xp.is_array(v) and _is_float(v)
+                          and not isinstance(given.get(k), (int, float)) else v
                           for k, v in result.items()}
                 for name in result if inplace else ():  # updated in the caller's buffer
                     if name in given and xp.is_array(given[name]):
