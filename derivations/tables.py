@@ -35,7 +35,7 @@ from symflop.cost.memory import dtype_bytes
 from symflop.derive import Derivation, derive
 from symflop.errors import UsageError
 from symflop.report.tables import Num, Seq, Table, render
-from symflop.rewrite.pipeline import as_written_stage, stage_label, stage_name
+from symflop.rewrite.pipeline import as_written_stage, stage_name
 
 MIB = 2 ** 20
 
@@ -91,10 +91,14 @@ class Opts:
     def order(self) -> str:
         return "exact" if self.exact else "leading order"
 
+    @property
+    def program(self) -> str:
+        """What the chosen stage counts, in words."""
+        return {"reused": "the optimized program", "written": "the equations as written"
+                }.get(self.stage, f"the {self.stage} program")
+
     def table(self, name: str, title: str, columns, what: str = "") -> Table:
-        program = {"reused": "the optimized program", "written": "the equations as written"
-                   }.get(self.stage, f"the {self.stage} program")
-        caption = (f"{title}. {what + ' ' if what else ''}FLOPs of {program}, under the "
+        caption = (f"{title}. {what + ' ' if what else ''}FLOPs of {self.program}, under the "
                    f"{self.conv.name} convention, {self.order}; bytes for {self.dtype}.")
         return Table(name, title, columns, caption=caption,
                      options={"convention": self.conv.name, "dtype": self.dtype,
@@ -670,7 +674,8 @@ def distributed_step(convention="default", dtype="float32", exact=False,
                       f"k = {sizes['k']:.3g} times the forward, A = {sizes['A']:,.0f} "
                       "activation bytes per sample, mixed-precision Adam with loss scaling "
                       "(the unscale and overflow check of the gradients it updates from), "
-                      f"their FLOPs at the {stage_label(o.stage)} stage. "
+                      f"their FLOPs counted on {o.program}, under the {o.conv.name} "
+                      "convention. "
                       "Network: FLOPs at the device's half-precision peak; optimizer: "
                       "the bytes its generated step moves, at the memory bandwidth; "
                       f"communication: ring collectives, alpha = {sizes['alpha_ns']:,} ns a "
