@@ -92,6 +92,10 @@ def _worker(rank: int, world: int, init: str, out: str, caps: list[float]) -> No
         result = {"ddp": {str(c): _ddp(rank, c) for c in caps}, "zero": _zero(rank),
                   "first_bucket_bytes": dist._DEFAULT_FIRST_BUCKET_BYTES,
                   "fsdp": _fsdp(rank)}
+        # every rank done before any tears gloo down: a rank leaving while its peer's
+        # last collective still runs aborts the peer ("terminate called without an
+        # active exception", seen once in a CI run)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     Path(out, f"{rank}.json").write_text(json.dumps(result))
