@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import sympy as sp
@@ -229,6 +230,14 @@ b, F, A, k = sp.symbols("b F A k", positive=True)
 alpha = sp.Symbol("alpha", positive=True)
 
 
+@cache
+def _derived(build) -> tuple:
+    """A catalogue component and its derivation, once per process (a table asks for the
+    same one on every row)."""
+    c = build()
+    return c, derive(c)
+
+
 def distributed_step(stage: str, cluster: Cluster, optimizer: str = "adam",
                      precision: Precision = MIXED, convention: str = "default",
                      program: str = "reused") -> dict[str, sp.Expr]:
@@ -243,8 +252,7 @@ def distributed_step(stage: str, cluster: Cluster, optimizer: str = "adam",
     ``program`` (a stage: "reused" is the optimized program) say how the optimizer's and
     the unscale's FLOPs are counted.  Under ZeRO the devices also
     agree on the overflow flag (an all-reduce of one value): not counted."""
-    c = optimizers.COMPONENTS[optimizer]()
-    d = derive(c)
+    c, d = _derived(optimizers.COMPONENTS[optimizer])
     shard = Psi / N if "optimizer state" in STAGES[stage] else Psi
     sub = {c.dims["P"]: shard}
     step = d.counts("step", convention, program).total.xreplace(sub)
@@ -253,8 +261,7 @@ def distributed_step(stage: str, cluster: Cluster, optimizer: str = "adam",
         * dtype_bytes(precision.state)
     comm = step_communication(stage)
     if precision.loss_scaling:  # unscale and check the gradients the device updates from
-        ls = precisions.loss_scaling()
-        scaling = derive(ls)
+        ls, scaling = _derived(precisions.loss_scaling)
         at = {ls.dims["P"]: shard}
         step += scaling.counts("unscale", convention, program).total.xreplace(at)
         moved += dict(scaling.memory_at("lowered").moved)["unscale"].xreplace(at) \
@@ -299,5 +306,6 @@ def measured_all_reduce_fits(record: dict | None = None) -> dict[str, tuple]:
     for label, pts in groups + [("all N, one fit", points)]:
         out[label] = (fit_alpha_beta([(ring_all_reduce().at(Psi=p["elements"],
                                                             N=p["devices"]),
-                                       4, p["seconds"]) for p in pts]), pts)
+                                       dtype_bytes("float32"), p["seconds"])
+                                      for p in pts]), pts)
     return out

@@ -282,7 +282,8 @@ def _blocked_parts(kernel: Kernel, program: Program, ctx: _Context,
     st, k, like, counter = kernel.step, kernel.block, ctx.like, ctx.counter
     labels = _labels(st)
     refs = [ref_indices(r) for r in tensor_refs(st.body, program.tensors)]
-    space = _memory_space(st, refs, labels)
+    widest = max([st.idx] + refs, key=len)  # the operand whose memory order leads
+    space = _memory_space(st, widest, labels)
 
     def sliced(name: str, ridx: tuple) -> str:
         name = rename.get(name, name)
@@ -308,7 +309,7 @@ def _blocked_parts(kernel: Kernel, program: Program, ctx: _Context,
                 if any(ln.startswith(local + " = ") and "__s:__s" in ln for ln in refs_lines)}
     emit = _Emitter(aligned, space, like, tuple(labels), block=in_block,
                     accumulator=dest if kernel.accumulate else None, index=k, counter=counter,
-                    pool=pool, memory_order=max([st.idx] + refs, key=len),
+                    pool=pool, memory_order=widest,
                     host=(ctx.host, ctx.host_names))
     value = emit(root, target)
     # what does not depend on the block runs once, before the loop
@@ -321,14 +322,13 @@ def _blocked_parts(kernel: Kernel, program: Program, ctx: _Context,
     return {"setup": setup, "body": body, "post": emit.post, "final": final}
 
 
-def _memory_space(st: Step, refs: list[tuple], labels: dict) -> tuple:
+def _memory_space(st: Step, order: tuple, labels: dict) -> tuple:
     """A blocked step's index space in the order of the tensor it reads that spans it
     (``x[i, j]``: (i, j), summed over axis 0), so that no operand is a permuted view: a
     compiler (Inductor) then reduces down the rows with vector accumulators instead of
     striding across them.  Kept only where the output indices stay in their order (the
     reduced axes are squeezed out, leaving the output's); else output indices first."""
     base = st.space
-    order = max([st.idx] + refs, key=len)
     if labels or set(order) != set(base) or len(order) != len(base):
         return base
     if tuple(k for k in order if k in st.idx) != tuple(st.idx):
