@@ -17,7 +17,7 @@ import math
 
 import sympy as sp
 
-from derivations import layers, normalization
+from derivations import generic_ops, layers, normalization
 from symflop import Component, sigmoid, total, uniform
 from symflop.estimate.calls import FREE, Keep, OpCall, TensorRef, Unknown, Use
 
@@ -215,24 +215,84 @@ def _fold_pairs(size: int, kernel: int, stride: int, pad: int, dilation: int,
     return sum(hits), sum(1 for h in hits if h)
 
 
+def grouped_conv(bias: bool = True, wrt: tuple[str, ...] = ("cols", "W", "bias")
+                 ) -> Component:
+    """A grouped convolution over unfolded patches: G groups, each a product of its own
+    O x K weights with its own K rows of patches (depthwise: K = kh kw, O = 1)."""
+    c = Component("conv2d-grouped", SECTION,
+                  "grouped 2-D convolution as products over unfolded patches",
+                  reference="torch.nn.functional.conv2d (groups)")
+    B, G, O, K, S = c.dim("B G O K S")
+    b, g, o, k, s = c.index(b=B, g=G, o=O, k=K, s=S)
+    cols = c.input("cols", (B, G, K, S))
+    W = c.parameter("W", (G, O, K))
+    y = c.output("y", (B, G, O, S))
+    rhs = total(W[g, o, k] * cols[b, g, k, s], k)
+    if bias:
+        rhs += c.parameter("bias", (G, O))[g, o]
+    c.assign("forward", y[b, g, o, s], rhs)
+    layers.gradient_of(c, y, wrt)
+    return c
+
+
+def _fold_extra(rows: sp.Expr, channels: int, grid: tuple, kernel: tuple, stride, padding,
+                dilation, over: tuple) -> sp.Expr:
+    """Additions of a fold (col2im) onto ``grid``: every tap beyond the first landing on a
+    position adds, for each of ``rows`` x ``channels`` planes."""
+    ph, hh = _fold_pairs(grid[0], kernel[0], stride[0], padding[0], dilation[0], over[0])
+    pw, hw = _fold_pairs(grid[1], kernel[1], stride[1], padding[1], dilation[1], over[1])
+    return rows * channels * (ph * pw - hh * hw)
+
+
 def _rule_convolution(call: OpCall):
+    """A 2-D convolution as products over unfolded patches (grouped: one product per
+    group); the input gradient's fold adds where patches overlap.  A transposed
+    convolution is the same product read the other way: each input pixel times the
+    weights gives kh kw patches per output channel, folded onto the output (the fold's
+    additions, then the bias, are forward work; its input gradient unfolds)."""
     x, w, bias = call.args[:3]
     stride, padding, dilation, transposed, _out_pad, groups = call.args[3:9]
-    if transposed or groups != 1 or len(x.shape) != 4:
-        return Unknown("only 2-D, ungrouped, non-transposed convolutions have a rule")
+    if len(x.shape) != 4:
+        return Unknown("only 2-D convolutions have a rule")
     y = call.outputs[0]
-    O, C, kh, kw = (int(v) for v in w.shape)
-    H, W_ = int(x.shape[2]), int(x.shape[3])
-    Ho, Wo = int(y.shape[2]), int(y.shape[3])
+    kh, kw = int(w.shape[2]), int(w.shape[3])
+    grid_in, grid_out = (int(x.shape[2]), int(x.shape[3])), (int(y.shape[2]), int(y.shape[3]))
+    B, C, O = x.shape[0], int(x.shape[1]), int(y.shape[1])
     wrt = _grad(("cols", x), ("W", w), ("bias", bias))
-    uses = [Use("convolution", layers.conv2d_im2col, {"bias": bias is not None, "wrt": wrt},
-                {"B": x.shape[0], "O": O, "K": C * kh * kw, "S": Ho * Wo},
-                {"cols": x, "W": w, "y": y} | ({"bias": bias} if bias is not None else {}),
-                contraction=True, note="cols = unfold(x): the input is what is kept")]
+    if transposed:
+        dims = {"B": B, "G": groups, "O": O // groups * kh * kw, "K": C // groups,
+                "S": grid_in[0] * grid_in[1]}
+        uses = [Use("transposed convolution", grouped_conv,
+                    {"bias": False, "wrt": tuple(n for n in wrt if n != "bias")}, dims,
+                    {"cols": x, "W": w}, contraction=True,
+                    note="each input pixel times the weights, then folded")]
+        extra = _fold_extra(B, O, grid_out, (kh, kw), stride, padding, dilation, grid_in)
+        if extra != 0:
+            uses.append(generic_ops.work("fold onto the output", "add", extra))
+        if bias is not None:
+            sizes, pattern = generic_ops.broadcast_pattern(tuple(y.shape), [y, bias])
+            uses.append(Use("bias", generic_ops.pointwise,
+                            {"op": "add", "axes": len(sizes), "pattern": pattern + (None,),
+                             "numbers": (None, None, 1),
+                             "wrt": ("a1",) if "bias" in wrt else ()},
+                            {f"D{j}": s for j, s in enumerate(sizes)},
+                            {"a1": bias, "y": y}, keep=False))
+        return uses
+    K = C // groups * kh * kw
+    S = grid_out[0] * grid_out[1]
+    tensors = {"cols": x, "W": w, "y": y} | ({"bias": bias} if bias is not None else {})
+    if groups == 1:
+        uses = [Use("convolution", layers.conv2d_im2col, {"bias": bias is not None,
+                                                         "wrt": wrt},
+                    {"B": B, "O": O, "K": K, "S": S}, tensors, contraction=True,
+                    note="cols = unfold(x): the input is what is kept")]
+    else:
+        uses = [Use("grouped convolution", grouped_conv, {"bias": bias is not None,
+                                                         "wrt": wrt},
+                    {"B": B, "G": groups, "O": O // groups, "K": K, "S": S}, tensors,
+                    contraction=True, note="cols = unfold(x): the input is what is kept")]
     if "cols" in wrt:  # fold(grad_cols): every tap beyond the first into a position adds
-        ph, hh = _fold_pairs(H, kh, stride[0], padding[0], dilation[0], Ho)
-        pw, hw = _fold_pairs(W_, kw, stride[1], padding[1], dilation[1], Wo)
-        extra = x.shape[0] * C * (ph * pw - hh * hw)
+        extra = _fold_extra(B, C, grid_in, (kh, kw), stride, padding, dilation, grid_out)
         if extra != 0:
             uses.append(Use("fold of the input gradient", binary,
                             {"kind": "add", "wrt": ()}, {"N": extra}, backward_only=True,
@@ -278,8 +338,10 @@ def _binary(kind: str):
     def rule(call: OpCall):
         a, b = call.args[:2]
         y = call.outputs[0]
-        if call.kwargs.get("alpha", 1) != 1 or (len(call.args) > 2 and call.args[2] != 1):
-            return Unknown(f"{kind} with alpha")
+        if call.kwargs.get("alpha", 1) != 1 or (len(call.args) > 2 and call.args[2] != 1) \
+                or not any(isinstance(t, TensorRef) and t.floating for t in (a, b)) \
+                or not y.floating:
+            return generic_ops.RULES[call.op.rstrip("_")](call)
         if not isinstance(b, TensorRef) or not isinstance(a, TensorRef):
             t = a if isinstance(a, TensorRef) else b
             return [Use(f"{kind} by a constant", scalar_op,
@@ -299,7 +361,7 @@ def _binary(kind: str):
                         {"kind": kind, "rows": True,
                          "wrt": _grad(("a", big), ("b", small))},
                         {"N": _n(big) / d, "d": d}, {"a": big, "b": small, "y": y})]
-        return Unknown(f"{kind} with a broadcast other than along the last axes")
+        return generic_ops.RULES[call.op.rstrip("_")](call)
     return rule
 
 
@@ -325,8 +387,8 @@ def _rule_mean(call: OpCall):
     dims = call.arg(1, "dim")
     nd = len(x.shape)
     dims = sorted(d % nd for d in dims) if dims else list(range(nd))
-    if dims != list(range(nd - len(dims), nd)):
-        return Unknown("mean over axes that are not the last ones")
+    if dims != list(range(nd - len(dims), nd)) or not x.floating:
+        return generic_ops.RULES[call.op.rstrip("_")](call)
     K = sp.Mul(*x.shape[nd - len(dims):])
     return [Use("mean", mean_rows, {"wrt": _grad(("x", x))}, {"N": _n(x) / K, "K": K},
                 {"x": x, "y": call.outputs[0]})]
@@ -345,10 +407,26 @@ def _rule_max_pool(call: OpCall):
     x, kernel = call.args[:2]
     window = math.prod(int(k) for k in kernel) if len(kernel) > 1 else int(kernel[0]) ** 2
     y = call.outputs[0]
-    return [Use("max pool", max_window, {"window": window}, {"N": _n(y)}, {"y": y},
-                forward_only=True, note="forward: window - 1 compares per output"),
-            Unknown("routing each gradient to its saved argmax needs integer index "
-                    "tensors", backward=True)]
+    uses = [Use("max pool", max_window, {"window": window}, {"N": _n(y)}, {"y": y},
+                forward_only=True, note="forward: window - 1 compares per output")]
+    if x.requires_grad:  # each gradient added into the input position of its maximum
+        uses += [generic_ops.work("gradient routed to the maxima", "add", _n(y),
+                                  backward=True),
+                 Keep((x, call.outputs[1]), "the input and the argmax indices")]
+    return uses
+
+
+def _attention_masks(n: sp.Expr, mask, causal: bool) -> list[Use]:
+    """An attention mask is added to the n scores; a causal mask selects among them (one
+    compare each: the count of a kernel that computes every score, as FlopCounterMode
+    assumes; a kernel that skips masked blocks does less)."""
+    uses = []
+    if isinstance(mask, TensorRef):
+        kind = "add" if mask.floating else "compare"
+        uses.append(generic_ops.work(f"attention mask ({kind})", kind, n))
+    if causal:
+        uses.append(generic_ops.work("causal mask", "compare", n))
+    return uses
 
 
 def _rule_flash_attention(call: OpCall):
@@ -361,8 +439,8 @@ def _rule_flash_attention(call: OpCall):
     mask = call.arg(3, "attn_bias") if efficient else call.kwargs.get("attn_mask")
     dropout = call.arg(5 if efficient else 3, "dropout_p", 0.0)
     causal = call.arg(6 if efficient else 4, "is_causal", False)
-    if dropout or causal or mask is not None or len(q.shape) != 4:
-        return Unknown("fused attention with dropout, a causal mask or an attention mask")
+    if len(q.shape) != 4:
+        return Unknown("fused attention on tensors that are not (batch, heads, rows, dim)")
     B, H, L, d = q.shape
     S, dv = k.shape[2], v.shape[3]
     G = B * H
@@ -378,9 +456,16 @@ def _rule_flash_attention(call: OpCall):
                   {"N": G * L * S}, keep=False),
               Use("attention softmax", softmax, {"log": False, "wrt": ("x",)},
                   {"N": G * L, "C": S}, keep=False)]
+    scores[2:2] = _attention_masks(G * L * S, mask, causal)
+    if dropout:
+        scores += [Use("attention dropout mask", bernoulli, {}, {"N": G * L * S},
+                       forward_only=True),
+                   generic_ops.work("attention dropout (mask, scale)", "mul", 2 * G * L * S),
+                   generic_ops.work("attention dropout of the gradient", "mul", 2 * G * L * S,
+                                    backward=True)]
     recompute = [Use(f"{u.label} (recomputed)", u.build, u.options, u.dims,
                      backward_only=True, contraction=u.contraction, keep=False)
-                 for u in scores]
+                 for u in scores if not u.backward_only]
     mix = Use("attention output", batched_matmul,
               {"wrt": ("a",) + (("b",) if "v" in grad else ())},
               {"G": G, "M": L, "K": S, "N": dv}, {"b": v, "y": out}, contraction=True,
@@ -407,13 +492,14 @@ def _free(_call: OpCall):
     return FREE
 
 
-_VIEWS = ("view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand",
+_VIEWS = ("view", "_unsafe_view", "reshape", "t", "transpose", "permute",
           "select", "slice", "unsqueeze", "squeeze", "detach", "alias", "empty_like",
           "empty", "clone", "contiguous", "flatten", "split", "split_with_sizes", "chunk",
           "unbind", "lift_fresh", "as_strided", "_reshape_alias", "zeros_like", "zero",
           "fill", "copy", "_to_copy", "lift_fresh_copy")
 
 RULES = {
+    **generic_ops.RULES,
     **{f"aten.{v}": _free for v in _VIEWS},
     "aten.addmm": _rule_addmm,
     "aten.mm": _rule_mm,

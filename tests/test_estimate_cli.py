@@ -102,9 +102,10 @@ def test_module_factory_and_depth(capsys):
     assert [ln["name"] for ln in doc["lines"]][:6] == ["conv1", "bn1", "relu", "maxpool",
                                                         "layer1", "layer2"]
     assert doc["hints"] == {"B": 4} and doc["parameters"] == 25_557_032
-    assert doc["unknown"] == [["maxpool", "aten.max_pool2d_with_indices: routing each "
-                               "gradient to its saved argmax needs integer index tensors "
-                               "(backward only)"]]
+    assert doc["unknown"] == [] and doc["unknown_count"] == 0
+    maxpool = next(ln for ln in doc["lines"] if ln["name"] == "maxpool")
+    # its backward adds each of the B 64 56 56 output gradients at its argmax
+    assert maxpool["backward"]["add"] == str(64 * 56 * 56) + "*B"
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -30,8 +30,8 @@ costed here by hand, as the algorithm they implement executes it:
 * ``max_pool2d_with_indices``: one compare per window element inside the input, less
   one, per output (torch's ``unfold`` of ones counts the elements inside).
 
-``max_pool2d_with_indices_backward`` routes each gradient to its saved argmax: it stays
-unknown, as it does in the estimate.
+* ``max_pool2d_with_indices_backward``: each gradient added into the input position of
+  its saved argmax, one addition per output gradient (the input gradient starts at 0).
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def _conv_backward(args) -> dict:
 
 HAND_COSTED = frozenset(("convolution", "convolution_backward", "var_mean", "rsqrt",
                          "max_pool2d_with_indices", "bernoulli", "all", "lerp", "addcmul",
-                         "addcdiv", "mean", "relu", "addmm"))
+                         "addcdiv", "mean", "relu", "addmm",
+                         "max_pool2d_with_indices_backward"))
 
 
 def _kernel_cost(name: str, args, kwargs, out) -> dict:
@@ -138,6 +139,8 @@ def _kernel_cost(name: str, args, kwargs, out) -> dict:
         return {"compare": out.numel()}
     if name == "mean":  # a sum, then one division per output
         return {"add": args[0].numel() - out.numel(), "div": out.numel()}
+    if name == "max_pool2d_with_indices_backward":
+        return {"add": args[0].numel()}
     if name == "bernoulli":
         n = args[0].numel()
         return {"random": n, "compare": n}

@@ -80,6 +80,7 @@ class Use:
     (the fold of a convolution's input gradient), counted with the component's forward.
     ``kept_as`` names a traced tensor that serves the backward in place of a component
     tensor (ReLU's backward needs only where x > 0, which its output tells as well).
+    ``integer`` work (on masks, positions, indices) is counted apart from FLOPs.
     """
 
     label: str
@@ -92,6 +93,7 @@ class Use:
     contraction: bool = False  # a matrix product or convolution: its multiplications are MACs
     keep: bool = True          # False: the operation keeps other tensors (see Keep)
     kept_as: dict = field(default_factory=dict)  # a kept tensor that another one stands for
+    integer: bool = False      # work on integers or booleans (masks, indices): not FLOPs
     note: str = ""
 
 

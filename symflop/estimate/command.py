@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 from symflop.errors import UsageError
 from symflop.registry import call_user, load_object
@@ -92,6 +93,8 @@ def add_parser(sub) -> None:
     e.add_argument("--link-gbps", type=int, metavar="GBPS",
                    help="with --devices: each device's link, GB/s each way (default "
                         "NVLink's; e.g. 50 for 400 Gb/s InfiniBand)")
+    e.add_argument("--strict", action="store_true",
+                   help="exit 1 if any operation of the step has no cost (after printing)")
     e.add_argument("--no-flop-counter", action="store_true",
                    help="leave out the FlopCounterMode column")
     e.set_defaults(func=cmd_estimate)
@@ -143,4 +146,8 @@ def cmd_estimate(args) -> int:
         from symflop.estimate.distributed import distributed_table
         extra.append(distributed_table(est, args.devices, args.convention, network))
     print(render_estimate(est, args.format, args.depth, args.standalone, extra), end="")
+    if args.strict and est.unknown:
+        from symflop.estimate.distributed import unknown_summary
+        print(f"symflop: --strict: {unknown_summary(est)}", file=sys.stderr)
+        return 1
     return 0

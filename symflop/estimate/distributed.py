@@ -19,6 +19,13 @@ from symflop.registry import plugin
 DISTRIBUTED_OPTIMIZER = "adam"  # the one the distributed-step table derives its state from
 
 
+def unknown_summary(est: Estimate) -> str:
+    """"3 operations without a cost (aten.x, aten.y)", or "" when every one has one."""
+    ops = sorted({why.split(":")[0] for _name, why in est.unknown})
+    n = len(est.unknown)
+    return f"{n} operation{'s' * (n != 1)} without a cost ({', '.join(ops)})" if n else ""
+
+
 def check_devices(devices: int, optimizer: str) -> None:
     """Refuse, before any tracing, what the distributed table cannot give."""
     if devices < 1:
@@ -60,4 +67,6 @@ def distributed_table(est: Estimate, devices: int, convention: str = "default",
     note = (f"Psi, F, k and A: symflop estimate of {est.model} at "
             + ", ".join(f"{k}={v}" for k, v in est.hints.items())
             + " (activations at the traced element types)")
-    return replace(t, notes=(*t.notes, note))
+    unknown = unknown_summary(est)
+    return replace(t, notes=(*t.notes, note) + ((f"every figure above leaves out {unknown}",)
+                                               if unknown else ()))

@@ -46,6 +46,7 @@ class Line:
     macs_forward: sp.Expr = ZERO                # multiplications of products/convolutions
     macs_backward: sp.Expr = ZERO
     saved_bytes: sp.Expr = ZERO                 # kept for backward, first kept here
+    integer: sp.Expr = ZERO                     # operations on integers and booleans
     components: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
 
@@ -71,6 +72,9 @@ class Estimate:
     optimizer: str
     loss: str
     flop_counter: dict[str, tuple[int, int]] | None = None   # module -> (fwd, bwd) at hints
+    flop_counter_error: str = ""          # why the FlopCounterMode column is missing
+    fitted: tuple[str, ...] = ()          # sizes the trace fixed: fitted over several traces
+    notes: list[str] = field(default_factory=list)   # what a reader must know of the figures
 
     def total(self, attr: str) -> sp.Expr:
         return sp.expand(sp.Add(*[getattr(ln, attr) for ln in self.lines]))
@@ -211,6 +215,9 @@ class _Work:
 def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
                reads: dict, work: _Work, keep: bool = True) -> None:
     fwd, fwd_total = _counts(c, "forward", use.dims, convention)
+    if use.integer:
+        line.integer = sp.expand(line.integer + sum(fwd.values(), ZERO))
+        return
     if use.backward_only:
         _add(line.backward, fwd)
         line.flops_backward += fwd_total
@@ -302,7 +309,7 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
             acc.backward["add"] = sp.expand(acc.backward["add"] + (n - 1) * t.numel)
     acc.flops_backward = sp.expand(acc.backward["add"] * convention.weight("add"))
     out = [ln for ln in lines.values()
-           if ln.flops != 0 or ln.unknown or ln.saved_bytes != 0]
+           if ln.flops != 0 or ln.unknown or ln.saved_bytes != 0 or ln.integer != 0]
     out += [_recomputed(p, segments[p]) for p in checkpointed]
     return out + ([acc] if acc.flops_backward != 0 else [])
 
@@ -396,6 +403,59 @@ def _check_shape(shape, hints) -> None:
             raise UsageError(f"hints: {n}={v!r}: trace at an integer of 2 or more")
 
 
+def _trace(model, shape: tuple, hints: dict, dtype):
+    """The trace, or one line naming what in the user's model failed.  A composite
+    operation whose C++ kernel needs concrete sizes (``nn.LSTM``) is traced again through
+    torch's Python kernels."""
+    from symflop.estimate.trace import trace
+    rules = _rules()
+
+    def known(op: str) -> bool:
+        return op in rules or op.rstrip("_") in rules
+
+    try:
+        try:
+            return trace(model, shape, hints, dtype, known=known)
+        except RuntimeError as e:
+            if "symbolic sizes" not in str(e):
+                raise
+            return trace(model, shape, hints, dtype, known=known, python_dispatcher=True)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's model failed: say so in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UsageError(f"the model failed on an input of shape "
+                         f"({', '.join(map(str, shape))}): {type(e).__name__}: {first}") \
+            from None
+
+
+def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, optimizer: str,
+                     schedule: str | None, conv, checkpoint: tuple, name: str) -> Estimate:
+    """The estimate of one trace at ``hints``; ``fitted`` names the sizes the trace
+    fixed (its polynomials hold at those sizes' trace values only)."""
+    tr = _trace(model, shape, hints, dtype)
+    missing = [p for p in checkpoint if p not in tr.module_inputs]
+    if missing:
+        names = ", ".join(sorted(p for p in tr.module_inputs if p)[:12])
+        raise UsageError(f"checkpoint: no module {missing[0]!r} ran in the forward pass "
+                         f"(modules: {names}, ...)")
+    saved = _Saved()
+    lines = _network_lines(tr.calls, conv, saved,
+                           {p: tr.module_inputs[p] for p in checkpoint})
+    lines.append(_loss_line(loss, tr.output, conv, saved))
+    opt_line, state = _optimizer(optimizer, tr, conv)
+    lines.append(opt_line)
+    if schedule:
+        lines.append(_schedule(schedule, conv))
+    n_params = sum(p.numel for p in tr.parameters)
+    return Estimate(
+        name, conv.name, tr.symbols, tr.hints, lines, n_params,
+        sum(p.numel * p.itemsize for p in tr.parameters),
+        sum(p.numel * p.itemsize for p in tr.parameters if p.trainable),
+        state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss,
+        fitted=tr.specialized)
+
+
 def _catalogue_entry(what: str, name: str) -> Component:
     try:
         return get_component(name)
@@ -421,8 +481,6 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
     dtype = getattr(torch, input_dtype, None)
     if not isinstance(dtype, torch.dtype):
         raise UsageError(f"unknown input dtype {input_dtype!r} (e.g. float32, int64)")
-    from symflop.estimate.trace import trace
-
     conv = get_convention(convention)
     components = [_catalogue_entry(what, n) for what, n in
                   (("loss", loss), ("optimizer", optimizer), ("schedule", schedule)) if n]
@@ -436,37 +494,20 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
         if hit is not None:
             hit.model = name or type(model).__name__
             return hit
-    try:
-        tr = trace(model, tuple(shape), hints, dtype)
-    except UsageError:
-        raise
-    except Exception as e:  # noqa: BLE001 - the user's model failed: say so in one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise UsageError(f"the model failed on an input of shape "
-                         f"({', '.join(map(str, shape))}): {type(e).__name__}: {first}") \
-            from None
-    missing = [p for p in checkpoint if p not in tr.module_inputs]
-    if missing:
-        names = ", ".join(sorted(p for p in tr.module_inputs if p)[:12])
-        raise UsageError(f"checkpoint: no module {missing[0]!r} ran in the forward pass "
-                         f"(modules: {names}, ...)")
-    saved = _Saved()
-    lines = _network_lines(tr.calls, conv, saved,
-                           {p: tr.module_inputs[p] for p in checkpoint})
-    lines.append(_loss_line(loss, tr.output, conv, saved))
-    opt_line, state = _optimizer(optimizer, tr, conv)
-    lines.append(opt_line)
-    if schedule:
-        lines.append(_schedule(schedule, conv))
-    n_params = sum(p.numel for p in tr.parameters)
-    est = Estimate(
-        name or type(model).__name__, conv.name, tr.symbols, tr.hints, lines, n_params,
-        sum(p.numel * p.itemsize for p in tr.parameters),
-        sum(p.numel * p.itemsize for p in tr.parameters if p.trainable),
-        state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss)
+    options = dict(loss=loss, optimizer=optimizer, schedule=schedule, conv=conv,
+                   checkpoint=checkpoint, name=name or type(model).__name__)
+    est = _traced_estimate(model, tuple(shape), hints or {}, dtype, **options)
+    if est.fitted:
+        from symflop.estimate.fit import fit_sizes
+        est = fit_sizes(lambda h: _traced_estimate(model, tuple(shape), h, dtype, **options),
+                        est)
     if flop_counter:
         from symflop.estimate.flop_counter import flop_counter_by_module
-        est.flop_counter = flop_counter_by_module(model, shape, tr.hints, dtype)
+        try:
+            est.flop_counter = flop_counter_by_module(model, shape, est.hints, dtype)
+        except Exception as e:  # noqa: BLE001 - an optional column: its cells say why
+            first = (str(e).strip().splitlines() or [""])[0][:160]
+            est.flop_counter_error = f"FlopCounterMode failed: {type(e).__name__}: {first}"
     if use_cache:
         cached.store(digest, est)
     return est

@@ -32,7 +32,7 @@ def grouped(est: Estimate, depth: int | None) -> list[Line]:
         if g is None:
             g = out[k] = Line(k, ln.what if k == ln.name else "")
         for attr in ("flops_forward", "flops_backward", "macs_forward", "macs_backward",
-                     "saved_bytes"):
+                     "saved_bytes", "integer"):
             setattr(g, attr, sp.expand(getattr(g, attr) + getattr(ln, attr)))
         for which in ("forward", "backward"):
             for kind, v in getattr(ln, which).items():
@@ -57,8 +57,8 @@ def _at(est: Estimate) -> str:
 
 def layer_table(est: Estimate, depth: int | None = None) -> Table:
     at = _at(est)
-    fc_col = f"FlopCounterMode at {at} (with children)" if est.flop_counter is not None \
-        else None
+    fc_col = f"FlopCounterMode at {at} (with children)" \
+        if est.flop_counter is not None or est.flop_counter_error else None
     cols = ["layer", "type", "forward FLOPs", "backward FLOPs", "saved for backward (bytes)",
             f"FLOPs at {at}"] + ([fc_col] if fc_col else [])
     t = Table("estimate-layers", f"{est.model}: one training step, by layer", cols,
@@ -74,7 +74,8 @@ def layer_table(est: Estimate, depth: int | None = None) -> Table:
                _known(ln.flops_backward, ln, True), ln.saved_bytes,
                _known(Num(est.at(ln.flops)), ln, None)]
         if fc_col:
-            row.append(Num(fc.get(ln.name, 0)) if ln.what not in _NON_NETWORK else "")
+            row.append(_fc_cell(est, fc.get(ln.name, 0)) if ln.what not in _NON_NETWORK
+                       else "")
         t.add(*row)
     total = est.total("flops_forward") + est.total("flops_backward")
     step = Line("", "", unknown=[u for ln in est.lines for u in ln.unknown])
@@ -82,10 +83,26 @@ def layer_table(est: Estimate, depth: int | None = None) -> Table:
            _known(est.total("flops_backward"), step, True), est.activation_bytes,
            _known(Num(est.at(total)), step, None)]
     if fc_col:
-        row.append(Num(sum(est.flop_counter.get("", (0, 0)))))
+        row.append(_fc_cell(est, sum((est.flop_counter or {}).get("", (0, 0)))))
     t.add(*row)
-    t.notes = tuple(f"unknown: {name or '(model)'}: {why}" for name, why in est.unknown)
+    t.notes = tuple(summary_notes(est)) + tuple(
+        f"unknown: {name or '(model)'}: {why}" for name, why in est.unknown)
     return t
+
+
+def _fc_cell(est: Estimate, value: int):
+    return "failed (see the notes)" if est.flop_counter_error else Num(value)
+
+
+def summary_notes(est: Estimate) -> list[str]:
+    """What a reader must know before the figures: operations left without a cost (every
+    figure marked), sizes fitted, a comparison that failed."""
+    from symflop.estimate.distributed import unknown_summary
+    unknown = unknown_summary(est)
+    out = [f"{unknown}: every figure that leaves them out says '+ unknown'"] if unknown \
+        else ["every operation of the step has a cost"]
+    return out + list(est.notes) + ([est.flop_counter_error] if est.flop_counter_error
+                                    else [])
 
 
 def _known(cell, line: Line, backward: bool | None):
@@ -109,9 +126,15 @@ def kind_table(est: Estimate) -> Table:
         cells = []
         for _label, lns, which in parts:
             sources = ("forward", "backward") if which == "both" else (which,)
-            cells.append(sp.expand(sum((getattr(ln, w)[kind] for ln in lns for w in sources),
-                                       sp.Integer(0))))
+            cell = sp.expand(sum((getattr(ln, w)[kind] for ln in lns for w in sources),
+                                 sp.Integer(0)))
+            cells.append(_known(cell, Line("", "", unknown=[u for ln in lns
+                                                            for u in ln.unknown]),
+                                which == "backward") if which != "both" else cell)
         t.add(kind, *cells)
+    integer = sp.expand(sum((ln.integer for ln in net), sp.Integer(0)))
+    if integer != 0:
+        t.add("integer, boolean (not FLOPs)", integer, *[""] * (len(parts) - 1))
     return t
 
 
@@ -127,8 +150,12 @@ def memory_table(est: Estimate) -> Table:
             (f"{est.optimizer} state", est.state_bytes),
             ("saved for backward", est.activation_bytes),
             ("total", est.memory_bytes)]
+    step = Line("", "", unknown=[u for _n, u in est.unknown])
     for what, b in rows:
-        t.add(what, b, Num(est.at(b) / 2 ** 20, ",.1f"))
+        partial = what in ("saved for backward", "total")
+        t.add(what, _known(b, step, None) if partial else b,
+              _known(Num(est.at(b) / 2 ** 20, ",.1f"), step, None) if partial
+              else Num(est.at(b) / 2 ** 20, ",.1f"))
     return t
 
 
@@ -174,6 +201,7 @@ def to_json(est: Estimate, depth: int | None = None) -> str:
                    "flops_backward": s(ln.flops_backward),
                    "macs_forward": s(ln.macs_forward), "macs_backward": s(ln.macs_backward),
                    "saved_bytes": s(ln.saved_bytes), "components": ln.components,
+                   "integer": s(ln.integer),
                    "unknown": ln.unknown} for ln in lines],
         "total": {"flops_forward": s(est.total("flops_forward")),
                   "flops_backward": s(est.total("flops_backward"))},
@@ -182,6 +210,11 @@ def to_json(est: Estimate, depth: int | None = None) -> str:
                    "total": s(est.memory_bytes)},
         "flop_counter": {k: list(v) for k, v in (est.flop_counter or {}).items()},
         "unknown": [list(u) for u in est.unknown],
+        "unknown_count": len(est.unknown),
+        "integer_operations": s(sum((ln.integer for ln in est.lines), sp.Integer(0))),
+        "notes": summary_notes(est),
+        "flop_counter_error": est.flop_counter_error,
+        "fitted": list(est.fitted),
     }
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 

@@ -13,10 +13,12 @@ polynomials in B.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import sympy as sp
 import torch
+from torch._dispatch.python import enable_python_dispatcher
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.symbolic_shapes import (
     DimDynamic,
@@ -58,6 +60,21 @@ class Trace:
     symbols: dict[str, sp.Symbol]      # the sizes left symbolic, by name (B first)
     hints: dict[str, int]              # the value each symbolic size had in the trace
     module_inputs: dict[str, tuple[TensorRef, ...]] = None  # each module's first inputs
+    specialized: tuple[str, ...] = ()  # sizes the model's code fixed to their trace value
+
+
+def _specialized(env: ShapeEnv, symmap: dict) -> tuple[str, ...]:
+    """The sizes that the trace fixed to the value it ran at: torch replaced the size's
+    symbol by a number, or guarded on its equality to one (the model's code turned the
+    size into a Python int: ``nn.Upsample``'s scale, an unrolled loop over L)."""
+    out = []
+    for torch_sym, ours in symmap.items():
+        fixed = env.replacements.get(torch_sym)
+        eq = any(isinstance(g.expr, sp.Eq) and torch_sym in g.expr.free_symbols
+                 and len(g.expr.free_symbols) == 1 for g in env.guards)
+        if (fixed is not None and fixed.is_number) or eq:
+            out.append(ours.name)
+    return tuple(out)
 
 
 def size_symbol(name: str) -> sp.Symbol:
@@ -66,33 +83,63 @@ def size_symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, integer=True, positive=True)
 
 
+def _decomposition(func):
+    """torch's own decomposition of an aten operation, if it has one."""
+    from torch._decomp import decomposition_table
+    return decomposition_table.get(func)
+
+
 class _Recorder(TorchDispatchMode):
-    def __init__(self, convert, stack: list[str], types: dict[str, str]):
+    """Records each aten operation; one that no rule knows (``known`` is false for it) is
+    replaced by torch's own decomposition where it has one, so that its parts are
+    recorded instead (bilinear upsampling becomes index reads, products and sums)."""
+
+    def __init__(self, convert, stack: list[str], types: dict[str, str], known=None):
         super().__init__()
         self.convert = convert
         self.stack = stack
         self.types = types
+        self.known = known or (lambda _name: True)
         self.calls: list[OpCall] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func.namespace == "prim":
+        if func.namespace == "prim" or func in _SIZE_QUERIES:
             return func(*args, **kwargs)
+        if not self.known(f"aten.{func.overloadpacket.__name__}"):
+            decomposition = _decomposition(func)
+            if decomposition is not None:
+                with self:
+                    out = decomposition(*args, **kwargs)
+                if out is not NotImplemented:
+                    return out
+            if func.has_kernel_for_dispatch_key(torch._C.DispatchKey.CompositeImplicitAutograd):
+                with self:
+                    return func.decompose(*args, **kwargs)
         before = tree_map(self.convert, (args, kwargs))
         out = func(*args, **kwargs)
         outs = [self.convert(t, after=True) for t in tree_flatten(out)[0]
                 if isinstance(t, torch.Tensor)]
         module = self.stack[-1] if self.stack else ""
-        self.calls.append(OpCall(f"aten.{func.overloadpacket.__name__}", str(func), module,
-                                 self.types.get(module, ""), tuple(before[0]), before[1],
-                                 tuple(outs)))
+        self.calls.append(OpCall(f"{func.namespace}.{func.overloadpacket.__name__}",
+                                 str(func), module, self.types.get(module, ""),
+                                 tuple(before[0]), before[1], tuple(outs)))
         return out
 
 
+_SIZE_QUERIES = frozenset((torch.ops.aten.size.default, torch.ops.aten.sym_size.int,
+                           torch.ops.aten.stride.default, torch.ops.aten.sym_numel.default,
+                           torch.ops.aten.dim.default, torch.ops.aten.is_contiguous.default))
+
+
 def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = None,
-          dtype: torch.dtype = torch.float32) -> Trace:
+          dtype: torch.dtype = torch.float32, known=None,
+          python_dispatcher: bool = False) -> Trace:
     """Run ``model`` once in training mode on a fake input of ``shape``, whose entries are
-    ints (fixed sizes) or names (symbolic sizes, such as "B" and "L")."""
+    ints (fixed sizes) or names (symbolic sizes, such as "B" and "L").  ``known(op)``
+    says whether a rule costs an aten operation ("aten.mul"); one it does not know is
+    decomposed where torch can.  ``python_dispatcher``: run torch's Python kernels of
+    composite operations (``nn.LSTM``'s loop, whose C++ kernel needs concrete sizes)."""
     hints = dict(hints or {})
     names = [s for s in shape if isinstance(s, str)]
     for k, n in enumerate(names):
@@ -159,13 +206,14 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
     def post(_module, _args, _out):
         module_stack.pop()
 
-    recorder = _Recorder(convert, module_stack, types)
+    recorder = _Recorder(convert, module_stack, types, known)
     was_training = model.training
     model.train()
     h1 = torch.nn.modules.module.register_module_forward_pre_hook(pre)
     h2 = torch.nn.modules.module.register_module_forward_hook(post, always_call=True)
     try:
-        with mode, recorder, torch.enable_grad():
+        dispatcher = enable_python_dispatcher() if python_dispatcher else nullcontext()
+        with dispatcher, mode, recorder, torch.enable_grad():
             input_ref = convert(x)
             out = torch.func.functional_call(model, fakes, (x,))
             first = next((t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)),
@@ -179,4 +227,4 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
         model.train(was_training)
     return Trace(tuple(recorder.calls), input_ref, output_ref, tuple(params), tuple(buffers),
                  {n: size_symbol(n) for n in names}, {n: hints[n] for n in names},
-                 module_inputs)
+                 module_inputs, _specialized(env, symmap))

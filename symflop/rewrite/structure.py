@@ -416,7 +416,8 @@ def _common_subexpressions(program: Program) -> list[sp.Expr]:
     for sym, e in pairs:
         full = e.xreplace(defs)
         defs[sym] = full
-        if not index_symbols(full) or not tensor_refs(full, program.tensors) \
+        if not isinstance(full, sp.Expr) or not index_symbols(full) \
+                or not tensor_refs(full, program.tensors) \
                 or isinstance(full, (sp.Indexed, sp.Symbol)):
             continue
         holders = [st for st in program.steps if contains(st.body, full)]

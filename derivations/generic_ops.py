@@ -1,0 +1,466 @@
+"""Every other aten operation, by what it does: an elementwise function under any
+broadcast, a reduction over any axes, data movement, integer and boolean work.
+
+Why this way: one rule per aten operation does not scale (a transformers model runs
+some fifty kinds), while nearly all of them are one of four shapes.  An elementwise
+operation is written once as a SymPy function of its operands (``FUNCTIONS``); the
+rule reads the traced shapes, merges neighbouring axes that every operand has or
+lacks alike (as torch's TensorIterator does), and builds a component whose equation
+is ``y[i...] = f(a[...], b[...], ...)`` with each operand indexed by the axes it
+spans.  The engine derives its backward pass as for any component: the gradient of
+a broadcast operand is the sum over the axes it lacks, with no rule written for it.
+A reduction is a component with a ``Sum`` over the reduced axes.  Data movement
+(concatenation, indexing, padding) computes nothing forward; what its backward adds
+(gradients scattered back into a table, a repeat summed) is counted as the additions
+it makes.  Work on integers and booleans (attention masks, positions, indices) is
+counted apart from FLOPs, marked ``integer``.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from derivations import layers
+from symflop import Component, sigmoid, softplus, total
+from symflop.estimate.calls import FREE, Keep, OpCall, TensorRef, Unknown, Use
+
+SECTION = "Network operations"
+
+
+# -- the elementwise functions: aten name -> (operand positions, SymPy function) ---------
+def _select(c, a, b):
+    return sp.Piecewise((a, sp.Ne(c, 0)), (b, True))
+
+
+def _test(rel):
+    return lambda a, b: sp.Piecewise((1, rel(a, b)), (0, True))
+
+
+def _clamp(a, lo=None, hi=None):
+    out = a if lo is None else sp.Max(a, lo)
+    return out if hi is None else sp.Min(out, hi)
+
+
+def _hardsigmoid(a):
+    return sp.Min(sp.Max(a / 6 + sp.Rational(1, 2), 0), 1)
+
+
+# Each operand is (position, keyword, default); a default of None means "absent".
+# ``CONCRETE`` names the operands whose Python value decides the count (an exponent,
+# a scale of 1): they enter the equation as numbers, every other number as a symbol.
+_A = (0, "self", None)
+_B = (1, "other", None)
+_ALPHA = (2, "alpha", 1)
+FUNCTIONS: dict[str, tuple[tuple, object]] = {
+    "add": ((_A, _B, _ALPHA), lambda a, b, al: a + al * b),
+    "sub": ((_A, _B, _ALPHA), lambda a, b, al: a - al * b),
+    "rsub": ((_A, _B, _ALPHA), lambda a, b, al: b - al * a),
+    "mul": ((_A, _B), lambda a, b: a * b),
+    "div": ((_A, _B), lambda a, b: a / b),
+    "true_divide": ((_A, _B), lambda a, b: a / b),
+    "neg": ((_A,), lambda a: -a),
+    "reciprocal": ((_A,), lambda a: 1 / a),
+    "exp": ((_A,), sp.exp),
+    "expm1": ((_A,), lambda a: sp.exp(a) - 1),
+    "log": ((_A,), sp.log),
+    "log1p": ((_A,), lambda a: sp.log(1 + a)),
+    "sqrt": ((_A,), sp.sqrt),
+    "rsqrt": ((_A,), lambda a: 1 / sp.sqrt(a)),
+    "sin": ((_A,), sp.sin),
+    "cos": ((_A,), sp.cos),
+    "tanh": ((_A,), sp.tanh),
+    "sigmoid": ((_A,), sigmoid),
+    "erf": ((_A,), sp.erf),
+    "atan": ((_A,), sp.atan),
+    "abs": ((_A,), sp.Abs),
+    "sign": ((_A,), sp.sign),
+    "floor": ((_A,), sp.floor),
+    "ceil": ((_A,), lambda a: -sp.floor(-a)),
+    "trunc": ((_A,), lambda a: sp.sign(a) * sp.floor(sp.Abs(a))),
+    "round": ((_A,), lambda a: sp.floor(a + sp.Rational(1, 2))),
+    "pow": (((0, "self", None), (1, "exponent", None)), lambda a, b: a ** b),
+    "square": ((_A,), lambda a: a ** 2),
+    "softplus": ((_A,), softplus),
+    "silu": ((_A,), lambda a: a * sigmoid(a)),
+    "mish": ((_A,), lambda a: a * sp.tanh(softplus(a))),
+    "hardsigmoid": ((_A,), _hardsigmoid),
+    "hardswish": ((_A,), lambda a: a * _hardsigmoid(a)),
+    "leaky_relu": ((_A, (1, "negative_slope", 0.01)),
+                   lambda a, s: sp.Piecewise((a, a > 0), (s * a, True))),
+    "elu": ((_A, (1, "alpha", 1.0)),
+            lambda a, s: sp.Piecewise((a, a > 0), (s * (sp.exp(a) - 1), True))),
+    "clamp": ((_A, (1, "min", None), (2, "max", None)), _clamp),
+    "clamp_min": ((_A, (1, "min", None)), lambda a, lo: sp.Max(a, lo)),
+    "clamp_max": ((_A, (1, "max", None)), lambda a, hi: sp.Min(a, hi)),
+    "hardtanh": ((_A, (1, "min_val", -1.0), (2, "max_val", 1.0)), _clamp),
+    "minimum": ((_A, _B), sp.Min),
+    "maximum": ((_A, _B), sp.Max),
+    "fmin": ((_A, _B), sp.Min),
+    "fmax": ((_A, _B), sp.Max),
+    "where": (((0, "condition", None), (1, "self", None), (2, "other", None)), _select),
+    "masked_fill": ((_A, (1, "mask", None), (2, "value", None)),
+                    lambda a, m, v: _select(m, v, a)),
+    "eq": ((_A, _B), _test(sp.Eq)),
+    "ne": ((_A, _B), _test(sp.Ne)),
+    "lt": ((_A, _B), _test(sp.Lt)),
+    "le": ((_A, _B), _test(sp.Le)),
+    "gt": ((_A, _B), _test(sp.Gt)),
+    "ge": ((_A, _B), _test(sp.Ge)),
+    "logical_not": ((_A,), lambda a: sp.Piecewise((1, sp.Eq(a, 0)), (0, True))),
+    "bitwise_not": ((_A,), lambda a: sp.Piecewise((1, sp.Eq(a, 0)), (0, True))),
+    **{f"{p}_{k}": ((_A, _B), f) for p in ("logical", "bitwise")
+       for k, f in (("and", sp.Min), ("or", sp.Max), ("xor", _test(sp.Ne)))},
+    "lerp": ((_A, (1, "end", None), (2, "weight", None)), lambda a, b, w: a + w * (b - a)),
+    "addcmul": ((_A, (1, "tensor1", None), (2, "tensor2", None), (3, "value", 1)),
+                lambda s, a, b, v: s + v * a * b),
+    "addcdiv": ((_A, (1, "tensor1", None), (2, "tensor2", None), (3, "value", 1)),
+                lambda s, a, b, v: s + v * a / b),
+}
+CONCRETE = {"add": (2,), "sub": (2,), "rsub": (2,), "pow": (1,), "addcmul": (3,),
+            "addcdiv": (3,)}
+
+
+def _number(v) -> sp.Expr:
+    """A Python number as an exact SymPy number (2.0 -> 2, 0.5 -> 1/2)."""
+    if isinstance(v, bool):
+        return sp.Integer(int(v))
+    return sp.nsimplify(v, rational=True) if isinstance(v, float) else sp.sympify(v)
+
+
+def _is_tensor(v) -> bool:
+    return isinstance(v, TensorRef)
+
+
+def _integer_work(call: OpCall) -> bool:
+    """Work on integers and booleans only (masks, positions, indices): not FLOPs."""
+    ts = call.tensor_args() + list(call.outputs)
+    return bool(ts) and not any(t.floating for t in ts)
+
+
+def _grad_names(named: list[tuple[str, object]]) -> tuple[str, ...]:
+    return tuple(n for n, t in named if _is_tensor(t) and t.requires_grad and t.floating)
+
+
+# -- broadcast patterns ---------------------------------------------------------------------
+def broadcast_pattern(out_shape: tuple, operands: list) -> tuple[list, tuple]:
+    """(sizes of the merged axes of the output, per operand the merged axes it spans; None
+    for a Python number).  Axes of size 1 are dropped; neighbouring axes that every
+    operand spans or lacks alike are merged into one."""
+    rank = len(out_shape)
+    axes = [j for j in range(rank) if out_shape[j] != 1]
+    spans = []
+    for t in operands:
+        if not _is_tensor(t):
+            spans.append(None)
+            continue
+        off = rank - len(t.shape)
+        spans.append(tuple(j - off >= 0 and t.shape[j - off] != 1 for j in axes))
+    groups: list[list[int]] = []
+    for p in range(len(axes)):
+        if groups and all(s is None or s[p] == s[groups[-1][-1]] for s in spans):
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    if not groups:
+        return [sp.Integer(1)], tuple(None if s is None else (0,) for s in spans)
+    sizes = [sp.Mul(*[out_shape[axes[p]] for p in g]) for g in groups]
+    pattern = tuple(None if s is None else tuple(k for k, g in enumerate(groups) if s[g[0]])
+                    for s in spans)
+    return sizes, pattern
+
+
+def _indexed(c: Component, name: str, dims: list, idx: tuple, axes: tuple):
+    t = c.input(name, tuple(dims[j] for j in axes))
+    return t[tuple(idx[j] for j in axes)] if axes else t.symbol
+
+
+def pointwise(op: str = "mul", axes: int = 1, pattern: tuple = ((0,), (0,)),
+              numbers: tuple = (), wrt: tuple[str, ...] = ("a0",)) -> Component:
+    """y = f(a0, a1, ...) elementwise, f from ``FUNCTIONS[op]``, over ``axes`` merged axes;
+    operand n spans the axes ``pattern[n]`` (None: a number, ``numbers[n]`` if given,
+    else a hyperparameter ``sN``)."""
+    f = FUNCTIONS[op][1]
+    c = Component(op, SECTION, f"elementwise {op}", reference=f"torch.ops.aten.{op}")
+    dims = [c.dim(f"D{j}") for j in range(axes)]
+    idx = tuple(sp.Idx(f"i{j}", dims[j]) for j in range(axes))
+    values = []
+    for n, p in enumerate(pattern):
+        if p is not None:
+            values.append(_indexed(c, f"a{n}", dims, idx, p))
+        elif n < len(numbers) and numbers[n] is not None:
+            values.append(numbers[n])
+        else:
+            values.append(c.hyper(f"s{n}", **{f"s{n}": 0.5}))
+    y = c.output("y", tuple(dims))
+    c.assign("forward", y[idx], f(*values))
+    layers.gradient_of(c, y, wrt)
+    return c
+
+
+def _rule_pointwise(op: str):
+    positions, _f = FUNCTIONS[op]
+
+    def rule(call: OpCall):
+        operands = [call.arg(p, kw, default) for p, kw, default in positions]
+        y = call.outputs[0]
+        if any(v is None for v in operands):  # clamp with one bound: drop the other
+            if op not in ("clamp", "hardtanh"):
+                return Unknown(f"{op} without its operand")
+            return _clamp_rule(call, operands)
+        sizes, pattern = broadcast_pattern(tuple(y.shape), operands)
+        concrete = CONCRETE.get(op, ())
+        numbers = tuple(_number(v) if p is None and n in concrete else None
+                        for n, (v, p) in enumerate(zip(operands, pattern)))
+        named = [(f"a{n}", v) for n, v in enumerate(operands)]
+        integer = _integer_work(call)
+        wrt = () if integer else _grad_names(named)
+        tensors = {f"a{n}": v for n, v in named if _is_tensor(v)} | {"y": y}
+        return [Use(op, pointwise, {"op": op, "axes": len(sizes), "pattern": pattern,
+                                    "numbers": numbers, "wrt": wrt},
+                    {f"D{j}": s for j, s in enumerate(sizes)}, tensors, integer=integer)]
+    return rule
+
+
+def _clamp_rule(call: OpCall, operands: list):
+    a, lo, hi = operands
+    if lo is None and hi is None:
+        return FREE
+    op = "clamp_min" if hi is None else "clamp_max"
+    fake = OpCall(f"aten.{op}", call.overload, call.module, call.module_type,
+                  (a, lo if hi is None else hi), {}, call.outputs)
+    return _rule_pointwise(op)(fake)
+
+
+# -- reductions -----------------------------------------------------------------------------
+def reduction(op: str = "sum", reduced: tuple[bool, ...] = (False, True),
+              wrt: tuple[str, ...] = ("x",)) -> Component:
+    """y over the kept axes = the sum (``mean``: the mean) of x over the reduced ones;
+    x's axes merged where neighbours are both kept or both reduced."""
+    c = Component(f"{op}-over-axes", SECTION, f"{op} over some axes",
+                  reference=f"torch.{op}")
+    dims = [c.dim(f"D{j}") for j in range(len(reduced))]
+    idx = tuple(sp.Idx(f"i{j}", dims[j]) for j in range(len(reduced)))
+    x = c.input("x", tuple(dims))
+    kept = [j for j, r in enumerate(reduced) if not r]
+    gone = [idx[j] for j, r in enumerate(reduced) if r]
+    body = total(x[idx], *gone)
+    if op == "mean":
+        body = body / sp.Mul(*[dims[j] for j, r in enumerate(reduced) if r])
+    if kept:
+        y = c.output("y", tuple(dims[j] for j in kept))
+        c.assign("forward", y[tuple(idx[j] for j in kept)], body)
+    else:
+        y = c.output("y")
+        c.assign("forward", y, body)
+    layers.gradient_of(c, y, wrt)
+    return c
+
+
+def _reduced_axes(call: OpCall, x: TensorRef) -> tuple[list, tuple] | None:
+    """Merged axis sizes of x and which are reduced, from the call's ``dim``."""
+    nd = len(x.shape)
+    dims = call.arg(1, "dim")
+    if isinstance(dims, int):
+        dims = [dims]
+    gone = {d % nd for d in dims} if dims else set(range(nd))
+    flags = [(x.shape[j], j in gone) for j in range(nd) if x.shape[j] != 1]
+    if not flags:
+        return None
+    sizes, reduced = [flags[0][0]], [flags[0][1]]
+    for size, r in flags[1:]:
+        if r == reduced[-1]:
+            sizes[-1] = sizes[-1] * size
+        else:
+            sizes.append(size)
+            reduced.append(r)
+    return sizes, tuple(reduced)
+
+
+def _rule_reduction(op: str):
+    def rule(call: OpCall):
+        x = call.args[0]
+        merged = _reduced_axes(call, x)
+        if merged is None:
+            return FREE
+        sizes, reduced = merged
+        if not any(reduced):
+            return FREE
+        integer = _integer_work(call)
+        kind = "mean" if op == "mean" else "sum"
+        return [Use(op, reduction, {"op": kind, "reduced": reduced,
+                                    "wrt": () if integer else _grad_names([("x", x)])},
+                    {f"D{j}": s for j, s in enumerate(sizes)},
+                    {"x": x, "y": call.outputs[0]}, integer=integer)]
+    return rule
+
+
+def counted(kind: str = "add", wrt: tuple[str, ...] = ()) -> Component:
+    """N operations of one kind: work whose count is known but whose values do not matter
+    here (a scatter's additions, a maximum's compares)."""
+    c = Component(f"{kind}-work", SECTION, f"N operations of kind {kind}")
+    N = c.dim("N")
+    i = c.index(i=N)
+    a, b = c.input("a", (N,)), c.input("b", (N,))
+    y = c.output("y", (N,))
+    body = {"add": a[i] + b[i], "mul": a[i] * b[i], "div": a[i] / b[i],
+            "compare": sp.Piecewise((1, sp.Lt(a[i], b[i])), (0, True))}[kind]
+    c.assign("forward", y[i], body)
+    layers.gradient_of(c, y, wrt)
+    return c
+
+
+def work(label: str, kind: str, n: sp.Expr, backward: bool = False,
+         integer: bool = False) -> Use:
+    """A Use counting ``n`` operations of ``kind`` (in the backward pass if asked)."""
+    return Use(label, counted, {"kind": kind}, {"N": sp.expand(n)}, backward_only=backward,
+               integer=integer)
+
+
+def _numel(t) -> sp.Expr:
+    return sp.Mul(*t.shape) if _is_tensor(t) else sp.Integer(1)
+
+
+def _rule_extremum(call: OpCall):
+    """amax/amin/max.dim/min.dim/argmax: (n - 1) compares per output; backward (values
+    that need a gradient) as torch's: a mask of the maxima (a compare per input value),
+    its count (a sum), the gradient shared out (a division per output, a multiplication
+    per input value)."""
+    x = call.args[0]
+    y = call.outputs[0]
+    n_in, n_out = _numel(x), _numel(y)
+    integer = _integer_work(call)
+    uses = [work("maximum over axes", "compare", n_in - n_out, integer=integer)]
+    if not integer and x.requires_grad and y.floating and x.floating:
+        uses += [work("maximum: mask of the maxima", "compare", n_in, backward=True),
+                 work("maximum: count of the maxima", "add", n_in - n_out, backward=True),
+                 work("maximum: gradient shared", "div", n_out, backward=True),
+                 work("maximum: gradient masked", "mul", n_in, backward=True),
+                 Keep((x, y), "the input and the maxima")]
+    return uses
+
+
+def _rule_cumsum(call: OpCall):
+    """A running sum along one axis: (n - 1) additions per row, and the same in the
+    backward (a reversed running sum)."""
+    x, dim = call.args[:2]
+    n = x.shape[dim % len(x.shape)]
+    adds = _numel(x) / n * (n - 1)
+    integer = _integer_work(call)
+    uses = [work("running sum", "add", adds, integer=integer)]
+    if not integer and x.requires_grad:
+        uses.append(work("running sum (reversed)", "add", adds, backward=True))
+    return uses
+
+
+def _rule_topk(call: OpCall):
+    """The k largest of each row of n: k passes of (n - 1) compares (a selection); the
+    backward puts each gradient back at its index (no arithmetic)."""
+    x, k = call.args[:2]
+    dim = call.arg(2, "dim", -1)
+    n = x.shape[dim % len(x.shape)]
+    return [work("top-k selection", "compare", _numel(x) / n * k * (n - 1),
+                 integer=_integer_work(call)),
+            Keep((call.outputs[1],), "the indices")]
+
+
+# -- data movement --------------------------------------------------------------------------
+def _rule_gather_like(source: int, index_pos: int | None = None):
+    """Reads at indices (index, gather, index_select, _unsafe_index): nothing computed
+    forward; the backward adds each gradient value into its source position (torch's
+    index_put with accumulation into zeros), one addition per value read."""
+    def rule(call: OpCall):
+        x = call.args[source]
+        y = call.outputs[0]
+        if not (_is_tensor(x) and x.requires_grad and x.floating):
+            return FREE
+        idx = [t for t in call.tensor_args() if t is not x and not t.floating]
+        return [work("gradient scattered back (index_put, accumulate)", "add", _numel(y),
+                     backward=True), Keep(tuple(idx), "the indices")]
+    return rule
+
+
+def _rule_broadcast_copy(call: OpCall):
+    """expand/repeat: a copy (or a view) forward; the backward sums the gradient over the
+    copies, input elements less than output elements additions."""
+    x = call.args[0]
+    if not (_is_tensor(x) and x.requires_grad and x.floating):
+        return FREE
+    extra = _numel(call.outputs[0]) - _numel(x)
+    if extra == 0:
+        return FREE
+    return [work("gradient summed over the copies", "add", extra, backward=True)]
+
+
+def _rule_scatter_add(call: OpCall):
+    """self with src added at indices: one addition per value of src."""
+    src = call.arg(3, "src")
+    integer = _integer_work(call)
+    return [work("values added at indices", "add", _numel(src), integer=integer)]
+
+
+def _rule_index_put(call: OpCall):
+    """Values written at indices: with accumulate, one addition per value."""
+    values = call.arg(2, "values")
+    if not call.arg(3, "accumulate", False):
+        return FREE
+    return [work("values added at indices", "add", _numel(values),
+                 integer=_integer_work(call))]
+
+
+def _rule_triangle(call: OpCall):
+    """tril/triu: each value kept or zeroed by its position, one compare per value, and
+    the same for the gradient."""
+    x = call.args[0]
+    integer = _integer_work(call)
+    uses = [work("triangle mask", "compare", _numel(x), integer=integer)]
+    if not integer and x.requires_grad:
+        uses.append(work("triangle mask of the gradient", "compare", _numel(x), backward=True))
+    return uses
+
+
+def _rule_arange(call: OpCall):
+    """A range: one integer (or float) operation per value made."""
+    y = call.outputs[0]
+    return [work("range", "add", _numel(y), integer=not y.floating)]
+
+
+def _rule_random(call: OpCall):
+    """Random values: one draw per value."""
+    from derivations.network import bernoulli
+    y = call.outputs[0]
+    return [Use("random values", bernoulli, {}, {"N": _numel(y)}, {"mask": y},
+                forward_only=True)]
+
+
+_MOVES = ("cat", "stack", "constant_pad_nd", "roll", "flip", "slice_scatter",
+          "select_scatter", "index_copy", "masked_scatter", "diagonal_scatter", "tile",
+          "new_zeros", "new_ones", "new_full", "new_empty", "full", "full_like", "ones",
+          "ones_like", "zeros", "scalar_tensor", "empty_strided", "resize", "set",
+          "one_hot", "scatter", "_local_scalar_dense", "item", "diagonal", "unfold",
+          "narrow", "movedim", "view_as_real", "view_as_complex", "repeat_interleave",
+          "masked_select", "nonzero", "sort", "argsort")
+
+RULES = {
+    **{f"aten.{op}": _rule_pointwise(op) for op in FUNCTIONS},
+    "aten.sum": _rule_reduction("sum"),
+    "aten.mean": _rule_reduction("mean"),
+    **{f"aten.{op}": _rule_extremum for op in ("amax", "amin", "max", "min", "argmax",
+                                               "argmin", "any", "all")},
+    "aten.cumsum": _rule_cumsum,
+    "aten.topk": _rule_topk,
+    "aten.index": _rule_gather_like(0),
+    "aten._unsafe_index": _rule_gather_like(0),
+    "aten.index_select": _rule_gather_like(0),
+    "aten.gather": _rule_gather_like(0),
+    "aten.expand": _rule_broadcast_copy,
+    "aten.repeat": _rule_broadcast_copy,
+    "aten.scatter_add": _rule_scatter_add,
+    "aten.index_put": _rule_index_put,
+    "aten._unsafe_index_put": _rule_index_put,
+    "aten.tril": _rule_triangle,
+    "aten.triu": _rule_triangle,
+    "aten.arange": _rule_arange,
+    **{f"aten.{op}": _rule_random for op in ("rand", "randn", "rand_like", "randn_like",
+                                             "uniform", "normal", "randint")},
+    **{f"aten.{op}": (lambda _call: FREE) for op in _MOVES},
+}
