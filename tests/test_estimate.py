@@ -12,6 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
+import sympy as sp  # noqa: E402
 
 from symflop.estimate import estimate  # noqa: E402
 from validation.estimate_checks import measure_step  # noqa: E402
@@ -272,23 +273,63 @@ def test_total_equals_executed_operations_of_a_real_step(built, name):
     assert ours["optimizer"]["transcendental"] == executed["transcendental"] + 2 * T
 
 
-def test_estimates_are_cached_by_everything_that_decides_them(tmp_path, monkeypatch):
-    from symflop.estimate import cached
-    monkeypatch.setenv("SYMFLOP_CACHE_DIR", str(tmp_path))
-    model = _mlp()
-    first = estimate(model, ("B", 784))
-    assert len(list(tmp_path.glob("estimate-*.pkl"))) == 1
-    again = estimate(model, ("B", 784))
-    assert again is not first and again.lines[0].flops_forward == first.lines[0].flops_forward
-    assert again.total("flops_backward") == first.total("flops_backward")
-    # a different optimizer, input, or model setting is another entry
-    estimate(model, ("B", 784), optimizer="sgd")
-    model[2].p = 0.5
-    estimate(model, ("B", 784))
-    assert len(list(tmp_path.glob("estimate-*.pkl"))) == 3
-    # a model with a hook, or a forward replaced on an instance, is never cached
-    model[0].register_forward_hook(lambda *a: None)
-    assert cached.key(model, (), [], {}) is None
-    other = _mlp()
-    other.forward = lambda x: x
-    assert cached.key(other, (), [], {}) is None
+class TwoPaths(nn.Module):
+    """A model whose forward takes one of two paths by a plain attribute, a config flag,
+    and a helper of another module."""
+
+    def __init__(self, helpers):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(8, 4)
+        self.fused = True
+        self.config = type("Config", (), {"twice": False})()
+        self.helpers = helpers
+
+    def forward(self, x):
+        h = self.lin(x)
+        if self.config.twice:
+            h = self.lin(torch.cat([h, h], dim=-1))
+        h = torch.tanh(h) if self.fused else torch.relu(h)
+        return self.helpers.act(h)
+
+
+def test_estimates_are_cached_by_the_traced_program(tmp_path, monkeypatch):
+    import importlib
+    import sys
+    monkeypatch.setenv("SYMFLOP_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "zoo_helpers.py").write_text("import torch\n\ndef act(h):\n"
+                                             "    return h * 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    helpers = importlib.import_module("zoo_helpers")
+
+    def entries() -> int:
+        return len(list((tmp_path / "cache").glob("estimate-*.pkl")))
+
+    def run(model):  # the network's forward operations by kind
+        est = estimate(model, ("B", 8), flop_counter=False)
+        net = [ln for ln in est.lines if ln.what not in ("loss", "optimizer")]
+        return {k: sp.expand(sum((ln.forward[k] for ln in net), 0)) for k in KINDS}
+
+    model = TwoPaths(helpers)
+    first = run(model)
+    assert entries() == 1
+    assert run(TwoPaths(helpers)) == first and entries() == 1   # the same program: a hit
+    model.fused = False                                  # a plain attribute
+    relu = run(model)
+    assert relu != first and entries() == 2
+    model.config.twice = True                            # a config flag
+    twice = run(model)
+    assert twice != relu and entries() == 3
+    (tmp_path / "zoo_helpers.py").write_text("import torch\n\ndef act(h):\n"
+                                             "    return h * 2 + 1\n")
+    importlib.reload(helpers)                            # a helper in another module edited
+    edited = run(model)
+    assert edited != twice and entries() == 4
+    monkeypatch.setattr(TwoPaths, "forward", lambda self, x: self.lin(x))  # a method patched
+    patched = run(model)
+    assert patched != edited and entries() == 5
+    # the counts are the model's, not the cache's: each path's forward by hand
+    B = estimate(model, ("B", 8), flop_counter=False, use_cache=False).symbols["B"]
+    assert patched["mul"] == 8 * 4 * B and patched["add"] == 8 * 4 * B  # 8 multiply-adds,
+    assert relu["compare"] == first["transcendental"] == 4 * B  # a bias add per output
+    sys.modules.pop("zoo_helpers", None)

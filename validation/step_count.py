@@ -32,6 +32,8 @@ costed here by hand, as the algorithm they implement executes it:
 
 * ``max_pool2d_with_indices_backward``: each gradient added into the input position of
   its saved argmax, one addition per output gradient (the input gradient starts at 0).
+
+A transposed convolution is not costed here: it is reported unknown.
 """
 
 from __future__ import annotations
@@ -100,7 +102,10 @@ HAND_COSTED = frozenset(("convolution", "convolution_backward", "var_mean", "rsq
                          "max_pool2d_with_indices_backward"))
 
 
-def _kernel_cost(name: str, args, kwargs, out) -> dict:
+def _kernel_cost(name: str, args, kwargs, out) -> dict | None:
+    transposed = {"convolution": 6, "convolution_backward": 7}.get(name)
+    if transposed is not None and args[transposed]:
+        return None  # a transposed convolution: not costed here (reported unknown)
     if name == "convolution":
         x, w, bias = args[:3]
         y = out

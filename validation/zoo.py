@@ -239,3 +239,24 @@ ZOO = {e.name: e for e in (
     Entry(mha, "Lx64", "float32", (("B", 2), ("L", 12))),
     Entry(causal_sdpa, "Lx64", "float32", (("B", 2), ("L", 12))),
 )}
+
+
+def _llama2(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(vocab_size=32000, hidden_size=hidden, intermediate_size=intermediate,
+                      num_hidden_layers=layers, num_attention_heads=heads,
+                      num_key_value_heads=kv_heads, max_position_embeddings=4096,
+                      rms_norm_eps=1e-5, attn_implementation="sdpa")
+    return _Logits(LlamaForCausalLM(cfg))
+
+
+def llama2_7b() -> nn.Module:
+    """Llama-2 7B's published configuration (build it on the meta device:
+    ``with torch.device("meta")``, as ``symflop estimate`` does)."""
+    return _llama2(4096, 11008, 32, 32, 32)
+
+
+def llama2_70b() -> nn.Module:
+    """Llama-2 70B's published configuration (grouped-query attention, 8 key-value
+    heads); build it on the meta device."""
+    return _llama2(8192, 28672, 80, 64, 8)

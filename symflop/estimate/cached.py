@@ -1,12 +1,18 @@
-"""Estimates kept on disk, keyed by everything that decides them.
+"""Estimates kept on disk, keyed by the traced program itself.
 
-The key holds: the engine's source, torch's version, the catalogue's rules and the
-loss, optimizer and schedule components (their equations); the model's structure and
-settings (``repr``, every parameter's and buffer's name, shape, dtype and
-``requires_grad``) and the source files of every module class it is made of (a
-changed ``forward`` is a changed file); the input's shape, dtype and trace sizes, the
-convention.  A model whose code cannot be read (a class typed into a notebook), or
-that has hooks or a ``forward`` replaced on an instance, is never cached.
+Why the trace: what decides an estimate is the sequence of aten operations the model
+runs (with their shapes, dtypes, arguments and the modules that ran them), the model's
+parameters and buffers, and what symflop makes of them.  A key made of the model's
+``repr`` and class sources misses a plain attribute that picks a path in ``forward``, a
+config flag, an edited helper in another module, a method patched at run time; the
+trace sees each of them, because it is what they changed.  Tracing is the cheap part of
+an estimate (fake tensors: nothing is computed or allocated); costing the operations,
+fitting fixed sizes and the FlopCounterMode column are what the cache saves.
+
+The key holds: the engine's source, torch's version, the catalogue's rules (their
+source files) and the loss, optimizer and schedule components (their equations); the
+options of the call; and the trace, with every tensor identity renumbered by first
+appearance (so that two traces of the same program give the same key).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from symflop import cache
+from symflop.estimate.calls import TensorRef
 
 
 @lru_cache(maxsize=256)
@@ -24,43 +31,57 @@ def _file_digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _class_files(model) -> list[str] | None:
-    import torch
-    files: set[str] = set()
-    for m in model.modules():
-        if "forward" in vars(m) or m._forward_hooks or m._forward_pre_hooks \
-                or m._backward_hooks:
-            return None
-        for cls in type(m).__mro__:
-            if cls in (torch.nn.Module, object):
-                break
-            try:
-                files.add(inspect.getsourcefile(cls))
-            except (TypeError, OSError):
-                return None
-    if None in files:
-        return None
-    return sorted(files)
+class _Canon:
+    """A trace's values as text, tensor identities numbered by first appearance."""
+
+    def __init__(self):
+        self.ids: dict = {}
+
+    def _id(self, kind: str, value) -> int:
+        return self.ids.setdefault((kind, value), len(self.ids))
+
+    def __call__(self, v) -> str:
+        if isinstance(v, TensorRef):
+            return (f"T({self._id('k', v.key)},{self._id('s', v.storage)},{v.shape},"
+                    f"{v.storage_elements},{v.itemsize},{v.dtype},{v.requires_grad},"
+                    f"{v.parameter})")
+        if isinstance(v, (list, tuple)):
+            return "[" + ",".join(self(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{k}:{self(x)}" for k, x in sorted(v.items())) + "}"
+        return repr(v)
 
 
-def key(model, parts: tuple, components: list, rules: dict) -> str | None:
-    """The digest of everything an estimate depends on, or None (not cacheable)."""
+def trace_digest(tr) -> str:
+    """The digest of a trace: its operations, tensors, parameters, buffers and sizes."""
+    canon = _Canon()
+    h = hashlib.sha256()
+    for call in tr.calls:
+        h.update(f"{call.overload}|{call.module}|{call.module_type}|{canon(call.args)}|"
+                 f"{canon(call.kwargs)}|{canon(call.outputs)}\n".encode())
+    h.update(canon([tr.input, tr.output]).encode())
+    h.update(repr((tr.parameters, tr.buffers, sorted(tr.hints.items()),
+                   tr.specialized)).encode())
+    h.update(canon(tr.module_inputs or {}).encode())
+    return h.hexdigest()
+
+
+def key(tr, parts: tuple, components: list, rules: dict) -> str | None:
+    """The digest of everything an estimate depends on, or None (not cacheable: a rule
+    whose source cannot be read)."""
     import torch
 
     from symflop.derive import fingerprint
-    files = _class_files(model)
     rule_files = {inspect.getsourcefile(f) for f in rules.values()}
-    if files is None or None in rule_files:
+    if None in rule_files:
         return None
     h = hashlib.sha256(cache.engine_fingerprint().encode())
     h.update(f"torch {torch.__version__} {parts!r}".encode())
-    for path in sorted(rule_files) + files:
+    for path in sorted(rule_files):
         h.update(path.encode() + _file_digest(path).encode())
     for c in components:
         h.update(fingerprint(c).encode())
-    h.update(repr(model).encode())
-    for n, t in list(model.named_parameters()) + list(model.named_buffers()):
-        h.update(f"{n} {tuple(t.shape)} {t.dtype} {t.requires_grad}".encode())
+    h.update(trace_digest(tr).encode())
     return h.hexdigest()
 
 

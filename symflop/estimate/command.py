@@ -101,12 +101,23 @@ def add_parser(sub) -> None:
 
 
 def load_model(spec: str):
+    """The user's model, built on the meta device where its factory allows (a 70B
+    configuration needs no memory then); otherwise built as the factory builds it."""
     try:
         import torch
     except ImportError:
         raise UsageError("symflop estimate needs torch: pip install 'symflop[torch]' "
                          "(or pip install torch)") from None
-    model = call_user(load_object(spec, "a torch model"), spec)
+    factory = load_object(spec, "a torch model")
+    model = None
+    if callable(factory):  # built on the meta device: no memory for its parameters
+        try:
+            with torch.device("meta"):
+                model = factory()
+        except Exception:  # noqa: BLE001, S110 - the factory needs real tensors: build it so
+            model = None
+    if model is None:
+        model = call_user(factory, spec)
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"{spec} gave {type(model).__name__}, not a torch.nn.Module")
     return model

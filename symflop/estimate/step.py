@@ -430,10 +430,12 @@ def _trace(model, shape: tuple, hints: dict, dtype):
 
 
 def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, optimizer: str,
-                     schedule: str | None, conv, checkpoint: tuple, name: str) -> Estimate:
-    """The estimate of one trace at ``hints``; ``fitted`` names the sizes the trace
-    fixed (its polynomials hold at those sizes' trace values only)."""
-    tr = _trace(model, shape, hints, dtype)
+                     schedule: str | None, conv, checkpoint: tuple, name: str,
+                     traced=None) -> Estimate:
+    """The estimate of one trace at ``hints`` (``traced``, if already made); ``fitted``
+    names the sizes the trace fixed (its polynomials hold at those sizes' trace values
+    only)."""
+    tr = traced or _trace(model, shape, hints, dtype)
     missing = [p for p in checkpoint if p not in tr.module_inputs]
     if missing:
         names = ", ".join(sorted(p for p in tr.module_inputs if p)[:12])
@@ -484,19 +486,20 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
     conv = get_convention(convention)
     components = [_catalogue_entry(what, n) for what, n in
                   (("loss", loss), ("optimizer", optimizer), ("schedule", schedule)) if n]
+    traced = _trace(model, tuple(shape), hints or {}, dtype)
     digest = None
     if use_cache:
         from symflop.estimate import cached
         parts = (tuple(shape), tuple(sorted((hints or {}).items())), loss, optimizer,
                  schedule, conv.key, flop_counter, input_dtype, tuple(checkpoint))
-        digest = cached.key(model, parts, components, _rules())
+        digest = cached.key(traced, parts, components, _rules())
         hit = cached.load(digest)
         if hit is not None:
             hit.model = name or type(model).__name__
             return hit
     options = dict(loss=loss, optimizer=optimizer, schedule=schedule, conv=conv,
                    checkpoint=checkpoint, name=name or type(model).__name__)
-    est = _traced_estimate(model, tuple(shape), hints or {}, dtype, **options)
+    est = _traced_estimate(model, tuple(shape), hints or {}, dtype, traced=traced, **options)
     if est.fitted:
         from symflop.estimate.fit import fit_sizes
         est = fit_sizes(lambda h: _traced_estimate(model, tuple(shape), h, dtype, **options),

@@ -77,6 +77,15 @@ def _specialized(env: ShapeEnv, symmap: dict) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _fake(mode: FakeTensorMode, t: torch.Tensor) -> torch.Tensor:
+    """A fake copy of a parameter or buffer; one on the meta device (a model built without
+    memory) becomes a fake CPU tensor, so that torch picks the kernels it picks on CPU."""
+    if t.device.type != "meta":
+        return mode.from_tensor(t, static_shapes=True)
+    with mode:
+        return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
+
+
 def size_symbol(name: str) -> sp.Symbol:
     """A size, made as components make theirs (positive integer): B of a trace is B of a
     component."""
@@ -145,7 +154,10 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
     for k, n in enumerate(names):
         hints.setdefault(n, 8 if k == 0 else 8 + 3 * k)  # distinct, and never 0 or 1
     env = ShapeEnv(duck_shape=False, specialize_zero_one=True)
-    mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=False)
+    on_meta = any(p.device.type == "meta" for p in model.parameters())
+    # A model built on the meta device may make meta tensors of its own while it runs
+    # (an empty cache): those are taken in as fake tensors.
+    mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=on_meta)
     concrete = [hints[s] if isinstance(s, str) else int(s) for s in shape]
     context = StatelessSymbolicContext(dynamic_sizes=[
         DimDynamic.DYNAMIC if isinstance(s, str) else DimDynamic.STATIC for s in shape])
@@ -180,13 +192,13 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
 
     params, fakes = [], {}
     for name, p in model.named_parameters():
-        f = mode.from_tensor(p.detach(), static_shapes=True).requires_grad_(p.requires_grad)
+        f = _fake(mode, p.detach()).requires_grad_(p.requires_grad)
         fakes[name] = f
         owners[StorageWeakRef(f.untyped_storage()).cdata] = name
         params.append(Parameter(name, tuple(p.shape), p.element_size(), p.requires_grad))
     buffers = []
     for name, b in model.named_buffers():
-        f = mode.from_tensor(b, static_shapes=True)
+        f = _fake(mode, b)
         fakes[name] = f
         owners[StorageWeakRef(f.untyped_storage()).cdata] = name
         buffers.append(Parameter(name, tuple(b.shape), b.element_size(), False))
