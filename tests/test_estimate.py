@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
 import sympy as sp  # noqa: E402
+from torch import nn  # noqa: E402
 
 from symflop.estimate import estimate  # noqa: E402
 from validation.estimate_checks import measure_step  # noqa: E402

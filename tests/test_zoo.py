@@ -82,8 +82,8 @@ def test_sizes_a_model_fixes_are_fitted(capsys):
     assert a.activation_bytes == b.activation_bytes
     assert "fixed B" in a.notes[0]
     # before the fit: the trace at B = 8 held the upsampling's work at B = 8 only
-    from symflop.estimate.step import _traced_estimate
     from symflop.cost.conventions import get_convention
+    from symflop.estimate.step import _traced_estimate
     raw = _traced_estimate(unet(), ("B", 3, 32, 32), {"B": 8}, torch.float32,
                            loss="cross-entropy", optimizer="adam", schedule=None,
                            conv=get_convention("default"), checkpoint=(), name="unet")
