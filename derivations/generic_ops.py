@@ -214,7 +214,7 @@ def _rule_pointwise(op: str):
         named = [(f"a{n}", v) for n, v in enumerate(operands)]
         integer = _integer_work(call)
         wrt = () if integer else _grad_names(named)
-        tensors = {f"a{n}": v for n, v in named if _is_tensor(v)} | {"y": y}
+        tensors = {n: v for n, v in named if _is_tensor(v)} | {"y": y}
         return [Use(op, pointwise, {"op": op, "axes": len(sizes), "pattern": pattern,
                                     "numbers": numbers, "wrt": wrt},
                     {f"D{j}": s for j, s in enumerate(sizes)}, tensors, integer=integer)]
@@ -303,7 +303,8 @@ def counted(kind: str = "add", wrt: tuple[str, ...] = ()) -> Component:
     a, b = c.input("a", (N,)), c.input("b", (N,))
     y = c.output("y", (N,))
     body = {"add": a[i] + b[i], "mul": a[i] * b[i], "div": a[i] / b[i],
-            "compare": sp.Piecewise((1, sp.Lt(a[i], b[i])), (0, True))}[kind]
+            "compare": sp.Piecewise((1, sp.Lt(a[i], b[i])), (0, True)),
+            "transcendental": sp.exp(a[i])}[kind]
     c.assign("forward", y[i], body)
     layers.gradient_of(c, y, wrt)
     return c

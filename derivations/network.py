@@ -125,8 +125,9 @@ def bernoulli() -> Component:
 
 # -- along the last axis -------------------------------------------------------------------
 def softmax(log: bool = False, wrt: tuple[str, ...] = ("x",)) -> Component:
-    """Softmax (or log-softmax) along the last axis of x (N rows of C values), with the
-    row maximum subtracted first, as torch computes it."""
+    """Softmax (or log-softmax) along the last axis of x (N rows of C values).  torch
+    subtracts the row maximum first; that work (a compare and a subtraction per value)
+    changes no value, and the rules count it beside this component."""
     c = Component("log-softmax" if log else "softmax", SECTION,
                   "log-softmax along the last axis" if log else "softmax along the last axis",
                   reference="torch.softmax, torch.log_softmax")
@@ -376,9 +377,14 @@ def _softmax(log: bool):
         if dim not in (-1, len(x.shape) - 1):
             return Unknown("softmax along an axis other than the last")
         C = x.shape[-1]
-        return [Use("log-softmax" if log else "softmax", softmax,
-                    {"log": log, "wrt": _grad(("x", x))}, {"N": _n(x) / C, "C": C},
-                    {"x": x, "y": call.outputs[0]})]
+        y = call.outputs[0]
+        # torch's backward reads the output alone (softmax: y (g - sum g y)): it keeps y
+        N = _n(x) / C
+        return [generic_ops.work("row maximum", "compare", N * (C - 1)),
+                generic_ops.work("row maximum subtracted", "add", N * C),
+                Use("log-softmax" if log else "softmax", softmax,
+                    {"log": log, "wrt": _grad(("x", x))}, {"N": N, "C": C},
+                    {"x": x, "y": y}, keep=False)] + ([Keep((y,))] if x.requires_grad else [])
     return rule
 
 
@@ -416,62 +422,89 @@ def _rule_max_pool(call: OpCall):
     return uses
 
 
-def _attention_masks(n: sp.Expr, mask, causal: bool) -> list[Use]:
-    """An attention mask is added to the n scores; a causal mask selects among them (one
-    compare each: the count of a kernel that computes every score, as FlopCounterMode
-    assumes; a kernel that skips masked blocks does less)."""
-    uses = []
-    if isinstance(mask, TensorRef):
-        kind = "add" if mask.floating else "compare"
-        uses.append(generic_ops.work(f"attention mask ({kind})", kind, n))
-    if causal:
-        uses.append(generic_ops.work("causal mask", "compare", n))
-    return uses
-
-
 def _rule_flash_attention(call: OpCall):
-    """Fused attention (flash, memory-efficient): softmax(q k^T scale) v, as three
-    components (the scores product, the scaled softmax, the product with v).  The kernel
-    keeps q, k, v, its output and the rows' log-sum-exp, not the probabilities: its
-    backward recomputes the scores and the softmax first, counted there."""
+    """Fused attention (flash, memory-efficient) as torch's CPU flash kernel runs it, for
+    G = batch x heads, L query rows, S keys, head sizes d and dv:
+
+    * forward: the scores q k^T (a product), scaled (a float or boolean mask added), the
+      row maximum (S compares a row, the old maximum included), exp(s - max) and its row
+      sum, the row's running sum kept (per row an exp, a multiplication and two
+      additions), p v (a product), the output divided by the row sum (a reciprocal per
+      row, a multiplication per value), the log-sum-exp (a log and an addition per row);
+    * backward: the rows' sum of grad_out * out; the scores again (their product and
+      scale, the mask as s * 1 + mask), p = exp(s - lse); the four products' gradients
+      (grad_v, grad_p, grad_q, grad_k), each accumulated into its gradient (an addition
+      per value) and grad_q, grad_k scaled (a multiplication per value); grad_s =
+      p (grad_p - D) (a subtraction and a multiplication per score).
+
+    Every score is computed: a causal kernel that skips the key blocks past the diagonal
+    does less once L is past a block (32 to 256 rows: FlashAttentionKernel.cpp); the
+    positions it fills with -inf are a fill, not arithmetic.  The kernel keeps q, k, v, its
+    output and the rows' log-sum-exp, not the probabilities."""
     q, k, v = call.args[:3]
     efficient = call.op == "aten._scaled_dot_product_efficient_attention"
     mask = call.arg(3, "attn_bias") if efficient else call.kwargs.get("attn_mask")
     dropout = call.arg(5 if efficient else 3, "dropout_p", 0.0)
-    causal = call.arg(6 if efficient else 4, "is_causal", False)
     if len(q.shape) != 4:
         return Unknown("fused attention on tensors that are not (batch, heads, rows, dim)")
     B, H, L, d = q.shape
     S, dv = k.shape[2], v.shape[3]
     G = B * H
+    n = G * L * S
+    rows = G * L
     out = call.outputs[0]
     grad = _grad(("q", q), ("k", k), ("v", v))
     if not grad:
         return Unknown("fused attention outside autograd (nothing needs its gradient)")
-    scores = [Use("attention scores", batched_matmul,
-                  {"wrt": tuple(n for n, t in (("a", "q"), ("b", "k")) if t in grad)},
-                  {"G": G, "M": L, "K": d, "N": S}, {"a": q, "b": k}, contraction=True,
-                  keep=False),
-              Use("attention scale", scalar_op, {"kind": "mul", "wrt": ("a",)},
-                  {"N": G * L * S}, keep=False),
-              Use("attention softmax", softmax, {"log": False, "wrt": ("x",)},
-                  {"N": G * L, "C": S}, keep=False)]
-    scores[2:2] = _attention_masks(G * L * S, mask, causal)
+    masked = isinstance(mask, TensorRef)
+    w = generic_ops.work
+    scores = Use("attention scores", batched_matmul,
+                 {"wrt": tuple(n for n, t in (("a", "q"), ("b", "k")) if t in grad)},
+                 {"G": G, "M": L, "K": d, "N": S}, {"a": q, "b": k}, contraction=True,
+                 keep=False)
+    forward = [scores, w("attention scale", "mul", n)]
+    forward += [w("attention mask added", "add", n)] if masked else []
+    forward += [w("attention row maximum", "compare", n),
+                w("attention exp(s - max) and row sum", "add", n + rows * (S - 1)),
+                w("attention exp(s - max)", "transcendental", n),
+                w("attention running sum (exp, products, sums)", "add", 2 * rows),
+                w("attention running sum (exp)", "transcendental", rows),
+                w("attention running sum (products)", "mul", rows)]
     if dropout:
-        scores += [Use("attention dropout mask", bernoulli, {}, {"N": G * L * S},
-                       forward_only=True),
-                   generic_ops.work("attention dropout (mask, scale)", "mul", 2 * G * L * S),
-                   generic_ops.work("attention dropout of the gradient", "mul", 2 * G * L * S,
-                                    backward=True)]
-    recompute = [Use(f"{u.label} (recomputed)", u.build, u.options, u.dims,
-                     backward_only=True, contraction=u.contraction, keep=False)
-                 for u in scores if not u.backward_only]
+        forward += [Use("attention dropout mask", bernoulli, {}, {"N": n},
+                        forward_only=True),
+                    w("attention dropout (mask, scale)", "mul", 2 * n),
+                    w("attention dropout of the gradient", "mul", 2 * n, backward=True)]
     mix = Use("attention output", batched_matmul,
               {"wrt": ("a",) + (("b",) if "v" in grad else ())},
               {"G": G, "M": L, "K": S, "N": dv}, {"b": v, "y": out}, contraction=True,
               keep=False)
-    return scores + [mix] + recompute + [Keep((q, k, v, *call.outputs),
-                                              "q, k, v, the output, the log-sum-exps")]
+    forward += [mix,
+                w("attention output / row sum (reciprocals)", "div", rows),
+                w("attention output / row sum", "mul", rows * dv),
+                w("attention log-sum-exp (log)", "transcendental", rows),
+                w("attention log-sum-exp (add)", "add", rows)]
+    backward = [
+        w("attention backward: rows of grad_out * out", "mul", rows * dv, backward=True),
+        w("attention backward: rows of grad_out * out (sum)", "add", rows * (dv - 1),
+          backward=True),
+        Use("attention scores (recomputed)", batched_matmul, scores.options, scores.dims,
+            backward_only=True, contraction=True, keep=False),
+        w("attention scale (recomputed)", "mul", n, backward=True),
+        *([w("attention mask (s * 1)", "mul", n, backward=True),
+           w("attention mask added", "add", n, backward=True)] if masked else []),
+        w("attention p = exp(s - lse)", "add", n, backward=True),
+        w("attention p = exp(s - lse) (exp)", "transcendental", n, backward=True),
+        w("attention grad_s = p (grad_p - D)", "add", n, backward=True),
+        w("attention grad_s = p (grad_p - D) (product)", "mul", n, backward=True),
+        w("attention gradients accumulated", "add",
+          sum((m for t, m in (("v", G * S * dv), ("q", rows * d), ("k", G * S * d))
+               if t in grad), sp.Integer(0)), backward=True),
+        w("attention grad_q, grad_k scaled", "mul",
+          sum((m for t, m in (("q", rows * d), ("k", G * S * d)) if t in grad),
+              sp.Integer(0)), backward=True)]
+    return forward + backward + [Keep((q, k, v, *call.outputs),
+                                      "q, k, v, the output, the log-sum-exps")]
 
 
 def _rule_embedding(call: OpCall):

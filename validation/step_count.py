@@ -33,7 +33,12 @@ costed here by hand, as the algorithm they implement executes it:
 * ``max_pool2d_with_indices_backward``: each gradient added into the input position of
   its saved argmax, one addition per output gradient (the input gradient starts at 0).
 
-A transposed convolution is not costed here: it is reported unknown.
+* a transposed convolution and its backward, torch's CPU flash attention and its
+  backward, ``clamp``, ``topk``, ``index_put`` and bilinear upsampling's backward: see
+  their functions.
+
+Work on integers and booleans only (masks, positions, indices) is kept apart
+(``StepCounter.integer``), as the estimate keeps it apart from FLOPs.
 """
 
 from __future__ import annotations
@@ -54,13 +59,18 @@ DECOMPOSED = get_decompositions([
     A._safe_softmax, A._softmax_backward_data, A.nll_loss_forward, A.nll_loss_backward,
     A.threshold_backward, A.select_backward, A.native_dropout,
     A.native_dropout_backward, A.gelu, A.gelu_backward, A.silu, A.silu_backward,
-    A.sigmoid_backward, A.tanh_backward,
+    A.sigmoid_backward, A.tanh_backward, A.hardtanh, A.hardtanh_backward,
+    A.upsample_bilinear2d, A.embedding_dense_backward,
 ])
 # Tensor creation, dtype conversion, writes of given values, profiler markers.
 NO_ARITHMETIC = frozenset((
     "to", "zeros_like", "ones_like", "new_full", "new_zeros", "new_empty", "flatten",
     "select_scatter", "slice_scatter", "scatter", "broadcast_in_dim", "_record_function_enter_new",
     "_record_function_exit", "empty_strided", "full_like", "detach_", "unbind",
+    # data movement: joined, split, read at indices, written into zeros
+    "cat", "stack", "split", "unsafe_split", "split_with_sizes", "unsafe_split_with_sizes",
+    "slice_backward", "index", "_unsafe_index", "embedding", "index_select",
+    "constant_pad_nd", "new_ones",
 ))
 
 
@@ -99,13 +109,170 @@ def _conv_backward(args) -> dict:
 HAND_COSTED = frozenset(("convolution", "convolution_backward", "var_mean", "rsqrt",
                          "max_pool2d_with_indices", "bernoulli", "all", "lerp", "addcmul",
                          "addcdiv", "mean", "relu", "addmm",
-                         "max_pool2d_with_indices_backward"))
+                         "max_pool2d_with_indices_backward", "clamp", "clamp_min",
+                         "clamp_max", "bitwise_or", "bitwise_and", "bitwise_not", "tril",
+                         "triu", "arange", "topk", "index_put", "_unsafe_index_put",
+                         "_unsafe_masked_index_put_accumulate",
+                         "upsample_bilinear2d_backward",
+                         "_scaled_dot_product_flash_attention_for_cpu",
+                         "_scaled_dot_product_flash_attention_for_cpu_backward"))
+
+
+def _flash_blocks(q_len: int) -> int:
+    """Rows per query block of torch's CPU flash attention (FlashAttentionKernel.cpp)."""
+    return 256 if q_len >= 768 else 64 if q_len >= 192 else 32
+
+
+def _flash_forward(args, kwargs) -> dict | None:
+    """torch's CPU flash attention forward, per (batch, head), block by block: the scores
+    q k^T (a product over d), scaled (and the mask added: a scale and an add), the row
+    maximum, exp(s - max) summed, the running sums rescaled (exp, a multiplication and
+    an addition per row and block; the output rescaled from the second key block on), p v
+    accumulated, the output divided by the row sums (a reciprocal per row, a
+    multiplication per value) and the log-sum-exp (a log and an addition per row).  A
+    causal kernel skips the key blocks past the diagonal and fills the rest of the last
+    one with -inf (a fill, no arithmetic)."""
+    q, k, v = args[:3]
+    dropout = args[3] if len(args) > 3 else kwargs.get("dropout_p", 0.0)
+    causal = args[4] if len(args) > 4 else kwargs.get("is_causal", False)
+    mask = kwargs.get("attn_mask")
+    if dropout:
+        return None  # the CPU kernel has no dropout: not run here
+    G = q.shape[0] * q.shape[1]
+    L, d, S, dv = q.shape[2], q.shape[3], k.shape[2], v.shape[3]
+    qs, ks = _flash_blocks(L), 512
+    out = dict.fromkeys(KINDS, 0)
+    for m in range(0, L, qs):
+        rows = min(qs, L - m)
+        keys = min(m + rows, S) if causal else S
+        for n in range(0, keys, ks):
+            cols = min(ks, S - n)
+            out["mul"] += rows * cols * d + rows * cols          # q k^T, the scale
+            out["add"] += rows * cols * (d - 1)
+            if mask is not None:
+                out["add"] += rows * cols
+            out["compare"] += rows * cols                         # row max (with the old)
+            out["add"] += rows * cols + rows * (cols - 1)         # s - max, the row sum
+            out["transcendental"] += rows * cols + rows           # exp; exp(old - new)
+            out["add"] += 2 * rows                                # old - new; sums added
+            out["mul"] += rows + (rows * dv if n > 0 else 0)      # sums, output rescaled
+            out["mul"] += rows * dv * cols                        # p v
+            out["add"] += rows * dv * (cols - 1) + (rows * dv if n > 0 else 0)
+        out["div"] += rows
+        out["mul"] += rows * dv
+        out["transcendental"] += rows
+        out["add"] += rows
+    return {k: G * n for k, n in out.items() if n}
+
+
+def _flash_backward(args, kwargs) -> dict:
+    """torch's CPU flash attention backward, per (batch, head): the rows' sum of
+    grad_out * out; per block the scores again (q k^T, scaled in the product: a
+    multiplication per score), the mask added (as s * 1 + mask), p = exp(s - lse) (a
+    subtraction and an exp per score), grad_v += p^T grad_out, grad_p = grad_out v^T,
+    grad_s = p (grad_p - D) (a subtraction and a multiplication per score),
+    grad_q += scale grad_s k and grad_k += scale grad_s^T q (a product, a scale and an
+    accumulation each)."""
+    grad_out, q, k, v = args[:4]
+    causal = args[7] if len(args) > 7 else kwargs.get("is_causal", False)
+    mask = kwargs.get("attn_mask")
+    G = q.shape[0] * q.shape[1]
+    L, d, S, dv = q.shape[2], q.shape[3], k.shape[2], v.shape[3]
+    qs, ks = _flash_blocks(L), 512
+    out = dict.fromkeys(KINDS, 0)
+    out["mul"] += L * dv
+    out["add"] += L * (dv - 1)
+    for m in range(0, L, qs):
+        rows = min(qs, L - m)
+        keys = min(m + rows, S) if causal else S
+        for n in range(0, keys, ks):
+            cols = min(ks, S - n)
+            sc = rows * cols
+            out["mul"] += sc * d + sc + (sc if mask is not None else 0)   # mask: s 1 + m
+            out["add"] += sc * (d - 1) + (sc if mask is not None else 0)
+            out["add"] += sc
+            out["transcendental"] += sc
+            out["mul"] += cols * dv * rows                        # grad_v += p^T grad_out
+            out["add"] += cols * dv * rows
+            out["mul"] += sc * dv                                 # grad_p = grad_out v^T
+            out["add"] += sc * (dv - 1)
+            out["add"] += sc
+            out["mul"] += sc
+            out["mul"] += rows * d * cols + rows * d              # grad_q
+            out["add"] += rows * d * cols
+            out["mul"] += cols * d * rows + cols * d              # grad_k
+            out["add"] += cols * d * rows
+    return {k: G * n for k, n in out.items() if n}
+
+
+def _transposed_conv(x, w, y, bias, stride, padding, dilation) -> dict:
+    """A transposed convolution as torch's CPU kernel runs it: the columns W^T x (per input
+    position C_out kh kw values, each a sum over C_in) folded into the output (taps
+    landing on each output position, less one, additions; torch's ``fold`` of ones counts
+    them), and the bias added."""
+    B, C_in = x.shape[:2]
+    S_in = math.prod(x.shape[2:])
+    cols = math.prod(w.shape[1:])             # C_out kh kw (groups of one)
+    out = {"mul": B * S_in * cols * C_in, "add": B * S_in * cols * (C_in - 1)}
+    hits = [_taps(y.shape[2 + a], w.shape[2 + a], stride[a], padding[a], dilation[a],
+                  x.shape[2 + a]) for a in (0, 1)]
+    per_pixel = torch.outer(hits[0], hits[1])
+    out["add"] += B * y.shape[1] * int((per_pixel - 1).clamp(min=0).sum())
+    if bias is not None:
+        out["add"] += y.numel()
+    return out
+
+
+def _transposed_conv_backward(args) -> dict:
+    """The gradients of a transposed convolution: of its input, a convolution of grad_out
+    with W (per input value a sum over C_out kh kw products); of W, per weight a sum over
+    the B S_in input positions; of the bias, a sum."""
+    grad_out, x, w = args[:3]
+    bias_sizes, mask = args[3], args[10]
+    B = x.shape[0]
+    S_in = math.prod(x.shape[2:])
+    K = math.prod(w.shape[1:])
+    out = dict.fromkeys(KINDS, 0)
+    if mask[0]:
+        out["mul"] += x.numel() * K
+        out["add"] += x.numel() * (K - 1)
+    if mask[1]:
+        out["mul"] += w.numel() * B * S_in
+        out["add"] += w.numel() * (B * S_in - 1)
+    if mask[2] and bias_sizes is not None:
+        S_out = math.prod(grad_out.shape[2:])
+        out["add"] += grad_out.shape[1] * (B * S_out - 1)
+    return out
 
 
 def _kernel_cost(name: str, args, kwargs, out) -> dict | None:
-    transposed = {"convolution": 6, "convolution_backward": 7}.get(name)
-    if transposed is not None and args[transposed]:
-        return None  # a transposed convolution: not costed here (reported unknown)
+    if name == "convolution" and args[6]:
+        return _transposed_conv(args[0], args[1], out, args[2], args[3], args[4], args[5])
+    if name == "convolution_backward" and args[7]:
+        return _transposed_conv_backward(args)
+    if name == "_scaled_dot_product_flash_attention_for_cpu":
+        return _flash_forward(args, kwargs)
+    if name == "_scaled_dot_product_flash_attention_for_cpu_backward":
+        return _flash_backward(args, kwargs)
+    if name in ("clamp", "clamp_min", "clamp_max"):  # a compare per bound given
+        bounds = (args[1:3] if name == "clamp" else args[1:2])
+        return {"compare": out.numel() * sum(b is not None for b in bounds)}
+    if name in ("bitwise_or", "bitwise_and", "bitwise_not", "tril", "triu"):
+        return {"compare": out.numel()}
+    if name == "arange":  # one value made per element
+        return {"add": out.numel()}
+    if name == "topk":  # k passes of (n - 1) compares over each row
+        x, k = args[:2]
+        dim = args[2] if len(args) > 2 else kwargs.get("dim", -1)
+        n = x.shape[dim]
+        return {"compare": x.numel() // n * k * (n - 1)}
+    if name in ("index_put", "_unsafe_index_put"):
+        accumulate = args[3] if len(args) > 3 else kwargs.get("accumulate", False)
+        return {"add": args[2].numel()} if accumulate else {}
+    if name == "_unsafe_masked_index_put_accumulate":  # (self, mask, indices, values)
+        return {"add": args[3].numel()}
+    if name == "upsample_bilinear2d_backward":  # each gradient spread over 4 inputs
+        return {"mul": 4 * args[0].numel(), "add": 4 * args[0].numel()}
     if name == "convolution":
         x, w, bias = args[:3]
         y = out
@@ -152,8 +319,30 @@ def _kernel_cost(name: str, args, kwargs, out) -> dict | None:
     return {"compare": args[0].numel() - out.numel()}  # all: a reduction of compares
 
 
+def _on_integers(r: OpRecord) -> bool:
+    """An operation on integers or booleans only (no floating tensor in or out)."""
+    dtypes = r.in_dtypes + r.out_dtypes
+    return bool(dtypes) and not any(torch.empty((), dtype=getattr(torch, d.split(".")[-1]))
+                                    .is_floating_point() for d in dtypes)
+
+
 class StepCounter(OpCounter):
-    """``OpCounter`` over a whole training step: fused kernels decomposed or hand-costed."""
+    """``OpCounter`` over a whole training step: fused kernels decomposed or hand-costed.
+    ``by_kind`` counts the work on floating-point tensors; ``integer`` the work on
+    integers and booleans only, kept apart as the estimate keeps it."""
+
+    @property
+    def by_kind(self) -> dict[str, int]:
+        acc = dict.fromkeys(KINDS, 0)
+        for r in self.records:
+            if not _on_integers(r):
+                for k, v in (r.counts or {}).items():
+                    acc[k] += v
+        return acc
+
+    @property
+    def integer(self) -> int:
+        return sum(sum((r.counts or {}).values()) for r in self.records if _on_integers(r))
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

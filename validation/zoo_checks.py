@@ -36,6 +36,7 @@ class ZooCheck:
     state: int
     state_torch: int
     phases: dict = field(default_factory=dict)   # phase -> (estimate, executed, unknown ops)
+    integer: tuple = (0, 0)    # work on integers and booleans: (estimate, executed)
 
     def saved_error(self) -> float:
         return abs(self.saved - self.saved_torch) / self.saved_torch
@@ -74,11 +75,13 @@ def check(name: str, executed: bool = True) -> ZooCheck:
     if executed:
         counters = step_counts(model, x, "adam")
         net = [ln for ln in est.lines if ln.what not in ("optimizer", "schedule")]
-        for phase, which in (("forward", "forward"), ("backward", "backward")):
-            ours = est.at(sum((ln.__getattribute__(which)[k] for ln in net for k in KINDS),
-                              0), **sizes)
+        for phase in ("forward", "backward"):
+            ours = est.at(sum((getattr(ln, phase)[k] for ln in net for k in KINDS), 0),
+                          **sizes)
             out.phases[phase] = (ours, sum(counters[phase].by_kind.values()),
                                  sorted({r.op for r in counters[phase].unknown}))
+        out.integer = (est.at(sum((ln.integer for ln in net), 0), **sizes),
+                       sum(c.integer for c in counters.values()))
     return out
 
 

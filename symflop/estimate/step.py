@@ -403,23 +403,50 @@ def _check_shape(shape, hints) -> None:
             raise UsageError(f"hints: {n}={v!r}: trace at an integer of 2 or more")
 
 
-def _trace(model, shape: tuple, hints: dict, dtype):
-    """The trace, or one line naming what in the user's model failed.  A composite
-    operation whose C++ kernel needs concrete sizes (``nn.LSTM``) is traced again through
-    torch's Python kernels."""
+def torch_loss(name: str):
+    """The torch function that a catalogue loss is, as a training step calls it on the
+    model's output (targets of its shape: class labels over the last axis for the
+    cross-entropies), or None where torch has none (its catalogue count stands)."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812 - torch's own spelling
+
+    def rows(out):
+        return out.reshape(-1, out.shape[-1]) if out.dim() > 1 else out
+
+    def labels(z):
+        return torch.zeros(z.shape[:-1], dtype=torch.long)
+
+    return {
+        "cross-entropy": lambda out: F.cross_entropy(rows(out), labels(rows(out))),
+        "cross-entropy-soft": lambda out: F.cross_entropy(rows(out),
+                                                          torch.zeros_like(rows(out))),
+        "mse": lambda out: F.mse_loss(out, torch.zeros_like(out)),
+        "bce": lambda out: F.binary_cross_entropy_with_logits(out, torch.zeros_like(out)),
+        "huber": lambda out: F.huber_loss(out, torch.zeros_like(out)),
+        "kl-div": lambda out: F.kl_div(out, torch.zeros_like(out), reduction="batchmean"),
+    }.get(name)
+
+
+def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None):
+    """The trace (with torch's ``loss`` where torch has it), or one line naming what in the
+    user's model failed.  A composite operation whose C++ kernel needs concrete sizes
+    (``nn.LSTM``) is traced again through torch's Python kernels."""
     from symflop.estimate.trace import trace
     rules = _rules()
 
     def known(op: str) -> bool:
         return op in rules or op.rstrip("_") in rules
 
+    fn = torch_loss(loss) if loss else None
+    traced_loss = (f"loss ({loss})", fn) if fn else None
     try:
         try:
-            return trace(model, shape, hints, dtype, known=known)
+            return trace(model, shape, hints, dtype, known=known, loss=traced_loss)
         except RuntimeError as e:
             if "symbolic sizes" not in str(e):
                 raise
-            return trace(model, shape, hints, dtype, known=known, python_dispatcher=True)
+            return trace(model, shape, hints, dtype, known=known, python_dispatcher=True,
+                         loss=traced_loss)
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's model failed: say so in one line
@@ -435,7 +462,7 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
     """The estimate of one trace at ``hints`` (``traced``, if already made); ``fitted``
     names the sizes the trace fixed (its polynomials hold at those sizes' trace values
     only)."""
-    tr = traced or _trace(model, shape, hints, dtype)
+    tr = traced or _trace(model, shape, hints, dtype, loss)
     missing = [p for p in checkpoint if p not in tr.module_inputs]
     if missing:
         names = ", ".join(sorted(p for p in tr.module_inputs if p)[:12])
@@ -444,7 +471,8 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
     saved = _Saved()
     lines = _network_lines(tr.calls, conv, saved,
                            {p: tr.module_inputs[p] for p in checkpoint})
-    lines.append(_loss_line(loss, tr.output, conv, saved))
+    if not any(ln.what == "loss" for ln in lines):  # no torch function: the catalogue's
+        lines.append(_loss_line(loss, tr.output, conv, saved))
     opt_line, state = _optimizer(optimizer, tr, conv)
     lines.append(opt_line)
     if schedule:
@@ -486,7 +514,7 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
     conv = get_convention(convention)
     components = [_catalogue_entry(what, n) for what, n in
                   (("loss", loss), ("optimizer", optimizer), ("schedule", schedule)) if n]
-    traced = _trace(model, tuple(shape), hints or {}, dtype)
+    traced = _trace(model, tuple(shape), hints or {}, dtype, loss)
     digest = None
     if use_cache:
         from symflop.estimate import cached

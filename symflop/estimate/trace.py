@@ -143,12 +143,14 @@ _SIZE_QUERIES = frozenset((torch.ops.aten.size.default, torch.ops.aten.sym_size.
 
 def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = None,
           dtype: torch.dtype = torch.float32, known=None,
-          python_dispatcher: bool = False) -> Trace:
+          python_dispatcher: bool = False, loss=None) -> Trace:
     """Run ``model`` once in training mode on a fake input of ``shape``, whose entries are
     ints (fixed sizes) or names (symbolic sizes, such as "B" and "L").  ``known(op)``
     says whether a rule costs an aten operation ("aten.mul"); one it does not know is
     decomposed where torch can.  ``python_dispatcher``: run torch's Python kernels of
-    composite operations (``nn.LSTM``'s loop, whose C++ kernel needs concrete sizes)."""
+    composite operations (``nn.LSTM``'s loop, whose C++ kernel needs concrete sizes).
+    ``loss``: (module path, function of the output) run after the model and recorded
+    under that path, as the training step calls it."""
     hints = dict(hints or {})
     names = [s for s in shape if isinstance(s, str)]
     for k, n in enumerate(names):
@@ -205,6 +207,8 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
 
     paths = {id(m): n for n, m in model.named_modules()}
     types = {n: type(m).__name__ for n, m in model.named_modules()}
+    if loss is not None:
+        types[loss[0]] = "loss"
     module_stack: list[str] = []
     module_inputs: dict[str, tuple[TensorRef, ...]] = {}
 
@@ -233,6 +237,10 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
             if first is None:
                 raise UsageError("the model returned no tensor")
             output_ref = convert(first)
+            if loss is not None:
+                module_stack.append(loss[0])
+                loss[1](first)
+                module_stack.pop()
     finally:
         h1.remove()
         h2.remove()
