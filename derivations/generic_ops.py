@@ -287,10 +287,16 @@ def _rule_reduction(op: str):
             return FREE
         integer = _integer_work(call)
         kind = "mean" if op == "mean" else "sum"
-        return [Use(op, reduction, {"op": kind, "reduced": reduced,
-                                    "wrt": () if integer else _grad_names([("x", x)])},
-                    {f"D{j}": s for j, s in enumerate(sizes)},
-                    {"x": x, "y": call.outputs[0]}, integer=integer)]
+        wrt = () if integer else _grad_names([("x", x)])
+        use = Use(op, reduction, {"op": kind, "reduced": reduced, "wrt": wrt},
+                  {f"D{j}": s for j, s in enumerate(sizes)},
+                  {"x": x, "y": call.outputs[0]}, integer=integer,
+                  forward_only=kind == "mean")
+        if kind != "mean" or not wrt:
+            return [use]
+        # torch's mean backward spreads the gradient first, then divides each value
+        return [use, work("mean backward: each value divided", "div", _numel(x),
+                          backward=True)]
     return rule
 
 

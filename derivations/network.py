@@ -378,13 +378,23 @@ def _softmax(log: bool):
             return Unknown("softmax along an axis other than the last")
         C = x.shape[-1]
         y = call.outputs[0]
-        # torch's backward reads the output alone (softmax: y (g - sum g y)): it keeps y
+        label = "log-softmax" if log else "softmax"
         N = _n(x) / C
-        return [generic_ops.work("row maximum", "compare", N * (C - 1)),
-                generic_ops.work("row maximum subtracted", "add", N * C),
-                Use("log-softmax" if log else "softmax", softmax,
-                    {"log": log, "wrt": _grad(("x", x))}, {"N": N, "C": C},
-                    {"x": x, "y": y}, keep=False)] + ([Keep((y,))] if x.requires_grad else [])
+        w = generic_ops.work
+        uses = [w("row maximum", "compare", N * (C - 1)),
+                w("row maximum subtracted", "add", N * C),
+                Use(label, softmax, {"log": log, "wrt": _grad(("x", x))}, {"N": N, "C": C},
+                    {"x": x, "y": y}, forward_only=True)]
+        if not _grad(("x", x)):
+            return uses
+        # torch's backward from the output alone: log-softmax g - exp(y) sum(g);
+        # softmax y g - y sum(y g)
+        first = ("exp(y)", "transcendental") if log else ("y g", "mul")
+        return uses + [w(f"{label} backward: {first[0]}", first[1], N * C, backward=True),
+                       w(f"{label} backward: row sums", "add", N * (C - 1), backward=True),
+                       w(f"{label} backward: products", "mul", N * C, backward=True),
+                       w(f"{label} backward: subtracted", "add", N * C, backward=True),
+                       Keep((y,))]
     return rule
 
 
@@ -396,17 +406,25 @@ def _rule_mean(call: OpCall):
     if dims != list(range(nd - len(dims), nd)) or not x.floating:
         return generic_ops.RULES[call.op.rstrip("_")](call)
     K = sp.Mul(*x.shape[nd - len(dims):])
-    return [Use("mean", mean_rows, {"wrt": _grad(("x", x))}, {"N": _n(x) / K, "K": K},
-                {"x": x, "y": call.outputs[0]})]
+    return _mean_uses("mean", x, call.outputs[0], K)
+
+
+def _mean_uses(label: str, x: TensorRef, y: TensorRef, K: sp.Expr) -> list[Use]:
+    """The mean of rows of K values; torch's backward spreads the gradient over the K
+    values first and divides each (one division per input value)."""
+    uses = [Use(label, mean_rows, {"wrt": _grad(("x", x))}, {"N": _n(x) / K, "K": K},
+                {"x": x, "y": y}, forward_only=True)]
+    if _grad(("x", x)):
+        uses.append(generic_ops.work(f"{label} backward: each value divided", "div", _n(x),
+                                     backward=True))
+    return uses
 
 
 def _rule_adaptive_avg_pool(call: OpCall):
     x, size = call.args[:2]
     if tuple(size) != (1, 1):
         return Unknown("adaptive average pooling to more than 1x1")
-    K = x.shape[-1] * x.shape[-2]
-    return [Use("global average pool", mean_rows, {"wrt": _grad(("x", x))},
-                {"N": _n(x) / K, "K": K}, {"x": x, "y": call.outputs[0]})]
+    return _mean_uses("global average pool", x, call.outputs[0], x.shape[-1] * x.shape[-2])
 
 
 def _rule_max_pool(call: OpCall):
@@ -507,6 +525,41 @@ def _rule_flash_attention(call: OpCall):
                                       "q, k, v, the output, the log-sum-exps")]
 
 
+def _rule_hardtanh(call: OpCall):
+    """hardtanh (ReLU6): each value clamped to [min, max], a compare per bound; torch's
+    backward passes the gradient where min < x < max: two compares, their union (on
+    booleans) and a select per value, from the input it keeps."""
+    x = call.args[0]
+    n = _n(x)
+    w = generic_ops.work
+    uses = [w("clamped to [min, max]", "compare", 2 * n)]
+    if _grad(("x", x)):
+        uses += [w("hardtanh backward: x <= min, x >= max", "compare", 2 * n, backward=True),
+                 w("hardtanh backward: the union of both", "compare", n, backward=True,
+                   integer=True),
+                 w("hardtanh backward: gradient selected", "compare", n, backward=True),
+                 Keep((x,), "the input")]
+    return uses
+
+
+def _rule_upsample_bilinear(call: OpCall):
+    """Bilinear upsampling as torch's CPU kernel writes it (UpSampleKernel.cpp): each
+    output h0 (w0 x00 + w1 x01) + h1 (w0 x10 + w1 x11), six multiplications and three
+    additions; its backward adds h w g into each of the four inputs, two multiplications
+    and an addition each.  The weights and source indices, computed from the positions,
+    are not counted."""
+    x = call.args[0]
+    n = _n(call.outputs[0])
+    w = generic_ops.work
+    uses = [w("bilinear interpolation (products)", "mul", 6 * n),
+            w("bilinear interpolation (sums)", "add", 3 * n)]
+    if _grad(("x", x)):
+        uses += [w("bilinear interpolation backward (products)", "mul", 8 * n,
+                   backward=True),
+                 w("bilinear interpolation backward (sums)", "add", 4 * n, backward=True)]
+    return uses
+
+
 def _rule_embedding(call: OpCall):
     """A table lookup: no arithmetic forward; backward adds each gradient row into its
     row of the table's gradient (torch's index_add), one addition per value."""
@@ -558,4 +611,6 @@ RULES = {
     "aten._scaled_dot_product_flash_attention": _rule_flash_attention,
     "aten._scaled_dot_product_efficient_attention": _rule_flash_attention,
     "aten.embedding": _rule_embedding,
+    "aten.upsample_bilinear2d": _rule_upsample_bilinear,
+    "aten.hardtanh": _rule_hardtanh,
 }

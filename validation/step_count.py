@@ -10,7 +10,8 @@ costed here by hand, as the algorithm they implement executes it:
 
 * ``convolution``: as a product over unfolded patches (im2col), K = C_in kh kw
   multiplications and K - 1 additions per output, plus one for a bias;
-* ``convolution_backward``: the input gradient as a product over patches followed by
+* ``convolution_backward``: the input gradient as a product over patches (per group of
+  a grouped convolution, a sum over the group's output channels) followed by
   the fold, whose additions torch's own ``fold`` of ones counts (taps landing on each
   input position, less one); the weight gradient as a product over the B S positions;
   the bias gradient as a sum;
@@ -33,9 +34,12 @@ costed here by hand, as the algorithm they implement executes it:
 * ``max_pool2d_with_indices_backward``: each gradient added into the input position of
   its saved argmax, one addition per output gradient (the input gradient starts at 0).
 
+* ``upsample_bilinear2d`` and its backward, as UpSampleKernel.cpp writes them: each
+  output h0 (w0 x00 + w1 x01) + h1 (w0 x10 + w1 x11), 6 multiplications and 3
+  additions; backward, h w g added into each of the 4 inputs, 8 multiplications and 4
+  additions per output gradient (the weights, from the positions, are not counted);
 * a transposed convolution and its backward, torch's CPU flash attention and its
-  backward, ``clamp``, ``topk``, ``index_put`` and bilinear upsampling's backward: see
-  their functions.
+  backward, ``clamp``, ``topk``, ``index_put``: see their functions.
 
 Work on integers and booleans only (masks, positions, indices) is kept apart
 (``StepCounter.integer``), as the estimate keeps it apart from FLOPs.
@@ -60,7 +64,7 @@ DECOMPOSED = get_decompositions([
     A.threshold_backward, A.select_backward, A.native_dropout,
     A.native_dropout_backward, A.gelu, A.gelu_backward, A.silu, A.silu_backward,
     A.sigmoid_backward, A.tanh_backward, A.hardtanh, A.hardtanh_backward,
-    A.upsample_bilinear2d, A.embedding_dense_backward,
+    A.embedding_dense_backward,
 ])
 # Tensor creation, dtype conversion, writes of given values, profiler markers.
 NO_ARITHMETIC = frozenset((
@@ -85,15 +89,15 @@ def _taps(size: int, kernel: int, stride: int, pad: int, dilation: int, out: int
 def _conv_backward(args) -> dict:
     grad_out, x, w = args[:3]
     bias_sizes, stride, padding, dilation = args[3:7]
-    mask = args[10]
+    groups, mask = args[9], args[10]
     B, outs = grad_out.shape[:2]
     S = math.prod(grad_out.shape[2:])
     C = x.shape[1]
-    K = math.prod(w.shape[1:])
+    K = math.prod(w.shape[1:])      # per group: C / groups kh kw
     out = dict.fromkeys(KINDS, 0)
-    if mask[0]:
+    if mask[0]:  # per group, each patch value a sum over the group's outs / groups outputs
         out["mul"] += B * K * S * outs
-        out["add"] += B * K * S * (outs - 1)
+        out["add"] += B * K * S * (outs - groups)
         hits = [_taps(x.shape[2 + a], w.shape[2 + a], stride[a], padding[a], dilation[a],
                       grad_out.shape[2 + a]) for a in (0, 1)]
         per_pixel = torch.outer(hits[0], hits[1])
@@ -113,7 +117,7 @@ HAND_COSTED = frozenset(("convolution", "convolution_backward", "var_mean", "rsq
                          "clamp_max", "bitwise_or", "bitwise_and", "bitwise_not", "tril",
                          "triu", "arange", "topk", "index_put", "_unsafe_index_put",
                          "_unsafe_masked_index_put_accumulate",
-                         "upsample_bilinear2d_backward",
+                         "upsample_bilinear2d", "upsample_bilinear2d_backward",
                          "_scaled_dot_product_flash_attention_for_cpu",
                          "_scaled_dot_product_flash_attention_for_cpu_backward"))
 
@@ -271,8 +275,10 @@ def _kernel_cost(name: str, args, kwargs, out) -> dict | None:
         return {"add": args[2].numel()} if accumulate else {}
     if name == "_unsafe_masked_index_put_accumulate":  # (self, mask, indices, values)
         return {"add": args[3].numel()}
-    if name == "upsample_bilinear2d_backward":  # each gradient spread over 4 inputs
-        return {"mul": 4 * args[0].numel(), "add": 4 * args[0].numel()}
+    if name == "upsample_bilinear2d":  # h0 (w0 x00 + w1 x01) + h1 (w0 x10 + w1 x11)
+        return {"mul": 6 * out.numel(), "add": 3 * out.numel()}
+    if name == "upsample_bilinear2d_backward":  # input += h w g at each of 4 taps
+        return {"mul": 8 * args[0].numel(), "add": 4 * args[0].numel()}
     if name == "convolution":
         x, w, bias = args[:3]
         y = out

@@ -75,7 +75,8 @@ class Use:
     ``build`` makes the component; ``dims`` gives each of its dimensions as a size of
     the trace; ``tensors`` says which traced tensor each component tensor is (a
     component tensor not named here, such as BatchNorm's normalized activations, is
-    new memory).  ``forward_only`` for work that has no backward (a random draw);
+    new memory).  ``forward_only`` for work whose backward the component does not give:
+    none (a random draw), or one the rule counts beside it (torch's softmax backward);
     ``backward_only`` for work of the backward pass that no component's gradient holds
     (the fold of a convolution's input gradient), counted with the component's forward.
     ``kept_as`` names a traced tensor that serves the backward in place of a component

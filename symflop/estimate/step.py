@@ -229,6 +229,10 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
     if use.contraction:
         line.macs_forward += fwd["mul"]
         work.macs += fwd["mul"]
+    for name in c.wrt:  # a gradient flows back to each: one more gradient to add
+        t = use.tensors.get(name)
+        if isinstance(t, TensorRef):
+            reads[t.key] = reads.get(t.key, (t, 0))[0], reads.get(t.key, (t, 0))[1] + 1
     if use.forward_only or not c.wrt:
         return
     bwd, bwd_total = _counts(c, "backward", use.dims, convention)
@@ -236,10 +240,6 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
     line.flops_backward += bwd_total
     if use.contraction:
         line.macs_backward += bwd["mul"]
-    for name in c.wrt:
-        t = use.tensors.get(name)
-        if isinstance(t, TensorRef):
-            reads[t.key] = reads.get(t.key, (t, 0))[0], reads.get(t.key, (t, 0))[1] + 1
     if not use.keep:
         return
     sub = _sub(c, use.dims)
@@ -257,6 +257,17 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
                 line.saved_bytes += saved.new(sp.expand(elements.xreplace(sub)) * itemsize)
 
 
+def _count_reads(call: OpCall, reads: dict, with_grad: set) -> None:
+    """A view or copy that carries the gradient (its output is read later as a tensor that
+    needs one) reads its inputs: autograd gives each input a gradient of its own through
+    it (select and slice a whole-size one, zero elsewhere), added to its other ones."""
+    if not any(t.key in with_grad for t in call.outputs):
+        return
+    for t in call.tensor_args():
+        if t.requires_grad and t.floating:
+            reads[t.key] = reads.get(t.key, (t, 0))[0], reads.get(t.key, (t, 0))[1] + 1
+
+
 def _segment(module: str, checkpointed: dict) -> str | None:
     """The checkpointed module ``module`` runs in, if any."""
     return next((p for p in checkpointed if module == p or module.startswith(p + ".")),
@@ -272,6 +283,9 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
     rules = _rules()
     lines: dict[str, Line] = {}
     reads: dict = {}
+    # tensors read later as needing a gradient (an output is recorded before autograd
+    # marks it: its own flag is not yet set)
+    with_grad = {t.key for call in calls for t in call.tensor_args() if t.requires_grad}
     segments: dict[str, list[tuple[OpCall, _Work]]] = {p: [] for p in checkpointed}
     for call in calls:
         line = lines.setdefault(call.module, Line(call.module or "(model)", call.module_type))
@@ -284,6 +298,7 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
         rule = rules.get(call.op) or rules.get(call.op.rstrip("_"))
         answer = rule(call) if rule else Unknown(f"no rule for {call.overload}")
         if answer is FREE:
+            _count_reads(call, reads, with_grad)
             continue
         for part in answer if isinstance(answer, list) else [answer]:
             if isinstance(part, Keep):
