@@ -328,8 +328,9 @@ def _activation(kind: str):
         else:
             name = kind
         y = call.outputs[0]
-        # relu's backward needs only where x > 0, which y tells as well: torch keeps y
-        kept = {"x": y} if name == "relu" else {}
+        # torch's backward of relu (where x > 0), sigmoid (y (1 - y)) and tanh (1 - y^2)
+        # reads the output: it keeps y
+        kept = {"x": y} if name in ("relu", "sigmoid", "tanh") else {}
         return [Use(name, activation, {"kind": name, "wrt": _grad(("x", x))}, {"N": _n(x)},
                     {"x": x, "y": y}, kept_as=kept)]
     return rule
@@ -409,10 +410,10 @@ def _rule_mean(call: OpCall):
     return _mean_uses("mean", x, call.outputs[0], K)
 
 
-def _mean_uses(label: str, x: TensorRef, y: TensorRef, K: sp.Expr) -> list[Use]:
-    """The mean of rows of K values; torch's backward spreads the gradient over the K
-    values first and divides each (one division per input value)."""
-    uses = [Use(label, mean_rows, {"wrt": _grad(("x", x))}, {"N": _n(x) / K, "K": K},
+def _mean_uses(label: str, x: TensorRef, y: TensorRef, row: sp.Expr) -> list[Use]:
+    """The mean of rows of ``row`` values; torch's backward spreads the gradient over
+    the row first and divides each value (one division per input value)."""
+    uses = [Use(label, mean_rows, {"wrt": _grad(("x", x))}, {"N": _n(x) / row, "K": row},
                 {"x": x, "y": y}, forward_only=True)]
     if _grad(("x", x)):
         uses.append(generic_ops.work(f"{label} backward: each value divided", "div", _n(x),

@@ -213,7 +213,10 @@ class _Work:
 
 
 def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
-               reads: dict, work: _Work, keep: bool = True) -> None:
+               reads: dict, work: _Work, keep: bool = True,
+               overwritten: TensorRef | None = None) -> None:
+    """``overwritten``: the tensor an in-place operation writes over; if its backward needs
+    the old values, autograd keeps a copy of them (torch's original_self)."""
     fwd, fwd_total = _counts(c, "forward", use.dims, convention)
     if use.integer:
         line.integer = sp.expand(line.integer + sum(fwd.values(), ZERO))
@@ -247,7 +250,12 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
     itemsize = out.itemsize if isinstance(out, TensorRef) else 4
     for name, elements in _derivation(c).memory.saved:
         t = use.kept_as.get(name, use.tensors.get(name))
-        if isinstance(t, TensorRef):
+        if isinstance(t, TensorRef) and overwritten is not None and name != "y" \
+                and name not in use.kept_as and t.key == overwritten.key:
+            work.keeps.add("itself")
+            if keep:
+                line.saved_bytes += saved.new(t.numel * t.itemsize)
+        elif isinstance(t, TensorRef):
             work.keeps.add(t.storage)
             if t.parameter is None and keep:
                 line.saved_bytes += saved.add(t.storage, t.storage_elements * t.itemsize)
@@ -255,6 +263,9 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
             work.keeps.add("itself")
             if keep:
                 line.saved_bytes += saved.new(sp.expand(elements.xreplace(sub)) * itemsize)
+
+
+_RECURRENT = ("LSTM", "GRU", "RNN")
 
 
 def _count_reads(call: OpCall, reads: dict, with_grad: set) -> None:
@@ -313,7 +324,8 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
                                     + (" (backward only)" if part.backward else ""))
                 continue
             c = _component(part)
-            _apply_use(line, part, c, convention, saved, reads, work, keep=segment is None)
+            _apply_use(line, part, c, convention, saved, reads, work, keep=segment is None,
+                       overwritten=call.args[0] if call.op.endswith("_") else None)
             if part.label not in line.components:
                 line.components.append(part.label)
         if segment is not None:
@@ -493,12 +505,18 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
     if schedule:
         lines.append(_schedule(schedule, conv))
     n_params = sum(p.numel for p in tr.parameters)
+    notes = []
+    recurrent = sorted({c.module for c in tr.calls if c.module_type in _RECURRENT})
+    if recurrent:
+        notes.append(f"{', '.join(recurrent)}: counted as torch's cell-by-cell kernel; a "
+                     "fused kernel (oneDNN on a CPU, cuDNN on CUDA) does the same products "
+                     "and keeps a workspace of its own in place of the per-step tensors")
     return Estimate(
         name, conv.name, tr.symbols, tr.hints, lines, n_params,
         sum(p.numel * p.itemsize for p in tr.parameters),
         sum(p.numel * p.itemsize for p in tr.parameters if p.trainable),
         state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss,
-        fitted=tr.specialized)
+        fitted=tr.specialized, notes=notes)
 
 
 def _catalogue_entry(what: str, name: str) -> Component:

@@ -229,7 +229,10 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
     h2 = torch.nn.modules.module.register_module_forward_hook(post, always_call=True)
     try:
         dispatcher = enable_python_dispatcher() if python_dispatcher else nullcontext()
-        with dispatcher, mode, recorder, torch.enable_grad():
+        # oneDNN off: nn.LSTM and nn.GRU run torch's own cell-by-cell kernels, whose
+        # operations the trace sees (oneDNN's fused RNN is one opaque operation)
+        with dispatcher, torch.backends.mkldnn.flags(enabled=False), mode, recorder, \
+                torch.enable_grad():
             input_ref = convert(x)
             out = torch.func.functional_call(model, fakes, (x,))
             first = next((t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)),
