@@ -20,6 +20,7 @@ import torch
 
 from symflop.core.ops import KINDS
 from symflop.estimate import estimate
+from symflop.estimate.trace import onednn_off
 from validation.estimate_checks import measure_step
 from validation.step_count import step_counts
 from validation.zoo import ZOO
@@ -66,7 +67,7 @@ def _torch_kernels(model: torch.nn.Module):
     whose arithmetic the dispatcher does not see, with a workspace of its own: the
     estimate says so in a note)."""
     if any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
-        return torch.backends.mkldnn.flags(enabled=False)
+        return onednn_off()
     return nullcontext()
 
 

@@ -13,7 +13,7 @@ polynomials in B.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import sympy as sp
@@ -141,6 +141,18 @@ _SIZE_QUERIES = frozenset((torch.ops.aten.size.default, torch.ops.aten.sym_size.
                            torch.ops.aten.dim.default, torch.ops.aten.is_contiguous.default))
 
 
+@contextmanager
+def onednn_off():
+    """oneDNN's kernels off for a while (``torch.backends.mkldnn.flags`` would also set
+    its TF32 flag, with a warning about Intel GPUs on every call)."""
+    was = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        yield
+    finally:
+        torch._C._set_mkldnn_enabled(was)
+
+
 def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = None,
           dtype: torch.dtype = torch.float32, known=None,
           python_dispatcher: bool = False, loss=None) -> Trace:
@@ -231,8 +243,7 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
         dispatcher = enable_python_dispatcher() if python_dispatcher else nullcontext()
         # oneDNN off: nn.LSTM and nn.GRU run torch's own cell-by-cell kernels, whose
         # operations the trace sees (oneDNN's fused RNN is one opaque operation)
-        with dispatcher, torch.backends.mkldnn.flags(enabled=False), mode, recorder, \
-                torch.enable_grad():
+        with dispatcher, onednn_off(), mode, recorder, torch.enable_grad():
             input_ref = convert(x)
             out = torch.func.functional_call(model, fakes, (x,))
             first = next((t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)),
