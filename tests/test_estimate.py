@@ -271,6 +271,27 @@ def test_total_equals_executed_operations_of_a_real_step(built, name):
     assert ours["optimizer"]["transcendental"] == executed["transcendental"] + 2 * T
 
 
+def test_unknown_operations_are_marked_in_every_output():
+    """JSON and LaTeX carry the unknown operation too, and the distributed table, which
+    reads the estimate's FLOPs and bytes, says what its figures leave out."""
+    import json
+
+    from symflop.estimate.distributed import distributed_table
+    from symflop.estimate.table import render_estimate
+    est = estimate(Bessel(), ("B", 16), use_cache=False, flop_counter=False)
+    doc = json.loads(render_estimate(est, "json"))
+    assert doc["unknown_count"] == 1
+    assert doc["unknown"] == [["(model)", "prims.bessel_j0: no rule for "
+                                          "prims.bessel_j0.default"]]
+    latex = render_estimate(est, "latex")
+    step = next(ln for ln in latex.splitlines() if ln.startswith("training step &"))
+    assert step.count("+ unknown") == 3   # forward, backward, FLOPs at the sizes
+    assert "1 operation without a cost (prims.bessel\\_j0)" in latex
+    table = distributed_table(est, 8)
+    assert table.notes[-1] == ("every figure above leaves out 1 operation without a cost "
+                               "(prims.bessel_j0)")
+
+
 class TwoPaths(nn.Module):
     """A model whose forward takes one of two paths by a plain attribute, a config flag,
     and a helper of another module."""

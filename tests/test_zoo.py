@@ -24,15 +24,14 @@ from validation.zoo_checks import check  # noqa: E402
 # FlopCounterMode's formula for a grouped convolution's backward is not right (it counts
 # the weight gradient as if the convolution were not grouped): compare the forward only.
 GROUPED = {"mobilenet"}
-# Saved-for-backward bytes not yet within 1 % of saved_tensors_hooks (measured at the
-# zoo's sizes, B = 2, L = 12): an open gap of issue 20, not compared here.
-# * recurrent (42 % under): torch runs nn.LSTM/nn.GRU in a fused CPU kernel
-#   (mkldnn_rnn_layer) that keeps its own workspace; the estimate traces torch's Python
-#   kernel (the cell's operations, step by step), whose saved tensors differ;
-# * llama (12 % over) and t5 (11 % over): RMSNorm and RoPE written in Python, costed
-#   operation by operation; what the generic operations keep is not yet matched with
-#   what autograd keeps for them.
-SAVED_GAP = {"recurrent", "llama", "t5"}
+# Executed operations not compared per phase: the normalizations.  The estimate counts
+# BatchNorm and LayerNorm with the catalogue's derived programs (BatchNorm 7 operations a
+# value forward and 7 backward), torch runs its own kernels (validation.step_count costs
+# them by torch's decompositions: 8 forward, 9 and more backward).  Measured at the zoo's
+# sizes: mobilenet (BatchNorm after every convolution, few channels) 1.39 % under forward,
+# 1.63 % under backward; bert (LayerNorm, GELU) 0.56 % under backward.
+NORMALIZATION_GAP = {"mobilenet", "bert"}
+PHASE_TOLERANCE = 0.005
 
 
 @pytest.mark.parametrize("name", list(ZOO))
@@ -45,14 +44,35 @@ def test_zoo_model_estimates_with_every_operation_costed(capsys, name):
     doc = json.loads(out)
     assert doc["unknown_count"] == 0 and doc["unknown"] == []
     assert doc["flop_counter_error"] == ""
-    c = check(name, executed=False)
+    c = check(name)
     assert c.unknown == []
     assert c.parameters == c.parameters_torch == doc["parameters"]
     assert c.state == c.state_torch
-    if name not in SAVED_GAP:
-        assert abs(c.saved - c.saved_torch) <= 0.01 * c.saved_torch, (c.saved, c.saved_torch)
+    assert abs(c.saved - c.saved_torch) <= 0.01 * c.saved_torch, (c.saved, c.saved_torch)
     if name not in GROUPED:  # grouped: the forward, in its own test
         assert c.products == c.flop_counter
+    for phase, (_ours, _executed, unknown) in c.phases.items():
+        assert unknown == [], phase   # every executed operation costed by step_count
+        if name not in NORMALIZATION_GAP:
+            assert c.phase_error(phase) <= PHASE_TOLERANCE, (phase, c.phases[phase])
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_zoo_polynomials_do_not_depend_on_the_trace_sizes(name):
+    """Traced at other sizes, every count and byte is the same polynomial."""
+    from symflop.estimate import estimate
+    from symflop.estimate.command import parse_input
+    entry = ZOO[name]
+    shape = parse_input(entry.input)
+    a = estimate(entry.factory(), shape, input_dtype=entry.dtype, use_cache=False,
+                 flop_counter=False)
+    hints = {"B": 5} | ({"L": 7} if "L" in shape else {})
+    b = estimate(entry.factory(), shape, input_dtype=entry.dtype, use_cache=False,
+                 flop_counter=False, hints=hints)
+    assert a.hints != b.hints
+    assert a.flops("step") == b.flops("step")
+    assert a.activation_bytes == b.activation_bytes
+    assert a.total("integer") == b.total("integer")
 
 
 def test_grouped_convolution_forward_equals_flop_counter():
