@@ -334,6 +334,9 @@ def _rule_extremum(call: OpCall):
     per input value)."""
     x = call.args[0]
     y = call.outputs[0]
+    if len(call.args) > 1 and _is_tensor(call.args[1]):  # max(a, b): elementwise
+        op = "maximum" if call.op.startswith("aten.max") else "minimum"
+        return _rule_pointwise(op)(call)
     n_in, n_out = _numel(x), _numel(y)
     integer = _integer_work(call)
     uses = [work("maximum over axes", "compare", n_in - n_out, integer=integer)]
@@ -357,6 +360,22 @@ def _rule_cumsum(call: OpCall):
     if not integer and x.requires_grad:
         uses.append(work("running sum (reversed)", "add", adds, backward=True))
     return uses
+
+
+def _rule_sort(call: OpCall):
+    """A sort of each row of n values: n ceil(log2 n) compares (a comparison sort's
+    bound; torch's kernel is one), where n is a number; a symbolic n has no polynomial
+    count: unknown.  The backward puts each gradient back at its index."""
+    x = call.args[0]
+    dim = call.arg(1, "dim", -1)
+    dim = dim if isinstance(dim, int) else -1
+    n = x.shape[dim % len(x.shape)] if x.shape else sp.Integer(1)
+    if not n.is_number:
+        return Unknown("a sort along a symbolic size (n log n compares: not a polynomial)")
+    depth = max(int(n) - 1, 0).bit_length()     # ceil(log2 n)
+    outputs = [t for t in call.outputs if not t.floating]
+    return [work("sort", "compare", _numel(x) * depth, integer=_integer_work(call)),
+            *([Keep(tuple(outputs), "the indices")] if x.requires_grad and outputs else [])]
 
 
 def _rule_topk(call: OpCall):
@@ -445,7 +464,7 @@ _MOVES = ("cat", "stack", "constant_pad_nd", "roll", "flip", "slice_scatter",
           "ones_like", "zeros", "scalar_tensor", "empty_strided", "resize", "set",
           "one_hot", "scatter", "_local_scalar_dense", "item", "diagonal", "unfold",
           "narrow", "movedim", "view_as_real", "view_as_complex", "repeat_interleave",
-          "masked_select", "nonzero", "sort", "argsort")
+          "masked_select", "nonzero")
 
 RULES = {
     **{f"aten.{op}": _rule_pointwise(op) for op in FUNCTIONS},
@@ -455,6 +474,8 @@ RULES = {
                                                "argmin", "any", "all")},
     "aten.cumsum": _rule_cumsum,
     "aten.topk": _rule_topk,
+    "aten.sort": _rule_sort,
+    "aten.argsort": _rule_sort,
     "aten.index": _rule_gather_like(0),
     "aten._unsafe_index": _rule_gather_like(0),
     "aten.index_select": _rule_gather_like(0),

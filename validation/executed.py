@@ -61,8 +61,8 @@ REDUCTIONS = {"sum": "add", "amax": "compare"}  # (input - output elements) oper
 # The table as documentation: aten operation -> what one call costs.
 ATEN_COSTS = {
     **{op: f"{n} {kind} per output element" for op, (kind, n) in _ELEMENTWISE.items()},
-    "pow": "exponent 1: zero (torch copies); an integer n >= 2 (also written as a float): "
-           "n - 1 mul per output element; otherwise 1 transcendental",
+    "pow": "integer exponent 1: zero (torch copies); an integer n >= 2: n - 1 mul per "
+           "output element; otherwise 1 transcendental",
     **{op: f"input elements - output elements {kind}" for op, kind in REDUCTIONS.items()},
     "scatter_add": "1 add per value added",
     **dict.fromkeys(("mm", "bmm"), "k mul and k - 1 add per output element (k: the "
@@ -112,8 +112,6 @@ def _cost(func, args, kwargs, out) -> tuple[dict | None, str]:
         return {}, ""
     if name == "pow":
         exponent = args[1] if len(args) > 1 else kwargs.get("exponent")
-        if isinstance(exponent, float) and exponent.is_integer():
-            exponent = int(exponent)
         if isinstance(exponent, int) and not isinstance(exponent, bool) and exponent == 1:
             return {}, "power 1: torch copies its input"
         if isinstance(exponent, int) and not isinstance(exponent, bool) and exponent >= 2:

@@ -39,7 +39,8 @@ costed here by hand, as the algorithm they implement executes it:
   additions; backward, h w g added into each of the 4 inputs, 8 multiplications and 4
   additions per output gradient (the weights, from the positions, are not counted);
 * a transposed convolution and its backward, torch's CPU flash attention and its
-  backward, ``clamp``, ``topk``, ``index_put``: see their functions.
+  backward, ``clamp``, ``max``/``min``, ``sort``, ``topk``, ``index_put``: see their
+  functions.
 
 Work on integers and booleans only (masks, positions, indices) is kept apart
 (``StepCounter.integer``), as the estimate keeps it apart from FLOPs.
@@ -116,7 +117,8 @@ HAND_COSTED = frozenset(("convolution", "convolution_backward", "var_mean", "rsq
                          "max_pool2d_with_indices_backward", "clamp", "clamp_min",
                          "clamp_max", "bitwise_or", "bitwise_and", "bitwise_not", "tril",
                          "triu", "arange", "topk", "index_put", "_unsafe_index_put",
-                         "_unsafe_masked_index_put_accumulate",
+                         "_unsafe_masked_index_put_accumulate", "max", "min", "sort",
+                         "argsort",
                          "upsample_bilinear2d", "upsample_bilinear2d_backward",
                          "_scaled_dot_product_flash_attention_for_cpu",
                          "_scaled_dot_product_flash_attention_for_cpu_backward"))
@@ -249,6 +251,10 @@ def _transposed_conv_backward(args) -> dict:
     return out
 
 
+def _first(out) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
 def _kernel_cost(name: str, args, kwargs, out) -> dict | None:
     if name == "convolution" and args[6]:
         return _transposed_conv(args[0], args[1], out, args[2], args[3], args[4], args[5])
@@ -265,6 +271,14 @@ def _kernel_cost(name: str, args, kwargs, out) -> dict | None:
         return {"compare": out.numel()}
     if name == "arange":  # one value made per element
         return {"add": out.numel()}
+    if name in ("max", "min"):  # of two tensors: elementwise; of one: a reduction
+        if len(args) > 1 and isinstance(args[1], torch.Tensor):
+            return {"compare": _first(out).numel()}
+        return {"compare": args[0].numel() - _first(out).numel()}
+    if name in ("sort", "argsort"):  # a comparison sort: n ceil(log2 n) compares per row
+        dim = args[1] if len(args) > 1 and isinstance(args[1], int) else kwargs.get("dim", -1)
+        n = args[0].shape[dim] if args[0].dim() else 1
+        return {"compare": args[0].numel() * max(n - 1, 0).bit_length()}
     if name == "topk":  # k passes of (n - 1) compares over each row
         x, k = args[:2]
         dim = args[2] if len(args) > 2 else kwargs.get("dim", -1)
