@@ -115,6 +115,8 @@ def test_module_factory_and_depth(capsys):
     (("--input", "30"), "the model failed on an input of shape (B, 30)"),
     (("--input", "20", "--at", "B=1"), "trace at 2 or more"),
     (("--input", "20", "--at", "Q=4"), "not a size of --input"),
+    (("--input", "20", "--at", "B=4", "--at", "B=5"), "--at B: given twice (B=4, B=5)"),
+    (("--input", "Lx20", "--at", "L=4", "--at", "B=1"), "trace at 2 or more"),
     (("--input", "20", "--loss", "cross-entropyy"), "loss: unknown component"),
     (("--input", "20", "--optimizer", "adamx"), "optimizer: unknown component"),
     (("--input", "20", "--optimizer", "mse"), "is not an optimizer"),
@@ -134,6 +136,15 @@ def test_bad_input_is_one_line(capsys, model_file, argv, message):
 def test_bad_model_is_one_line(capsys, model_file, spec, message):
     code, out, err = run(capsys, "estimate", "--from", model_file + spec, "--input", "20")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_at_repeated_gives_every_size(capsys, model_file):
+    """--at B=3 --at L=5 sets both (the last one alone was kept before)."""
+    code, out, err = run(capsys, "estimate", "--from", f"{model_file}:make_model", "--input",
+                         "Lx20", "--at", "B=3", "--at", "L=5", "--format", "json",
+                         "--no-flop-counter")
+    assert code == 0, err
+    assert json.loads(out)["hints"] == {"B": 3, "L": 5}
 
 
 def test_model_given_once(capsys, model_file):

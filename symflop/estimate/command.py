@@ -31,8 +31,11 @@ def parse_input(text: str) -> tuple:
     return tuple(shape) if "B" in names else ("B", *shape)
 
 
-def parse_hints(text: str | None, shape: tuple) -> dict[str, int]:
-    """"L=128,B=4": the values the trace runs at (and the tables evaluate at)."""
+def parse_hints(text: str | list[str] | None, shape: tuple) -> dict[str, int]:
+    """"L=128,B=4" (or several such, one per ``--at``): the values the trace runs at (and
+    the tables evaluate at)."""
+    if isinstance(text, list):
+        text = ",".join(text)
     out: dict[str, int] = {}
     for item in (text or "").split(","):
         if not item.strip():
@@ -47,6 +50,8 @@ def parse_hints(text: str | None, shape: tuple) -> dict[str, int]:
         if value < 2:
             raise UsageError(f"--at {name}={value}: trace at 2 or more (torch fixes sizes 0 "
                              "and 1); the counts hold for every size")
+        if name in out:
+            raise UsageError(f"--at {name}: given twice ({name}={out[name]}, {name}={value})")
         out[name] = value
     return out
 
@@ -77,8 +82,9 @@ def add_parser(sub) -> None:
                    help="with --format latex: a whole document that compiles on its own")
     e.add_argument("--depth", type=int, help="merge layers below this depth of module path "
                                              "(1: the model's children)")
-    e.add_argument("--at", dest="hints", metavar="B=8,L=...",
-                   help="sizes the trace runs at and the tables evaluate at (default B=8)")
+    e.add_argument("--at", dest="hints", metavar="B=8,L=...", action="append",
+                   help="sizes the trace runs at and the tables evaluate at (default B=8; "
+                        "repeat it or separate by commas)")
     e.add_argument("--checkpoint", metavar="MODULE,...",
                    help="modules run under torch.utils.checkpoint: they keep only their "
                         "inputs, and their forward is counted again in the backward")
