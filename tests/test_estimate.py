@@ -382,3 +382,27 @@ def test_max_of_two_tensors_and_sort_are_costed():
     by_op = counters["forward"].by_op
     assert by_op[("aten.maximum", "compare")] == 32 * 4   # torch.max(a, b) runs maximum
     assert by_op[("aten.sort", "compare")] == 32 * 5 * 4
+
+
+class Tied(nn.Module):
+    """One Linear applied twice: its weight and bias each receive two gradients."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(16, 16)
+
+    def forward(self, x):
+        return self.lin(torch.relu(self.lin(x)))
+
+
+def test_a_weight_used_twice_sums_its_gradients_in_full():
+    """autograd adds the two gradients of the 16 x 16 weight and of the 16 biases: one
+    addition per value, 256 + 16 (the weight's part was missing: its uses read it
+    through a transpose, a view)."""
+    est = estimate(Tied(), ("B", 16), use_cache=False, flop_counter=False)
+    sums = next(ln for ln in est.lines if ln.name == "(gradient sums)")
+    assert sums.backward["add"] == 16 * 16 + 16
+    counters = step_counts(Tied(), torch.randn(4, 16), "adam")
+    added = [r for r in counters["backward"].records if r.op == "aten.add"]
+    assert sorted(r.counts["add"] for r in added) == [16, 256]

@@ -11,6 +11,7 @@ import sympy as sp
 pytest.importorskip("torch")
 
 from conftest import run_cli  # noqa: E402
+from torch import nn  # noqa: E402
 
 MODEL_FILE = textwrap.dedent("""
     import torch
@@ -215,3 +216,50 @@ def test_devices_joins_the_distributed_step(capsys, model_file):
     code, _, err = run(capsys, "estimate", "--from", f"{model_file}:frozen", "--input", "20",
                        "--devices", "4", "--no-flop-counter")
     assert code == 2 and "frozen parameters" in err
+
+
+def test_input_dtype_the_model_cannot_run_is_refused(capsys, model_file):
+    """torch refuses a float16 input into a float32 Linear; so does the estimate (its fake
+    tensors' meta kernels do not check dtypes)."""
+    code, out, err = run(capsys, "estimate", "--from", f"{model_file}:make_model",
+                         "--input", "20", "--input-dtype", "float16")
+    assert code == 2 and out == ""
+    assert "addmm: operands of dtypes float16 and float32" in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_a_shape_mistake_prints_one_line_only(model_file):
+    """torch's fake tensors log their own traceback before raising; none of it reaches
+    the terminal (a subprocess: the logging handler writes to the real stderr)."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "symflop", "estimate", "--from",
+                        f"{model_file}:make_model", "--input", "30", "--no-flop-counter"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        "symflop: error: the model failed on an input of shape (B, 30): RuntimeError: a "
+        "and b must have same reduction dim, but got [s26, 30] X [20, 32]."], r.stderr
+
+
+def test_a_cache_payload_of_the_wrong_type_is_a_miss(tmp_path, monkeypatch):
+    """An entry under the estimate's key that holds something else is derived again
+    (and replaced), never returned or crashed on."""
+    from symflop import cache
+    from symflop.estimate import cached, estimate
+    monkeypatch.setenv("SYMFLOP_CACHE_DIR", str(tmp_path / "cache"))
+    stored = {}
+    real_store = cached.store
+
+    def remember(digest, est):
+        stored["digest"] = digest
+        real_store(digest, est)
+    monkeypatch.setattr(cached, "store", remember)
+    model = nn.Sequential(nn.Linear(6, 3))
+    first = estimate(model, ("B", 6), flop_counter=False)
+    digest = stored.pop("digest")
+    cache.store(f"estimate-{digest[:40]}", digest, {"not": "an estimate"})
+    again = estimate(model, ("B", 6), flop_counter=False)
+    assert again.flops("step") == first.flops("step")
+    assert stored["digest"] == digest    # derived again and stored over the bad entry
+    assert isinstance(cached.load(digest), type(first))

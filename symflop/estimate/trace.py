@@ -13,6 +13,7 @@ polynomials in B.
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -125,6 +126,7 @@ class _Recorder(TorchDispatchMode):
             if func.has_kernel_for_dispatch_key(torch._C.DispatchKey.CompositeImplicitAutograd):
                 with self:
                     return func.decompose(*args, **kwargs)
+        _check_dtypes(func, args)
         before = tree_map(self.convert, (args, kwargs))
         out = func(*args, **kwargs)
         outs = [self.convert(t, after=True) for t in tree_flatten(out)[0]
@@ -136,9 +138,39 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
+# Products and convolutions: torch's CPU kernels refuse operands of two floating dtypes;
+# their meta kernels, which a fake tensor runs, do not check.
+_SAME_DTYPE = frozenset(("mm", "addmm", "bmm", "baddbmm", "addbmm", "addmv", "mv", "dot",
+                         "convolution", "_convolution"))
+
+
+def _check_dtypes(func, args) -> None:
+    """Raise, as torch's kernel would, on a product of operands of different dtypes."""
+    if func.overloadpacket.__name__ not in _SAME_DTYPE:
+        return
+    dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()}
+    if len(dtypes) > 1:
+        names = " and ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
+        raise RuntimeError(f"{func.overloadpacket.__name__}: operands of dtypes {names} "
+                           "(torch's kernel refuses them: give --input-dtype the model's)")
+
+
 _SIZE_QUERIES = frozenset((torch.ops.aten.size.default, torch.ops.aten.sym_size.int,
                            torch.ops.aten.stride.default, torch.ops.aten.sym_numel.default,
                            torch.ops.aten.dim.default, torch.ops.aten.is_contiguous.default))
+
+
+@contextmanager
+def _torch_logging_quiet():
+    """torch's fake tensors log a traceback (at ERROR) before they raise on a shape
+    mistake; the estimate reports the error in one line of its own."""
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    was = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(was)
 
 
 @contextmanager
@@ -243,7 +275,8 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
         dispatcher = enable_python_dispatcher() if python_dispatcher else nullcontext()
         # oneDNN off: nn.LSTM and nn.GRU run torch's own cell-by-cell kernels, whose
         # operations the trace sees (oneDNN's fused RNN is one opaque operation)
-        with dispatcher, onednn_off(), mode, recorder, torch.enable_grad():
+        with dispatcher, onednn_off(), _torch_logging_quiet(), mode, recorder, \
+                torch.enable_grad():
             input_ref = convert(x)
             out = torch.func.functional_call(model, fakes, (x,))
             first = next((t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)),
