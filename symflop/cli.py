@@ -165,6 +165,9 @@ def cmd_validate(args) -> int:
         return 0 if all(r.ok for r in rows) else 1
     names = args.names or list(catalogue())
     for name in names:
+        if ":" in name or name.endswith(".py"):
+            raise UsageError(f"validate {name}: a component of a file goes with --from "
+                             "FILE.py:NAME (and --reference FILE.py:FUNC)")
         if name not in catalogue():
             get_component(name)  # raises the usual one-line error, with suggestions
 

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from symflop import derive
@@ -77,3 +78,86 @@ def test_the_intermediate_the_readme_component_names_is_read_by_its_fused_gradie
     sizes = numeric_sizes(c.dims)
     assert d.counts("gradient").total.xreplace(sizes) <= \
         d.counts("backward").total.xreplace(sizes)
+
+
+REFS = '''
+import torch
+
+
+def infs(v):
+    x = v["x"]
+    return {"y": torch.full_like(x, float("inf")),
+            "grad_x": torch.full_like(x, float("inf")),
+            "grad_g": torch.full_like(v["g"], float("inf"))}
+
+
+def only_y(v):
+    x, g = v["x"], v["g"]
+    return {"y": g * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + v["epsilon"])}
+
+
+def raises(v):
+    raise RuntimeError("my reference is broken")
+
+
+def extra_key(v):
+    return {**only_y(v), "z": 1}
+
+
+def none(v):
+    return None
+
+
+def a_list(v):
+    return [only_y(v)["y"]]
+'''
+
+
+def _validate(capsys, tmp_path, reference):
+    from conftest import run_cli
+    path = _example(tmp_path)
+    (tmp_path / "refs.py").write_text(REFS)
+    return run_cli(capsys, "validate", "--from", f"{path}:rmsnorm", "--reference",
+                   f"{tmp_path / 'refs.py'}:{reference}")
+
+
+def test_a_reference_of_infinities_fails_every_pass(capsys, tmp_path):
+    """|ours - inf| <= atol + rtol inf held for any ours: a non-finite reference is now
+    nothing to compare with, a failure."""
+    code, out, err = _validate(capsys, tmp_path, "infs")
+    assert code == 1, out + err
+    assert out.rstrip().endswith("0 passed, 3 failed, 0 with nothing to compare")
+    assert "y: the reference gives 12 non-finite values where ours is finite" in out
+
+
+def test_results_a_reference_does_not_give_are_not_passed(capsys, tmp_path):
+    code, out, err = _validate(capsys, tmp_path, "only_y")
+    assert code == 0, out + err
+    rows = {ln.split()[1]: ln for ln in out.splitlines() if ln.startswith("rmsnorm ")}
+    assert rows["forward"].endswith("  pass")
+    assert rows["backward"].endswith("  nothing to compare")
+    assert rows["gradient"].endswith("  nothing to compare")
+    assert "the reference gave none of its results (grad_g, grad_x)" in out
+    assert out.rstrip().endswith("1 passed, 0 failed, 2 with nothing to compare")
+
+
+@pytest.mark.parametrize("reference,message", [
+    ("raises", "the reference raised RuntimeError: my reference is broken"),
+    ("extra_key", "the reference returned 'z', which rmsnorm does not have (its results: "
+                  "y, grad_x, grad_g)"),
+    ("none", "the reference returned NoneType, not a dict of results by name"),
+    ("a_list", "the reference returned list, not a dict of results by name"),
+])
+def test_a_reference_s_mistake_is_one_line(capsys, tmp_path, reference, message):
+    code, out, err = _validate(capsys, tmp_path, reference)
+    assert code == 2 and out == ""
+    assert f"refs.py:{reference}: {message}" in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_a_file_component_given_as_a_name_is_one_line(capsys, tmp_path):
+    from conftest import run_cli
+    path = _example(tmp_path)
+    code, out, err = run_cli(capsys, "validate", f"{path}:rmsnorm")
+    assert code == 2 and out == ""
+    assert "a component of a file goes with --from FILE.py:NAME" in err

@@ -87,3 +87,19 @@ def test_errors_are_measured_not_assumed():
     """A vacuous comparison (0 against 0 everywhere) would show no rounding at all."""
     rows = validate(["cross-entropy", "batchnorm"], "cpu", torch.float64)
     assert any(r.max_abs > 0 for r in rows)
+
+
+def test_a_comparison_needs_both_sides_finite_or_the_same_infinity():
+    from validation.validate import Row
+    tol = {"rtol": 1e-6, "atol": 1e-9}
+    inf, nan = float("inf"), float("nan")
+    same = Row("c", "forward", "")
+    same.merge([1.0, -inf], [1.0, -inf], tol, "y")
+    assert same.verdict == "pass" and same.compared == 1
+    for got, want, note in (([1.0, 2.0], [1.0, inf], "the reference gives 1 non-finite"),
+                            ([1.0, inf], [1.0, 2.0], "non-finite values"),
+                            ([nan], [nan], "non-finite values"),
+                            ([inf], [-inf], "non-finite values")):
+        r = Row("c", "forward", "")
+        r.merge(got, want, tol, "y")
+        assert r.verdict == "FAIL" and note in r.notes[0], (got, want, r.notes)

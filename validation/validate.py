@@ -46,6 +46,7 @@ class Row:
     max_rel: float = 0.0
     verdict: str = "pass"
     notes: list[str] = field(default_factory=list)
+    compared: int = 0            # results compared with the reference's
     symbolic: int | None = None  # FLOPs the engine counts for the arrays (one size set)
     executed: int | None = None  # FLOPs torch's dispatcher saw the generated code run
     count_notes: list[str] = field(default_factory=list)
@@ -72,14 +73,27 @@ class Row:
     def merge(self, got, want, tol: dict, key: str, slack=None) -> None:
         """Fold the comparison of one result into this row; ``slack`` (elementwise) widens
         the tolerance by what torch's own computation is allowed to be off."""
+        self.compared += 1
         got = torch.as_tensor(got, dtype=torch.float64).cpu()
         want = torch.as_tensor(want, dtype=torch.float64).cpu()
         if got.shape != want.shape:
             self._fail(f"{key}: shape {tuple(got.shape)} != torch's {tuple(want.shape)}")
             return
-        if not torch.isfinite(got).all():
+        # both sides finite, or the same infinity on both: a difference with an infinite
+        # or NaN reference is no comparison (|x - inf| <= atol + rtol inf holds for any x)
+        same_inf = torch.isinf(got) & (got == want)
+        if not (torch.isfinite(got) | same_inf).all():
             self._fail(f"{key}: non-finite values")
             return
+        if not (torch.isfinite(want) | same_inf).all():
+            bad = int((~(torch.isfinite(want) | same_inf)).sum())
+            self._fail(f"{key}: the reference gives {bad} non-finite value"
+                       f"{'s' * (bad != 1)} where ours is finite: nothing to compare them with")
+            return
+        got, want = got[~same_inf], want[~same_inf]
+        if slack is not None:
+            slack = torch.as_tensor(slack, dtype=torch.float64).cpu().expand(
+                same_inf.shape)[~same_inf]
         diff = (got - want).abs()
         if diff.numel():
             self.max_abs = max(self.max_abs, float(diff.max()))
@@ -122,6 +136,41 @@ def _producer(d: Derivation, key: str) -> str:
     return "?"
 
 
+def reference_results(run: Callable, values: dict, c: Component) -> dict:
+    """What a reference returns, checked: a dict of the component's tensors by name.
+    Its mistakes (it raises, returns something else, names a tensor the component lacks)
+    are one-line errors naming what is wrong."""
+    try:
+        out = run(values)
+    except Exception as e:  # noqa: BLE001 - the reference's own failure, said in one line
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ValueError(f"the reference raised {type(e).__name__}: {first}") from None
+    if not isinstance(out, dict):
+        raise ValueError(f"the reference returned {type(out).__name__}, not a dict of "
+                         "results by name (e.g. {'y': ..., 'grad_x': ...})")
+    known = set(c.tensors) | {f"grad_{n}" for n in c.tensors}
+    for key in out:
+        if key not in known:
+            names = [n for n, t in c.tensors.items() if t.role in (Role.OUTPUT, Role.STATE)]
+            names += [f"grad_{n}" for n in c.wrt]
+            raise ValueError(f"the reference returned {key!r}, which {c.name} does not "
+                             f"have (its results: {', '.join(names)})")
+    return out
+
+
+def _uncompared(rows: list[Row], d: Derivation) -> list[Row]:
+    """A pass none of whose results the reference gave was not checked: "nothing to
+    compare", never a pass."""
+    for r in rows:
+        if r.compared == 0 and r.verdict == "pass":
+            r.verdict = "nothing to compare"
+            base = r.pass_name.split(" (")[0]
+            outputs = sorted(d.sources[base][1].outputs) if base in d.sources else []
+            r.notes.append("the reference gave none of its results"
+                           + (f" ({', '.join(outputs)})" if outputs else ""))
+    return rows
+
+
 def check_passes(name: str, c: Component, d: Derivation, device: str, dtype,
                  shapes: list[dict], seed: int = 0, scale: dict | None = None,
                  suffix: str = "", backend: str = "torch", ref: Reference | None = None
@@ -156,14 +205,14 @@ def check_passes(name: str, c: Component, d: Derivation, device: str, dtype,
             for ex in compare_passes(d, values, sizes, seed + k):
                 row(ex.pass_name).set_counts(ex)
         draws = {n: ours[n] for n in _drawn(d) if n in ours}
-        theirs = ref.run({**values, **draws})
+        theirs = reference_results(ref.run, {**values, **draws}, c)
         slack = {}
         if suffix and dtype != torch.float64:
             # At the edge of the domain a low-precision reference is not the truth: compare
             # with torch in float64 on the same inputs, allowing twice torch's own error.
-            exact = ref.run({k: (v.double() if isinstance(v, torch.Tensor)
-                                 and v.is_floating_point() else v)
-                             for k, v in {**values, **draws}.items()})
+            exact = reference_results(ref.run, {
+                k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point()
+                    else v) for k, v in {**values, **draws}.items()}, c)
             slack = {k: 2 * (theirs[k].double() - exact[k]).abs() for k in theirs}
             theirs = exact
         for key, want in theirs.items():
@@ -172,7 +221,7 @@ def check_passes(name: str, c: Component, d: Derivation, device: str, dtype,
             row(_producer(d, key)).merge(ours[key], want, tol, key, slack.get(key))
             if key.startswith("grad_") and key in fused:
                 row("gradient").merge(fused[key], want, tol, key, slack.get(key))
-    return list(rows.values())
+    return _uncompared(list(rows.values()), d)
 
 
 def check_optimizer(name: str, c: Component, d: Derivation, device: str, dtype,
@@ -236,8 +285,8 @@ def check_schedule(name: str, c: Component, d: Derivation, backend: str = "torch
     user = ref is not None
     ref = ref or REFERENCES[name]
     steps = ref.steps or 50
-    want = ([float(ref.run({"t": float(t), **ref.hypers})["eta"]) for t in range(steps)]
-            if user else torch_lrs(name, ref.hypers, steps))
+    want = ([float(_eta(reference_results(ref.run, {"t": float(t), **ref.hypers}, c)))
+             for t in range(steps)] if user else torch_lrs(name, ref.hypers, steps))
     fn = d.compiled("schedule")
     xp = get_backend(backend)
     got = [float(run_pass(fn, xp, {"t": float(t), **ref.hypers})["eta"])
@@ -246,6 +295,12 @@ def check_schedule(name: str, c: Component, d: Derivation, backend: str = "torch
     row.set_counts(compare(d, "schedule", {"t": 1.0, **ref.hypers}, {}))
     row.merge(torch.tensor(got), torch.tensor(want), TOLERANCES[torch.float64], "eta")
     return [row]
+
+
+def _eta(results: dict):
+    if "eta" not in results:
+        raise ValueError("the reference returned no 'eta' (the schedule's value at t)")
+    return results["eta"]
 
 
 def check_component(name: str, device: str = "cpu", dtype=torch.float64,
@@ -301,7 +356,10 @@ def _stepped(run: Callable, c: Component, hypers: dict) -> Callable:
                  for n in state_names}
         out: dict = {}
         for g in grads:
-            out = run({"theta": theta, "g": g, **hypers, **state})
+            out = reference_results(run, {"theta": theta, "g": g, **hypers, **state}, c)
+            if "theta" not in out:
+                raise ValueError("the reference's step returned no 'theta' (the updated "
+                                 "parameters)")
             theta = out["theta"]
             state = {n: out.get(n, state[n]) for n in state_names}
         return {k: v for k, v in out.items() if k == "theta" or k in state_names}
@@ -351,7 +409,7 @@ def format_rows(rows: list[Row]) -> str:
     lines = ["  ".join(f"{h:<{w}}" for h, w in zip(head, widths)) + "  " + head[-1]]
     for r, b in zip(rows, body):
         lines.append("  ".join(f"{x:<{w}}" for x, w in zip(b, widths)) + "  " + b[-1])
-        for note in r.notes if not r.ok else ():  # why it failed, on lines of their own
+        for note in r.notes if r.verdict != "pass" else ():  # why, on lines of their own
             lines += textwrap.wrap(note, width=100, initial_indent="    ",
                                    subsequent_indent="      ")
     failed = sum(not r.ok for r in rows)
