@@ -290,6 +290,12 @@ def cmd_report(args) -> int:
               f"{time.perf_counter() - start:.1f} s")
         built, message = (False, "--no-pdf: report.pdf not built") if args.no_pdf \
             else compile_pdf(staging.path)
+        failed = not built and not args.no_pdf and "not on the PATH" not in message
+        if failed and (staging.out / "report.pdf").exists():
+            # a report whose PDF failed never replaces one that has its PDF
+            staging.abort()
+            print(f"{message}: the earlier report in {out}/, with its report.pdf, is kept")
+            return 1
         staging.commit()
     except OSError as e:
         staging.abort()

@@ -240,3 +240,137 @@ def test_scratch_folders_of_killed_runs_are_removed(tmp_path, monkeypatch):
         (d / "report.aux").write_text("x")
     rep._remove_stale_scratch()
     assert not stale.exists() and live.exists()
+
+
+_FAST_REPORT = """
+import sys
+import symflop.cli as cli
+
+def stage(writer):
+    writer.write("part.txt", sys.argv[2])
+    return "part"
+
+cli.plugin = lambda group, what: [("part", stage)]
+sys.exit(cli.main(["report", "--out", sys.argv[1], "--no-pdf"]))
+"""
+
+
+def test_a_signal_inside_the_commit_leaves_the_old_report_or_the_new(tmp_path):
+    """The commit window itself (a test hook pauses inside it, before and after the
+    swap): after SIGINT, SIGTERM or SIGKILL there, --out holds a whole report, old or
+    new (once a signal between two renames left no --out at all)."""
+    import signal
+    import time
+    script = tmp_path / "fast_report.py"
+    script.write_text(_FAST_REPORT)
+    out = tmp_path / "r"
+    subprocess.run([sys.executable, str(script), str(out), "old"], check=True, timeout=120)
+    before = "old"
+    env = {**os.environ, "SYMFLOP_TEST_COMMIT_PAUSE": "3"}
+    cases = [(signal.SIGINT, 1), (signal.SIGTERM, 2), (signal.SIGKILL, 1),
+             (signal.SIGKILL, 2), (signal.SIGTERM, 1), (signal.SIGINT, 2)]
+    for n, (sig, pause) in enumerate(cases):
+        p = subprocess.Popen([sys.executable, str(script), str(out), f"new{n}"], env=env,
+                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        seen = 0
+        while seen < pause:
+            line = p.stderr.readline()
+            assert line, "the run ended before its commit"
+            seen += line.startswith("symflop-test: inside the commit")
+        time.sleep(0.2)
+        p.send_signal(sig)
+        p.communicate(timeout=60)
+        assert out.is_dir(), (sig.name, pause)
+        names = sorted(q.name for q in out.iterdir())
+        assert names == [".symflop-report", "part.txt", "report.tex"], (sig.name, names)
+        now = (out / "part.txt").read_text()
+        assert now == (before if pause == 1 else f"new{n}"), (sig.name, pause, now)
+        before = now
+    subprocess.run([sys.executable, str(script), str(out), "last"], check=True, timeout=120)
+    assert (out / "part.txt").read_text() == "last"
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["fast_report.py", "r"]
+
+
+def test_a_commit_killed_between_two_renames_is_put_back_by_the_next_run(
+        tmp_path, monkeypatch):
+    """Where the folders cannot be exchanged atomically the commit renames twice; a run
+    killed between the renames leaves the old report aside, and the next run puts it
+    back where --out was."""
+    from symflop.report import report as rep
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / rep.MARKER).write_text("a report\n")
+    (out / "part.txt").write_text("old")
+    staging = rep.Staging(out)
+
+    class Killed(BaseException):
+        pass
+
+    calls = []
+
+    def killed():  # the second pause is the one between the two renames
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+    monkeypatch.setattr(rep, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(rep, "_pause_for_tests", killed)
+    with pytest.raises(Killed):   # no clean-up runs: as under SIGKILL
+        staging.commit()
+    assert not out.exists()
+    monkeypatch.setattr(rep, "_pause_for_tests", lambda: None)
+    again = rep.Staging(out)
+    assert (out / "part.txt").read_text() == "old"
+    assert not [q for q in tmp_path.iterdir() if ".old-" in q.name]
+    again.abort()
+
+
+@pytest.fixture
+def one_stage(monkeypatch):
+    """The report command with one small stage of its own (the catalogue's take 18 s)."""
+    def stage(writer):
+        writer.write("part.txt", "a part")
+        return "part"
+    monkeypatch.setattr("symflop.cli.plugin", lambda group, what: [("part", stage)])
+
+
+def test_a_failed_pdf_never_replaces_a_report_that_has_one(tmp_path, monkeypatch, capsys,
+                                                           one_stage):
+    from symflop.report import report as rep
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / rep.MARKER).write_text("a report\n")
+    (out / "report.pdf").write_bytes(b"%PDF the earlier one")
+    monkeypatch.setattr(rep, "compile_pdf",
+                        lambda root: (False, "pdflatex failed: ! Undefined control sequence"))
+    assert main(["report", "--out", str(out)]) == 1
+    assert "the earlier report in" in capsys.readouterr().out
+    assert (out / "report.pdf").read_bytes() == b"%PDF the earlier one"
+    assert sorted(p.name for p in out.iterdir()) == [".symflop-report", "report.pdf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_a_read_only_report_folder_is_refused_and_a_link_followed(tmp_path, capsys,
+                                                                  one_stage):
+    out = tmp_path / "r"
+    assert main(["report", "--out", str(out), "--no-pdf"]) == 0
+    out.chmod(0o555)
+    try:
+        capsys.readouterr()
+        assert main(["report", "--out", str(out), "--no-pdf"]) == 2
+        assert "a read-only folder" in capsys.readouterr().err
+    finally:
+        out.chmod(0o755)
+    link = tmp_path / "latest"
+    link.symlink_to(out)
+    (out / "stale.txt").write_text("from before")
+    assert main(["report", "--out", str(link), "--no-pdf"]) == 0
+    assert link.is_symlink() and (link / "report.tex").exists()
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "r"]
+
+
+def test_a_copy_error_of_many_files_is_one_short_line():
+    from symflop.report.report import _first_error
+    many = shutil.Error([(f"/tmp/a{k}", f"/tmp/b{k}", "[Errno 28] No space left on device")
+                         for k in range(500)])
+    assert _first_error(many) == "[Errno 28] No space left on device (and 499 more files)"

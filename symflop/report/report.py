@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 PREAMBLE = r"""\documentclass[10pt]{article}
@@ -83,12 +84,17 @@ class Staging:
 
     def __init__(self, out: Path):
         from symflop.errors import UsageError
-        self.out = Path(out)
+        given = Path(out)
+        # a symbolic link is followed: the folder it points to is the one replaced
+        self.out = Path(os.path.realpath(given)) if given.is_symlink() else given
         if self.out.exists() and not self.out.is_dir():
-            raise UsageError(f"--out {self.out}: exists and is not a folder")
+            raise UsageError(f"--out {given}: exists and is not a folder")
         if self.out.is_dir() and any(self.out.iterdir()) and not (self.out / MARKER).exists():
-            raise UsageError(f"--out {self.out}: a folder of other files (no {MARKER} in "
+            raise UsageError(f"--out {given}: a folder of other files (no {MARKER} in "
                              "it); give a new or empty folder, or a report folder")
+        if self.out.is_dir() and not self.out.stat().st_mode & 0o200:
+            raise UsageError(f"--out {given}: a read-only folder (its mode says so); make "
+                             "it writable, or give another folder")
         parent = self.out.absolute().parent
         parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale(parent)
@@ -99,24 +105,79 @@ class Staging:
                                               "this folder whole\n")
 
     def _remove_stale(self, parent: Path) -> None:
+        """Staging folders of runs that are gone; an old report a killed commit left
+        aside is put back where ``out`` is missing, and removed otherwise."""
         for p in parent.glob(f".{self.out.name}.staging-*"):
             pid = p.name.rsplit(".staging-", 1)[1].split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
+        for p in sorted(parent.glob(f".{self.out.name}.old-*")):
+            if not self.out.exists():
+                os.rename(p, self.out)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
 
     def commit(self) -> None:
+        """Swap the new report in: one atomic exchange of the two folders where the system
+        has one (Linux's renameat2), else two renames with Ctrl-C and SIGTERM held off
+        between them (a run killed outright there leaves the old report aside, which the
+        next run puts back)."""
         target = self.out.absolute()
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-            os.rmdir(old)
-            os.rename(target, old)
-        os.rename(self.path, target)
+        _pause_for_tests()
+        if target.exists() and _exchange(self.path, target):
+            _pause_for_tests()
+            shutil.rmtree(self.path, ignore_errors=True)  # now the old report
+            return
+        with _signals_held():
+            old = None
+            if target.exists():
+                old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+                os.rmdir(old)
+                os.rename(target, old)
+                _pause_for_tests()
+            os.rename(self.path, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
     def abort(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders atomically (renameat2 with RENAME_EXCHANGE); False where the
+    system or its file system cannot."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b),
+                     rename_exchange) == 0
+
+
+@contextmanager
+def _signals_held():
+    """SIGINT, SIGTERM and SIGHUP held off (delivered when it ends)."""
+    import signal
+    was = signal.pthread_sigmask(signal.SIG_BLOCK,
+                                 {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, was)
+
+
+def _pause_for_tests() -> None:
+    """``SYMFLOP_TEST_COMMIT_PAUSE=SECONDS``: the kill test's window inside the commit."""
+    seconds = os.environ.get("SYMFLOP_TEST_COMMIT_PAUSE")
+    if seconds:
+        import sys
+        import time
+        print("symflop-test: inside the commit", file=sys.stderr, flush=True)
+        time.sleep(float(seconds))
 
 
 def _remove_stale_scratch() -> None:
@@ -138,6 +199,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _first_error(e: OSError) -> str:
+    """One line for an OSError; shutil.copytree's Error holds a list, one entry per file
+    it could not copy: the first, and how many."""
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        errors = e.args[0]
+        why = str(errors[0][-1]).splitlines()[0] if errors[0] else "?"
+        more = f" (and {len(errors) - 1} more files)" if len(errors) > 1 else ""
+        return f"{why}{more}"
+    return str(e.strerror or e).splitlines()[0]
+
+
 def document(parts: list[str]) -> str:
     return PREAMBLE + "\n".join(parts) + "\n\\end{document}\n"
 
@@ -156,7 +228,7 @@ def compile_pdf(root: Path, tex: str = "report.tex") -> tuple[bool, str]:
                     dest = Path(work) / item.name
                     (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest)
         except OSError as e:  # disk full in the temp folder: say so, leave nothing behind
-            return False, f"pdflatex not run: {e.strerror or e}"
+            return False, f"pdflatex not run: {_first_error(e)}"
         # A fixed date makes the PDF the same bytes on every run (pdfTeX honours these).
         env = {**os.environ, "SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1"}
         for _ in range(2):
