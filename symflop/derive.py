@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import sympy as sp
 
 from symflop import cache
-from symflop.core.model import Component, Fact
+from symflop.core.model import Component, Fact, Role
 from symflop.core.program import label_inputs
 from symflop.cost.conventions import Convention, get_convention
 from symflop.cost.counting import Counts, Tally, apply_convention, tally_program, total_tally
@@ -165,8 +165,11 @@ class Derivation:
             tensors = program.tensors if program is not None else {}
             nonfinite_ok = frozenset(n for n in sig.inputs if n in tensors
                                      and tensors[n].has(Fact.MAY_BE_NONFINITE))
+            carried = frozenset(n for n in sig.outputs if n in tensors
+                                and tensors[n].role is Role.INTERMEDIATE)
             hit = CompiledPass(func_name(pass_name), source, sig, shapes,
-                               result_shapes=results, nonfinite_ok=nonfinite_ok)
+                               result_shapes=results, nonfinite_ok=nonfinite_ok,
+                               carried=carried)
             self._compiled[pass_name] = hit
         return hit
 

@@ -70,11 +70,14 @@ def _as(values: dict, dtype) -> dict:
 
 
 def check(name: str, dtype: torch.dtype, seed: int = 0, scale: float = 10.0,
-          sizes: dict | None = None, offset: float | None = None) -> list[HalfResult]:
+          sizes: dict | None = None, offset: float | None = None,
+          spread: float = 1e-6) -> list[HalfResult]:
     """One component at its reference sizes (or ``sizes``), its inputs ``scale`` times a
     standard normal: BatchNorm of 10 * randn over 1024 rows once overflowed a float16
-    variance and returned zeros.  With ``offset``, a normalization's input is instead
-    ``offset + 1e-6 * randn``: a spread the dtype barely holds, far below eps."""
+    variance and returned zeros.  With ``offset``, the main input (a normalization's x,
+    a loss's logits z) is instead ``offset + spread * randn``: for a normalization a
+    spread the dtype barely holds, far below eps; for logits an offset that cancels in
+    the softmax (1e6 + randn in float32), or logits all equal (``spread`` 0)."""
     c = CATALOGUE[name]()
     d = derive(c)
     ref = REFERENCES[name]
@@ -85,7 +88,8 @@ def check(name: str, dtype: torch.dtype, seed: int = 0, scale: float = 10.0,
         values = {k: v * scale if k in big and k != "grad_y" else v
                   for k, v in values.items()}
     else:
-        values = {**values, "x": offset + 1e-6 * values["x"]}
+        key = "x" if "x" in values else "z"
+        values = {**values, key: offset + spread * values[key]}
     for k, t in c.tensors.items():  # a declared fact must hold in the dtype itself
         if k in values and t.has(Fact.ROWS_SUM_TO_ONE) and not t.has(Fact.ONE_HOT):
             values[k] = _dyadic_rows(values[k])

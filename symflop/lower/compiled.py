@@ -31,6 +31,7 @@ class CompiledPass:
     result_shapes: dict = field(default_factory=dict)  # result -> axis sizes (names)
     compile_seconds: dict = field(default_factory=dict)  # per input signature: first call
     nonfinite_ok: frozenset = frozenset()  # inputs the equations test for Inf/NaN themselves
+    carried: frozenset = frozenset()  # statistics a later pass reads: float32 for half inputs
     _torch_compiled: object = None
     _scalars: dict = field(default_factory=dict, repr=False)
 
@@ -86,8 +87,12 @@ class CompiledPass:
                 result = self.fn(xp, *args, _inplace=inplace, _out=out)
             if low is not None:  # state given as a Python number (a step count, a loss
                 # scale of 65536 that float16 cannot hold) stays in float32
+                # statistics handed to a later pass (a variance, a log-sum-exp) stay in
+                # float32: rounded to float16 a variance of 1e6 is inf, a log-sum-exp of
+                # 1e4 is off by 4
                 result = {k: xp.cast(v, low) if xp.is_array(v) and _is_float(v)
-                          and not isinstance(given.get(k), (int, float)) else v
+                          and not isinstance(given.get(k), (int, float))
+                          and k not in self.carried else v
                           for k, v in result.items()}
                 for name in result if inplace else ():  # updated in the caller's buffer
                     if name in given and xp.is_array(given[name]):
@@ -292,5 +297,8 @@ def shapes_of(tensors: dict[str, Tensor], names, labels=frozenset()) -> dict[str
 
 
 def _like(values: dict, xp):
-    """A floating array among ``values`` (its dtype and device), if any."""
-    return next((v for v in values.values() if xp.is_array(v) and _is_float(v)), None)
+    """A floating array among ``values`` (its dtype and device), if any: a half-precision
+    one where there is one (a later pass gets float32 statistics beside half inputs)."""
+    floats = [v for v in values.values() if xp.is_array(v) and _is_float(v)]
+    return next((v for v in floats if xp.low_precision(v) is not None),
+                floats[0] if floats else None)
