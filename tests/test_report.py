@@ -369,8 +369,19 @@ def test_a_read_only_report_folder_is_refused_and_a_link_followed(tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "r"]
 
 
-def test_a_copy_error_of_many_files_is_one_short_line():
-    from symflop.report.report import _first_error
-    many = shutil.Error([(f"/tmp/a{k}", f"/tmp/b{k}", "[Errno 28] No space left on device")
-                         for k in range(500)])
-    assert _first_error(many) == "[Errno 28] No space left on device (and 499 more files)"
+def test_a_full_temp_folder_is_one_short_line(tmp_path, monkeypatch):
+    """copytree into a full TMPDIR raises shutil.Error with one entry per file: the
+    message was all of them (16,034 characters); now the first, and a count."""
+    from symflop.report import report as rep
+    (tmp_path / "report.tex").write_text("x")
+    (tmp_path / "figures").mkdir()
+
+    def full(src, dst, **kw):
+        raise shutil.Error([(f"{src}/f{k}.pdf", f"{dst}/f{k}.pdf",
+                             "[Errno 28] No space left on device") for k in range(500)])
+    monkeypatch.setattr(rep.shutil, "which", lambda exe: "/bin/true")
+    monkeypatch.setattr(rep.shutil, "copytree", full)
+    built, message = rep.compile_pdf(tmp_path)
+    assert not built
+    assert message == ("pdflatex not run: [Errno 28] No space left on device (and 499 "
+                       "more files)")
