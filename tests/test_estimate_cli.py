@@ -228,6 +228,16 @@ def test_input_dtype_the_model_cannot_run_is_refused(capsys, model_file):
     assert len(err.strip().splitlines()) == 1, err
 
 
+def test_floats_into_an_embedding_say_which_input_dtype(capsys, tmp_path):
+    path = tmp_path / "emb.py"
+    path.write_text("from torch import nn\n\ndef make():\n"
+                    "    return nn.Sequential(nn.Embedding(100, 16), nn.Linear(16, 4))\n")
+    code, out, err = run(capsys, "estimate", "--from", f"{path}:make", "--input", "L")
+    assert code == 2 and out == ""
+    assert err.rstrip().endswith("(the model reads token ids: give --input-dtype int64)")
+    assert len(err.strip().splitlines()) == 1, err
+
+
 def test_a_shape_mistake_prints_one_line_only(model_file):
     """torch's fake tensors log their own traceback before raising; none of it reaches
     the terminal (a subprocess: the logging handler writes to the real stderr)."""

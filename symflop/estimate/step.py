@@ -478,8 +478,11 @@ def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None):
         raise
     except Exception as e:  # noqa: BLE001 - the user's model failed: say so in one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        hint = ""
+        if "'indices'" in first and dtype.is_floating_point:  # an Embedding fed floats
+            hint = " (the model reads token ids: give --input-dtype int64)"
         raise UsageError(f"the model failed on an input of shape "
-                         f"({', '.join(map(str, shape))}): {type(e).__name__}: {first}") \
+                         f"({', '.join(map(str, shape))}): {type(e).__name__}: {first}{hint}") \
             from None
 
 
