@@ -680,7 +680,8 @@ def distributed_step(convention="default", dtype="float32", exact=False,
                       "the bytes its generated step moves, at the memory bandwidth; "
                       f"communication: ring collectives, alpha = {sizes['alpha_ns']:,} ns a "
                       "round (an assumption: fit yours with bench/collectives.py) and the "
-                      "link's bandwidth" + (f", {sizes['link_GBps']} GB/s (link_GBps)"
+                      "link's bandwidth" + (f", {sizes['link_GBps']} GB/s (link_GBps; "
+                                                 "symflop estimate's --link-gbps)"
                                               if "link_GBps" in sizes else
                       ", as if all N devices shared one NVLink fabric (across nodes a ring "
                       "runs at its slowest link: set link_GBps, e.g. 50 for 400 Gb/s "

@@ -21,7 +21,7 @@ from symflop.compose import derive_any
 from symflop.cost import conventions
 from symflop.cost.memory import DTYPE_BYTES, dtype_bytes
 from symflop.derive import Derivation
-from symflop.errors import SymflopError, UsageError
+from symflop.errors import INSTALL_TORCH, SymflopError, UsageError, needs_torch
 from symflop.estimate.command import add_parser as add_estimate_parser
 from symflop.lower.backends import BACKENDS
 from symflop.lower.roofline import parse_machine, predict
@@ -43,22 +43,36 @@ from symflop.rewrite.pipeline import (
     stage_name,
 )
 
-_SIZE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([+-]?[0-9]+)\s*$", re.ASCII)
+_SIZE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([+-]?[0-9.eE+-]+)\s*$", re.ASCII)
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]{1,2})?", re.ASCII)
 _MAX_SIZE_DIGITS = 30  # far past any tensor, far below Python's 4,300-digit int limit
 
 
+def size_value(text: str) -> int | None:
+    """An integer written plainly or in scientific notation (1000, 1e3, 7.5e9, 7.5e+09),
+    read exactly (as a decimal, never through a float); None if it is not one."""
+    text = text.strip()
+    if not _NUMBER.fullmatch(text) or len(text) > _MAX_SIZE_DIGITS:
+        return None
+    number = Decimal(text)
+    return int(number) if number == number.to_integral_value() else None
+
+
 def parse_dims(text: str | None, known: tuple[str, ...], component: str) -> dict[str, int]:
-    """``B=32,d=1000`` -> {'B': 32, 'd': 1000}; integers only, never evaluated as code."""
+    """``B=32,d=1000`` (or ``B=1e3``) -> {'B': 32, 'd': 1000}; integers only, never
+    evaluated as code."""
     out: dict[str, int] = {}
     if not text:
         return out
     for part in text.split(","):
         m = _SIZE.match(part)
-        if not m:
-            raise UsageError(f"malformed size {part.strip()!r}: write NAME=INTEGER, e.g. B=32")
-        if len(m.group(2).lstrip("+-")) > _MAX_SIZE_DIGITS:
+        if m and len(m.group(2).lstrip("+-")) > _MAX_SIZE_DIGITS:
             raise UsageError(f"size {m.group(1)} has more than {_MAX_SIZE_DIGITS} digits")
-        name, value = m.group(1), int(m.group(2))
+        value = size_value(m.group(2)) if m else None
+        if value is None:
+            raise UsageError(f"malformed size {part.strip()!r}: write NAME=INTEGER, e.g. B=32 "
+                             "or B=1e3")
+        name = m.group(1)
         if name not in known:
             raise UsageError(f"{component} has no dimension {name!r} "
                              f"(its dimensions: {', '.join(known)})")
@@ -124,12 +138,19 @@ def cmd_grad(args) -> int:
     return 0
 
 
+def _first_sentence(doc: str) -> str:
+    """A docstring's first sentence, whole, however many lines it spans."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    m = re.match(r"(.+?[.!?])(\s|$)", paragraph)
+    return (m.group(1) if m else paragraph).replace("``", "")
+
+
 def _pick(found: dict, name: str | None, what: str):
     """The builder called ``name``; with no name, list them all (and return None)."""
     if name is None:
         width = max(map(len, found), default=0) + 2
         for key, build in found.items():
-            print(f"{key:<{width}} {(build.__doc__ or '').strip().splitlines()[0]}")
+            print(f"{key:<{width}} {_first_sentence(build.__doc__ or '')}")
         return None
     if name not in found:
         close = difflib.get_close_matches(name, list(found), n=3, cutoff=0.5)
@@ -150,8 +171,7 @@ def cmd_validate(args) -> int:
     try:
         import torch
     except ImportError:
-        raise UsageError("validate needs torch: pip install -e '.[torch]' in the "
-                         "repository") from None
+        raise needs_torch("validate") from None
     suite = plugin("symflop.validation", "a validation suite")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available on this machine")
@@ -243,18 +263,14 @@ def _table_dims(text: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for part in text.split(","):
         name, eq, value = part.partition("=")
-        name, value = name.strip(), value.strip()
-        number = None
-        if re.fullmatch(r"[0-9]+(\.[0-9]*)?([eE][0-9]{1,2})?", value) \
-                and len(value) <= _MAX_SIZE_DIGITS:
-            number = Decimal(value)
-        if not eq or not name.isidentifier() or number is None or number < 1 \
-                or number != number.to_integral_value():
+        name = name.strip()
+        number = size_value(value)
+        if not eq or not name.isidentifier() or number is None or number < 1:
             raise UsageError(f"--dims {part.strip()!r}: write NAME=POSITIVE_INTEGER (e.g. "
                              "Psi=7.5e9,N=64)")
         if name in out:
             raise UsageError(f"--dims: {name} given twice")
-        out[name] = int(number)
+        out[name] = number
     return out
 
 
@@ -307,7 +323,7 @@ def cmd_report(args) -> int:
     import importlib.util
     if importlib.util.find_spec("torch") is None:
         print("torch is not installed: the identities' numeric checks with torch were not "
-              "run (pip install -e '.[torch]')")
+              f"run ({INSTALL_TORCH})")
     return 0 if built or "not on the PATH" in message or args.no_pdf else 1
 
 
@@ -473,7 +489,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit status 2), like ours."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        # one prefix for every usage error ("symflop: error:"), as the commands' own say
+        self.exit(2, f"{self.prog.split()[0]}: error: {message}\n")
 
 
 def _version() -> str:
@@ -523,12 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
                              help="optimizer of a composite such as training-step")
         sp_.add_argument("--convention", default="default",
                          help=f"counting convention ({', '.join(conventions.CONVENTIONS)}; "
-                              "default default)")
+                              "when left out, the one named 'default')")
         sp_.add_argument("--dtype", default="float32",
                          help=f"element type for bytes ({', '.join(DTYPE_BYTES)}; default "
                               "float32)")
         if dims:
-            sp_.add_argument("--dims", help="sizes, e.g. B=32,d=1000")
+            sp_.add_argument("--dims", help="sizes, e.g. B=32,d=1000 (or B=1e3)")
 
     sub.add_parser("list", help="one line per component").set_defaults(func=cmd_list)
     s = sub.add_parser("show", help="equations, gradients, counts and memory of a component")

@@ -169,3 +169,64 @@ def test_every_option_has_help():
     missing = [f"{name} {a.option_strings or a.dest}" for name, sub in subs.choices.items()
                for a in sub._actions if not a.help]
     assert not missing, missing
+
+
+def test_sizes_in_scientific_notation_are_read_exactly_everywhere(capsys):
+    """count refused B=1e3 where table took Psi=7.5e9; 7.5e+09 was refused by both."""
+    code, out, err = run(capsys, "count", "cross-entropy", "--dims", "B=1e3,C=10", "--json")
+    assert code == 0, err
+    assert json.loads(out)["passes"]["forward"]["value"] == 2 * 1000 * 10 + 2 * 1000
+    code, out, err = run(capsys, "table", "distributed-step", "--dims", "Psi=7.5e+09,N=64",
+                         "--format", "markdown")
+    assert code == 0, err
+    for bad, message in (("B=1.5,C=2", "malformed size 'B=1.5'"),
+                         ("B=1e400,C=2", "malformed size 'B=1e400'")):
+        code, out, err = run(capsys, "count", "cross-entropy", "--dims", bad)
+        assert code == 2 and message in err, err
+
+
+def test_a_misspelt_stage_gets_a_suggestion_and_every_usage_error_one_prefix(capsys):
+    code, out, err = run(capsys, "count", "cross-entropy", "--stage", "optimised")
+    assert code == 2 and err.rstrip().endswith("did you mean 'optimized'?"), err
+    code, out, err = run(capsys, "table", "--bogus")   # an argparse error of a subcommand
+    assert code == 2 and err.startswith("symflop: error: unrecognized arguments"), err
+
+
+def test_count_help_says_what_the_default_convention_is(capsys):
+    code, out, err = run(capsys, "count", "--help")
+    assert code == 0 and "default default" not in " ".join(out.split())
+    assert "when left out, the one named 'default'" in " ".join(out.split())
+
+
+def test_every_command_that_needs_torch_says_how_to_install_it_alike(monkeypatch, capsys):
+    """validate, estimate and --roofline measure each gave its own hint, none the
+    README's CPU pin; now one sentence, with it."""
+    import builtins
+
+    from symflop.errors import INSTALL_TORCH
+    assert "torch==2.13.0" in INSTALL_TORCH
+    real = builtins.__import__
+
+    def no_torch(name, *a, **k):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("no torch here")
+        return real(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    for argv, what in ((["validate", "mse"], "validate"),
+                       (["estimate", "validation.zoo:mha", "--input", "Lx64"],
+                        "symflop estimate"),
+                       (["count", "mse", "--roofline", "measure"], "--roofline measure")):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and err == f"symflop: error: {what} needs torch: {INSTALL_TORCH}\n", \
+            (argv, err)
+
+
+def test_the_table_list_gives_whole_sentences(capsys):
+    """Descriptions were cut at the docstring's first line ("loss-others ... (their")."""
+    code, out, err = run(capsys, "table")
+    assert code == 0
+    rows = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+    assert rows["loss-others"].endswith("where they have the page's width).")
+    assert rows["catalogue-stages"].endswith("(saved for backward) at each.")
+    assert all(row.rstrip().endswith((".", "!", "?", ")")) for row in rows.values()), \
+        [r for r in rows.values() if not r.rstrip().endswith((".", "!", "?", ")"))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 
-from symflop.errors import UsageError
+from symflop.errors import UsageError, needs_torch
 from symflop.registry import call_user, load_object
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -112,8 +112,7 @@ def load_model(spec: str):
     try:
         import torch
     except ImportError:
-        raise UsageError("symflop estimate needs torch: pip install 'symflop[torch]' "
-                         "(or pip install torch)") from None
+        raise needs_torch("symflop estimate") from None
     factory = load_object(spec, "a torch model")
     model = None
     if callable(factory):  # built on the meta device: no memory for its parameters

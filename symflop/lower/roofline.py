@@ -18,7 +18,7 @@ import sympy as sp
 
 from symflop.core.program import Program
 from symflop.cost.memory import dtype_bytes, group_elements
-from symflop.errors import UsageError
+from symflop.errors import UsageError, needs_torch
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,7 @@ def measure_machine() -> Machine:
     try:
         bandwidth, peak = measure_bandwidth(), measure_peak()
     except ImportError:
-        raise UsageError("--roofline measure needs torch: pip install 'symflop[torch]'"
-                         ) from None
+        raise needs_torch("--roofline measure") from None
     return Machine("this machine (measured)", bandwidth, peak,
                    "float32 streaming bandwidth (best of copy_ and in-place add_) "
                    "and 1024x1024 matmul rate, measured now")

@@ -57,8 +57,11 @@ def stage_name(name: str) -> str:
     """A stage by name or alias (``optimized``, ``code``); one-line error otherwise."""
     name = ALIASES.get(name, name)
     if name not in STAGES:
-        known = ", ".join(STAGES + tuple(ALIASES))
-        raise UsageError(f"unknown stage {name!r} (known: {known})")
+        import difflib
+        known = STAGES + tuple(ALIASES)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"unknown stage {name!r} (known: {', '.join(known)}){hint}")
     return name
 
 
