@@ -181,7 +181,7 @@ def cmd_validate(args) -> int:
     if args.from_spec or args.reference or args.dims:
         rows = _validate_user(args, suite, dtype)
         print(json.dumps(suite.to_json(rows, args.device, dtype, args.backend), indent=2)
-              if args.json else suite.format_rows(rows))
+              if args.json else suite.format_rows(rows, _setting(args)))
         return 0 if all(r.ok for r in rows) else 1
     names = args.names or list(catalogue())
     for name in names:
@@ -196,8 +196,15 @@ def cmd_validate(args) -> int:
 
     rows = suite.validate(names, args.device, dtype, progress, args.backend)
     print(json.dumps(suite.to_json(rows, args.device, dtype, args.backend), indent=2) if args.json
-          else suite.format_rows(rows))
+          else suite.format_rows(rows, _setting(args)))
     return 0 if all(r.ok for r in rows) else 1
+
+
+def _setting(args) -> str:
+    """What the validation ran on, said above its table (the dtype was said nowhere)."""
+    default = " (the default; --dtype float32 for single precision)" \
+        if args.dtype == "float64" else ""
+    return f"on {args.device}, in {args.dtype}{default}, the {args.backend} backend"
 
 
 def _validate_user(args, suite, dtype) -> list:

@@ -103,3 +103,17 @@ def test_a_comparison_needs_both_sides_finite_or_the_same_infinity():
         r = Row("c", "forward", "")
         r.merge(got, want, tol, "y")
         assert r.verdict == "FAIL" and note in r.notes[0], (got, want, r.notes)
+
+
+def test_validate_says_its_dtype_and_no_relative_error_of_values_below_atol(capsys):
+    """float32 printed a relative error of 1.00 beside "pass" (a softmax of 1e-20 rounded
+    to 0, far below atol), and the default dtype was said nowhere."""
+    from conftest import run_cli
+    code, out, err = run_cli(capsys, "validate", "cross-entropy", "--dtype", "float32",
+                             "--json")
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert rows and max(r["max_rel_err"] for r in rows) < 1e-3, rows
+    code, out, err = run_cli(capsys, "validate", "mse")
+    assert out.splitlines()[0] == ("on cpu, in float64 (the default; --dtype float32 for "
+                                   "single precision), the torch backend")

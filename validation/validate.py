@@ -97,7 +97,9 @@ class Row:
         diff = (got - want).abs()
         if diff.numel():
             self.max_abs = max(self.max_abs, float(diff.max()))
-            rel = diff / want.abs().clamp_min(torch.finfo(torch.float64).tiny)
+            # relative to what the tolerance can tell apart: a value below atol (a softmax
+            # of 1e-20 that ours rounds to 0) has no meaningful relative error
+            rel = diff / want.abs().clamp_min(max(tol["atol"], torch.finfo(torch.float64).tiny))
             self.max_rel = max(self.max_rel, float(torch.where(diff == 0, 0.0, rel).max()))
             allowed = tol["atol"] + tol["rtol"] * want.abs()
             if slack is not None:
@@ -397,7 +399,8 @@ def validate(names: list[str], device: str = "cpu", dtype=torch.float64,
     return rows
 
 
-def format_rows(rows: list[Row]) -> str:
+def format_rows(rows: list[Row], setting: str = "") -> str:
+    """The report as a table; ``setting`` (device and dtype) heads it."""
     head = ("component", "pass", "checked", "max abs err", "max rel err",
             "FLOPs symbolic vs executed", "verdict")
     body = [(r.component, r.pass_name, r.checked,
@@ -406,7 +409,8 @@ def format_rows(rows: list[Row]) -> str:
              r.counts_text(), r.verdict) for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
               for i, h in enumerate(head[:-1])]
-    lines = ["  ".join(f"{h:<{w}}" for h, w in zip(head, widths)) + "  " + head[-1]]
+    lines = [setting] if setting else []
+    lines.append("  ".join(f"{h:<{w}}" for h, w in zip(head, widths)) + "  " + head[-1])
     for r, b in zip(rows, body):
         lines.append("  ".join(f"{x:<{w}}" for x, w in zip(b, widths)) + "  " + b[-1])
         for note in r.notes if r.verdict != "pass" else ():  # why, on lines of their own
