@@ -55,6 +55,33 @@ def measure(world: int, repeats: int) -> dict[int, float]:
         return {int(k): v for k, v in json.loads(Path(d, "times.json").read_text()).items()}
 
 
+QUIET_ERROR = 0.10   # a fit whose median error is past this was measured on a busy machine
+
+
+def worst_median_error(record: dict) -> float:
+    from derivations.distributed import measured_all_reduce_fits
+    return max(fit.median_error for fit, _ in measured_all_reduce_fits(record).values())
+
+
+def refusal(record: dict, path: str) -> str | None:
+    """Why ``record`` must not replace the measurement in ``path`` (None: it may): a fit
+    past QUIET_ERROR that is also worse than the saved one's (a committed measurement once
+    gave way to a fit with a median error of 42.6 %)."""
+    new = worst_median_error(record)
+    old = None
+    if Path(path).exists():
+        try:
+            old = worst_median_error(json.loads(Path(path).read_text()))
+        except (ValueError, KeyError, TypeError):
+            old = None   # not a measurement: nothing to keep
+    if new <= QUIET_ERROR or (old is not None and new <= old):
+        return None
+    against = f", the saved one's {old:.1%}" if old is not None else ""
+    return (f"not saved to {path}: the fit's median error is {new:.1%}{against} (more than "
+            f"{QUIET_ERROR:.0%}: a busy machine?); run it again when the machine is quiet, "
+            "or give --force")
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from derivations.distributed import measured_all_reduce_fits
@@ -62,6 +89,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--save", help="write the measurements to this JSON file (the report's "
                     "alpha-beta figure reads derivations/measured/gloo-all-reduce.json)")
+    ap.add_argument("--force", action="store_true",
+                    help="save even a fit worse than the file's (see QUIET_ERROR)")
     args = ap.parse_args()
     points = [{"devices": world, "elements": n, "seconds": t}
               for world in (2, 4) for n, t in measure(world, args.repeats).items()]
@@ -78,6 +107,10 @@ def main() -> None:
             print(f"   N={p['devices']} {p['elements']:>9,} elements "
                   f"{p['seconds'] * 1e6:>9.1f} us  fit error {e:+.1%}")
     if args.save:
+        why = None if args.force else refusal(record, args.save)
+        if why:
+            print(why)
+            sys.exit(1)
         tmp = Path(args.save + ".tmp")
         tmp.write_text(json.dumps(record, indent=1) + "\n")
         tmp.replace(args.save)  # never a half-written file

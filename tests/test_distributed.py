@@ -197,3 +197,28 @@ def test_distributed_step_time_by_hand(capsys):
     assert float(ddp[2]) == pytest.approx(flops / 1e12, rel=1e-15)
     code, _, err = run_cli(capsys, "table", "distributed-step", "--dims", "Q=1")
     assert code == 2 and "has no size Q" in err
+
+
+def test_a_noisy_collectives_fit_never_replaces_a_saved_measurement(tmp_path):
+    """bench/collectives.py --save once overwrote the committed measurement with a fit
+    whose median error was 42.6 % (a busy machine), without a word."""
+    import importlib.util
+    import json
+    import random
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("bench_collectives",
+                                                  root / "bench" / "collectives.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    saved = root / "derivations" / "measured" / "gloo-all-reduce.json"
+    good = json.loads(saved.read_text())
+    assert bench.refusal(good, str(saved)) is None    # as good as itself: may replace it
+    rng = random.Random(0)
+    noisy = {**good, "points": [{**p, "seconds": p["seconds"] * rng.choice((0.3, 1, 3))}
+                                for p in good["points"]]}
+    assert bench.worst_median_error(noisy) > bench.QUIET_ERROR
+    why = bench.refusal(noisy, str(saved))
+    assert why.startswith(f"not saved to {saved}: the fit's median error is ")
+    assert "or give --force" in why
+    assert bench.refusal(noisy, str(tmp_path / "new.json")).startswith("not saved")

@@ -40,6 +40,19 @@ def _workdir() -> Path:
     return d
 
 
+def test_readme_python_api_snippet_runs_as_pasted():
+    """The "Writing a component" snippet, as a user pastes it (it once passed
+    ``yhat=..., y=...`` to the compiled code): every commented value holds."""
+    code = re.search(r"<!-- example-api -->\n```python\n(.*?)```", README.read_text(),
+                     re.S).group(1)
+    names: dict = {}
+    exec(compile(code, "README snippet", "exec"), names)  # noqa: S102 - the README's own code
+    d, grads = names["d"], names["grads"]
+    assert str(d.counts("forward").total) == "3*B*d + 1"
+    assert str(d.fused["yhat"].expr) == "2*(-y[i, j] + yhat[i, j])/(B*d)"
+    assert abs(float(grads["grad_yhat"][0, 0]) - 2 / 12) < 1e-7
+
+
 def test_readme_console_examples_are_current():
     cwd = _workdir()
     try:
