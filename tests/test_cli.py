@@ -230,3 +230,19 @@ def test_the_table_list_gives_whole_sentences(capsys):
     assert rows["catalogue-stages"].endswith("(saved for backward) at each.")
     assert all(row.rstrip().endswith((".", "!", "?", ")")) for row in rows.values()), \
         [r for r in rows.values() if not r.rstrip().endswith((".", "!", "?", ")"))]
+
+
+def test_printed_code_runs_with_the_backend_it_names(capsys):
+    """symflop code's source, executed as printed, with the backend its comment names
+    (the README called xp an array namespace: the numpy module failed on host_done)."""
+    import numpy as np
+    code, out, err = run(capsys, "code", "mse", "--pass", "forward")
+    assert code == 0
+    assert "# xp: symflop's array backend, not the numpy module: " \
+           "symflop.lower.backends.get_backend('numpy' | 'torch')" in out
+    from symflop.lower.backends import get_backend
+    names: dict = {}
+    exec(out, names)  # noqa: S102 - the tool's own printed code
+    yhat, y = np.ones((4, 3)), np.zeros((4, 3))
+    got = names["forward"](get_backend("numpy"), 4, 3, y, yhat)
+    assert float(got["L"]) == 1.0

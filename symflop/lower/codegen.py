@@ -105,6 +105,8 @@ def generate(lowered: Lowered, func_name: str, stage: str = "") -> tuple[str, Si
                      "lowered` counts")
         lines.append("    # float16/bfloat16 inputs: the caller (Derivation.compiled) runs this in "
                      "float32 and rounds the results back, as torch accumulates them")
+        lines.append("    # xp: symflop's array backend, not the numpy module: "
+                     "symflop.lower.backends.get_backend('numpy' | 'torch')")
     lower = lowerer_for(program_names(program))
     counter = itertools.count()
     hoisted, host_at = _host_names(lowered, sig, labels)
