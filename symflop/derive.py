@@ -238,8 +238,15 @@ def _derive(c: Component) -> Derivation:
     stages = stages + (lowered_stage,)
     tallies = {(s.name, name): tuple(tally_program(p))
                for s in stages for name, p in s.programs.items()}
-    memories = {s.name: memory(c.tensors, s.programs, s.programs.get("backward"), c.wrt)
-                for s in stages}
+    by_name = {s.name: s for s in stages}
+
+    def backward_of(s):
+        # the written equations hold no backward pass: theirs is reverse mode's, unchanged
+        # (the count of "written" reads it too): what it reads is saved as written
+        if "backward" in s.programs or s.name != "written" or "differentiated" not in by_name:
+            return s.programs.get("backward")
+        return by_name["differentiated"].programs.get("backward")
+    memories = {s.name: memory(c.tensors, s.programs, backward_of(s), c.wrt) for s in stages}
     memories["lowered"] = replace(memories["lowered"], moved=tuple(
         (name, moved_elements(lw.program, lw.loops)) for name, lw in lowered.items()),
         temporaries=tuple((name, sp.Add(*[elements(lw.program.tensors[t])

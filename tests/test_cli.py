@@ -246,3 +246,13 @@ def test_printed_code_runs_with_the_backend_it_names(capsys):
     yhat, y = np.ones((4, 3)), np.zeros((4, 3))
     got = names["forward"](get_backend("numpy"), 4, 3, y, yhat)
     assert float(got["L"]) == 1.0
+
+
+def test_saved_for_backward_as_written_is_what_the_written_backward_reads(capsys):
+    """count mse --stage written printed a backward pass and "saved for backward: 0
+    bytes": the written equations hold no backward of their own; reverse mode's reads
+    yhat and y (2 B d float32 values), as the optimized one does."""
+    for stage in ("written", "optimized"):
+        code, out, err = run(capsys, "count", "mse", "--stage", stage)
+        assert code == 0, err
+        assert "  saved for backward: 8*B*d bytes (float32)" in out.splitlines(), out
