@@ -18,6 +18,23 @@ if "SYMFLOP_CACHE_DIR" not in os.environ:
     os.environ["SYMFLOP_CACHE_DIR"] = _CACHE
 
 
+# The quick subset (python -m pytest -m "not slow", about a minute) leaves out these
+# modules, each of which runs torch models, subprocesses or the whole report.
+SLOW_MODULES = frozenset((
+    "test_report", "test_zoo", "test_distributed", "test_estimate", "test_estimate_cli",
+    "test_checkpointing", "test_low_precision", "test_resnet50", "test_validate",
+    "test_validate_user", "test_claims", "test_plots", "test_identities", "test_readme",
+    "test_user_component", "test_lowering", "test_catalogue", "test_executed",
+    "test_engine_edges", "test_fuzz", "test_properties", "test_training_and_examples",
+))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _CACHE is not None:
         shutil.rmtree(_CACHE, ignore_errors=True)

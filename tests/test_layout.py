@@ -83,3 +83,13 @@ def test_subprocesses_given_their_own_environment_turn_bytecode_off():
             body = m.group(1)
             if "**os.environ" not in body:
                 assert "PYTHONDONTWRITEBYTECODE" in body, f"{path.name}: env={{{body[:60]}}}"
+
+
+def test_the_quick_subset_leaves_out_only_modules_that_exist():
+    """The slow modules named in conftest.py are test modules of this suite (a renamed
+    module would silently join the quick subset)."""
+    from pathlib import Path
+
+    from conftest import SLOW_MODULES
+    here = {p.stem for p in Path(__file__).parent.glob("test_*.py")}
+    assert SLOW_MODULES <= here, SLOW_MODULES - here
