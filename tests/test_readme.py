@@ -11,6 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"```console\n(.*?)```", re.S)
 
@@ -51,6 +53,33 @@ def test_readme_python_api_snippet_runs_as_pasted():
     assert str(d.counts("forward").total) == "3*B*d + 1"
     assert str(d.fused["yhat"].expr) == "2*(-y[i, j] + yhat[i, j])/(B*d)"
     assert abs(float(grads["grad_yhat"][0, 0]) - 2 / 12) < 1e-7
+
+
+def test_readme_tutorial_runs_and_says_what_it_gets():
+    """The API tutorial, as it stands in the README: each value its comments give."""
+    code = re.search(r"<!-- example-tutorial -->\n```python\n(.*?)```", README.read_text(),
+                     re.S).group(1)
+    v: dict = {}
+    exec(compile(code, "README tutorial", "exec"), v)  # noqa: S102 - the README's own code
+    assert str(v["g"]) == "(exp(z[i, k])/Sum(exp(z[i, k']), (k', 0, C - 1)) - y[i, k])/B"
+    assert v["line"].startswith("{grad_{z}}_{i,k} = \\frac{") and "}{B}" in v["line"]
+    assert str(v["ln"]["total"]) == "11*B*d + 8*B - 2*d"
+    assert v["at"]["total"] == 358656
+    assert v["adam"]["state"] == 204800004
+    assert v["md"].startswith("**Every loss of the catalogue**")
+    assert v["rows"] and all(r.verdict == "pass" for r in v["rows"])
+    assert str(v["est"].flops("forward")) == "128*B"
+
+
+def test_the_api_reference_builds_without_warnings(tmp_path):
+    """pdoc renders symflop.api's docstrings; a warning is an error."""
+    pytest.importorskip("pdoc")
+    r = subprocess.run([sys.executable, "-W", "error", "-m", "pdoc", "symflop.api", "-o",
+                        str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "Warn" not in r.stderr, r.stderr
+    page = (tmp_path / "symflop" / "api.html").read_text()
+    for name in ("component", "grad", "count", "memory", "table", "validate", "estimate"):
+        assert f'id="{name}"' in page, name
 
 
 def test_readme_console_examples_are_current():
