@@ -334,9 +334,6 @@ def _rule_extremum(call: OpCall):
     per input value)."""
     x = call.args[0]
     y = call.outputs[0]
-    if len(call.args) > 1 and _is_tensor(call.args[1]):  # max(a, b): elementwise
-        op = "maximum" if call.op.startswith("aten.max") else "minimum"
-        return _rule_pointwise(op)(call)
     n_in, n_out = _numel(x), _numel(y)
     integer = _integer_work(call)
     uses = [work("maximum over axes", "compare", n_in - n_out, integer=integer)]

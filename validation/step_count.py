@@ -271,9 +271,7 @@ def _kernel_cost(name: str, args, kwargs, out) -> dict | None:
         return {"compare": out.numel()}
     if name == "arange":  # one value made per element
         return {"add": out.numel()}
-    if name in ("max", "min"):  # of two tensors: elementwise; of one: a reduction
-        if len(args) > 1 and isinstance(args[1], torch.Tensor):
-            return {"compare": _first(out).numel()}
+    if name in ("max", "min"):  # a reduction (max(a, b) runs as aten.maximum)
         return {"compare": args[0].numel() - _first(out).numel()}
     if name in ("sort", "argsort"):  # a comparison sort: n ceil(log2 n) compares per row
         dim = args[1] if len(args) > 1 and isinstance(args[1], int) else kwargs.get("dim", -1)
