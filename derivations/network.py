@@ -17,7 +17,7 @@ import math
 
 import sympy as sp
 
-from derivations import generic_ops, layers, normalization
+from derivations import generic_ops, layers, norm_kernels
 from symflop import Component, sigmoid, total, uniform
 from symflop.estimate.calls import FREE, Keep, OpCall, TensorRef, Unknown, Use
 
@@ -301,25 +301,6 @@ def _rule_convolution(call: OpCall):
     return uses
 
 
-def _rule_batch_norm(call: OpCall):
-    x, w, b = call.args[:3]
-    training = call.arg(5, "training")
-    if w is None or b is None or not training:
-        return Unknown("batch norm without affine parameters or in eval mode")
-    C = x.shape[1]
-    return [Use("batch norm", normalization.batchnorm, {}, {"N": _n(x) / C, "d": C},
-                {"x": x, "gamma": w, "beta": b, "y": call.outputs[0]})]
-
-
-def _rule_layer_norm(call: OpCall):
-    x, shape, w, b = call.args[:4]
-    if w is None or b is None:
-        return Unknown("layer norm without affine parameters")
-    d = math.prod(int(s) for s in shape)
-    return [Use("layer norm", normalization.layernorm, {}, {"B": _n(x) / d, "d": d},
-                {"x": x, "gamma": w, "beta": b, "y": call.outputs[0]})]
-
-
 def _activation(kind: str):
     def rule(call: OpCall):
         x = call.args[0]
@@ -592,8 +573,8 @@ RULES = {
     "aten.mm": _rule_mm,
     "aten.bmm": _rule_bmm,
     "aten.convolution": _rule_convolution,
-    "aten.native_batch_norm": _rule_batch_norm,
-    "aten.native_layer_norm": _rule_layer_norm,
+    "aten.native_batch_norm": norm_kernels.batch_norm,
+    "aten.native_layer_norm": norm_kernels.layer_norm,
     "aten.relu": _activation("relu"),
     "aten.gelu": _activation("gelu"),
     "aten.silu": _activation("silu"),

@@ -96,8 +96,8 @@ def token_model():
 
 def test_token_model_embedding_and_fused_attention(token_model):
     """Products and attention equal FlopCounterMode (its sdpa formula: the backward
-    recomputes the scores), forward and backward; the tensors kept are torch's, but for
-    layer norm's second row statistic and the loss's total weight."""
+    recomputes the scores), forward and backward; the tensors kept are torch's (layer
+    norm's input, mean and rstd included), but for the loss's total weight."""
     model, est = token_model
     assert est.unknown == []
     fwd, bwd = _nested(est, "macs_forward"), _nested(est, "macs_backward")
@@ -112,7 +112,7 @@ def test_token_model_embedding_and_fused_attention(token_model):
     x = torch.randint(0, 1000, (B, L))
     step = measure_step(model, x, "adam")
     ours = est.at(est.activation_bytes, B=B, L=L)
-    assert step.saved_bytes - ours == 4 + 2 * (B * L) * 4
+    assert step.saved_bytes - ours == 4
     assert est.at(est.state_bytes) == step.state_bytes
 
 
@@ -170,26 +170,17 @@ def test_optimizer_state_equals_torch(built, name):
 
 
 def test_saved_for_backward_against_autograd(built):
-    """Within 5 %, and every difference named: the bytes of each tensor torch keeps and
-    symflop's derivation does not (or the other way round)."""
+    """Every byte named: the tensors torch keeps and symflop does not (or the other way
+    round)."""
     for name in MODELS:
         model, est = built[name]
         sizes = MODELS[name][2]
         step = measure_step(model, _input(name), "adam")
         ours = est.at(est.activation_bytes, **sizes)
         assert abs(ours - step.saved_bytes) <= 0.05 * step.saved_bytes, name
-        # cross-entropy: torch's nll_loss also keeps its total weight, one float32 scalar
+        # the same tensors (BatchNorm's and LayerNorm's input, mean and 1/std included),
+        # but for torch's nll_loss, which also keeps its total weight, a float32 scalar
         torch_only = 4
-        if name == "encoder":
-            B, L, layers = sizes["B"], sizes["L"], 2
-            # layer norm (two a layer): torch keeps the mean and 1/std of each row, the
-            # derivation the variance (both keep one tensor of the rows' size)
-            torch_only += 2 * layers * (B * L) * 4
-        if name == "resnet50":
-            # batch norm: torch keeps mean and 1/std per channel, the derivation var
-            channels = sum(m.num_features for m in model.modules()
-                           if isinstance(m, nn.BatchNorm2d))
-            torch_only += channels * 4
         assert step.saved_bytes - ours == torch_only, name
 
 
@@ -224,16 +215,15 @@ def test_unknown_operations_are_listed_never_zero(built):
 
 # Per phase of the step, how far the estimate may be from the operations torch executes,
 # as a share of the phase's whole count, and why they differ at all:
-# * add, mul, div: symflop's BatchNorm and LayerNorm divide by sqrt(var + eps) where
-#   torch multiplies by rsqrt, and torch's decompositions of the normalizations'
-#   backward arrange the same sums differently;
-# * compare: symflop's ReLU backward multiplies by the indicator [x > 0], torch
+# * mul, compare: symflop's ReLU backward multiplies by the indicator [x > 0], torch
 #   compares and selects (two compares); max pooling's padded window taps are compared
 #   by the derivation, skipped by torch's kernel;
-# * transcendental: symflop's normalization backward recomputes sqrt(var + eps) once
-#   per channel or row.
-# Measured (this file's sizes): at most 0.14 % of a phase, per kind and in total.
-PHASE_TOLERANCE = 0.005
+# * add: LayerNorm's backward adds its threads' partial sums of the weight gradients
+#   (2 T a column), a setting of the run the estimate leaves out;
+# * add, div: a few in the loss's backward (torch divides by the total weight once).
+# BatchNorm and LayerNorm are counted as torch's kernels (derivations/norm_kernels.py).
+# Measured (this file's sizes): at most 0.071 % of a phase, per kind and in total.
+PHASE_TOLERANCE = 0.001
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -55,12 +55,13 @@ import torch.nn.functional as F  # noqa: N812 - torch's own spelling
 from torch._decomp import get_decompositions
 
 from symflop.core.ops import KINDS
+from validation import norm_kernel_count as norms
 from validation.executed import OpCounter, OpRecord, _tensors
 
 A = torch.ops.aten
 DECOMPOSED = get_decompositions([
-    A.native_batch_norm, A.native_batch_norm_backward, A.native_layer_norm,
-    A.native_layer_norm_backward, A._log_softmax, A._log_softmax_backward_data, A._softmax,
+    A.native_batch_norm, A.native_batch_norm_backward, A._log_softmax,
+    A._log_softmax_backward_data, A._softmax,
     A._safe_softmax, A._softmax_backward_data, A.nll_loss_forward, A.nll_loss_backward,
     A.threshold_backward, A.select_backward, A.native_dropout,
     A.native_dropout_backward, A.gelu, A.gelu_backward, A.silu, A.silu_backward,
@@ -337,6 +338,20 @@ def _kernel_cost(name: str, args, kwargs, out) -> dict | None:
     return {"compare": args[0].numel() - out.numel()}  # all: a reduction of compares
 
 
+def _norm_kernel(name: str, args) -> dict | None:
+    """torch's CPU BatchNorm and LayerNorm kernels (``validation.norm_kernel_count``);
+    None where they are not costed (BatchNorm in eval mode: decomposed)."""
+    if name == "native_batch_norm":
+        return norms.batch_norm(args[0], args[1], args[3], args[5])
+    if name == "native_batch_norm_backward":
+        return norms.batch_norm_backward(args[0], args[1], args[2], args[7], args[9])
+    if name == "native_layer_norm":
+        return norms.layer_norm(args[0], args[1], args[2], args[3])
+    if name == "native_layer_norm_backward":
+        return norms.layer_norm_backward(args[0], args[1], args[2], args[5], args[7])
+    return None
+
+
 def _on_integers(r: OpRecord) -> bool:
     """An operation on integers or booleans only (no floating tensor in or out)."""
     dtypes = r.in_dtypes + r.out_dtypes
@@ -364,6 +379,11 @@ class StepCounter(OpCounter):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        name = func.overloadpacket.__name__
+        counts = _norm_kernel(name, args) if not kwargs else None
+        if counts is not None:
+            return self._hand_costed(func, name, args, kwargs, counts,
+                                     "torch's CPU kernel (validation.norm_kernel_count)")
         decomposition = DECOMPOSED.get(func)
         if decomposition is not None:
             with self:
@@ -373,18 +393,22 @@ class StepCounter(OpCounter):
         if func.has_kernel_for_dispatch_key(torch._C.DispatchKey.CompositeImplicitAutograd):
             with self:  # reached from inside a decomposition: decompose it as torch would
                 return func.decompose(*args, **kwargs)
-        name = func.overloadpacket.__name__
         if name in NO_ARITHMETIC:
             return func(*args, **kwargs)
         if name.rstrip("_") not in HAND_COSTED:
             return super().__torch_dispatch__(func, types, args, kwargs)
+        return self._hand_costed(func, name, args, kwargs, None,
+                                 "costed by hand (see the module)")
+
+    def _hand_costed(self, func, name: str, args, kwargs, counts: dict | None, why: str):
         out = func(*args, **kwargs)
+        if counts is None:
+            counts = _kernel_cost(name.rstrip("_"), args, kwargs, out)
         ins, outs = _tensors((args, kwargs)), _tensors(out)
         self.records.append(OpRecord(
             f"aten.{name}", str(func), tuple(tuple(t.shape) for t in ins),
             tuple(str(t.dtype) for t in ins), tuple(tuple(t.shape) for t in outs),
-            tuple(str(t.dtype) for t in outs), _kernel_cost(name.rstrip("_"), args, kwargs, out),
-            "costed by hand (see the module)"))
+            tuple(str(t.dtype) for t in outs), counts, why))
         return out
 
 

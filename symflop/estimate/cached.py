@@ -9,10 +9,10 @@ trace sees each of them, because it is what they changed.  Tracing is the cheap 
 an estimate (fake tensors: nothing is computed or allocated); costing the operations,
 fitting fixed sizes and the FlopCounterMode column are what the cache saves.
 
-The key holds: the engine's source, torch's version, the catalogue's rules (their
-source files) and the loss, optimizer and schedule components (their equations); the
-options of the call; and the trace, with every tensor identity renumbered by first
-appearance (so that two traces of the same program give the same key).
+The key holds: the engine's source, torch's version and CPU capability, the
+catalogue's rules (their source files) and the loss, optimizer and schedule components
+(their equations); the options of the call; and the trace, with every tensor identity
+renumbered by first appearance (so that two traces of the same program give the same key).
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def key(tr, parts: tuple, components: list, rules: dict) -> str | None:
     if None in rule_files:
         return None
     h = hashlib.sha256(cache.engine_fingerprint().encode())
-    h.update(f"torch {torch.__version__} {parts!r}".encode())
+    # the CPU's vector width decides some kernels' work (LayerNorm's Welford merges)
+    h.update(f"torch {torch.__version__} {torch.backends.cpu.get_cpu_capability()} "
+             f"{parts!r}".encode())
     for path in sorted(rule_files):
         h.update(path.encode() + _file_digest(path).encode())
     for c in components:

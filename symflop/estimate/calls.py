@@ -109,6 +109,15 @@ class Keep:
 
 
 @dataclass(frozen=True)
+class Gradients:
+    """The tensors an operation's backward gives a gradient to, where its Uses count work
+    by kind and no component says so: each is read once more, and a tensor read twice
+    or more has its gradients added (LayerNorm's input on a residual stream)."""
+
+    tensors: tuple[TensorRef, ...]
+
+
+@dataclass(frozen=True)
 class Unknown:
     """An operation no rule covers: listed by name, its count unknown (never 0)."""
 

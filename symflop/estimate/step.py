@@ -23,7 +23,7 @@ from symflop.core.ops import KINDS
 from symflop.cost.conventions import get_convention
 from symflop.derive import derive
 from symflop.errors import UsageError
-from symflop.estimate.calls import FREE, Keep, OpCall, TensorRef, Unknown, Use
+from symflop.estimate.calls import FREE, Gradients, Keep, OpCall, TensorRef, Unknown, Use
 from symflop.registry import get_component, plugin
 
 ZERO = sp.Integer(0)
@@ -235,7 +235,7 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
     for name in c.wrt:  # a gradient flows back to each: one more gradient to add
         t = use.tensors.get(name)
         if isinstance(t, TensorRef):
-            reads[t.key] = reads.get(t.key, (t, 0))[0], reads.get(t.key, (t, 0))[1] + 1
+            _read(reads, t)
     if use.forward_only or not c.wrt:
         return
     bwd, bwd_total = _counts(c, "backward", use.dims, convention)
@@ -268,6 +268,11 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
 _RECURRENT = ("LSTM", "GRU", "RNN")
 
 
+def _read(reads: dict, t: TensorRef) -> None:
+    """One more read of ``t`` that gives it a gradient."""
+    reads[t.key] = t, reads.get(t.key, (t, 0))[1] + 1
+
+
 def _count_reads(call: OpCall, reads: dict, with_grad: set) -> None:
     """A view or copy that carries the gradient (its output is read later as a tensor that
     needs one) reads its inputs: autograd gives each input a gradient of its own through
@@ -276,7 +281,7 @@ def _count_reads(call: OpCall, reads: dict, with_grad: set) -> None:
         return
     for t in call.tensor_args():
         if t.requires_grad and t.floating:
-            reads[t.key] = reads.get(t.key, (t, 0))[0], reads.get(t.key, (t, 0))[1] + 1
+            _read(reads, t)
 
 
 def _segment(module: str, checkpointed: dict) -> str | None:
@@ -318,6 +323,10 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
                     if t.parameter is None:
                         line.saved_bytes += saved.add(t.storage,
                                                       t.storage_elements * t.itemsize)
+                continue
+            if isinstance(part, Gradients):
+                for t in part.tensors:
+                    _read(reads, t)
                 continue
             if isinstance(part, Unknown):
                 line.unknown.append(f"{call.op}: {part.why}"
