@@ -73,6 +73,11 @@ def add_parser(sub) -> None:
                    help="a loss of the catalogue (default cross-entropy)")
     e.add_argument("--optimizer", default="adam",
                    help="an optimizer of the catalogue (default adam)")
+    e.add_argument("--optimizer-impl", default="for-loop",
+                   choices=("for-loop", "foreach", "fused"),
+                   help="torch's implementation of the optimizer step, whose temporaries "
+                        "the peak memory holds (default for-loop, torch's on a CPU; "
+                        "foreach is its default on CUDA)")
     e.add_argument("--schedule", help="a learning-rate schedule of the catalogue (default "
                                       "none)")
     e.add_argument("--convention", default="default", help="counting convention")
@@ -155,6 +160,7 @@ def cmd_estimate(args) -> int:
                    schedule=args.schedule, convention=args.convention, hints=hints,
                    flop_counter=not args.no_flop_counter,
                    name=spec.rpartition(":")[2], input_dtype=args.input_dtype,
+                   optimizer_impl=args.optimizer_impl,
                    checkpoint=tuple(p.strip() for p in (args.checkpoint or "").split(",")
                                     if p.strip()))
     extra = []

@@ -14,7 +14,7 @@ length L).  An operation no rule covers is listed by name as unknown.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import sympy as sp
 
@@ -75,6 +75,9 @@ class Estimate:
     flop_counter_error: str = ""          # why the FlopCounterMode column is missing
     fitted: tuple[str, ...] = ()          # sizes the trace fixed: fitted over several traces
     notes: list[str] = field(default_factory=list)   # what a reader must know of the figures
+    peak: object = None                   # timeline.Peak of a steady step (state allocated)
+    first_step_peak: object = None        # timeline.Peak of the first step
+    optimizer_impl: str = "for-loop"      # torch's implementation of the optimizer step
 
     def total(self, attr: str) -> sp.Expr:
         return sp.expand(sp.Add(*[getattr(ln, attr) for ln in self.lines]))
@@ -210,6 +213,7 @@ class _Work:
     flops: sp.Expr = ZERO
     macs: sp.Expr = ZERO
     keeps: set = field(default_factory=set)   # storages kept; "itself" for its own tensors
+    new_kept: sp.Expr = ZERO                   # bytes of its own tensors kept
 
 
 def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
@@ -255,6 +259,7 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
             work.keeps.add("itself")
             if keep:
                 line.saved_bytes += saved.new(t.numel * t.itemsize)
+                work.new_kept += t.numel * t.itemsize
         elif isinstance(t, TensorRef):
             work.keeps.add(t.storage)
             if t.parameter is None and keep:
@@ -262,7 +267,9 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
         else:
             work.keeps.add("itself")
             if keep:
-                line.saved_bytes += saved.new(sp.expand(elements.xreplace(sub)) * itemsize)
+                nbytes = sp.expand(elements.xreplace(sub)) * itemsize
+                line.saved_bytes += saved.new(nbytes)
+                work.new_kept += nbytes
 
 
 _RECURRENT = ("LSTM", "GRU", "RNN")
@@ -291,10 +298,13 @@ def _segment(module: str, checkpointed: dict) -> str | None:
 
 
 def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
-                   checkpointed: dict | None = None) -> list[Line]:
+                   checkpointed: dict | None = None, record: list | None = None,
+                   ) -> list[Line]:
     """One line per module.  In a module of ``checkpointed`` (path -> its inputs) nothing
     is kept for backward but the module's inputs, and its forward runs again in the
-    backward pass (torch.utils.checkpoint)."""
+    backward pass (torch.utils.checkpoint).  ``record`` receives each operation with
+    the storages its backward keeps and the bytes of its own tensors kept (the memory
+    timeline's input)."""
     checkpointed = checkpointed or {}
     rules = _rules()
     lines: dict[str, Line] = {}
@@ -315,6 +325,8 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
         answer = rule(call) if rule else Unknown(f"no rule for {call.overload}")
         if answer is FREE:
             _count_reads(call, reads, with_grad)
+            if record is not None:
+                record.append((call, set(), ZERO))
             continue
         for part in answer if isinstance(answer, list) else [answer]:
             if isinstance(part, Keep):
@@ -339,6 +351,8 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
                 line.components.append(part.label)
         if segment is not None:
             segments[segment].append((call, work))
+        if record is not None:
+            record.append((call, {k for k in work.keeps if k != "itself"}, work.new_kept))
     acc = Line("(gradient sums)", "gradients of tensors read twice or more, added")
     for t, n in reads.values():
         if n > 1:
@@ -497,7 +511,7 @@ def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None):
 
 def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, optimizer: str,
                      schedule: str | None, conv, checkpoint: tuple, name: str,
-                     traced=None) -> Estimate:
+                     traced=None, optimizer_impl: str = "for-loop") -> Estimate:
     """The estimate of one trace at ``hints`` (``traced``, if already made); ``fitted``
     names the sizes the trace fixed (its polynomials hold at those sizes' trace values
     only)."""
@@ -508,8 +522,9 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         raise UsageError(f"checkpoint: no module {missing[0]!r} ran in the forward pass "
                          f"(modules: {names}, ...)")
     saved = _Saved()
+    ops: list = []
     lines = _network_lines(tr.calls, conv, saved,
-                           {p: tr.module_inputs[p] for p in checkpoint})
+                           {p: tr.module_inputs[p] for p in checkpoint}, record=ops)
     if not any(ln.what == "loss" for ln in lines):  # no torch function: the catalogue's
         lines.append(_loss_line(loss, tr.output, conv, saved))
     opt_line, state = _optimizer(optimizer, tr, conv)
@@ -523,12 +538,23 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         notes.append(f"{', '.join(recurrent)}: counted as torch's cell-by-cell kernel; a "
                      "fused kernel (oneDNN on a CPU, cuDNN on CUDA) does the same products "
                      "and keeps a workspace of its own in place of the per-step tensors")
-    return Estimate(
+    est = Estimate(
         name, conv.name, tr.symbols, tr.hints, lines, n_params,
         sum(p.numel * p.itemsize for p in tr.parameters),
         sum(p.numel * p.itemsize for p in tr.parameters if p.trainable),
         state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss,
-        fitted=tr.specialized, notes=notes)
+        fitted=tr.specialized, notes=notes, optimizer_impl=optimizer_impl)
+    if not checkpoint:  # the timeline does not replay recomputation (yet)
+        from symflop.estimate.timeline import step_peak
+        at = partial(_at_hints, {tr.symbols[n]: v for n, v in tr.hints.items()})
+        est.peak, est.first_step_peak = (
+            step_peak(ops, tr, optimizer, state, at, optimizer_impl, first_step=first)
+            for first in (False, True))
+    return est
+
+
+def _at_hints(values: dict, expr: sp.Expr) -> int:
+    return int(sp.sympify(expr).xreplace(values))
 
 
 def _catalogue_entry(what: str, name: str) -> Component:
@@ -542,13 +568,16 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
              schedule: str | None = None, convention: str = "default",
              hints: dict[str, int] | None = None, flop_counter: bool = True,
              name: str | None = None, input_dtype: str = "float32",
-             use_cache: bool = True, checkpoint: tuple[str, ...] = ()) -> Estimate:
+             use_cache: bool = True, checkpoint: tuple[str, ...] = (),
+             optimizer_impl: str = "for-loop") -> Estimate:
     """One training step of ``model`` on inputs of ``shape`` (ints, and names for the sizes
     left symbolic, batch first: ``("B", 3, 224, 224)``); ``input_dtype`` "int64" for token
     ids.  ``checkpoint`` names modules run under torch.utils.checkpoint (a plan): they
     keep only their inputs, and their forward is counted again in the backward pass.
-    The result is cached on disk (``symflop.estimate.cached`` says when it is not);
-    ``use_cache=False`` traces anew."""
+    ``optimizer_impl`` is torch's implementation of the optimizer step whose temporaries
+    the peak memory holds ("for-loop", torch's default on a CPU; "foreach", its default
+    on CUDA; "fused").  The result is cached on disk (``symflop.estimate.cached`` says
+    when it is not); ``use_cache=False`` traces anew."""
     import torch
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"estimate needs a torch.nn.Module, not {type(model).__name__}")
@@ -557,6 +586,10 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
     if not isinstance(dtype, torch.dtype):
         raise UsageError(f"unknown input dtype {input_dtype!r} (e.g. float32, int64)")
     conv = get_convention(convention)
+    from symflop.estimate.timeline import IMPLEMENTATIONS
+    if optimizer_impl not in IMPLEMENTATIONS:
+        raise UsageError(f"unknown optimizer implementation {optimizer_impl!r} "
+                         f"(known: {', '.join(IMPLEMENTATIONS)})")
     components = [_catalogue_entry(what, n) for what, n in
                   (("loss", loss), ("optimizer", optimizer), ("schedule", schedule)) if n]
     traced = _trace(model, tuple(shape), hints or {}, dtype, loss)
@@ -564,14 +597,16 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
     if use_cache:
         from symflop.estimate import cached
         parts = (tuple(shape), tuple(sorted((hints or {}).items())), loss, optimizer,
-                 schedule, conv.key, flop_counter, input_dtype, tuple(checkpoint))
+                 schedule, conv.key, flop_counter, input_dtype, tuple(checkpoint),
+                 optimizer_impl)
         digest = cached.key(traced, parts, components, _rules())
         hit = cached.load(digest)
         if hit is not None:
             hit.model = name or type(model).__name__
             return hit
     options = dict(loss=loss, optimizer=optimizer, schedule=schedule, conv=conv,
-                   checkpoint=checkpoint, name=name or type(model).__name__)
+                   checkpoint=checkpoint, name=name or type(model).__name__,
+                   optimizer_impl=optimizer_impl)
     est = _traced_estimate(model, tuple(shape), hints or {}, dtype, traced=traced, **options)
     if est.fitted:
         from symflop.estimate.fit import fit_sizes

@@ -138,6 +138,17 @@ def kind_table(est: Estimate) -> Table:
     return t
 
 
+def _peaks(est: Estimate, s) -> dict:
+    """The peaks of the step timeline (MemTracker's category names), for JSON."""
+    out = {"optimizer_impl": est.optimizer_impl}
+    for prefix, peak in (("", est.peak), ("first_step_", est.first_step_peak)):
+        if peak is not None:
+            out[f"{prefix}peak"] = s(peak.total)
+            out[f"{prefix}peak_by_category"] = {k: s(v) for k, v in peak.by_category.items()}
+            out[f"{prefix}peak_where"] = peak.where
+    return out
+
+
 def memory_table(est: Estimate) -> Table:
     at = _at(est)
     t = Table("estimate-memory", f"{est.model}: training memory", ["what", "bytes",
@@ -150,9 +161,17 @@ def memory_table(est: Estimate) -> Table:
             (f"{est.optimizer} state", est.state_bytes),
             ("saved for backward", est.activation_bytes),
             ("total", est.memory_bytes)]
+    for label, peak in (("peak, first step", est.first_step_peak),
+                        ("peak, later steps", est.peak)):
+        if peak is not None:
+            rows.append((label, peak.total))
+            t.notes = (*t.notes, f"{label}: {peak.where} (torch's {est.optimizer_impl} "
+                       f"{est.optimizer}); " + ", ".join(
+                           f"{k} {est.at(v) / 2 ** 20:,.2f}"
+                           for k, v in peak.by_category.items() if v != 0) + " MiB")
     step = Line("", "", unknown=[u for _n, u in est.unknown])
     for what, b in rows:
-        partial = what in ("saved for backward", "total")
+        partial = what in ("saved for backward", "total") or what.startswith("peak")
         t.add(what, _known(b, step, None) if partial else b,
               _known(Num(est.at(b) / 2 ** 20, ",.1f"), step, None) if partial
               else Num(est.at(b) / 2 ** 20, ",.1f"))
@@ -207,7 +226,7 @@ def to_json(est: Estimate, depth: int | None = None) -> str:
                   "flops_backward": s(est.total("flops_backward"))},
         "memory": {"parameters": est.parameter_bytes, "gradients": est.gradient_bytes,
                    "state": s(est.state_bytes), "saved": s(est.activation_bytes),
-                   "total": s(est.memory_bytes)},
+                   "total": s(est.memory_bytes), **_peaks(est, s)},
         "flop_counter": {k: list(v) for k, v in (est.flop_counter or {}).items()},
         "unknown": [list(u) for u in est.unknown],
         "unknown_count": len(est.unknown),

@@ -1,0 +1,214 @@
+"""Memory over one training step, from the traced program: the peak and its parts.
+
+"Will it fit" asks for the peak, not for a sum.  A step never holds parameters,
+gradients, state and every saved tensor at once, and it holds what a sum leaves out
+(the forward's transient outputs, the activations' gradients, the optimizer's
+temporaries).  The step is replayed over the traced operations, storage by storage:
+
+* forward: each operation allocates its outputs' new storages; a storage is freed after
+  its last reader, unless an operation keeps it for backward;
+* backward, the operations in reverse: each allocates the gradients of its inputs that
+  need one (a parameter's gradient stays: it is ``.grad``), then frees its outputs'
+  gradients and what it alone still kept;
+* the optimizer step: its state on the first step, and the temporaries of torch's
+  implementation (``OPTIMIZER_TEMPORARIES``); then ``zero_grad(set_to_none=True)``.
+
+The categories are those of torch's ``MemTracker``
+(``torch.distributed._tools.mem_tracker``): Parameter, Buffer, Gradient, Activation
+(allocated in the forward), Temp (allocated in the backward), Optstate (state and what
+``step()`` allocates), Other (the input).  The peak is found at the trace's sizes; its
+parts are polynomials in the sizes, which hold wherever the same moment stays the peak.
+Left out: allocations inside a kernel that no operation returns, and copies autograd
+makes where a gradient's layout differs from its parameter's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from symflop.errors import UsageError
+
+CATEGORIES = ("Parameter", "Buffer", "Gradient", "Activation", "Temp", "Optstate", "Other")
+IMPLEMENTATIONS = ("for-loop", "foreach", "fused")
+
+# What step() allocates beside the state, read from torch.optim's code: (temporaries a
+# parameter's update holds at once in the single-tensor "for-loop" code, of which the
+# last one is still held, by its variable, while the next parameter's are made; and
+# temporaries per parameter of the multi-tensor "foreach" code, all at once).  Fused
+# kernels allocate none.  torch's float32 "step" scalars are part of the state.
+OPTIMIZER_TEMPORARIES = {
+    # denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps); _foreach_sqrt(exp_avg_sqs)
+    "adam": (2, 1, 1),
+    "adamw": (2, 1, 1),
+    "sgd": (0, 0, 0),
+    "momentum": (0, 0, 0),
+    "nesterov": (1, 1, 1),     # grad = grad.add(buf, alpha=momentum); _foreach_add(grads, bufs)
+    "adagrad": (1, 1, 1),      # std = state_sum.sqrt().add_(eps); _foreach_sqrt(state_sums)
+    "rmsprop": (1, 1, 1),      # avg = square_avg.sqrt().add_(eps); _foreach_sqrt(square_avgs)
+}
+
+
+@dataclass
+class Peak:
+    """The largest memory of one step: where it occurs and its parts by category."""
+
+    where: str
+    by_category: dict[str, sp.Expr]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> sp.Expr:
+        return sp.expand(sp.Add(*self.by_category.values()))
+
+
+class _Live:
+    """Storages alive now, by category, with their bytes as polynomials and at the
+    trace's sizes; the largest moment so far, with what was alive then."""
+
+    def __init__(self, at):
+        self.at = at
+        self.items: dict = {}          # key -> (category, bytes polynomial)
+        self.now = 0
+        self.best = -1
+        self.best_where = ""
+        self.best_items: dict = {}
+
+    def add(self, key, category: str, nbytes: sp.Expr) -> None:
+        if key in self.items:
+            return
+        self.items[key] = (category, nbytes)
+        self.now += self.at(nbytes)
+
+    def free(self, key) -> None:
+        item = self.items.pop(key, None)
+        if item is not None:
+            self.now -= self.at(item[1])
+
+    def mark(self, where: str) -> None:
+        if self.now > self.best:
+            self.best, self.best_where, self.best_items = self.now, where, dict(self.items)
+
+    def peak(self) -> Peak:
+        parts = dict.fromkeys(CATEGORIES, sp.Integer(0))
+        for category, nbytes in self.best_items.values():
+            parts[category] += nbytes
+        return Peak(self.best_where, {k: sp.expand(v) for k, v in parts.items()})
+
+
+# tensors a loss function makes from nothing: the targets, which the training loop holds
+_TARGETS = frozenset(("aten.zeros", "aten.zeros_like", "aten.ones", "aten.ones_like",
+                      "aten.full", "aten.full_like", "aten.empty", "aten.empty_like",
+                      "aten.new_zeros", "aten.new_full", "aten.new_empty"))
+
+
+# operations whose backward passes a gradient on without making one
+_VIEWS = frozenset(f"aten.{v}" for v in (
+    "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "unsqueeze", "squeeze",
+    "detach", "alias", "expand", "as_strided", "_reshape_alias", "flatten"))
+
+
+def _bytes(t) -> sp.Expr:
+    return sp.expand(t.storage_elements * t.itemsize)
+
+
+def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
+              implementation: str = "for-loop", first_step: bool = False) -> Peak:
+    """The peak of one training step.  ``ops``: each traced operation with what its
+    backward keeps (``(call, storages kept, new bytes kept)``, forward order); ``at``
+    evaluates a polynomial at the trace's sizes."""
+    if implementation not in IMPLEMENTATIONS:
+        raise UsageError(f"unknown optimizer implementation {implementation!r} "
+                         f"(known: {', '.join(IMPLEMENTATIONS)})")
+    live = _Live(at)
+    params = {}                    # storage -> bytes, for parameters and buffers
+    for p in trace.parameters:
+        live.add(("param", p.name), "Parameter", sp.Integer(p.numel * p.itemsize))
+    for b in trace.buffers:
+        live.add(("param", b.name), "Buffer", sp.Integer(b.numel * b.itemsize))
+    trainable = [p for p in trace.parameters if p.trainable]
+    if not first_step:
+        live.add("state", "Optstate", state_bytes)
+    live.add(("storage", trace.input.storage), "Other", _bytes(trace.input))
+    for call, _kept, _new in ops:
+        for t in call.tensor_args():
+            if t.parameter is not None:
+                params[t.storage] = t
+    with_grad = {t.key for call, _k, _n in ops for t in call.tensor_args() if t.requires_grad}
+    if ops:  # the loss: its backward starts the pass
+        with_grad |= {t.key for t in ops[-1][0].outputs}
+    # forward: readers, producers, keepers (an operation without a backward keeps nothing)
+    last_use, producer, kept_by, targets = {}, {}, {}, set()
+    for i, (call, kept, _new) in enumerate(ops):
+        if call.module_type == "loss" and call.op in _TARGETS:
+            targets |= {t.storage for t in call.outputs}
+        for t in call.tensor_args():
+            last_use[t.storage] = i
+        for t in call.outputs:  # a view of a parameter or of the input creates nothing
+            if t.storage not in params and t.storage != trace.input.storage:
+                producer.setdefault(t.storage, i)
+        if any(t.key in with_grad for t in call.outputs):
+            for s in kept:
+                kept_by.setdefault(s, i)
+    for i, (call, _kept, new) in enumerate(ops):
+        for t in call.outputs:
+            if producer.get(t.storage) == i:
+                live.add(("storage", t.storage),
+                         "Other" if t.storage in targets else "Activation", _bytes(t))
+        if new != 0:
+            live.add(("kept", i), "Activation", new)
+        live.mark(f"forward: {call.module or '(model)'} ({call.op})")
+        for s in {t.storage for t in call.tensor_args()} | {t.storage for t in call.outputs}:
+            if last_use.get(s, producer.get(s)) <= i and s not in kept_by \
+                    and s not in params and s != trace.input.storage and s not in targets:
+                live.free(("storage", s))
+    # backward, the operations in reverse
+    for i in range(len(ops) - 1, -1, -1):
+        call, _kept, _new = ops[i]
+        if not any(t.key in with_grad for t in call.outputs):
+            continue
+        transient = []
+        for t in call.tensor_args():
+            if not (t.floating and (t.requires_grad or t.key in with_grad)) \
+                    or t.storage == trace.input.storage:
+                continue
+            key = ("grad", t.storage)
+            if key in live.items and t.storage in params and call.op not in _VIEWS:
+                # a second gradient of a parameter read twice: made, then added
+                transient.append(("added", i, t.key))
+                live.add(transient[-1], "Temp", _bytes(t))
+            elif t.storage in params:
+                live.add(key, "Gradient", _bytes(params[t.storage]))
+            else:
+                live.add(key, "Temp", _bytes(t))
+        live.mark(f"backward: {call.module or '(model)'} ({call.op})")
+        for key in transient:
+            live.free(key)
+        for t in call.outputs:
+            if producer.get(t.storage) == i:
+                live.free(("grad", t.storage))
+        live.free(("kept", i))
+        for s, first in kept_by.items():
+            if first == i and s != trace.input.storage and s not in targets:
+                live.free(("storage", s))
+    # the optimizer step
+    notes = []
+    itemsize = trainable[0].itemsize if trainable else 4
+    if first_step:
+        live.add("state", "Optstate", state_bytes)
+    loop, carry, each = OPTIMIZER_TEMPORARIES.get(optimizer, (0, 0, 0))
+    if optimizer not in OPTIMIZER_TEMPORARIES:
+        notes.append(f"{optimizer}: the temporaries of its torch implementation are not "
+                     "modelled (its state is)")
+    if implementation == "for-loop" and trainable:
+        sizes = [0] + [p.numel for p in trainable]   # torch.optim's order: the parameters'
+        most = max(loop * n + (carry * m if loop else 0) for m, n in zip(sizes, sizes[1:]))
+        live.add("temporaries", "Optstate", sp.Integer(most * itemsize))
+    elif implementation == "foreach":
+        total = sum(p.numel for p in trainable)
+        live.add("temporaries", "Optstate", sp.Integer(each * total * itemsize))
+    live.mark(f"optimizer step ({optimizer}, {implementation})")
+    out = live.peak()
+    out.notes = notes
+    return out
