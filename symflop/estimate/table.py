@@ -165,8 +165,7 @@ def memory_table(est: Estimate) -> Table:
                         ("peak, later steps", est.peak)):
         if peak is not None:
             rows.append((label, peak.total))
-            t.notes = (*t.notes, f"{label}: {peak.where} (torch's {est.optimizer_impl} "
-                       f"{est.optimizer}); " + ", ".join(
+            t.notes = (*t.notes, f"{label}, in the {peak.where}: " + ", ".join(
                            f"{k} {est.at(v) / 2 ** 20:,.2f}"
                            for k, v in peak.by_category.items() if v != 0) + " MiB")
     step = Line("", "", unknown=[u for _n, u in est.unknown])
