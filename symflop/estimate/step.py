@@ -550,6 +550,10 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         est.peak, est.first_step_peak = (
             step_peak(ops, tr, optimizer, state, at, optimizer_impl, first_step=first)
             for first in (False, True))
+        est.notes += est.peak.notes
+        if tr.specialized:
+            est.notes.append("the peak memory is the trace's: its polynomial holds at the "
+                             "sizes the model's code fixed")
     return est
 
 

@@ -122,7 +122,7 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
         raise UsageError(f"unknown optimizer implementation {implementation!r} "
                          f"(known: {', '.join(IMPLEMENTATIONS)})")
     live = _Live(at)
-    params = {}                    # storage -> bytes, for parameters and buffers
+    params = {}                    # storage -> the parameter's (or buffer's) tensor
     for p in trace.parameters:
         live.add(("param", p.name), "Parameter", sp.Integer(p.numel * p.itemsize))
     for b in trace.buffers:
@@ -151,6 +151,10 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
         if any(t.key in with_grad for t in call.outputs):
             for s in kept:
                 kept_by.setdefault(s, i)
+    freed_after = {}               # i -> storages no operation before i keeps
+    for s, first in kept_by.items():
+        if s != trace.input.storage and s not in targets:
+            freed_after.setdefault(first, []).append(s)
     for i, (call, _kept, new) in enumerate(ops):
         for t in call.outputs:
             if producer.get(t.storage) == i:
@@ -189,9 +193,8 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
             if producer.get(t.storage) == i:
                 live.free(("grad", t.storage))
         live.free(("kept", i))
-        for s, first in kept_by.items():
-            if first == i and s != trace.input.storage and s not in targets:
-                live.free(("storage", s))
+        for s in freed_after.get(i, ()):
+            live.free(("storage", s))
     # the optimizer step
     notes = []
     itemsize = trainable[0].itemsize if trainable else 4
