@@ -96,7 +96,7 @@ def batch_norm(call: OpCall):
         return Unknown("batch norm of a tensor without a channel axis")
     E, C = sp.Mul(*x.shape), x.shape[1]
     running = isinstance(running_mean, TensorRef)
-    y, mean, invstd = call.outputs[:3]
+    _y, mean, invstd = call.outputs[:3]
     uses = _work("batch norm: sums, (x - mean)^2, x alpha + beta",
                  {"add": 4 * E, "mul": 2 * E})
     uses += _work("batch norm: per channel statistics, alpha, beta", {
@@ -124,7 +124,7 @@ def layer_norm(call: OpCall):
     n = sp.Mul(*(sp.Integer(s) for s in shape))
     E = sp.Mul(*x.shape)
     rows = E / n
-    y, mean, rstd = call.outputs[:3]
+    _y, mean, rstd = call.outputs[:3]
     width = simd_width()
     moments = welford_row(int(n), width)
     uses = _work(f"layer norm: Welford's moments ({width}-float vectors)",
