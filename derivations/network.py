@@ -353,6 +353,19 @@ def _rule_bernoulli(call: OpCall):
                 {"mask": call.outputs[0]}, forward_only=True)]
 
 
+def _rule_native_dropout(call: OpCall):
+    """CUDA's dropout kernel (``symflop.estimate.gpu``): y = x mask / (1 - p) with a bool
+    mask, two multiplications a value each way; its backward keeps the mask only."""
+    x = call.args[0]
+    y, mask = call.outputs[:2]
+    n = _n(x)
+    return [Use("keep mask", bernoulli, {}, {"N": n}, {"mask": mask}, forward_only=True),
+            Use("scale by 1/(1-p)", scalar_op, {"kind": "mul", "wrt": _grad(("a", x))},
+                {"N": n}, {"a": x}),
+            Use("times the mask", binary, {"kind": "mul", "wrt": _grad(("a", x))},
+                {"N": n}, {"b": mask, "y": y})]
+
+
 def _softmax(log: bool):
     def rule(call: OpCall):
         x, dim = call.args[:2]
@@ -582,6 +595,7 @@ RULES = {
     "aten.tanh": _activation("tanh"),
     **{f"aten.{k}": _binary(k) for k in BINARY},
     "aten.bernoulli": _rule_bernoulli,
+    "aten.native_dropout": _rule_native_dropout,
     "aten._softmax": _softmax(False),
     "aten._safe_softmax": _softmax(False),
     "aten._log_softmax": _softmax(True),

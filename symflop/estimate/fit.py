@@ -46,18 +46,52 @@ def _with(est, exprs: list[sp.Expr]):
     return new
 
 
-def _interpolate(values: list[int], rows: list[list[sp.Expr]], x: sp.Symbol
-                 ) -> list[sp.Expr]:
+def _interpolate(values: list, rows: list[list[sp.Expr]], x: sp.Symbol) -> list[sp.Expr]:
     """Lagrange interpolation of each column of ``rows`` (one row per value) in ``x``."""
     out = [sp.Integer(0)] * len(rows[0])
     for i, (xi, row) in enumerate(zip(values, rows)):
         basis = sp.Integer(1)
         for k, xk in enumerate(values):
             if k != i:
-                basis *= (x - xk) / sp.Integer(xi - xk)
+                basis *= (x - xk) / sp.sympify(xi - xk)
         basis = sp.expand(basis)
         out = [o + sp.expand(basis * y) for o, y in zip(out, row)]
     return [sp.expand(o) for o in out]
+
+
+def fit_grid(at: Callable[[dict], list[sp.Expr]], grid: dict[sp.Symbol, list],
+             checks: list[dict] | None = None) -> list[sp.Expr]:
+    """Polynomials in the symbols of ``grid`` from ``at(point)`` (a list of expressions at
+    one value of each symbol): each symbol's last value checks the fit through the others
+    (degree: their number less one).  With ``checks`` (points off the grid), the fit runs
+    through all of a symbol's values and is checked at those points instead: fewer runs
+    where each is dear.  A list that is not such a polynomial is refused."""
+    symbols = list(grid)
+    cut = 0 if checks else 1
+
+    def fit(point: dict, todo: list) -> list[sp.Expr]:
+        if not todo:
+            return [sp.expand(sp.sympify(e)) for e in at(point)]
+        x, rest = todo[0], todo[1:]
+        values = [sp.sympify(v) for v in grid[x]]
+        rows = [fit({**point, x: v}, rest) for v in values]
+        poly = _interpolate(values[:len(values) - cut], rows[:len(rows) - cut], x)
+        if checks:
+            return poly
+        check = [sp.expand(p.xreplace({x: values[-1]})) for p in poly]
+        if any(sp.expand(c - r) != 0 for c, r in zip(check, rows[-1])):
+            raise UsageError(f"the counts at {x} = {', '.join(map(str, values))} are not a "
+                             f"polynomial of degree {len(values) - 2} or less in {x}")
+        return poly
+
+    fitted = fit({}, symbols)
+    for point in checks or ():
+        got = [sp.expand(sp.sympify(e)) for e in at(point)]
+        if any(sp.expand(p.xreplace(point) - g) != 0 for p, g in zip(fitted, got)):
+            where = ", ".join(f"{x} = {v}" for x, v in point.items())
+            raise UsageError(f"the counts at {where} are not the polynomial fitted over "
+                             f"the grid {grid}")
+    return fitted
 
 
 def fit_sizes(run: Callable[[dict], object], first):
@@ -75,21 +109,19 @@ def fit_sizes(run: Callable[[dict], object], first):
         subs = {est.symbols[n]: hints[n] for n in names}
         return [sp.expand(e.xreplace(subs)) for e in _exprs(est)]
 
-    def fit(hints: dict, todo: tuple[str, ...]) -> list[sp.Expr]:
-        if not todo:
-            return at(hints)
-        name, rest = todo[0], todo[1:]
-        values = [hints[name] + STEP * k for k in range(DEGREE + 2)]
-        rows = [fit({**hints, name: v}, rest) for v in values]
-        poly = _interpolate(values[:-1], rows[:-1], first.symbols[name])
-        check = [sp.expand(p.xreplace({first.symbols[name]: values[-1]})) for p in poly]
-        if any(sp.expand(c - r) != 0 for c, r in zip(check, rows[-1])):
-            raise UsageError(f"the model's code fixes the size {name} while it runs, and "
-                             f"its counts traced at {name} = {', '.join(map(str, values))} "
-                             f"are not a polynomial of degree {DEGREE} or less in {name}")
-        return poly
+    def run_at(point: dict) -> list[sp.Expr]:
+        return at({**first.hints, **{x.name: int(v) for x, v in point.items()}})
 
-    est = _with(first, fit(dict(first.hints), names))
+    grid = {first.symbols[n]: [first.hints[n] + STEP * k for k in range(DEGREE + 2)]
+            for n in names}
+    try:
+        fitted = fit_grid(run_at, grid)
+    except UsageError as e:
+        if not str(e).startswith("the counts at"):
+            raise
+        raise UsageError(f"the model's code fixes the size(s) {', '.join(names)} while it "
+                         f"runs, and {e}") from None
+    est = _with(first, fitted)
     est.notes = list(first.notes) + [
         f"the model's code fixed {', '.join(names)} to the value each trace ran at; every "
         f"count is a polynomial fitted over {len(traced)} traces ({'; '.join(traced)}) and "

@@ -13,7 +13,7 @@ length L).  An operation no rule covers is listed by name as unknown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 
 import sympy as sp
@@ -27,6 +27,7 @@ from symflop.estimate.calls import FREE, Gradients, Keep, OpCall, TensorRef, Unk
 from symflop.registry import get_component, plugin
 
 ZERO = sp.Integer(0)
+ONE = sp.Integer(1)
 
 
 def _zeros() -> dict[str, sp.Expr]:
@@ -78,6 +79,8 @@ class Estimate:
     peak: object = None                   # timeline.Peak of a steady step (state allocated)
     first_step_peak: object = None        # timeline.Peak of the first step
     optimizer_impl: str = "for-loop"      # torch's implementation of the optimizer step
+    tensor_parallel: object = None        # tensor_parallel.TensorParallel: one device's share
+    communication: tuple = ()             # tensor_parallel.Communication of one device
 
     def total(self, attr: str) -> sp.Expr:
         return sp.expand(sp.Add(*[getattr(ln, attr) for ln in self.lines]))
@@ -187,21 +190,27 @@ def _rules() -> dict:
 
 
 class _Saved:
-    """Storages kept for backward, each counted once (views and in-place results share)."""
+    """Storages kept for backward, each counted once (views and in-place results share).
+    ``sharding`` (tensor parallelism's) scales a storage cut over the devices; ``scale``
+    is the factor of the operation now applied, for the tensors it makes."""
 
-    def __init__(self):
+    def __init__(self, sharding=None):
         self.seen: set = set()
         self.fresh = 0
+        self.sharding = sharding
+        self.scale = ONE
 
     def new(self, nbytes: sp.Expr) -> sp.Expr:
         """A tensor the component makes and keeps (BatchNorm's normalized activations)."""
         self.fresh += 1
-        return self.add(("new", self.fresh), nbytes)
+        return self.add(("new", self.fresh), nbytes * self.scale)
 
     def add(self, key, nbytes: sp.Expr) -> sp.Expr:
         if key in self.seen:
             return ZERO
         self.seen.add(key)
+        if self.sharding is not None and not isinstance(key, tuple):
+            return nbytes * self.sharding.storage(key)
         return nbytes
 
 
@@ -297,9 +306,25 @@ def _segment(module: str, checkpointed: dict) -> str | None:
                 None)
 
 
+def _scaled_into(line: Line, part: Line, work: _Work, factor: sp.Expr) -> None:
+    """Add ``part`` (one operation's counts) to ``line`` at ``factor`` (1/t for work cut
+    along the sequence over t devices), and scale ``work`` with it."""
+    for which in ("forward", "backward"):
+        _add(getattr(line, which), {k: v * factor for k, v in getattr(part, which).items()})
+    for attr in ("flops_forward", "flops_backward", "macs_forward", "macs_backward",
+                 "integer"):
+        setattr(line, attr, sp.expand(getattr(line, attr) + getattr(part, attr) * factor))
+    line.saved_bytes += part.saved_bytes     # scaled per storage by _Saved
+    line.unknown += [u for u in part.unknown if u not in line.unknown]
+    line.components += [c for c in part.components if c not in line.components]
+    work.forward = {k: v * factor for k, v in work.forward.items()}
+    work.flops, work.macs = work.flops * factor, work.macs * factor
+    work.new_kept = work.new_kept * factor
+
+
 def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
                    checkpointed: dict | None = None, record: list | None = None,
-                   ) -> list[Line]:
+                   sharding=None) -> list[Line]:
     """One line per module.  In a module of ``checkpointed`` (path -> its inputs) nothing
     is kept for backward but the module's inputs, and its forward runs again in the
     backward pass (torch.utils.checkpoint).  ``record`` receives each operation with
@@ -313,8 +338,11 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
     # marks it: its own flag is not yet set)
     with_grad = {t.key for call in calls for t in call.tensor_args() if t.requires_grad}
     segments: dict[str, list[tuple[OpCall, _Work]]] = {p: [] for p in checkpointed}
-    for call in calls:
+    for index, call in enumerate(calls):
         line = lines.setdefault(call.module, Line(call.module or "(model)", call.module_type))
+        factor = sharding.op(index) if sharding is not None else ONE
+        target, line = line, (line if factor == 1 else Line(line.name, line.what))
+        saved.scale = factor
         segment = _segment(call.module, checkpointed)
         if segment is not None and not segments[segment]:
             for t in checkpointed[segment]:
@@ -349,6 +377,9 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
                        overwritten=call.args[0] if call.op.endswith("_") else None)
             if part.label not in line.components:
                 line.components.append(part.label)
+        if factor != 1:
+            _scaled_into(target, line, work, factor)
+            line = target
         if segment is not None:
             segments[segment].append((call, work))
         if record is not None:
@@ -356,7 +387,8 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
     acc = Line("(gradient sums)", "gradients of tensors read twice or more, added")
     for t, n in reads.values():
         if n > 1:
-            acc.backward["add"] = sp.expand(acc.backward["add"] + (n - 1) * t.numel)
+            share = sharding.tensor(t) if sharding is not None else ONE
+            acc.backward["add"] = sp.expand(acc.backward["add"] + (n - 1) * t.numel * share)
     acc.flops_backward = sp.expand(acc.backward["add"] * convention.weight("add"))
     out = [ln for ln in lines.values()
            if ln.flops != 0 or ln.unknown or ln.saved_bytes != 0 or ln.integer != 0]
@@ -511,28 +543,39 @@ def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None):
 
 def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, optimizer: str,
                      schedule: str | None, conv, checkpoint: tuple, name: str,
-                     traced=None, optimizer_impl: str = "for-loop") -> Estimate:
+                     traced=None, optimizer_impl: str = "for-loop",
+                     target: str = "cpu", parallel=None) -> Estimate:
     """The estimate of one trace at ``hints`` (``traced``, if already made); ``fitted``
     names the sizes the trace fixed (its polynomials hold at those sizes' trace values
     only)."""
-    tr = traced or _trace(model, shape, hints, dtype, loss)
+    tr = _for_target(traced or _trace(model, shape, hints, dtype, loss), target)
     missing = [p for p in checkpoint if p not in tr.module_inputs]
     if missing:
         names = ", ".join(sorted(p for p in tr.module_inputs if p)[:12])
         raise UsageError(f"checkpoint: no module {missing[0]!r} ran in the forward pass "
                          f"(modules: {names}, ...)")
-    saved = _Saved()
+    comms, sharding = (), None
+    if parallel is not None:
+        from symflop.estimate.tensor_parallel import communication
+        comms, sharding = communication(tr, parallel)
+    saved = _Saved(sharding if parallel is not None and parallel.sequence else None)
     ops: list = []
     lines = _network_lines(tr.calls, conv, saved,
-                           {p: tr.module_inputs[p] for p in checkpoint}, record=ops)
+                           {p: tr.module_inputs[p] for p in checkpoint}, record=ops,
+                           sharding=saved.sharding)
     if not any(ln.what == "loss" for ln in lines):  # no torch function: the catalogue's
-        lines.append(_loss_line(loss, tr.output, conv, saved))
+        saved.scale = 1 / sp.Integer(parallel.t) if sharding and sharding.loss else ONE
+        loss_line = _loss_line(loss, tr.output, conv, saved)
+        if saved.scale != 1:
+            whole, loss_line = loss_line, Line(loss_line.name, "loss")
+            _scaled_into(loss_line, whole, _Work(), saved.scale)
+        lines.append(loss_line)
     opt_line, state = _optimizer(optimizer, tr, conv)
     lines.append(opt_line)
     if schedule:
         lines.append(_schedule(schedule, conv))
     n_params = sum(p.numel for p in tr.parameters)
-    notes = []
+    notes = [TARGET_NOTE] if target == "cuda" else []
     recurrent = sorted({c.module for c in tr.calls if c.module_type in _RECURRENT})
     if recurrent:
         notes.append(f"{', '.join(recurrent)}: counted as torch's cell-by-cell kernel; a "
@@ -543,8 +586,12 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         sum(p.numel * p.itemsize for p in tr.parameters),
         sum(p.numel * p.itemsize for p in tr.parameters if p.trainable),
         state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss,
-        fitted=tr.specialized, notes=notes, optimizer_impl=optimizer_impl)
-    if not checkpoint:  # the timeline does not replay recomputation (yet)
+        fitted=tr.specialized, notes=notes, optimizer_impl=optimizer_impl,
+        tensor_parallel=parallel, communication=tuple(comms))
+    if parallel is not None:
+        est.notes.append(f"one device's share: {parallel.describe()}")
+    if not checkpoint and saved.sharding is None:
+        # the timeline replays neither recomputation nor tensors cut along the sequence
         from symflop.estimate.timeline import step_peak
         at = partial(_at_hints, {tr.symbols[n]: v for n, v in tr.hints.items()})
         est.peak, est.first_step_peak = (
@@ -555,6 +602,19 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
             est.notes.append("the peak memory is the trace's: its polynomial holds at the "
                              "sizes the model's code fixed")
     return est
+
+
+TARGET_NOTE = ("counted as the program torch runs on CUDA where it differs from the CPU's in "
+               "what it keeps (dropout: one aten.native_dropout with a 1-byte bool mask); "
+               "every other kernel as the CPU runs it")
+
+
+def _for_target(tr, target: str):
+    """The trace as the ``target`` device's kernels run it (``symflop.estimate.gpu``)."""
+    if target == "cpu":
+        return tr
+    from symflop.estimate.gpu import gpu_program
+    return replace(tr, calls=gpu_program(tr.calls))
 
 
 def _at_hints(values: dict, expr: sp.Expr) -> int:
@@ -573,15 +633,19 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
              hints: dict[str, int] | None = None, flop_counter: bool = True,
              name: str | None = None, input_dtype: str = "float32",
              use_cache: bool = True, checkpoint: tuple[str, ...] = (),
-             optimizer_impl: str = "for-loop") -> Estimate:
+             optimizer_impl: str = "for-loop", target: str = "cpu",
+             tensor_parallel=None) -> Estimate:
     """One training step of ``model`` on inputs of ``shape`` (ints, and names for the sizes
     left symbolic, batch first: ``("B", 3, 224, 224)``); ``input_dtype`` "int64" for token
     ids.  ``checkpoint`` names modules run under torch.utils.checkpoint (a plan): they
     keep only their inputs, and their forward is counted again in the backward pass.
     ``optimizer_impl`` is torch's implementation of the optimizer step whose temporaries
     the peak memory holds ("for-loop", torch's default on a CPU; "foreach", its default
-    on CUDA; "fused").  The result is cached on disk (``symflop.estimate.cached`` says
-    when it is not); ``use_cache=False`` traces anew."""
+    on CUDA; "fused").  ``target`` "cuda" counts the program torch runs on a GPU where it
+    differs from the CPU's (``symflop.estimate.gpu``).  ``tensor_parallel`` (a
+    ``tensor_parallel.TensorParallel``) gives one device's share of a tensor-parallel
+    step, with its collectives.  The result is cached on disk
+    (``symflop.estimate.cached`` says when it is not); ``use_cache=False`` traces anew."""
     import torch
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"estimate needs a torch.nn.Module, not {type(model).__name__}")
@@ -590,32 +654,55 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
     if not isinstance(dtype, torch.dtype):
         raise UsageError(f"unknown input dtype {input_dtype!r} (e.g. float32, int64)")
     conv = get_convention(convention)
+    from symflop.estimate.gpu import TARGETS
+    if target not in TARGETS:
+        raise UsageError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
     from symflop.estimate.timeline import IMPLEMENTATIONS
     if optimizer_impl not in IMPLEMENTATIONS:
         raise UsageError(f"unknown optimizer implementation {optimizer_impl!r} "
                          f"(known: {', '.join(IMPLEMENTATIONS)})")
     components = [_catalogue_entry(what, n) for what, n in
                   (("loss", loss), ("optimizer", optimizer), ("schedule", schedule)) if n]
-    traced = _trace(model, tuple(shape), hints or {}, dtype, loss)
+    if tensor_parallel is not None:
+        from symflop.estimate.tensor_parallel import local_model
+        with local_model(model, tensor_parallel):
+            return _estimate(model, tuple(shape), hints or {}, dtype, components, conv,
+                             False, use_cache, input_dtype, loss=loss, optimizer=optimizer,
+                             schedule=schedule, checkpoint=checkpoint,
+                             name=name or type(model).__name__,
+                             optimizer_impl=optimizer_impl, target=target,
+                             parallel=tensor_parallel)
+    return _estimate(model, tuple(shape), hints or {}, dtype, components, conv, flop_counter,
+                     use_cache, input_dtype, loss=loss, optimizer=optimizer,
+                     schedule=schedule, checkpoint=checkpoint,
+                     name=name or type(model).__name__, optimizer_impl=optimizer_impl,
+                     target=target, parallel=None)
+
+
+def _estimate(model, shape: tuple, hints: dict, dtype, components: list, conv,
+              flop_counter: bool, use_cache: bool, input_dtype: str, **options) -> Estimate:
+    """``estimate`` once its arguments are checked (under tensor parallelism, of the
+    local model); ``options`` are ``_traced_estimate``'s."""
+    loss, name = options["loss"], options["name"]
+    traced = _trace(model, shape, hints, dtype, loss)
     digest = None
     if use_cache:
         from symflop.estimate import cached
-        parts = (tuple(shape), tuple(sorted((hints or {}).items())), loss, optimizer,
-                 schedule, conv.key, flop_counter, input_dtype, tuple(checkpoint),
-                 optimizer_impl)
+        parallel = options["parallel"]
+        parts = (shape, tuple(sorted(hints.items())), loss, options["optimizer"],
+                 options["schedule"], conv.key, flop_counter, input_dtype,
+                 tuple(options["checkpoint"]), options["optimizer_impl"], options["target"],
+                 repr(parallel))
         digest = cached.key(traced, parts, components, _rules())
         hit = cached.load(digest)
         if hit is not None:
-            hit.model = name or type(model).__name__
+            hit.model = name
             return hit
-    options = dict(loss=loss, optimizer=optimizer, schedule=schedule, conv=conv,
-                   checkpoint=checkpoint, name=name or type(model).__name__,
-                   optimizer_impl=optimizer_impl)
-    est = _traced_estimate(model, tuple(shape), hints or {}, dtype, traced=traced, **options)
+    options["conv"] = conv
+    est = _traced_estimate(model, shape, hints, dtype, traced=traced, **options)
     if est.fitted:
         from symflop.estimate.fit import fit_sizes
-        est = fit_sizes(lambda h: _traced_estimate(model, tuple(shape), h, dtype, **options),
-                        est)
+        est = fit_sizes(lambda h: _traced_estimate(model, shape, h, dtype, **options), est)
     if flop_counter:
         from symflop.estimate.flop_counter import flop_counter_by_module
         try:

@@ -61,6 +61,7 @@ class Trace:
     symbols: dict[str, sp.Symbol]      # the sizes left symbolic, by name (B first)
     hints: dict[str, int]              # the value each symbolic size had in the trace
     module_inputs: dict[str, tuple[TensorRef, ...]] = None  # each module's first inputs
+    module_outputs: dict[str, tuple[TensorRef, ...]] = None  # and its first outputs
     specialized: tuple[str, ...] = ()  # sizes the model's code fixed to their trace value
 
 
@@ -255,6 +256,7 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
         types[loss[0]] = "loss"
     module_stack: list[str] = []
     module_inputs: dict[str, tuple[TensorRef, ...]] = {}
+    module_outputs: dict[str, tuple[TensorRef, ...]] = {}
 
     def pre(module, args):
         path = paths.get(id(module), type(module).__name__)
@@ -263,8 +265,11 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
             module_inputs[path] = tuple(convert(t) for t in tree_flatten(args)[0]
                                         if isinstance(t, torch.Tensor))
 
-    def post(_module, _args, _out):
-        module_stack.pop()
+    def post(module, _args, out):
+        path = module_stack.pop()
+        if path not in module_outputs:
+            module_outputs[path] = tuple(convert(t) for t in tree_flatten(out)[0]
+                                         if isinstance(t, torch.Tensor))
 
     recorder = _Recorder(convert, module_stack, types, known)
     was_training = model.training
@@ -294,4 +299,4 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
         model.train(was_training)
     return Trace(tuple(recorder.calls), input_ref, output_ref, tuple(params), tuple(buffers),
                  {n: size_symbol(n) for n in names}, {n: hints[n] for n in names},
-                 module_inputs, _specialized(env, symmap))
+                 module_inputs, module_outputs, _specialized(env, symmap))
