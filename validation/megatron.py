@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sympy as sp
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - torch's own spelling
 from torch import nn
 
 from symflop.estimate.fit import fit_grid
