@@ -89,7 +89,7 @@ class Run:
     micro: int
     chunks: int
     time: Fraction                 # the step's time, first action to last
-    busy: Fraction                 # one device's computing time
+    busy: Fraction                 # the busiest device's computing time
     in_flight: tuple[int, ...]     # most micro-batch chunks each device holds at once
     starts: dict                   # (rank, Action) -> start time
 
@@ -100,10 +100,16 @@ class Run:
 
 
 def run(schedule: str, stages: int, micro: int, chunks: int = 1,
-        forward: Fraction = Fraction(1), backward: Fraction = Fraction(2)) -> Run:
+        forward=Fraction(1), backward=Fraction(2)) -> Run:
     """Each device's actions in ``order``, each as early as its dependencies allow; a
-    chunk's passes take 1/chunks of a stage's."""
-    forward, backward = Fraction(forward) / chunks, Fraction(backward) / chunks
+    chunk's passes take 1/chunks of a stage's.  ``forward`` and ``backward``: one
+    micro-batch's time through a device's layers, the same on every device or one per
+    device (exact with Fractions, in seconds with floats)."""
+    each = not isinstance(forward, (list, tuple))
+    fw = [forward / chunks] * stages if each else [f / chunks for f in forward]
+    bw = [backward / chunks] * stages if each else [b_ / chunks for b_ in backward]
+    if len(fw) != stages or len(bw) != stages:
+        raise UsageError(f"one forward and one backward time per device ({stages})")
     orders = [order(schedule, stages, micro, r, chunks) for r in range(stages)]
     virtual = stages * chunks            # stages of layers: chunk c of rank r is c P + r
     done: dict = {}
@@ -126,7 +132,7 @@ def run(schedule: str, stages: int, micro: int, chunks: int = 1,
                 continue
             start = max([clock[r]] + [done[n] for n in needs])
             starts[(r, act)] = start
-            clock[r] = start + (forward if act.kind == "F" else backward)
+            clock[r] = start + (fw[r] if act.kind == "F" else bw[r])
             done[(act.kind, v, act.micro)] = clock[r]
             position[r] += 1
             moved = True
@@ -139,7 +145,7 @@ def run(schedule: str, stages: int, micro: int, chunks: int = 1,
             live += 1 if act.kind == "F" else -1
             peak = max(peak, live)
         held.append(peak)
-    busy = micro * chunks * (forward + backward)
+    busy = max(micro * chunks * (fw[r] + bw[r]) for r in range(stages))
     return Run(schedule, stages, micro, chunks, max(clock), busy, tuple(held), starts)
 
 

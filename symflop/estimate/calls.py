@@ -49,6 +49,7 @@ class OpCall:
     args: tuple                   # positional arguments, tensors as TensorRef
     kwargs: dict
     outputs: tuple[TensorRef, ...]
+    stack: tuple[str, ...] = ()   # the modules it ran in, outermost first
 
     def tensor_args(self) -> list[TensorRef]:
         return [a for a in _flat(self.args) + _flat(list(self.kwargs.values()))

@@ -104,6 +104,8 @@ def add_parser(sub) -> None:
     e.add_argument("--link-gbps", type=int, metavar="GBPS",
                    help="with --devices: each device's link, GB/s each way (default "
                         "NVLink's; e.g. 50 for 400 Gb/s InfiniBand)")
+    from symflop.estimate.layout_cli import add_arguments
+    add_arguments(e)
     e.add_argument("--strict", action="store_true",
                    help="exit 1 if any operation of the step has no cost (after printing)")
     e.add_argument("--no-flop-counter", action="store_true",
@@ -148,23 +150,34 @@ def cmd_estimate(args) -> int:
         raise UsageError("--alpha-ns and --link-gbps go with --devices")
     if any(v < 1 for v in network.values()):
         raise UsageError("--alpha-ns and --link-gbps must be positive")
-    if args.devices is not None:
+    from symflop.estimate import layout_cli
+    layout_cli.check_arguments(args)
+    parallel = layout_cli.parallel_requested(args)
+    if args.devices is not None and not parallel:
         from symflop.estimate.distributed import check_devices
         check_devices(args.devices, args.optimizer)
+    if parallel and network:
+        raise UsageError("--alpha-ns and --link-gbps go with the data-parallel table; the "
+                         "3D table takes --network")
     shape = parse_input(args.input)
     hints = parse_hints(args.hints, shape)
-    model = load_model(spec)
+    model = layout_cli.prepare_model(load_model(spec), args)
     from symflop.estimate.step import estimate
     from symflop.estimate.table import render_estimate
-    est = estimate(model, shape, loss=args.loss, optimizer=args.optimizer,
-                   schedule=args.schedule, convention=args.convention, hints=hints,
-                   flop_counter=not args.no_flop_counter,
-                   name=spec.rpartition(":")[2], input_dtype=args.input_dtype,
-                   optimizer_impl=args.optimizer_impl,
+    options = dict(loss=args.loss, optimizer=args.optimizer, schedule=args.schedule,
+                   convention=args.convention, hints=hints, name=spec.rpartition(":")[2],
+                   input_dtype=layout_cli.input_dtype(args),
+                   optimizer_impl=args.optimizer_impl, target=args.target,
                    checkpoint=tuple(p.strip() for p in (args.checkpoint or "").split(",")
                                     if p.strip()))
+    tp = layout_cli.tensor_layout(args, model)
+    est = estimate(model, shape, flop_counter=not args.no_flop_counter and tp is None,
+                   tensor_parallel=tp, by_block=parallel, **options)
     extra = []
-    if args.devices is not None:
+    if parallel:
+        whole = est if tp is None else estimate(model, shape, flop_counter=False, **options)
+        extra.append(layout_cli.parallel_table(args, est, whole))
+    elif args.devices is not None:
         from symflop.estimate.distributed import distributed_table
         extra.append(distributed_table(est, args.devices, args.convention, network))
     print(render_estimate(est, args.format, args.depth, args.standalone, extra), end="")

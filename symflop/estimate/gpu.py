@@ -72,6 +72,6 @@ def gpu_program(calls: tuple[OpCall, ...]) -> tuple[OpCall, ...]:
             p_keep = calls[dropouts[k][1]].args[1]
             call = OpCall("aten.native_dropout", "aten.native_dropout.default", call.module,
                           call.module_type, (x, 1 - p_keep, True), {},
-                          (call.outputs[0], _mask(noise)))
+                          (call.outputs[0], _mask(noise)), call.stack)
         out.append(call)
     return tuple(out)

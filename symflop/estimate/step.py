@@ -81,6 +81,8 @@ class Estimate:
     optimizer_impl: str = "for-loop"      # torch's implementation of the optimizer step
     tensor_parallel: object = None        # tensor_parallel.TensorParallel: one device's share
     communication: tuple = ()             # tensor_parallel.Communication of one device
+    parameter_sizes: tuple = ()           # (name, elements, bytes each, trainable) of each
+    boundaries: dict = field(default_factory=dict)  # by_block: block -> bytes of its output
 
     def total(self, attr: str) -> sp.Expr:
         return sp.expand(sp.Add(*[getattr(ln, attr) for ln in self.lines]))
@@ -322,15 +324,39 @@ def _scaled_into(line: Line, part: Line, work: _Work, factor: sp.Expr) -> None:
     work.new_kept = work.new_kept * factor
 
 
+def repeated_blocks(calls: tuple[OpCall, ...]) -> str | None:
+    """The path of the model's list of repeated blocks (``model.layers`` of a Llama): the
+    module list with the most numbered children that ran."""
+    seen: dict[str, set] = {}
+    for call in calls:
+        for path in call.stack:
+            head, _, tail = path.rpartition(".")
+            if head and tail.isdigit():
+                seen.setdefault(head, set()).add(int(tail))
+    best = min(seen, key=lambda p: (-len(seen[p]), len(p)), default=None)
+    return best if best is not None and len(seen[best]) >= 2 else None
+
+
+def _block_of(call: OpCall, blocks: str | None) -> str | None:
+    if blocks is None:
+        return None
+    return next((p for p in call.stack if p.startswith(blocks + ".")
+                 and p[len(blocks) + 1:].isdigit()), None)
+
+
 def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
                    checkpointed: dict | None = None, record: list | None = None,
-                   sharding=None) -> list[Line]:
+                   sharding=None, by_block: bool = False) -> list[Line]:
     """One line per module.  In a module of ``checkpointed`` (path -> its inputs) nothing
     is kept for backward but the module's inputs, and its forward runs again in the
     backward pass (torch.utils.checkpoint).  ``record`` receives each operation with
     the storages its backward keeps and the bytes of its own tensors kept (the memory
-    timeline's input)."""
+    timeline's input).  ``sharding`` (``symflop.estimate.tensor_parallel``) says which
+    operations run on 1/t of their tensors.  ``by_block``: one line per repeated block
+    (a transformer's layer, whatever module its operations ran in), the others by
+    module."""
     checkpointed = checkpointed or {}
+    blocks = repeated_blocks(calls) if by_block else None
     rules = _rules()
     lines: dict[str, Line] = {}
     reads: dict = {}
@@ -339,7 +365,9 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
     with_grad = {t.key for call in calls for t in call.tensor_args() if t.requires_grad}
     segments: dict[str, list[tuple[OpCall, _Work]]] = {p: [] for p in checkpointed}
     for index, call in enumerate(calls):
-        line = lines.setdefault(call.module, Line(call.module or "(model)", call.module_type))
+        block = _block_of(call, blocks)
+        line = (lines.setdefault(block, Line(block, "block")) if block else
+                lines.setdefault(call.module, Line(call.module or "(model)", call.module_type)))
         factor = sharding.op(index) if sharding is not None else ONE
         target, line = line, (line if factor == 1 else Line(line.name, line.what))
         saved.scale = factor
@@ -544,7 +572,8 @@ def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None):
 def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, optimizer: str,
                      schedule: str | None, conv, checkpoint: tuple, name: str,
                      traced=None, optimizer_impl: str = "for-loop",
-                     target: str = "cpu", parallel=None) -> Estimate:
+                     target: str = "cpu", parallel=None, by_block: bool = False
+                     ) -> Estimate:
     """The estimate of one trace at ``hints`` (``traced``, if already made); ``fitted``
     names the sizes the trace fixed (its polynomials hold at those sizes' trace values
     only)."""
@@ -562,7 +591,7 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
     ops: list = []
     lines = _network_lines(tr.calls, conv, saved,
                            {p: tr.module_inputs[p] for p in checkpoint}, record=ops,
-                           sharding=saved.sharding)
+                           sharding=saved.sharding, by_block=by_block)
     if not any(ln.what == "loss" for ln in lines):  # no torch function: the catalogue's
         saved.scale = 1 / sp.Integer(parallel.t) if sharding and sharding.loss else ONE
         loss_line = _loss_line(loss, tr.output, conv, saved)
@@ -587,7 +616,10 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         sum(p.numel * p.itemsize for p in tr.parameters if p.trainable),
         state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss,
         fitted=tr.specialized, notes=notes, optimizer_impl=optimizer_impl,
-        tensor_parallel=parallel, communication=tuple(comms))
+        tensor_parallel=parallel, communication=tuple(comms),
+        parameter_sizes=tuple((p.name, p.numel, p.itemsize, p.trainable)
+                              for p in tr.parameters),
+        boundaries=_boundaries(tr, saved.sharding) if by_block else {})
     if parallel is not None:
         est.notes.append(f"one device's share: {parallel.describe()}")
     if not checkpoint and saved.sharding is None:
@@ -617,6 +649,20 @@ def _for_target(tr, target: str):
     return replace(tr, calls=gpu_program(tr.calls))
 
 
+def _boundaries(tr, sharding) -> dict:
+    """Each repeated block's output, in bytes (what a pipeline stage ending there sends
+    on; cut along the sequence where ``sharding`` cuts it)."""
+    blocks = repeated_blocks(tr.calls)
+    out = {}
+    for path, outputs in (tr.module_outputs or {}).items():
+        if blocks and outputs and path.startswith(blocks + ".") \
+                and path[len(blocks) + 1:].isdigit():
+            y = outputs[0]
+            share = sharding.tensor(y) if sharding is not None else ONE
+            out[path] = sp.expand(y.numel * y.itemsize * share)
+    return out
+
+
 def _at_hints(values: dict, expr: sp.Expr) -> int:
     return int(sp.sympify(expr).xreplace(values))
 
@@ -634,7 +680,7 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
              name: str | None = None, input_dtype: str = "float32",
              use_cache: bool = True, checkpoint: tuple[str, ...] = (),
              optimizer_impl: str = "for-loop", target: str = "cpu",
-             tensor_parallel=None) -> Estimate:
+             tensor_parallel=None, by_block: bool = False) -> Estimate:
     """One training step of ``model`` on inputs of ``shape`` (ints, and names for the sizes
     left symbolic, batch first: ``("B", 3, 224, 224)``); ``input_dtype`` "int64" for token
     ids.  ``checkpoint`` names modules run under torch.utils.checkpoint (a plan): they
@@ -644,7 +690,8 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
     on CUDA; "fused").  ``target`` "cuda" counts the program torch runs on a GPU where it
     differs from the CPU's (``symflop.estimate.gpu``).  ``tensor_parallel`` (a
     ``tensor_parallel.TensorParallel``) gives one device's share of a tensor-parallel
-    step, with its collectives.  The result is cached on disk
+    step, with its collectives.  ``by_block``: one line per repeated block (each layer of
+    a transformer) instead of per module.  The result is cached on disk
     (``symflop.estimate.cached`` says when it is not); ``use_cache=False`` traces anew."""
     import torch
     if not isinstance(model, torch.nn.Module):
@@ -671,12 +718,12 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
                              schedule=schedule, checkpoint=checkpoint,
                              name=name or type(model).__name__,
                              optimizer_impl=optimizer_impl, target=target,
-                             parallel=tensor_parallel)
+                             parallel=tensor_parallel, by_block=by_block)
     return _estimate(model, tuple(shape), hints or {}, dtype, components, conv, flop_counter,
                      use_cache, input_dtype, loss=loss, optimizer=optimizer,
                      schedule=schedule, checkpoint=checkpoint,
                      name=name or type(model).__name__, optimizer_impl=optimizer_impl,
-                     target=target, parallel=None)
+                     target=target, parallel=None, by_block=by_block)
 
 
 def _estimate(model, shape: tuple, hints: dict, dtype, components: list, conv,
@@ -692,7 +739,7 @@ def _estimate(model, shape: tuple, hints: dict, dtype, components: list, conv,
         parts = (shape, tuple(sorted(hints.items())), loss, options["optimizer"],
                  options["schedule"], conv.key, flop_counter, input_dtype,
                  tuple(options["checkpoint"]), options["optimizer_impl"], options["target"],
-                 repr(parallel))
+                 repr(parallel), options["by_block"])
         digest = cached.key(traced, parts, components, _rules())
         hit = cached.load(digest)
         if hit is not None:

@@ -203,6 +203,19 @@ def _numeric(s: str) -> bool:
     return s.replace(",", "").replace(".", "").isdigit()
 
 
+def communication_table(est: Estimate) -> Table:
+    """The collectives one tensor-parallel device runs in a step, with their bytes."""
+    tp = est.tensor_parallel
+    t = Table("communication", f"Collectives of one device: {tp.describe()}",
+              ("Module", "Pass", "Collective", "Bytes", f"At {_at(est)}", "Of what"),
+              caption="Bytes: the whole tensor's (a ring over t devices sends (t-1)/t of "
+                      "a reduce-scatter's or an all-gather's, twice that of an "
+                      "all-reduce's).")
+    for c in est.communication:
+        t.add(c.module, c.phase, c.kind, sp.expand(c.bytes), est.at(c.bytes), c.why)
+    return t
+
+
 def to_json(est: Estimate, depth: int | None = None) -> str:
     def s(e) -> str:
         return str(sp.expand(e))
@@ -233,6 +246,9 @@ def to_json(est: Estimate, depth: int | None = None) -> str:
         "notes": summary_notes(est),
         "flop_counter_error": est.flop_counter_error,
         "fitted": list(est.fitted),
+        "per_device": est.tensor_parallel.describe() if est.tensor_parallel else None,
+        "communication": [{"module": c.module, "phase": c.phase, "kind": c.kind,
+                           "bytes": s(c.bytes), "why": c.why} for c in est.communication],
     }
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
@@ -251,7 +267,8 @@ def render_estimate(est: Estimate, fmt: str = "text", depth: int | None = None,
         for t in extra:
             doc[t.name] = json.loads(render(t, "json"))
         return json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    tables = [layer_table(est, depth), kind_table(est), memory_table(est), *extra]
+    tables = [layer_table(est, depth), kind_table(est), memory_table(est),
+              *([communication_table(est)] if est.communication else []), *extra]
     if standalone:
         return latex_document(tables)
     if fmt == "text":

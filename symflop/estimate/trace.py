@@ -135,7 +135,8 @@ class _Recorder(TorchDispatchMode):
         module = self.stack[-1] if self.stack else ""
         self.calls.append(OpCall(f"{func.namespace}.{func.overloadpacket.__name__}",
                                  str(func), module, self.types.get(module, ""),
-                                 tuple(before[0]), before[1], tuple(outs)))
+                                 tuple(before[0]), before[1], tuple(outs),
+                                 tuple(self.stack)))
         return out
 
 
