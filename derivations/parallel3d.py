@@ -161,7 +161,6 @@ def stages(est, layout: Layout, network: Network, sizes: dict | None = None
 
     names = [ln.name for ln in est.lines]
     first = names.index(blocks[0].name)
-    last = names.index(blocks[-1].name)
     network_lines = [ln for ln in est.lines if ln.what not in ("optimizer", "schedule")]
     sums = next((ln for ln in network_lines if ln.name == "(gradient sums)"), None)
     share = at(sums.flops_backward) / len(blocks) if sums else 0
@@ -186,7 +185,7 @@ def stages(est, layout: Layout, network: Network, sizes: dict | None = None
         runs_kept[run] += at(ln.saved_bytes)
     runs_params, runs_largest = [0] * runs, [0] * runs
     per_block: dict = {}
-    for name, numel, _size, _trainable in est.parameter_sizes:
+    for name, numel, *_ in est.parameter_sizes:
         module = name.rpartition(".")[0]
         runs_params[owner(module)] += numel
         block = next((b.name for b in blocks if module.startswith(b.name + ".")), None)
@@ -297,6 +296,24 @@ def _optimizer_seconds(optimizer: str, parameters: int, layout: Layout, precisio
                           else 1)
     moved = dict(d.memory_at("lowered").moved)["step"].xreplace({c.dims["P"]: shard})
     return float(moved) * distributed.dtype_bytes(precision.state) / cluster.bandwidth
+
+
+def fsdp_gathers(est, world: int) -> dict[str, list[int]]:
+    """What each rank all-gathers under FSDP2 with every repeated block its own unit and
+    the rest at the root (``reshard_after_forward``): elements of each gather, by pass.
+    A unit's parameters are gathered whole, each padded to whole rows on every rank
+    (``fully_shard`` cuts the first axis as torch.chunk does); the blocks are gathered
+    again for the backward pass, the root (not resharded after its forward) is not."""
+    blocks = [ln.name for ln in _blocks(est)]
+    units: dict[str, int] = {}
+    for name, _numel, _size, _trainable, shape in est.parameter_sizes:
+        module = name.rpartition(".")[0]
+        unit = next((b for b in blocks if module.startswith(b + ".")), "(root)")
+        units[unit] = units.get(unit, 0) + distributed.fsdp_per_parameter_shard(
+            [shape], world, 0) * world
+    forward = [units["(root)"]] + [units[b] for b in blocks] if "(root)" in units \
+        else [units[b] for b in blocks]
+    return {"forward": forward, "backward": [units[b] for b in blocks]}
 
 
 LEFT_OUT = ("left out: allocator fragmentation, communication buffers, the CUDA context "

@@ -202,3 +202,41 @@ def test_torch_reduces_partial_norm_gradients_at_each_read_of_the_step(measured)
         got = Counter((kind, n, size) for _m, _p, kind, n, size in rank["sp"]["step"])
         assert got == Counter({k: 3 * v for k, v in derived.items()})
         assert rank["tp"]["step"] == []
+
+
+def test_narayanan_flops_are_the_derived_products():
+    """Narayanan et al. (2021) eq. (3), 96 b s l h^2 (1 + s/(6h) + V/(16 l h)), is the
+    derived FLOPs of the GPT's products (2 a multiply-add, every layer recomputed, the
+    output projection not), as a polynomial identity in b, s, l, h and V."""
+    assert sp.expand(mg.product_flops() - mg.NARAYANAN) == 0
+
+
+def test_what_narayanan_leaves_out():
+    """The rest of the step, fitted in b, s, l and V at two widths h: the work on the
+    a s^2 attention probabilities (scale, softmax, dropout, forward twice and backward)
+    does not grow with h; and a product over K values costs K multiplications and
+    K - 1 additions, 2K - 1 FLOPs, not 2K: the output projection's b s V outputs and
+    its h V weight gradients each cost one FLOP less than eq. (3) counts."""
+    rest = {hh: mg.other_flops(hh) for hh in (256, 512)}
+    for hh, poly in rest.items():
+        per_layer = sp.Poly(sp.expand(poly), mg.L, mg.V)
+        assert per_layer.coeff_monomial(mg.V) == -(mg.b * mg.s + hh)
+    squared = [sp.Poly(sp.Poly(sp.expand(p), mg.L).coeff_monomial(mg.L), mg.s)
+               .coeff_monomial(mg.s**2) for p in rest.values()]
+    assert squared[0] == squared[1] != 0
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_fsdp2_gathers_the_derived_units(world):
+    """fully_shard on gloo: each rank all-gathers every unit whole in the forward pass
+    and every block again in the backward pass (the root stays gathered); the elements
+    of each gather (padded to whole rows) are the derived ones."""
+    from derivations.parallel3d import fsdp_gathers
+    from validation import fsdp_checks as fc
+    est = estimate(fc.build(), ("b", "s"), input_dtype="int64", flop_counter=False,
+                   use_cache=False, by_block=True)
+    derived = fsdp_gathers(est, world)
+    for rank in fc.run(world):
+        for phase in ("forward", "backward"):
+            got = sorted(n for _m, p, n in rank["gathers"] if p == phase)
+            assert got == sorted(derived[phase]), phase

@@ -89,6 +89,24 @@ class OneLayer(nn.Module):
         return self.layer(x)
 
 
+class GPT(nn.Module):
+    """Narayanan et al.'s GPT: token embedding, l layers, a final LayerNorm and an
+    untied output projection to the V logits (token ids in, (s, b, V) logits out)."""
+
+    def __init__(self, vocab: int, hidden: int, heads: int, layers: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, hidden)
+        self.layers = nn.ModuleList(Layer(hidden, heads) for _ in range(layers))
+        self.norm = nn.LayerNorm(hidden)
+        self.head = nn.Linear(hidden, vocab, bias=False)
+
+    def forward(self, ids):                     # ids: (b, s)
+        x = self.embedding(ids).transpose(0, 1)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(self.norm(x))
+
+
 TP_PLAN = {"layer.attn.qkv": "colwise", "layer.attn.proj": "rowwise",
            "layer.fc1": "colwise", "layer.fc2": "rowwise"}
 
@@ -161,6 +179,45 @@ def table2() -> dict[str, sp.Expr]:
     rows = fit_grid(at, GRID, CHECKS)
     return {name: sp.expand(sp.expand(e.xreplace({u: 1 / t})).xreplace({d: h / a}))
             for name, e in zip(ROWS, rows)}
+
+
+# Narayanan et al. (2021), eq. (3): one iteration's FLOPs with full recomputation
+NARAYANAN = 96 * b * s * L * h**2 * (1 + s / (6 * h) + V / (16 * L * h))
+HEADS_GPT = 2
+GPT_GRID = {L: [1, 2], h: [8, 16, 24], V: [16, 32]}
+GPT_CHECKS = [{L: 3, h: 40, V: 48}, {L: 2, h: 64, V: 24}]
+
+
+def gpt_step(layers: int, hidden: int, vocab: int) -> list[sp.Expr]:
+    """A GPT step with every layer recomputed (Megatron-LM's full recomputation): FLOPs
+    of the products (2 per multiply-add, as Narayanan et al. count) and of everything."""
+    from symflop.estimate.step import estimate
+    model = GPT(vocab, hidden, HEADS_GPT, layers)
+    est = estimate(model, ("b", "s"), input_dtype="int64", flop_counter=False,
+                   target="cuda", checkpoint=tuple(f"layers.{k}" for k in range(layers)))
+    syms = {est.symbols["b"]: b, est.symbols["s"]: s}
+    products = 2 * sum((ln.macs_forward + ln.macs_backward for ln in est.lines
+                        if ln.what not in ("optimizer", "schedule")), sp.Integer(0))
+    everything = est.flops("forward") + est.flops("backward")
+    return [sp.expand(products).xreplace(syms), sp.expand(everything).xreplace(syms)]
+
+
+def product_flops() -> sp.Expr:
+    """The derived FLOPs of the products of one iteration (b sequences of s tokens), as a
+    polynomial in b, s, l, h, V."""
+    return fit_grid(lambda p: gpt_step(int(p[L]), int(p[h]), int(p[V]))[:1],
+                    GPT_GRID, GPT_CHECKS)[0]
+
+
+def other_flops(hidden: int) -> sp.Expr:
+    """Everything but the products, at one h, as a polynomial in b, s, l, V: LayerNorm's
+    CPU kernel merges Welford's partial sums in a tree whose size is no polynomial in h,
+    so h stays fixed here (V in whole vectors of the log-softmax kernel)."""
+    def at(p: dict) -> list[sp.Expr]:
+        products, everything = gpt_step(int(p[L]), hidden, int(p[V]))
+        return [everything - products]
+
+    return fit_grid(at, {L: [1, 2], V: [256, 512]}, [{L: 3, V: 768}])[0]
 
 
 def layernorm_statistics(tensor: bool, sequence: bool, checkpoint: tuple) -> sp.Expr:

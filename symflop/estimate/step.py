@@ -81,7 +81,7 @@ class Estimate:
     optimizer_impl: str = "for-loop"      # torch's implementation of the optimizer step
     tensor_parallel: object = None        # tensor_parallel.TensorParallel: one device's share
     communication: tuple = ()             # tensor_parallel.Communication of one device
-    parameter_sizes: tuple = ()           # (name, elements, bytes each, trainable) of each
+    parameter_sizes: tuple = ()           # (name, elements, bytes each, trainable, shape)
     boundaries: dict = field(default_factory=dict)  # by_block: block -> bytes of its output
 
     def total(self, attr: str) -> sp.Expr:
@@ -617,7 +617,7 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss,
         fitted=tr.specialized, notes=notes, optimizer_impl=optimizer_impl,
         tensor_parallel=parallel, communication=tuple(comms),
-        parameter_sizes=tuple((p.name, p.numel, p.itemsize, p.trainable)
+        parameter_sizes=tuple((p.name, p.numel, p.itemsize, p.trainable, p.shape)
                               for p in tr.parameters),
         boundaries=_boundaries(tr, saved.sharding) if by_block else {})
     if parallel is not None:
