@@ -2,6 +2,7 @@
 runs (symflop.estimate.gpu), and Korthikanti et al.'s Table 2 derived from a traced
 layer (validation.megatron)."""
 
+import json
 from collections import Counter
 
 import pytest
@@ -240,3 +241,48 @@ def test_fsdp2_gathers_the_derived_units(world):
         for phase in ("forward", "backward"):
             got = sorted(n for _m, p, n in rank["gathers"] if p == phase)
             assert got == sorted(derived[phase]), phase
+
+
+# -- the command line ---------------------------------------------------------------------
+LAYER = "validation.megatron:OneLayerSmall"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (("--sequence-parallel",), "--sequence-parallel goes with --tensor-parallel"),
+    (("--tensor-parallel", "0"), "--tensor-parallel must be 1 or more"),
+    (("--pipeline-parallel", "2"), "go with --devices N"),
+    (("--tensor-parallel", "2", "--devices", "6", "--micro-batches", "2",
+      "--pipeline-parallel", "2"), "not a multiple of tensor x pipeline"),
+    (("--tensor-parallel", "2", "--devices", "4", "--micro-batches", "2",
+      "--zero", "ZeRO-9"), "--zero 'ZeRO-9': known"),
+    (("--tensor-parallel", "2", "--devices", "4", "--micro-batches", "3",
+      "--pipeline-parallel", "2", "--pipeline-schedule", "interleaved-1f1b", "--chunks",
+      "2"), "whole groups"),
+    (("--tensor-parallel", "3"), "do not split over 3 devices"),
+    (("--tensor-parallel", "2", "--tp-plan", "/nonexistent.json"), "--tp-plan"),
+])
+def test_parallel_options_refused_in_one_line(capsys, argv, message):
+    from conftest import run_cli
+    code, out, err = run_cli(capsys, "estimate", LAYER, "--input", "sx64", "--at", "s=4",
+                             "--loss", "mse", *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_3d_table_and_the_collectives_from_the_command_line(capsys):
+    from conftest import run_cli
+    code, out, err = run_cli(capsys, "estimate", "validation.megatron:TwoLayerGPT",
+                             "--input", "s", "--input-dtype", "int64", "--at", "B=2,s=8",
+                             "--tensor-parallel", "2", "--sequence-parallel",
+                             "--devices", "8", "--pipeline-parallel", "2",
+                             "--micro-batches", "4", "--micro-batch-size", "1",
+                             "--target", "cuda", "--precision", "bf16-mixed",
+                             "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["per_device"].startswith("tensor parallel over t = 2")
+    kinds = Counter(c["kind"] for c in doc["communication"] if c["phase"] != "optimizer")
+    # two layers, each: qkv and fc1 gather their input, proj and fc2 reduce-scatter
+    # their output, and the backward the other way round
+    assert kinds == Counter({"all-gather": 8, "reduce-scatter": 8})
+    row = doc["parallel-3d"]["rows"][0]
+    assert row[0].startswith("d = 2, t = 2, P = 2, M = 4 (1f1b), ZeRO-1, bf16-mixed")

@@ -107,6 +107,16 @@ class GPT(nn.Module):
         return self.head(self.norm(x))
 
 
+def OneLayerSmall() -> nn.Module:  # noqa: N802 - a factory named as the model it makes
+    """A bfloat16 layer of h = 64, a = 8 (the command line's tests)."""
+    return OneLayer(64, 8).to(torch.bfloat16)
+
+
+def TwoLayerGPT() -> nn.Module:  # noqa: N802
+    """A two-layer GPT, V = 64, h = 32, a = 4 (the command line's tests)."""
+    return GPT(64, 32, 4, 2)
+
+
 TP_PLAN = {"layer.attn.qkv": "colwise", "layer.attn.proj": "rowwise",
            "layer.fc1": "colwise", "layer.fc2": "rowwise"}
 

@@ -63,7 +63,7 @@ def add_arguments(e) -> None:
 
 def parallel_requested(args) -> bool:
     """Whether the 3D table is asked for (rather than the data-parallel one)."""
-    return bool(args.tensor_parallel and args.tensor_parallel > 1
+    return bool(args.tensor_parallel and args.tensor_parallel > 1 and args.devices
                 or args.pipeline_parallel > 1 or args.micro_batches
                 or args.micro_batch_size)
 
