@@ -19,8 +19,10 @@ the ZeRO stage, the precision); a device and a two-level network.
 * Time: each device's forward and backward of a micro-batch at the device's peak, plus
   its tensor-parallel collectives (on the critical path) and the point-to-point send of
   the block's output (or its gradient) to the next stage, run through the schedule
-  (bubble included); then the data-parallel gradient collectives and the optimizer's
-  step at memory bandwidth, not overlapped.
+  (bubble included); then the data-parallel collectives (DDP and ZeRO-1 once a step;
+  ZeRO-2 a reduce-scatter after each micro-batch; ZeRO-3 also two all-gathers of the
+  parameters a micro-batch) and the optimizer's step at memory bandwidth, not
+  overlapped.
 * Collectives: ring algorithms (``derivations.distributed``); a group's ring runs at
   the inter-node link as soon as it spans two nodes.  Groups are laid out as
   Megatron-LM lays them: tensor parallel innermost, then data, then pipeline.
@@ -33,6 +35,7 @@ communication with computation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy as sp
 
@@ -116,13 +119,46 @@ def _link(group_span: int, network: Network) -> tuple[float, float]:
     return network.inter, network.alpha_inter
 
 
+@lru_cache(maxsize=None)
+def _ring(kind: str, devices: int) -> tuple[float, float]:
+    """(rounds, bytes each device sends per byte of the tensor) of a ring collective."""
+    c = distributed.COLLECTIVES[kind](sp.Integer(1), sp.Integer(devices))
+    return float(c.rounds), float(c.sent)
+
+
 def _ring_seconds(kind: str, nbytes: float, devices: int, link: tuple[float, float]
                   ) -> float:
     if devices == 1 or nbytes == 0:
         return 0.0
-    c = distributed.COLLECTIVES[kind](sp.Integer(1), sp.Integer(devices))
+    rounds, sent = _ring(kind, devices)
     bandwidth, alpha = link
-    return float(c.rounds) * alpha + float(c.sent) * nbytes / bandwidth
+    return rounds * alpha + sent * nbytes / bandwidth
+
+
+_NUMBERS: dict = {}
+
+
+def _numbers(est, sizes: dict | None) -> dict:
+    """The estimate's figures at ``sizes``, as numbers, once per estimate and sizes (a
+    search costs many layouts of one estimate)."""
+    key = (id(est), tuple(sorted((sizes or {}).items())))
+    hit = _NUMBERS.get(key)
+    if hit is not None and hit[0] is est:
+        return hit[1]
+    values = {est.symbols[n]: v for n, v in {**est.hints, **(sizes or {})}.items()
+              if n in est.symbols}
+
+    def at(expr) -> float:
+        return float(sp.sympify(expr).xreplace(values))
+
+    out = {"lines": [(ln.name, ln.what, at(ln.flops_forward), at(ln.flops_backward),
+                      at(ln.saved_bytes)) for ln in est.lines
+                     if ln.what not in ("optimizer", "schedule")],
+           "comms": [(c.module, c.phase, c.kind, at(c.bytes)) for c in est.communication
+                     if c.phase != "optimizer"],
+           "boundaries": {k: at(v) for k, v in est.boundaries.items()}}
+    _NUMBERS[key] = (est, out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -156,55 +192,44 @@ def stages(est, layout: Layout, network: Network, sizes: dict | None = None
     runs = layout.pipeline * layout.chunks
     if len(blocks) % runs:
         raise UsageError(f"{len(blocks)} blocks do not cut into P v = {runs} equal stages")
-    def at(expr) -> float:
-        return est.at(sp.sympify(expr), **(sizes or {}))
-
-    names = [ln.name for ln in est.lines]
+    figures = _numbers(est, sizes)
+    names = [line[0] for line in figures["lines"]]
     first = names.index(blocks[0].name)
-    network_lines = [ln for ln in est.lines if ln.what not in ("optimizer", "schedule")]
-    sums = next((ln for ln in network_lines if ln.name == "(gradient sums)"), None)
-    share = at(sums.flops_backward) / len(blocks) if sums else 0
+    block_lines = sum(line[1] == "block" for line in figures["lines"])
+    sums = next((line for line in figures["lines"] if line[0] == "(gradient sums)"), None)
+    share = sums[3] / block_lines if sums else 0.0
     per_run = len(blocks) // runs
     tp_link = _link(layout.tensor, network)
+    index = {b.name: k // per_run for k, b in enumerate(blocks)}
+    before = set(names[:first])
 
     def owner(path: str) -> int:
         """The run a module path's work belongs to."""
-        for k, b in enumerate(blocks):
-            if path == b.name or path.startswith(b.name + "."):
-                return k // per_run
-        return 0 if path in names[:first] else runs - 1
+        head = path
+        while head:
+            if head in index:
+                return index[head]
+            head = head.rpartition(".")[0]
+        return 0 if path in before else runs - 1
 
     runs_fw, runs_bw, runs_kept = [0.0] * runs, [0.0] * runs, [0.0] * runs
-    for ln in network_lines:
-        if ln is sums:
+    for k, (name, what, fw, bw, kept) in enumerate(figures["lines"]):
+        if sums is not None and name == sums[0]:
             continue
-        k = names.index(ln.name)
-        run = owner(ln.name) if ln.what == "block" else (0 if k < first else runs - 1)
-        runs_fw[run] += at(ln.flops_forward)
-        runs_bw[run] += at(ln.flops_backward) + (share if ln.what == "block" else 0)
-        runs_kept[run] += at(ln.saved_bytes)
-    runs_params, runs_largest = [0] * runs, [0] * runs
-    per_block: dict = {}
-    for name, numel, *_ in est.parameter_sizes:
-        module = name.rpartition(".")[0]
-        runs_params[owner(module)] += numel
-        block = next((b.name for b in blocks if module.startswith(b.name + ".")), None)
-        if block:
-            per_block[block] = per_block.get(block, 0) + numel
-    for k, b in enumerate(blocks):
-        run = k // per_run
-        runs_largest[run] = max(runs_largest[run], per_block.get(b.name, 0))
+        run = owner(name) if what == "block" else (0 if k < first else runs - 1)
+        runs_fw[run] += fw
+        runs_bw[run] += bw + (share if what == "block" else 0.0)
+        runs_kept[run] += kept
+    runs_params, runs_largest = _parameters(est, runs, owner, index)
     tp_fw, tp_bw = [0.0] * runs, [0.0] * runs
-    for c in est.communication:
-        if c.phase == "optimizer":
-            continue
-        seconds = _ring_seconds(c.kind, at(c.bytes), layout.tensor, tp_link)
-        run = owner(c.module)
-        if c.phase == "forward":
+    for module, phase, kind, nbytes in figures["comms"]:
+        seconds = _ring_seconds(kind, nbytes, layout.tensor, tp_link)
+        run = owner(module)
+        if phase == "forward":
             tp_fw[run] += seconds
         else:
             tp_bw[run] += seconds
-    boundary = [at(est.boundaries.get(blocks[min((r + 1) * per_run, len(blocks)) - 1].name, 0))
+    boundary = [figures["boundaries"].get(blocks[(r + 1) * per_run - 1].name, 0.0)
                 for r in range(runs)]
     out = []
     for r in range(layout.pipeline):
@@ -217,6 +242,23 @@ def stages(est, layout: Layout, network: Network, sizes: dict | None = None
                          sum(tp_fw[v] for v in own), sum(tp_bw[v] for v in own),
                          sends_f, sends_b))
     return out
+
+
+def _parameters(est, runs: int, owner, index: dict) -> tuple[list[int], list[int]]:
+    """Parameters of each run of blocks, and of its largest block."""
+    params, largest = [0] * runs, [0] * runs
+    per_block: dict = {}
+    for name, numel, *_ in est.parameter_sizes:
+        module = name.rpartition(".")[0]
+        params[owner(module)] += numel
+        head = module
+        while head and head not in index:
+            head = head.rpartition(".")[0]
+        if head:
+            per_block[head] = per_block.get(head, 0) + numel
+    for block, n in per_block.items():
+        largest[index[block]] = max(largest[index[block]], n)
+    return params, largest
 
 
 def step(est, layout: Layout, cluster: distributed.Cluster, network: Network,
@@ -236,7 +278,7 @@ def step(est, layout: Layout, cluster: distributed.Cluster, network: Network,
     sharded = distributed.STAGES[layout.zero]
     pp_link = _link(layout.tensor * layout.data * layout.pipeline, network)
     dp_link = _link(layout.tensor * layout.data, network)
-    run = pipeline.run(layout.schedule, layout.pipeline, layout.micro_batches, layout.chunks)
+    run = _unit_run(layout.schedule, layout.pipeline, layout.micro_batches, layout.chunks)
     memory = []
     for r, s in enumerate(parts):
         held = run.in_flight[r] / layout.chunks      # micro-batches' worth of the device
@@ -277,14 +319,31 @@ def step(est, layout: Layout, cluster: distributed.Cluster, network: Network,
     return out
 
 
+_unit_run = lru_cache(maxsize=None)(pipeline.run)   # the schedule at unit times
+
+
 def _dp_seconds(layout: Layout, parameters: int, per: dict, link) -> float:
-    """The data-parallel collectives of the gradients a device holds, at their bytes."""
+    """The data-parallel collectives of the gradients a device holds, at their bytes.
+    DDP and ZeRO-1 reduce the gradients accumulated over the M micro-batches once a
+    step; ZeRO-2 keeps only its shard of them, so it reduce-scatters after each
+    micro-batch's backward pass; ZeRO-3 also gathers the parameters twice a
+    micro-batch (forward, backward)."""
     if layout.data == 1:
         return 0.0
-    c = distributed.step_communication(layout.zero, sp.Integer(parameters),
-                                       sp.Integer(layout.data))
+    n, d = sp.Integer(parameters), sp.Integer(layout.data)
+    m = layout.micro_batches
+    if layout.zero in ("DDP", "ZeRO-1"):
+        parts = [(distributed.step_communication(layout.zero, n, d), 1)]
+    elif layout.zero == "ZeRO-2":
+        parts = [(distributed.ring_reduce_scatter(n, d), m),
+                 (distributed.ring_all_gather(n, d), 1)]
+    else:
+        parts = [(distributed.ring_all_gather(n, d), 2 * m),
+                 (distributed.ring_reduce_scatter(n, d), m)]
     bandwidth, alpha = link
-    return float(c.rounds) * alpha + float(c.sent) * float(per["gradients"]) / bandwidth
+    return sum(times * (float(c.rounds) * alpha
+                        + float(c.sent) * float(per["gradients"]) / bandwidth)
+               for c, times in parts)
 
 
 def _optimizer_seconds(optimizer: str, parameters: int, layout: Layout, precision,
@@ -350,7 +409,21 @@ def table(est, layouts: list[Layout], cluster: distributed.Cluster, network: Net
     return t
 
 
-# what the engine's ``symflop estimate`` reads of this module (entry point symflop.parallel)
+
+
+def _search(*args, **kwargs):
+    from derivations.plan import search
+    return search(*args, **kwargs)
+
+
+def _render_plan(*args, **kwargs):
+    from derivations.plan import render_plan
+    return render_plan(*args, **kwargs)
+
+
+# what the engine's ``symflop estimate`` and ``symflop plan`` read of this module (entry
+# point symflop.parallel)
 PARALLEL = {"Layout": Layout, "table": table, "check": check, "networks": NETWORKS,
             "clusters": distributed.CLUSTERS, "precisions": PRECISIONS,
-            "schedules": pipeline.SCHEDULES, "stages": tuple(distributed.STAGES)}
+            "schedules": pipeline.SCHEDULES, "stages": tuple(distributed.STAGES),
+            "search": _search, "render_plan": _render_plan}

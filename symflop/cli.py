@@ -23,6 +23,7 @@ from symflop.cost.memory import DTYPE_BYTES, dtype_bytes
 from symflop.derive import Derivation
 from symflop.errors import INSTALL_TORCH, SymflopError, UsageError, needs_torch
 from symflop.estimate.command import add_parser as add_estimate_parser
+from symflop.estimate.plan_cli import add_parser as add_plan_parser
 from symflop.lower.backends import BACKENDS
 from symflop.lower.roofline import parse_machine, predict
 from symflop.registry import (
@@ -642,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     staged(m)
     m.set_defaults(func=cmd_summary)
     add_estimate_parser(sub)
+    add_plan_parser(sub)
     return p
 
 

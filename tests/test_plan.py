@@ -1,0 +1,75 @@
+"""``symflop plan`` (derivations.plan over derivations.parallel3d): the search, what it
+refuses and why, and the command line."""
+
+from dataclasses import replace
+
+import pytest
+
+from derivations import distributed, parallel3d, plan
+from symflop.errors import UsageError
+from symflop.estimate.plan_cli import global_samples
+from symflop.estimate.step import estimate
+from symflop.estimate.tensor_parallel import layout
+from validation.megatron import GPT
+
+H100 = distributed.CLUSTERS["h100"]
+NET = parallel3d.NETWORKS["dgx-h100"]
+
+
+@pytest.fixture(scope="module")
+def estimates():
+    model = GPT(64, 32, 4, 4)
+    opts = dict(input_dtype="int64", flop_counter=False, use_cache=False, by_block=True,
+                target="cuda", hints={"B": 2, "s": 16})
+    whole = estimate(model, ("B", "s"), **opts)
+    out = {(1, False): whole,
+           (2, False): estimate(model, ("B", "s"), tensor_parallel=layout(
+               model, 2, sequence=True, sequence_dim=0), **opts)}
+    return out, whole
+
+
+def test_global_batch_in_samples_or_tokens():
+    assert global_samples("1024", {}, "L") == 1024
+    assert global_samples("4M", {"L": 4096}, "L") == 1024
+    with pytest.raises(UsageError, match="need the sequence length"):
+        global_samples("4M", {}, "L")
+    with pytest.raises(UsageError, match="not whole sequences"):
+        global_samples("4K", {"L": 3000}, "L")
+    with pytest.raises(UsageError, match="a number of samples"):
+        global_samples("lots", {}, "L")
+
+
+def test_every_layout_is_costed_and_the_fitting_ones_ranked(estimates):
+    ests, whole = estimates
+    p = plan.search(ests, whole, 8, 32, H100, NET, "bf16-mixed", {"s": 64})
+    # hand count of the layouts at t = 1: P in {1, 2, 4} (4 blocks), d = 8 / P; b the
+    # powers of two up to 16 dividing 32 / d; 1F1B, and interleaved (v = 2) where the
+    # blocks and M allow; four ZeRO stages each
+    hand = 0
+    for t in (1, 2):
+        for pp in (1, 2, 4):
+            if 8 % (t * pp):
+                continue
+            d = 8 // (t * pp)
+            for b in (1, 2, 4, 8, 16):
+                if (32 // d) % b:
+                    continue
+                m = 32 // d // b
+                hand += 4 * (1 + sum(pp > 1 and 4 % (v * pp) == 0 and m % pp == 0
+                                     for v in (2, 4, 5)))
+    assert p.evaluated == hand
+    assert len(p.fits) == hand        # a tiny model fits an H100 in every layout
+    steps = [c.result["step"] for c in p.fits]
+    assert steps == sorted(steps)
+    assert all(c.result["memory total"] <= H100.memory for c in p.fits)
+
+
+def test_layouts_over_the_memory_are_refused_with_the_part_that_overflows(estimates):
+    ests, whole = estimates
+    small = replace(H100, memory=2e6)     # 2 MB a device
+    p = plan.search(ests, whole, 8, 32, small, NET, "bf16-mixed", {"s": 64})
+    assert p.rejected and all(c.result["memory total"] > small.memory
+                              for cs in p.rejected.values() for c in cs)
+    assert all(c.result["memory total"] <= small.memory for c in p.fits)
+    text = plan.render_plan(p, 3, 32, 0.0)
+    assert "refused" in text and "the largest part of more than 0.002 GB" in text
