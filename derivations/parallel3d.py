@@ -35,7 +35,7 @@ communication with computation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import sympy as sp
 
@@ -119,7 +119,7 @@ def _link(group_span: int, network: Network) -> tuple[float, float]:
     return network.inter, network.alpha_inter
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ring(kind: str, devices: int) -> tuple[float, float]:
     """(rounds, bytes each device sends per byte of the tensor) of a ring collective."""
     c = distributed.COLLECTIVES[kind](sp.Integer(1), sp.Integer(devices))

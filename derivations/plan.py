@@ -47,7 +47,8 @@ def divisors(n: int) -> list[int]:
     return [k for k in range(1, n + 1) if n % k == 0]
 
 
-def layouts(devices: int, blocks: int, samples: int, tensor: int, precision: str) -> list[tuple[parallel3d.Layout, int]]:
+def layouts(devices: int, blocks: int, samples: int, tensor: int, precision: str
+            ) -> list[tuple[parallel3d.Layout, int]]:
     """Every (layout, micro-batch size) of the search at one tensor-parallel degree."""
     out = []
     for pp in divisors(devices // tensor):
