@@ -12,7 +12,9 @@ the ZeRO stage, the precision); a device and a two-level network.
   twice (the residual stream's) are shared equally by the blocks.
 * Memory of a device: its parameters, gradients and optimizer state at the precision's
   bytes a parameter (``derivations.distributed``), sharded over d as the ZeRO stage
-  says; activations: what one micro-batch keeps on the device times the most
+  says (with ``buckets``, torch's DistributedDataParallel, whose buckets hold a second
+  copy of the gradients unless ``gradient_as_bucket_view``; Megatron-LM's gradients
+  live in its buckets); activations: what one micro-batch keeps on the device times the most
   micro-batches the schedule holds there at once (``derivations.pipeline``); under
   ZeRO-3 the largest block gathered whole, the next one prefetched, and the largest
   block's gradient before its reduce-scatter.
@@ -87,6 +89,7 @@ class Layout:
     chunks: int = 1
     zero: str = "ZeRO-1"
     precision: str = "bf16-mixed"
+    buckets: bool = False    # torch's DDP: its buckets a second copy of the gradients
 
     @property
     def devices(self) -> int:
@@ -285,6 +288,9 @@ def step(est, layout: Layout, cluster: distributed.Cluster, network: Network,
         m = {part: float(per[part]) * s.parameters / (layout.data if part in sharded else 1)
              for part in ("parameters", "gradients", "optimizer state")}
         m["activations"] = s.kept_bytes * held
+        m["gradient buckets"] = (float(per["gradients"]) * s.parameters
+                                 if layout.buckets and layout.zero in ("DDP", "ZeRO-1")
+                                 else 0.0)
         m["gathered (ZeRO-3)"] = (2 * s.largest_block * float(per["parameters"])
                                   + s.largest_block * float(per["gradients"])
                                   ) if layout.zero == "ZeRO-3" else 0.0

@@ -47,8 +47,8 @@ def divisors(n: int) -> list[int]:
     return [k for k in range(1, n + 1) if n % k == 0]
 
 
-def layouts(devices: int, blocks: int, samples: int, tensor: int, precision: str
-            ) -> list[tuple[parallel3d.Layout, int]]:
+def layouts(devices: int, blocks: int, samples: int, tensor: int, precision: str,
+            buckets: bool = False) -> list[tuple[parallel3d.Layout, int]]:
     """Every (layout, micro-batch size) of the search at one tensor-parallel degree."""
     out = []
     for pp in divisors(devices // tensor):
@@ -67,16 +67,17 @@ def layouts(devices: int, blocks: int, samples: int, tensor: int, precision: str
             for schedule, chunks in schedules:
                 for zero in ZERO:
                     out.append((parallel3d.Layout(data, tensor, pp, micro, schedule, chunks,
-                                                  zero, precision), b))
+                                                  zero, precision, buckets), b))
     return out
 
 
 def search(estimates: dict, whole, devices: int, samples: int,
            cluster: distributed.Cluster, network: parallel3d.Network, precision: str,
-           sizes: dict) -> Plan:
+           sizes: dict, buckets: bool = False) -> Plan:
     """``estimates``: (t, recompute) -> the by-block estimate of one t-way shard, or the
     reason it cannot be made; ``whole``: the unparallel estimate (the model's FLOPs);
-    ``samples``: the global batch in samples; ``sizes``: other sizes (the sequence)."""
+    ``samples``: the global batch in samples; ``sizes``: other sizes (the sequence);
+    ``buckets``: data parallelism by torch's DDP (a second copy of the gradients)."""
     start = time.perf_counter()
     plan = Plan()
     for (t, recompute), est in sorted(estimates.items()):
@@ -84,7 +85,7 @@ def search(estimates: dict, whole, devices: int, samples: int,
             plan.skipped[f"t = {t}" + (" recomputed" if recompute else "")] = est
             continue
         blocks = sum(ln.what == "block" for ln in est.lines)
-        for layout, b in layouts(devices, blocks, samples, t, precision):
+        for layout, b in layouts(devices, blocks, samples, t, precision, buckets):
             at = {**sizes, "B": b}
             flops = whole.at(whole.flops("forward") + whole.flops("backward"), **at)
             result = parallel3d.step(est, layout, cluster, network, flops, at)

@@ -73,3 +73,36 @@ def test_layouts_over_the_memory_are_refused_with_the_part_that_overflows(estima
     assert all(c.result["memory total"] <= small.memory for c in p.fits)
     text = plan.render_plan(p, 3, 32, 0.0)
     assert "refused" in text and "the largest part of more than 0.002 GB" in text
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_the_plans_verdict_under_a_cap_holds_on_gloo(world):
+    """Eight linear blocks on 2 and 4 gloo processes, with a memory cap between the
+    predicted ZeRO-3 and ZeRO-1 figures: the plan fits ZeRO-3 (FSDP2) under it and
+    refuses DDP and ZeRO-1 (torch's DDP, whose buckets copy the gradients); the real
+    steps under MemTracker agree on every rank."""
+    from validation import plan_memory_checks as pm
+    est = estimate(pm.build(), ("B", pm.WIDTH), loss="mse", flop_counter=False,
+                   use_cache=False, by_block=True)
+
+    def predicted(zero):
+        lay = parallel3d.Layout(world, 1, 1, 1, zero=zero, precision="fp32", buckets=True)
+        return parallel3d.step(est, lay, H100, NET, sizes={"B": pm.BATCH})["memory total"]
+
+    cap = (predicted("ZeRO-3") * predicted("ZeRO-1")) ** 0.5
+    p = plan.search({(1, False): est}, est, world, world * pm.BATCH,
+                    replace(H100, memory=cap), NET, "fp32", {}, buckets=True)
+
+    def verdict(zero):
+        def same(c):
+            return (c.layout.pipeline, c.micro_batch, c.layout.zero) == (1, pm.BATCH, zero)
+        if any(same(c) for c in p.fits):
+            return "fits"
+        assert any(same(c) for cs in p.rejected.values() for c in cs)
+        return "refused"
+
+    assert [verdict(z) for z in pm.CONFIGS] == ["refused", "refused", "fits"]
+    for rank in pm.run(world):
+        assert rank["ZeRO-3"] <= cap < min(rank["DDP"], rank["ZeRO-1"]), (cap, rank)
+        # and the figure itself: FSDP2's peak within 5 % of the predicted one
+        assert abs(predicted("ZeRO-3") - rank["ZeRO-3"]) <= 0.05 * rank["ZeRO-3"]
