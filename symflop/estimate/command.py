@@ -106,6 +106,9 @@ def add_parser(sub) -> None:
                         "NVLink's; e.g. 50 for 400 Gb/s InfiniBand)")
     from symflop.estimate.layout_cli import add_arguments
     add_arguments(e)
+    e.add_argument("--timeline", metavar="FILE.png",
+                   help="also draw the memory of the first and a later step, operation by "
+                        "operation (the peak's timeline)")
     e.add_argument("--strict", action="store_true",
                    help="exit 1 if any operation of the step has no cost (after printing)")
     e.add_argument("--no-flop-counter", action="store_true",
@@ -159,6 +162,12 @@ def cmd_estimate(args) -> int:
     if parallel and network:
         raise UsageError("--alpha-ns and --link-gbps go with the data-parallel table; the "
                          "3D table takes --network")
+    if args.timeline:
+        import os
+        folder = os.path.dirname(os.path.abspath(args.timeline))
+        if not args.timeline.endswith(".png") or not os.path.isdir(folder):
+            raise UsageError(f"--timeline {args.timeline}: a .png file in an existing "
+                             "folder")
     shape = parse_input(args.input)
     hints = parse_hints(args.hints, shape)
     model = layout_cli.prepare_model(load_model(spec), args)
@@ -173,6 +182,13 @@ def cmd_estimate(args) -> int:
     tp = layout_cli.tensor_layout(args, model)
     est = estimate(model, shape, flop_counter=not args.no_flop_counter and tp is None,
                    tensor_parallel=tp, by_block=parallel, **options)
+    if args.timeline:
+        if est.peak is None or not est.peak.curve:
+            raise UsageError("--timeline: no timeline for this step (the timeline replays "
+                             "neither --checkpoint nor --sequence-parallel yet)")
+        from symflop.estimate.timeline import plot_timeline
+        plot_timeline({"first step": est.first_step_peak, "later step": est.peak},
+                      args.timeline, est.model)
     extra = []
     if parallel:
         whole = est if tp is None else estimate(model, shape, flop_counter=False, **options)

@@ -57,6 +57,8 @@ class Peak:
     where: str
     by_category: dict[str, sp.Expr]
     notes: list[str] = field(default_factory=list)
+    # the step's memory after each operation, at the trace's sizes: (phase, where, bytes)
+    curve: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def total(self) -> sp.Expr:
@@ -74,6 +76,7 @@ class _Live:
         self.best = -1
         self.best_where = ""
         self.best_items: dict = {}
+        self.curve: list[tuple[str, str, int]] = []
 
     def add(self, key, category: str, nbytes: sp.Expr) -> None:
         if key in self.items:
@@ -87,6 +90,7 @@ class _Live:
             self.now -= self.at(item[1])
 
     def mark(self, where: str) -> None:
+        self.curve.append((where.split(":")[0].split(" (")[0], where, self.now))
         if self.now > self.best:
             self.best, self.best_where, self.best_items = self.now, where, dict(self.items)
 
@@ -94,7 +98,8 @@ class _Live:
         parts = dict.fromkeys(CATEGORIES, sp.Integer(0))
         for category, nbytes in self.best_items.values():
             parts[category] += nbytes
-        return Peak(self.best_where, {k: sp.expand(v) for k, v in parts.items()})
+        return Peak(self.best_where, {k: sp.expand(v) for k, v in parts.items()},
+                    curve=self.curve)
 
 
 # tensors a loss function makes from nothing: the targets, which the training loop holds
@@ -215,3 +220,45 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
     out = live.peak()
     out.notes = notes
     return out
+
+
+PHASE_COLOURS = {"forward": "tab:blue", "backward": "tab:orange", "optimizer step": "tab:green"}
+
+
+def plot_timeline(peaks: dict, path, title: str) -> None:
+    """The memory of a step after each operation (``peaks``: label -> Peak, e.g. the
+    first and a later step), coloured by phase, each peak marked; written to ``path``
+    whole or not at all."""
+    import os
+    import tempfile
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(peaks), 1, figsize=(9, 2.6 * len(peaks)), squeeze=False)
+    for ax, (label, peak) in zip(axes[:, 0], peaks.items()):
+        if not peak.curve:
+            raise UsageError(f"{label}: the peak has no timeline to draw")
+        ys = [b / 2**20 for _p, _w, b in peak.curve]
+        for phase, colour in PHASE_COLOURS.items():
+            xs = [k for k, (p, _w, _b) in enumerate(peak.curve) if p == phase]
+            ax.plot(xs, [ys[k] for k in xs], ".", ms=2, color=colour, label=phase)
+        top = max(range(len(ys)), key=ys.__getitem__)
+        ax.annotate(f"peak {ys[top]:.4g} MiB\n{peak.curve[top][1]}", (top, ys[top]),
+                    fontsize=7, ha="right" if top > len(ys) / 2 else "left", va="top")
+        ax.set_title(f"{title}: {label}", fontsize=9)
+        ax.set_ylabel("MiB")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[-1, 0].set_xlabel("operation of the step")
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, metadata={"Software": None})
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
