@@ -106,6 +106,14 @@ def add_parser(sub) -> None:
                         "NVLink's; e.g. 50 for 400 Gb/s InfiniBand)")
     from symflop.estimate.layout_cli import add_arguments
     add_arguments(e)
+    e.add_argument("--checkpoint-budget", metavar="BYTES",
+                   help="choose the modules to checkpoint: the fewest recomputed FLOPs "
+                        "that keep the step's memory under BYTES (e.g. 24GB, 500MB, "
+                        "1000000)")
+    e.add_argument("--checkpoint-granularity", choices=("children", "blocks"),
+                   default="children",
+                   help="with --checkpoint-budget: choose among the repeated blocks' "
+                        "children (default) or the blocks")
     e.add_argument("--timeline", metavar="FILE.png",
                    help="also draw the memory of the first and a later step, operation by "
                         "operation (the peak's timeline)")
@@ -138,6 +146,42 @@ def load_model(spec: str):
     return model
 
 
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(GB|MB|KB|B)?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str) -> int:
+    """"24GB" (10^9), "500MB", "1000000" -> bytes."""
+    m = _SIZE.match(text)
+    if not m:
+        raise UsageError(f"--checkpoint-budget {text!r}: bytes, e.g. 24GB, 500MB or 1000000")
+    scale = {"GB": 10**9, "MB": 10**6, "KB": 10**3, "B": 1}[(m.group(2) or "B").upper()]
+    value = int(float(m.group(1)) * scale)
+    if value < 1:
+        raise UsageError("--checkpoint-budget must be positive")
+    return value
+
+
+def _under_budget(args, model, shape, tp, parallel, options):
+    """The estimate with the modules ``symflop.estimate.budget`` chooses checkpointed."""
+    from symflop.estimate.budget import choose
+    from symflop.estimate.step import estimate
+    budget = parse_bytes(args.checkpoint_budget)
+    rest = {k: v for k, v in options.items() if k != "checkpoint"}
+
+    def run(checkpoint):
+        return estimate(model, shape, flop_counter=False, tensor_parallel=tp,
+                        by_block=parallel, checkpoint=checkpoint, **rest)
+
+    c = choose(run, budget, args.checkpoint_granularity)
+    est = c.estimate
+    chosen = ", ".join(c.modules) or "none"
+    est.notes.append(f"checkpointed under a budget of {budget:,} bytes (the step's memory "
+                     f"without: {c.without:,}): {chosen}; memory {c.memory:,} bytes, "
+                     f"{c.recomputed:,} FLOPs recomputed, the fewest of any choice among "
+                     f"{c.candidates} candidates ({args.checkpoint_granularity})")
+    return est
+
+
 def cmd_estimate(args) -> int:
     if bool(args.model) == bool(args.from_spec):
         raise UsageError("give the model as MODULE:FACTORY or with --from FILE.py:FACTORY "
@@ -155,6 +199,8 @@ def cmd_estimate(args) -> int:
         raise UsageError("--alpha-ns and --link-gbps must be positive")
     from symflop.estimate import layout_cli
     layout_cli.check_arguments(args)
+    if args.checkpoint_budget and args.checkpoint:
+        raise UsageError("--checkpoint-budget chooses the modules: leave --checkpoint out")
     parallel = layout_cli.parallel_requested(args)
     if args.devices is not None and not parallel:
         from symflop.estimate.distributed import check_devices
@@ -180,8 +226,11 @@ def cmd_estimate(args) -> int:
                    checkpoint=tuple(p.strip() for p in (args.checkpoint or "").split(",")
                                     if p.strip()))
     tp = layout_cli.tensor_layout(args, model)
-    est = estimate(model, shape, flop_counter=not args.no_flop_counter and tp is None,
-                   tensor_parallel=tp, by_block=parallel, **options)
+    if args.checkpoint_budget:
+        est = _under_budget(args, model, shape, tp, parallel, options)
+    else:
+        est = estimate(model, shape, flop_counter=not args.no_flop_counter and tp is None,
+                       tensor_parallel=tp, by_block=parallel, **options)
     if args.timeline:
         if est.peak is None or not est.peak.curve:
             raise UsageError("--timeline: no timeline for this step (the timeline replays "
