@@ -110,7 +110,7 @@ def choose(run, budget: int, granularity: str = "children") -> Choice:
         least = every.at(every.memory_bytes)
         raise UsageError(f"no choice of modules brings the step under {budget:,} bytes: "
                          f"every candidate recomputed still needs {least:,}")
-    for saving, _cost, chosen in sorted(fits, key=lambda e: (e[1], -e[0])):
+    for _saving, _cost, chosen in sorted(fits, key=lambda e: (e[1], -e[0])):
         order = tuple(n for n in names if n in chosen)
         est = run(order)
         if est.at(est.memory_bytes) <= budget:
