@@ -10,13 +10,9 @@ the forward pass and, resharded after it, once more in the backward pass.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import torch
-import torch.distributed as dist
+
+from validation.gloo import spawn
 
 VOCAB, HIDDEN, HEADS, LAYERS, SEQ, BATCH = 64, 32, 2, 3, 8, 2
 
@@ -27,7 +23,7 @@ def build():
     return GPT(VOCAB, HIDDEN, HEADS, LAYERS)
 
 
-def _measure(world: int) -> dict:
+def _measure(_rank: int, world: int) -> dict:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor import DTensor
@@ -58,22 +54,8 @@ def _measure(world: int) -> dict:
     return {"gathers": mode.records}
 
 
-def _worker(rank: int, world: int, init: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    try:
-        result = _measure(world)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    Path(out, f"{rank}.json").write_text(json.dumps(result))
-
-
 def run(world: int) -> list[dict]:
-    import torch.multiprocessing as mp
-    with tempfile.TemporaryDirectory(prefix="symflop-fsdp-") as d:
-        init = "file://" + os.path.join(d, "rendezvous")
-        mp.spawn(_worker, args=(world, init, d), nprocs=world, join=True)
-        return [json.loads(Path(d, f"{r}.json").read_text()) for r in range(world)]
+    return spawn(world, _measure)
 
 
 if __name__ == "__main__":

@@ -8,48 +8,35 @@ second step (module hooks; the first step also runs the stage's shape inference)
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import torch
-import torch.distributed as dist
 from torch import nn
 
+from validation.gloo import spawn
 
-def _worker(rank: int, world: int, init: str, out: str, schedule: str) -> None:
+
+def _orders(rank: int, world: int, schedule: str) -> dict:
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    try:
-        torch.manual_seed(0)
-        stage_module = nn.Sequential(nn.Linear(16, 16), nn.ReLU())
-        log: list[str] = []
-        stage_module.register_forward_hook(lambda m, i, o: log.append("F"))
-        stage_module.register_full_backward_hook(lambda m, gi, go: log.append("B"))
-        stage = PipelineStage(stage_module, rank, world, torch.device("cpu"))
-        cls = {"1f1b": Schedule1F1B, "gpipe": ScheduleGPipe}[schedule]
-        micro = 2 * world
-        sched = cls(stage, n_microbatches=micro, loss_fn=lambda y, t: (y - t).square().mean())
-        x = torch.randn(2 * micro, 16, generator=torch.Generator().manual_seed(1))
-        for _ in range(2):
-            log.clear()
-            if rank == 0:
-                sched.step(x)
-            elif rank == world - 1:
-                sched.step(target=torch.zeros(2 * micro, 16))
-            else:
-                sched.step()
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    Path(out, f"{rank}.json").write_text(json.dumps({"order": log, "micro": micro}))
+    torch.manual_seed(0)
+    stage_module = nn.Sequential(nn.Linear(16, 16), nn.ReLU())
+    log: list[str] = []
+    stage_module.register_forward_hook(lambda m, i, o: log.append("F"))
+    stage_module.register_full_backward_hook(lambda m, gi, go: log.append("B"))
+    stage = PipelineStage(stage_module, rank, world, torch.device("cpu"))
+    cls = {"1f1b": Schedule1F1B, "gpipe": ScheduleGPipe}[schedule]
+    micro = 2 * world
+    sched = cls(stage, n_microbatches=micro, loss_fn=lambda y, t: (y - t).square().mean())
+    x = torch.randn(2 * micro, 16, generator=torch.Generator().manual_seed(1))
+    for _ in range(2):
+        log.clear()
+        if rank == 0:
+            sched.step(x)
+        elif rank == world - 1:
+            sched.step(target=torch.zeros(2 * micro, 16))
+        else:
+            sched.step()
+    return {"order": log, "micro": micro}
 
 
 def run(world: int, schedule: str) -> list[dict]:
     """Spawn ``world`` gloo processes; each rank's order of passes in a step."""
-    import torch.multiprocessing as mp
-    with tempfile.TemporaryDirectory(prefix="symflop-pp-") as d:
-        init = "file://" + os.path.join(d, "rendezvous")
-        mp.spawn(_worker, args=(world, init, d, schedule), nprocs=world, join=True)
-        return [json.loads(Path(d, f"{r}.json").read_text()) for r in range(world)]
+    return spawn(world, _orders, schedule)

@@ -11,14 +11,10 @@ each rank's peak over a steady step (the second) from
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from validation.gloo import spawn
 
 WIDTH, BLOCKS, BATCH = 256, 8, 4
 CONFIGS = ("DDP", "ZeRO-1", "ZeRO-3")
@@ -76,23 +72,13 @@ def _peak(config: str, world: int, rank: int) -> int:
     return int(snap["Total"])
 
 
-def _worker(rank: int, world: int, init: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    try:
-        result = {c: _peak(c, world, rank) for c in CONFIGS}
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    Path(out, f"{rank}.json").write_text(json.dumps(result))
+def _all(rank: int, world: int) -> dict:
+    return {c: _peak(c, world, rank) for c in CONFIGS}
 
 
 def run(world: int) -> list[dict]:
     """Spawn ``world`` gloo processes; each rank's MemTracker peak for each config."""
-    import torch.multiprocessing as mp
-    with tempfile.TemporaryDirectory(prefix="symflop-plan-") as d:
-        init = "file://" + os.path.join(d, "rendezvous")
-        mp.spawn(_worker, args=(world, init, d), nprocs=world, join=True)
-        return [json.loads(Path(d, f"{r}.json").read_text()) for r in range(world)]
+    return spawn(world, _all)
 
 
 if __name__ == "__main__":

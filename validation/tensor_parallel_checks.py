@@ -13,12 +13,10 @@ counts collectives by module and pass; the bytes are read from the same dispatch
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import torch
-import torch.distributed as dist
+
+from validation.gloo import spawn
 
 HIDDEN, HEADS, SEQ, BATCH = 32, 4, 8, 2
 
@@ -93,23 +91,13 @@ def _measure(world: int, sequence: bool) -> dict:
             "step": step.records}
 
 
-def _worker(rank: int, world: int, init: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    try:
-        result = {"tp": _measure(world, False), "sp": _measure(world, True)}
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    Path(out, f"{rank}.json").write_text(json.dumps(result))
+def _both(_rank: int, world: int) -> dict:
+    return {"tp": _measure(world, False), "sp": _measure(world, True)}
 
 
 def run(world: int) -> list[dict]:
     """Spawn ``world`` gloo processes on this machine; one result per rank."""
-    import torch.multiprocessing as mp
-    with tempfile.TemporaryDirectory(prefix="symflop-tp-") as d:
-        init = "file://" + os.path.join(d, "rendezvous")
-        mp.spawn(_worker, args=(world, init, d), nprocs=world, join=True)
-        return [json.loads(Path(d, f"{r}.json").read_text()) for r in range(world)]
+    return spawn(world, _both)
 
 
 if __name__ == "__main__":

@@ -21,24 +21,33 @@ def add_parser(sub) -> None:
     p = sub.add_parser("plan", help="the layouts of a training run over N devices that fit "
                                     "their memory, ranked by predicted step time (needs "
                                     "torch)")
-    p.add_argument("model", nargs="?", metavar="MODULE:FACTORY")
-    p.add_argument("--from", dest="from_spec", metavar="FILE.py:FACTORY")
+    p.add_argument("model", nargs="?", metavar="MODULE:FACTORY",
+                   help="a function returning the torch.nn.Module (built on the meta "
+                        "device where it allows)")
+    p.add_argument("--from", dest="from_spec", metavar="FILE.py:FACTORY",
+                   help="the same, from a file of your own")
     p.add_argument("--input", required=True, help="one sample's shape, as for estimate "
                                                   "(e.g. L for L token ids)")
-    p.add_argument("--input-dtype", default="int64")
+    p.add_argument("--input-dtype", default="int64",
+                   help="element type of the input (default int64: token ids)")
     p.add_argument("--at", dest="hints", action="append", metavar="L=4096",
                    help="the sizes of a sample (the sequence length)")
-    p.add_argument("--devices", type=int, required=True, metavar="N")
-    p.add_argument("--device-preset", default="h100")
-    p.add_argument("--network", default="dgx-h100")
+    p.add_argument("--devices", type=int, required=True, metavar="N",
+                   help="devices of the run")
+    p.add_argument("--device-preset", default="h100",
+                   help="h100, h200 or a100 (default h100)")
+    p.add_argument("--network", default="dgx-h100",
+                   help="the two-level network: dgx-h100 or dgx-a100 (default dgx-h100)")
     p.add_argument("--global-batch", required=True, metavar="SAMPLES|TOKENS",
                    help="samples a step, or tokens with a K, M or G suffix (binary: 4M is "
                         "4 x 2^20 tokens), divided by the sequence length")
     p.add_argument("--sequence", default="L", help="the name of the sequence size (for "
                                                    "a global batch in tokens; default L)")
     p.add_argument("--precision", default="bf16-mixed",
-                   choices=("fp32", "bf16-mixed", "fp16-mixed"))
-    p.add_argument("--loss", default="cross-entropy")
+                   choices=("fp32", "bf16-mixed", "fp16-mixed"),
+                   help="as for estimate (default bf16-mixed)")
+    p.add_argument("--loss", default="cross-entropy",
+                   help="a loss of the catalogue (default cross-entropy)")
     p.add_argument("--top", type=int, default=5, help="layouts to print (default 5)")
     p.add_argument("--sp-implementation", choices=("torch", "megatron"), default="torch",
                    help="whose sequence parallelism, with every t > 1 (default torch)")
