@@ -178,6 +178,15 @@ def _grad(*pairs: tuple[str, object]) -> tuple[str, ...]:
                  and t.floating)
 
 
+def _weight_kept(x, w, wrt: tuple[str, ...]) -> list:
+    """The linear component keeps x; its W is a parameter, held anyway.  A weight that is
+    a tensor of its own (cast to half precision under autocast, or computed) is kept
+    too, where x's gradient needs it."""
+    if "x" in wrt and isinstance(w, TensorRef) and w.parameter is None:
+        return [Keep((w,), "the weight: a tensor of its own (a cast copy under autocast)")]
+    return []
+
+
 def _rule_addmm(call: OpCall):
     bias, x, w = call.args[:3]
     if x is None or len(x.shape) != 2 or len(w.shape) != 2 or _n(bias) != w.shape[1]:
@@ -185,7 +194,8 @@ def _rule_addmm(call: OpCall):
     wrt = _grad(("x", x), ("W", w), ("bias", bias))
     return [Use("matrix product", layers.linear, {"bias": True, "wrt": wrt},
                 {"B": x.shape[0], "I": x.shape[1], "O": w.shape[1]},
-                {"x": x, "W": w, "bias": bias, "y": call.outputs[0]}, contraction=True)]
+                {"x": x, "W": w, "bias": bias, "y": call.outputs[0]}, contraction=True),
+            *_weight_kept(x, w, wrt)]
 
 
 def _rule_mm(call: OpCall):
@@ -193,7 +203,8 @@ def _rule_mm(call: OpCall):
     wrt = _grad(("x", x), ("W", w))
     return [Use("matrix product", layers.linear, {"bias": False, "wrt": wrt},
                 {"B": x.shape[0], "I": x.shape[1], "O": w.shape[1]},
-                {"x": x, "W": w, "y": call.outputs[0]}, contraction=True)]
+                {"x": x, "W": w, "y": call.outputs[0]}, contraction=True),
+            *_weight_kept(x, w, wrt)]
 
 
 def _rule_bmm(call: OpCall):

@@ -76,6 +76,9 @@ PRECISIONS = {
     "bf16-mixed": distributed.Precision("bfloat16", "bfloat16", True, "float32", False),
     "fp16-mixed": distributed.MIXED,
     "fp32": distributed.FULL,
+    # torch.autocast: float32 parameters, gradients and state; no master copy
+    "bf16-autocast": distributed.FULL,
+    "fp16-autocast": distributed.Precision("float32", "float32", False, "float32", True),
 }
 
 

@@ -106,3 +106,28 @@ def test_the_plans_verdict_under_a_cap_holds_on_gloo(world):
         assert rank["ZeRO-3"] <= cap < min(rank["DDP"], rank["ZeRO-1"]), (cap, rank)
         # and the figure itself: FSDP2's peak within 5 % of the predicted one
         assert abs(predicted("ZeRO-3") - rank["ZeRO-3"]) <= 0.05 * rank["ZeRO-3"]
+
+
+def test_network_figures_of_your_own_over_the_preset():
+    import argparse
+
+    from symflop.estimate.layout_cli import network
+    from symflop.registry import plugin
+    par = plugin("symflop.parallel", "layouts")
+    args = argparse.Namespace(network="dgx-h100", intra_gbps=None, inter_gbps=25.0,
+                              alpha_us=10.0, devices_per_node=4)
+    net = network(args, par)
+    assert (net.inter, net.intra, net.per_node) == (25e9, NET.intra, 4)
+    assert net.alpha_inter == net.alpha_intra == pytest.approx(1e-5)
+    assert "your figures" in net.source
+    # a data-parallel group across nodes: half the bandwidth, more time
+    lay = parallel3d.Layout(8, 1, 1, 1, zero="DDP")
+    est = GPT(64, 32, 4, 2)
+    e = estimate(est, ("B", "s"), input_dtype="int64", flop_counter=False,
+                 use_cache=False, by_block=True)
+    slow = parallel3d.step(e, lay, H100, net)["time"]["data-parallel comm."]
+    fast = parallel3d.step(e, lay, H100, NET)["time"]["data-parallel comm."]
+    assert slow > fast
+    args.inter_gbps = -1.0
+    with pytest.raises(UsageError, match="must be positive"):
+        network(args, par)

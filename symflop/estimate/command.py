@@ -223,6 +223,7 @@ def cmd_estimate(args) -> int:
                    convention=args.convention, hints=hints, name=spec.rpartition(":")[2],
                    input_dtype=layout_cli.input_dtype(args),
                    optimizer_impl=args.optimizer_impl, target=args.target,
+                   autocast=layout_cli.autocast(args),
                    checkpoint=tuple(p.strip() for p in (args.checkpoint or "").split(",")
                                     if p.strip()))
     tp = layout_cli.tensor_layout(args, model)

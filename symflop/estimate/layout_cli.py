@@ -14,17 +14,21 @@ from symflop.errors import UsageError
 from symflop.registry import plugin
 
 _HALF = {"bf16-mixed": "bfloat16", "fp16-mixed": "float16"}
+_AUTOCAST = {"bf16-autocast": "bfloat16", "fp16-autocast": "float16"}
+PRECISIONS = ("fp32", *_HALF, *_AUTOCAST)
 
 
 def add_arguments(e) -> None:
     e.add_argument("--target", choices=("cpu", "cuda"), default="cpu",
                    help="the program counted: the CPU's (traced), or the one torch runs on "
                         "CUDA where it differs (1-byte dropout masks); default cpu")
-    e.add_argument("--precision", choices=("fp32", "bf16-mixed", "fp16-mixed"),
-                   help="Megatron-LM's mixed precision: the model traced in half precision "
-                        "(parameters, activations), float32 master weights and optimizer "
-                        "state (torch.autocast's per-operation types are not modelled); "
-                        "default: the model as its factory builds it, counted as fp32")
+    e.add_argument("--precision", choices=PRECISIONS,
+                   help="bf16-mixed, fp16-mixed: Megatron-LM's mixed precision, the model "
+                        "traced in half precision (parameters, activations), float32 "
+                        "master weights and optimizer state; bf16-autocast, "
+                        "fp16-autocast: float32 parameters, the forward pass under "
+                        "torch.autocast (the CPU's per-operation types); default: the "
+                        "model as its factory builds it, counted as fp32")
     e.add_argument("--tensor-parallel", type=int, metavar="T",
                    help="one of T devices' share of each tensor-parallel layer (with "
                         "--devices: the 3D table)")
@@ -56,9 +60,45 @@ def add_arguments(e) -> None:
                                                             "(default h100)")
     e.add_argument("--network", default="dgx-h100",
                    help="the two-level network: dgx-h100 or dgx-a100 (default dgx-h100)")
+    add_network_arguments(e)
     e.add_argument("--micro-batch-size", type=int, metavar="B",
                    help="the micro-batch the 3D table evaluates at (may be 1; the trace "
                         "runs at --at's B)")
+
+
+def add_network_arguments(p) -> None:
+    """Figures of your own for the two-level network, over the preset's."""
+    p.add_argument("--intra-gbps", type=float, metavar="GB/S",
+                   help="the link inside a node, GB/s per device each way (over "
+                        "--network's)")
+    p.add_argument("--inter-gbps", type=float, metavar="GB/S",
+                   help="the link between nodes, GB/s per device each way")
+    p.add_argument("--alpha-us", type=float, metavar="US",
+                   help="microseconds a round of a collective, on both links")
+    p.add_argument("--devices-per-node", type=int, metavar="K",
+                   help="devices a node holds (the fast link's reach)")
+
+
+def network(args, par):
+    """The preset network with the figures given over it."""
+    from dataclasses import replace
+    net = par["networks"][args.network]
+    given = {"intra": args.intra_gbps, "inter": args.inter_gbps,
+             "per_node": args.devices_per_node}
+    if any(v is not None and v <= 0 for v in (*given.values(), args.alpha_us)):
+        raise UsageError("--intra-gbps, --inter-gbps, --alpha-us and --devices-per-node "
+                         "must be positive")
+    changes = {k: (v * 1e9 if k in ("intra", "inter") else v)
+               for k, v in given.items() if v is not None}
+    if args.alpha_us is not None:
+        changes.update(alpha_intra=args.alpha_us * 1e-6, alpha_inter=args.alpha_us * 1e-6)
+    if not changes:
+        return net
+    figures = ", ".join(f"{k} {v:g}" for k, v in given.items() if v is not None)
+    if args.alpha_us is not None:
+        figures += f", alpha {args.alpha_us:g} us"
+    return replace(net, name=net.name + " (your figures)", **changes,
+                   source=net.source + f"; over it, your figures: {figures}")
 
 
 def parallel_requested(args) -> bool:
@@ -95,6 +135,7 @@ def check_arguments(args) -> None:
             if value not in known:
                 raise UsageError(f"{flag} {value!r}: known: {', '.join(known)}")
         par["check"](_layout(args, par))
+        network(args, par)
 
 
 def _layout(args, par):
@@ -111,6 +152,11 @@ def prepare_model(model, args):
         import torch
         return model.to(getattr(torch, _HALF[args.precision]))
     return model
+
+
+def autocast(args) -> str | None:
+    """The element type torch.autocast runs in, if the precision asks for it."""
+    return _AUTOCAST.get(args.precision)
 
 
 def input_dtype(args) -> str:
@@ -142,4 +188,4 @@ def parallel_table(args, est, whole):
     sizes = {"B": args.micro_batch_size} if args.micro_batch_size else {}
     model_flops = whole.at(whole.flops("forward") + whole.flops("backward"), **sizes)
     return par["table"](est, [_layout(args, par)], par["clusters"][args.device_preset],
-                        par["networks"][args.network], model_flops, sizes)
+                        network(args, par), model_flops, sizes)

@@ -12,6 +12,7 @@ import sys
 import time
 
 from symflop.errors import UsageError
+from symflop.estimate import layout_cli
 from symflop.registry import plugin
 
 _TOKENS = re.compile(r"^\s*([0-9]+)\s*([KMG]?)\s*$", re.IGNORECASE)
@@ -38,13 +39,14 @@ def add_parser(sub) -> None:
                    help="h100, h200 or a100 (default h100)")
     p.add_argument("--network", default="dgx-h100",
                    help="the two-level network: dgx-h100 or dgx-a100 (default dgx-h100)")
+    layout_cli.add_network_arguments(p)
     p.add_argument("--global-batch", required=True, metavar="SAMPLES|TOKENS",
                    help="samples a step, or tokens with a K, M or G suffix (binary: 4M is "
                         "4 x 2^20 tokens), divided by the sequence length")
     p.add_argument("--sequence", default="L", help="the name of the sequence size (for "
                                                    "a global batch in tokens; default L)")
     p.add_argument("--precision", default="bf16-mixed",
-                   choices=("fp32", "bf16-mixed", "fp16-mixed"),
+                   choices=layout_cli.PRECISIONS,
                    help="as for estimate (default bf16-mixed)")
     p.add_argument("--loss", default="cross-entropy",
                    help="a loss of the catalogue (default cross-entropy)")
@@ -78,7 +80,6 @@ def global_samples(text: str, hints: dict, sequence: str) -> int:
 
 
 def cmd_plan(args) -> int:
-    from symflop.estimate import layout_cli
     from symflop.estimate.command import load_model, parse_hints, parse_input
     if bool(args.model) == bool(args.from_spec):
         raise UsageError("give the model as MODULE:FACTORY or with --from FILE.py:FACTORY")
@@ -96,12 +97,12 @@ def cmd_plan(args) -> int:
     spec = args.model or args.from_spec
     args.target = "cuda"
     model = layout_cli.prepare_model(load_model(spec), args)
-    cluster, network = par["clusters"][args.device_preset], par["networks"][args.network]
+    cluster, network = par["clusters"][args.device_preset], layout_cli.network(args, par)
     from symflop.estimate.step import estimate
     from symflop.estimate.tensor_parallel import layout
     options = dict(loss=args.loss, hints={"B": 2, **hints}, flop_counter=False,
                    name=spec.rpartition(":")[2], input_dtype=layout_cli.input_dtype(args),
-                   target="cuda", by_block=True)
+                   target="cuda", by_block=True, autocast=layout_cli.autocast(args))
     began = time.perf_counter()
     whole = estimate(model, shape, **options)
     blocks = [ln.name for ln in whole.lines if ln.what == "block"]

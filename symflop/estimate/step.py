@@ -537,7 +537,8 @@ def torch_loss(name: str):
     }.get(name)
 
 
-def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None):
+def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None,
+           autocast: str | None = None):
     """The trace (with torch's ``loss`` where torch has it), or one line naming what in the
     user's model failed.  A composite operation whose C++ kernel needs concrete sizes
     (``nn.LSTM``) is traced again through torch's Python kernels."""
@@ -551,12 +552,13 @@ def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None):
     traced_loss = (f"loss ({loss})", fn) if fn else None
     try:
         try:
-            return trace(model, shape, hints, dtype, known=known, loss=traced_loss)
+            return trace(model, shape, hints, dtype, known=known, loss=traced_loss,
+                         autocast=autocast)
         except RuntimeError as e:
             if "symbolic sizes" not in str(e):
                 raise
             return trace(model, shape, hints, dtype, known=known, python_dispatcher=True,
-                         loss=traced_loss)
+                         loss=traced_loss, autocast=autocast)
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's model failed: say so in one line
@@ -572,12 +574,12 @@ def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None):
 def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, optimizer: str,
                      schedule: str | None, conv, checkpoint: tuple, name: str,
                      traced=None, optimizer_impl: str = "for-loop",
-                     target: str = "cpu", parallel=None, by_block: bool = False
-                     ) -> Estimate:
+                     target: str = "cpu", parallel=None, by_block: bool = False,
+                     autocast: str | None = None) -> Estimate:
     """The estimate of one trace at ``hints`` (``traced``, if already made); ``fitted``
     names the sizes the trace fixed (its polynomials hold at those sizes' trace values
     only)."""
-    tr = _for_target(traced or _trace(model, shape, hints, dtype, loss), target)
+    tr = _for_target(traced or _trace(model, shape, hints, dtype, loss, autocast), target)
     missing = [p for p in checkpoint if p not in tr.module_inputs]
     if missing:
         names = ", ".join(sorted(p for p in tr.module_inputs if p)[:12])
@@ -605,6 +607,9 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         lines.append(_schedule(schedule, conv))
     n_params = sum(p.numel for p in tr.parameters)
     notes = [TARGET_NOTE] if target == "cuda" else []
+    if autocast:
+        notes.append(f"under torch.autocast({autocast}) with the CPU's per-operation types "
+                     "(CUDA's lists differ: softmax and the norms run in float32 there)")
     recurrent = sorted({c.module for c in tr.calls if c.module_type in _RECURRENT})
     if recurrent:
         notes.append(f"{', '.join(recurrent)}: counted as torch's cell-by-cell kernel; a "
@@ -680,7 +685,8 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
              name: str | None = None, input_dtype: str = "float32",
              use_cache: bool = True, checkpoint: tuple[str, ...] = (),
              optimizer_impl: str = "for-loop", target: str = "cpu",
-             tensor_parallel=None, by_block: bool = False) -> Estimate:
+             tensor_parallel=None, by_block: bool = False,
+             autocast: str | None = None) -> Estimate:
     """One training step of ``model`` on inputs of ``shape`` (ints, and names for the sizes
     left symbolic, batch first: ``("B", 3, 224, 224)``); ``input_dtype`` "int64" for token
     ids.  ``checkpoint`` names modules run under torch.utils.checkpoint (a plan): they
@@ -691,11 +697,14 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
     differs from the CPU's (``symflop.estimate.gpu``).  ``tensor_parallel`` (a
     ``tensor_parallel.TensorParallel``) gives one device's share of a tensor-parallel
     step, with its collectives.  ``by_block``: one line per repeated block (each layer of
-    a transformer) instead of per module.  The result is cached on disk
+    a transformer) instead of per module.  ``autocast`` ("bfloat16", "float16") traces
+    the forward pass under ``torch.autocast``.  The result is cached on disk
     (``symflop.estimate.cached`` says when it is not); ``use_cache=False`` traces anew."""
     import torch
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"estimate needs a torch.nn.Module, not {type(model).__name__}")
+    if autocast not in (None, "bfloat16", "float16"):
+        raise UsageError(f"autocast {autocast!r}: bfloat16 or float16")
     _check_shape(shape, hints)
     dtype = getattr(torch, input_dtype, None)
     if not isinstance(dtype, torch.dtype):
@@ -718,12 +727,14 @@ def estimate(model, shape: tuple, loss: str = "cross-entropy", optimizer: str = 
                              schedule=schedule, checkpoint=checkpoint,
                              name=name or type(model).__name__,
                              optimizer_impl=optimizer_impl, target=target,
-                             parallel=tensor_parallel, by_block=by_block)
+                             parallel=tensor_parallel, by_block=by_block,
+                             autocast=autocast)
     return _estimate(model, tuple(shape), hints or {}, dtype, components, conv, flop_counter,
                      use_cache, input_dtype, loss=loss, optimizer=optimizer,
                      schedule=schedule, checkpoint=checkpoint,
                      name=name or type(model).__name__, optimizer_impl=optimizer_impl,
-                     target=target, parallel=None, by_block=by_block)
+                     target=target, parallel=None, by_block=by_block,
+                     autocast=autocast)
 
 
 def _estimate(model, shape: tuple, hints: dict, dtype, components: list, conv,
@@ -731,7 +742,7 @@ def _estimate(model, shape: tuple, hints: dict, dtype, components: list, conv,
     """``estimate`` once its arguments are checked (under tensor parallelism, of the
     local model); ``options`` are ``_traced_estimate``'s."""
     loss, name = options["loss"], options["name"]
-    traced = _trace(model, shape, hints, dtype, loss)
+    traced = _trace(model, shape, hints, dtype, loss, options["autocast"])
     digest = None
     if use_cache:
         from symflop.estimate import cached
@@ -739,7 +750,7 @@ def _estimate(model, shape: tuple, hints: dict, dtype, components: list, conv,
         parts = (shape, tuple(sorted(hints.items())), loss, options["optimizer"],
                  options["schedule"], conv.key, flop_counter, input_dtype,
                  tuple(options["checkpoint"]), options["optimizer_impl"], options["target"],
-                 repr(parallel), options["by_block"])
+                 repr(parallel), options["by_block"], options["autocast"])
         digest = cached.key(traced, parts, components, _rules())
         hit = cached.load(digest)
         if hit is not None:

@@ -189,14 +189,17 @@ def onednn_off():
 
 def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = None,
           dtype: torch.dtype = torch.float32, known=None,
-          python_dispatcher: bool = False, loss=None) -> Trace:
+          python_dispatcher: bool = False, loss=None, autocast: str | None = None) -> Trace:
     """Run ``model`` once in training mode on a fake input of ``shape``, whose entries are
     ints (fixed sizes) or names (symbolic sizes, such as "B" and "L").  ``known(op)``
     says whether a rule costs an aten operation ("aten.mul"); one it does not know is
     decomposed where torch can.  ``python_dispatcher``: run torch's Python kernels of
     composite operations (``nn.LSTM``'s loop, whose C++ kernel needs concrete sizes).
     ``loss``: (module path, function of the output) run after the model and recorded
-    under that path, as the training step calls it."""
+    under that path, as the training step calls it.  ``autocast`` ("bfloat16",
+    "float16"): the forward pass and the loss under ``torch.autocast`` on the CPU, whose
+    per-operation types are the CPU's lists (CUDA's differ: softmax and the norms run
+    in float32 there)."""
     hints = dict(hints or {})
     names = [s for s in shape if isinstance(s, str)]
     for k, n in enumerate(names):
@@ -284,16 +287,19 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
         with dispatcher, onednn_off(), _torch_logging_quiet(), mode, recorder, \
                 torch.enable_grad():
             input_ref = convert(x)
-            out = torch.func.functional_call(model, fakes, (x,))
-            first = next((t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)),
-                         None)
-            if first is None:
-                raise UsageError("the model returned no tensor")
-            output_ref = convert(first)
-            if loss is not None:
-                module_stack.append(loss[0])
-                loss[1](first)
-                module_stack.pop()
+            cast = torch.autocast("cpu", dtype=getattr(torch, autocast)) if autocast \
+                else nullcontext()
+            with cast:
+                out = torch.func.functional_call(model, fakes, (x,))
+                first = next((t for t in tree_flatten(out)[0]
+                              if isinstance(t, torch.Tensor)), None)
+                if first is None:
+                    raise UsageError("the model returned no tensor")
+                output_ref = convert(first)
+                if loss is not None:
+                    module_stack.append(loss[0])
+                    loss[1](first)
+                    module_stack.pop()
     finally:
         h1.remove()
         h2.remove()
