@@ -131,3 +131,29 @@ def test_network_figures_of_your_own_over_the_preset():
     args.inter_gbps = -1.0
     with pytest.raises(UsageError, match="must be positive"):
         network(args, par)
+
+
+def test_plan_on_the_command_line(capsys):
+    from conftest import run_cli
+    code, out, err = run_cli(capsys, "plan", "validation.megatron:TwoLayerGPT", "--input",
+                             "s", "--at", "s=64", "--sequence", "s", "--devices", "4",
+                             "--global-batch", "1K", "--top", "2")
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert "layouts fit (16 samples a step)" in first and "costed in" in first
+    assert out.count("\n1. ") == 1 and out.count("\n2. ") == 1 and "\n3. " not in out
+    # t = 8 exceeds a node of 8? no: 4 devices allow t of 1, 2 and 4 only
+    assert "t = 8" not in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (("--global-batch", "many"), "a number of samples"),
+    (("--global-batch", "16", "--device-preset", "tpu"), "--device-preset 'tpu': known"),
+    (("--global-batch", "16", "--network", "ethernet"), "--network 'ethernet': known"),
+    (("--global-batch", "16", "--inter-gbps", "0"), "must be positive"),
+])
+def test_plan_refusals_in_one_line(capsys, argv, message):
+    from conftest import run_cli
+    code, out, err = run_cli(capsys, "plan", "validation.megatron:TwoLayerGPT", "--input",
+                             "s", "--at", "s=64", "--devices", "4", *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -56,17 +56,32 @@ def parse_hints(text: str | list[str] | None, shape: tuple) -> dict[str, int]:
     return out
 
 
+def add_model_arguments(p) -> None:
+    """The model and one sample's shape (``estimate`` and ``plan``)."""
+    p.add_argument("model", nargs="?", metavar="MODULE:FACTORY",
+                   help="a function returning a torch.nn.Module (or a module object), "
+                        "e.g. validation.resnet50:resnet50")
+    p.add_argument("--from", dest="from_spec", metavar="FILE.py:FACTORY",
+                   help="the same, from a file of your own")
+    p.add_argument("--input", required=True,
+                   help="one sample's shape, e.g. 3x224x224 or Lx512; the batch B is put "
+                        "first; names are sizes left symbolic")
+
+
+def model_spec(args) -> str:
+    """MODULE:FACTORY or FILE.py:FACTORY, whichever was given (exactly one)."""
+    if bool(args.model) == bool(args.from_spec):
+        raise UsageError("give the model as MODULE:FACTORY or with --from FILE.py:FACTORY "
+                         "(one of the two)")
+    if args.from_spec and not args.from_spec.rpartition(":")[0].endswith(".py"):
+        raise UsageError(f"--from {args.from_spec!r}: expected FILE.py:FACTORY")
+    return args.model or args.from_spec
+
+
 def add_parser(sub) -> None:
     e = sub.add_parser("estimate", help="one training step of a torch model: FLOPs by layer "
                                         "and kind, memory (needs torch)")
-    e.add_argument("model", nargs="?", metavar="MODULE:FACTORY",
-                   help="a function returning a torch.nn.Module (or a module object), "
-                        "e.g. validation.resnet50:resnet50")
-    e.add_argument("--from", dest="from_spec", metavar="FILE.py:FACTORY",
-                   help="the same, from a file of your own")
-    e.add_argument("--input", required=True,
-                   help="one sample's shape, e.g. 3x224x224 or Lx512; the batch B is put "
-                        "first; names are sizes left symbolic")
+    add_model_arguments(e)
     e.add_argument("--input-dtype", default="float32",
                    help="element type of the input (float32; int64 for token ids)")
     e.add_argument("--loss", default="cross-entropy",
@@ -183,12 +198,7 @@ def _under_budget(args, model, shape, tp, parallel, options):
 
 
 def cmd_estimate(args) -> int:
-    if bool(args.model) == bool(args.from_spec):
-        raise UsageError("give the model as MODULE:FACTORY or with --from FILE.py:FACTORY "
-                         "(one of the two)")
-    spec = args.model or args.from_spec
-    if args.from_spec and not args.from_spec.rpartition(":")[0].endswith(".py"):
-        raise UsageError(f"--from {spec!r}: expected FILE.py:FACTORY")
+    spec = model_spec(args)
     if args.depth is not None and args.depth < 1:
         raise UsageError("--depth must be 1 or more")
     network = {k: v for k, v in (("alpha_ns", args.alpha_ns),

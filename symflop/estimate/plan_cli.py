@@ -22,13 +22,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("plan", help="the layouts of a training run over N devices that fit "
                                     "their memory, ranked by predicted step time (needs "
                                     "torch)")
-    p.add_argument("model", nargs="?", metavar="MODULE:FACTORY",
-                   help="a function returning the torch.nn.Module (built on the meta "
-                        "device where it allows)")
-    p.add_argument("--from", dest="from_spec", metavar="FILE.py:FACTORY",
-                   help="the same, from a file of your own")
-    p.add_argument("--input", required=True, help="one sample's shape, as for estimate "
-                                                  "(e.g. L for L token ids)")
+    from symflop.estimate.command import add_model_arguments
+    add_model_arguments(p)
     p.add_argument("--input-dtype", default="int64",
                    help="element type of the input (default int64: token ids)")
     p.add_argument("--at", dest="hints", action="append", metavar="L=4096",
@@ -80,9 +75,8 @@ def global_samples(text: str, hints: dict, sequence: str) -> int:
 
 
 def cmd_plan(args) -> int:
-    from symflop.estimate.command import load_model, parse_hints, parse_input
-    if bool(args.model) == bool(args.from_spec):
-        raise UsageError("give the model as MODULE:FACTORY or with --from FILE.py:FACTORY")
+    from symflop.estimate.command import load_model, model_spec, parse_hints, parse_input
+    spec = model_spec(args)
     par = plugin("symflop.parallel", "3D-parallel layouts")
     if args.device_preset not in par["clusters"]:
         raise UsageError(f"--device-preset {args.device_preset!r}: known: "
@@ -94,7 +88,6 @@ def cmd_plan(args) -> int:
     shape = parse_input(args.input)
     hints = parse_hints(args.hints, shape)
     samples = global_samples(args.global_batch, hints, args.sequence)
-    spec = args.model or args.from_spec
     args.target = "cuda"
     model = layout_cli.prepare_model(load_model(spec), args)
     cluster, network = par["clusters"][args.device_preset], layout_cli.network(args, par)
