@@ -232,11 +232,11 @@ def other_flops(hidden: int) -> sp.Expr:
 
 def layernorm_statistics(tensor: bool, sequence: bool, checkpoint: tuple) -> sp.Expr:
     """What the traced layer keeps beyond Table 2: each LayerNorm's mean and 1/std, one
-    bfloat16 value each per token (2 x 2 x 2 bytes for s b tokens; cut along the
-    sequence with it), unless the layer is recomputed whole or its norms are."""
+    float32 value each per token on CUDA (2 x 2 x 4 bytes for s b tokens; cut along the
+    sequence with it), unless the layer is recomputed whole."""
     if checkpoint == ("layer",):
         return sp.Integer(0)
-    return 8 * s * b / (t if sequence else 1)
+    return 16 * s * b / (t if sequence else 1)
 
 
 if __name__ == "__main__":

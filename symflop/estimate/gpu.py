@@ -12,6 +12,9 @@ torch's CUDA kernels run:
   is one ``aten.native_dropout`` whose mask is ``bool``: 1 byte a value (Korthikanti
   et al. 2022 count it so).
 
+* LayerNorm.  Its CPU kernel returns the mean and 1/std of each row in the parameters'
+  type (bfloat16 for a bfloat16 model); CUDA's in the accumulation type, float32.
+
 Everything else is counted as the CPU's kernels run it (LayerNorm's Welford merges, for
 one, are those of the CPU's vector width); the estimate's notes say so.
 """
@@ -57,8 +60,20 @@ def _dropouts(calls: tuple[OpCall, ...]) -> dict[int, tuple[int, int]]:
     return {k: v for k, v in out.items() if readers[calls[k].args[1].storage] == 3}
 
 
+def _float32(t: TensorRef) -> TensorRef:
+    return replace(t, itemsize=4, dtype="float32") if t.floating and t.itemsize < 4 else t
+
+
+def _layer_norm(call: OpCall) -> OpCall:
+    """CUDA's LayerNorm: its row statistics in float32."""
+    y, *stats = call.outputs
+    return replace(call, outputs=(y, *(_float32(t) for t in stats)))
+
+
 def gpu_program(calls: tuple[OpCall, ...]) -> tuple[OpCall, ...]:
-    """``calls`` with each CPU dropout made the CUDA kernel's ``native_dropout``."""
+    """``calls`` with each CPU dropout made the CUDA kernel's ``native_dropout`` and each
+    LayerNorm's statistics kept in float32."""
+    calls = tuple(_layer_norm(c) if c.op == "aten.native_layer_norm" else c for c in calls)
     dropouts = _dropouts(calls)
     if not dropouts:
         return calls

@@ -642,8 +642,9 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
 
 
 TARGET_NOTE = ("counted as the program torch runs on CUDA where it differs from the CPU's in "
-               "what it keeps (dropout: one aten.native_dropout with a 1-byte bool mask); "
-               "every other kernel as the CPU runs it")
+               "what it keeps (dropout: one aten.native_dropout with a 1-byte bool mask; "
+               "LayerNorm: its row statistics in float32); every other kernel as the CPU "
+               "runs it")
 
 
 def _for_target(tr, target: str):
