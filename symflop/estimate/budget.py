@@ -9,8 +9,10 @@ estimates: none checkpointed and every candidate checkpointed.  Savings add up a
 candidates that share no kept tensor; the chosen set is then estimated once more, and
 the figures reported are that estimate's.  The search is exact: candidates with the same
 saving and cost are grouped, and the Pareto frontier of (saving, cost) is built group by
-group.  Memory here is the step's sum (parameters, gradients, optimizer state, kept
-tensors): the peak timeline does not replay recomputation yet.
+group.  The budget holds on the step's memory sum (parameters, gradients, optimizer
+state, kept tensors), which savings add up in; the chosen set's peak (the timeline,
+recomputation replayed) is reported beside it.  A budget on the peak itself is not
+additive: the Pareto frontier of the sums misses subsets that lower the peak more.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Choice:
     without: int             # the step's memory with nothing checkpointed
     candidates: int
     estimate: object = None
+    peak: int | None = None  # the chosen step's larger peak, first or later step
 
 
 def _block_list(names: list[str]) -> str | None:
@@ -114,9 +117,11 @@ def choose(run, budget: int, granularity: str = "children") -> Choice:
         order = tuple(n for n in names if n in chosen)
         est = run(order)
         if est.at(est.memory_bytes) <= budget:
+            peak = max(est.at(est.peak.total), est.at(est.first_step_peak.total)) \
+                if est.peak is not None else None
             return Choice(order, est.at(est.memory_bytes),
                           sum(est.at(ln.flops) for ln in est.lines
                               if ln.name.endswith(" (recomputed)")),
-                          budget, memory, len(names), est)
+                          budget, memory, len(names), est, peak)
     raise UsageError("the savings of the candidates overlap: no choice verified under the "
                      "budget")

@@ -193,7 +193,8 @@ def _under_budget(args, model, shape, tp, parallel, options):
     est.notes.append(f"checkpointed under a budget of {budget:,} bytes (the step's memory "
                      f"without: {c.without:,}): {chosen}; memory {c.memory:,} bytes, "
                      f"{c.recomputed:,} FLOPs recomputed, the fewest of any choice among "
-                     f"{c.candidates} candidates ({args.checkpoint_granularity})")
+                     f"{c.candidates} candidates ({args.checkpoint_granularity})"
+                     + (f"; its peak {c.peak:,} bytes" if c.peak is not None else ""))
     return est
 
 
@@ -244,8 +245,8 @@ def cmd_estimate(args) -> int:
                        tensor_parallel=tp, by_block=parallel, **options)
     if args.timeline:
         if est.peak is None or not est.peak.curve:
-            raise UsageError("--timeline: no timeline for this step (the timeline replays "
-                             "neither --checkpoint nor --sequence-parallel yet)")
+            raise UsageError("--timeline: no timeline for this step (the timeline does not "
+                             "replay --sequence-parallel yet)")
         from symflop.estimate.timeline import plot_timeline
         plot_timeline({"first step": est.first_step_peak, "later step": est.peak},
                       args.timeline, est.model)

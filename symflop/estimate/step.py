@@ -268,19 +268,19 @@ def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
         if isinstance(t, TensorRef) and overwritten is not None and name != "y" \
                 and name not in use.kept_as and t.key == overwritten.key:
             work.keeps.add("itself")
+            work.new_kept += t.numel * t.itemsize     # kept when run (or run again)
             if keep:
                 line.saved_bytes += saved.new(t.numel * t.itemsize)
-                work.new_kept += t.numel * t.itemsize
         elif isinstance(t, TensorRef):
             work.keeps.add(t.storage)
             if t.parameter is None and keep:
                 line.saved_bytes += saved.add(t.storage, t.storage_elements * t.itemsize)
         else:
             work.keeps.add("itself")
+            nbytes = sp.expand(elements.xreplace(sub)) * itemsize
+            work.new_kept += nbytes                       # kept when run (or run again)
             if keep:
-                nbytes = sp.expand(elements.xreplace(sub)) * itemsize
                 line.saved_bytes += saved.new(nbytes)
-                work.new_kept += nbytes
 
 
 _RECURRENT = ("LSTM", "GRU", "RNN")
@@ -627,12 +627,17 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         boundaries=_boundaries(tr, saved.sharding) if by_block else {})
     if parallel is not None:
         est.notes.append(f"one device's share: {parallel.describe()}")
-    if not checkpoint and saved.sharding is None:
-        # the timeline replays neither recomputation nor tensors cut along the sequence
+    if saved.sharding is None:
+        # the timeline does not replay tensors cut along the sequence
         from symflop.estimate.timeline import step_peak
         at = partial(_at_hints, {tr.symbols[n]: v for n, v in tr.hints.items()})
+        segments = {k: seg for k, (call, _kept, _new) in enumerate(ops)
+                    if (seg := _segment(call.module, dict.fromkeys(checkpoint))) is not None}
+        inputs = {p: {t.storage for t in tr.module_inputs[p] if t.parameter is None}
+                  for p in checkpoint}
         est.peak, est.first_step_peak = (
-            step_peak(ops, tr, optimizer, state, at, optimizer_impl, first_step=first)
+            step_peak(ops, tr, optimizer, state, at, optimizer_impl, first_step=first,
+                      segments=segments, segment_inputs=inputs)
             for first in (False, True))
         est.notes += est.peak.notes
         if tr.specialized:

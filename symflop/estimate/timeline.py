@@ -119,10 +119,16 @@ def _bytes(t) -> sp.Expr:
 
 
 def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
-              implementation: str = "for-loop", first_step: bool = False) -> Peak:
+              implementation: str = "for-loop", first_step: bool = False,
+              segments: dict | None = None, segment_inputs: dict | None = None) -> Peak:
     """The peak of one training step.  ``ops``: each traced operation with what its
     backward keeps (``(call, storages kept, new bytes kept)``, forward order); ``at``
-    evaluates a polynomial at the trace's sizes."""
+    evaluates a polynomial at the trace's sizes.  ``segments``: operation index -> the
+    checkpointed module it runs in (torch.utils.checkpoint, non-reentrant), whose
+    operations keep nothing in the forward pass but the module's inputs
+    (``segment_inputs``: module -> storages) and run again when the backward pass
+    reaches them, as far as the last one whose tensors their backward keeps."""
+    segments = segments or {}
     if implementation not in IMPLEMENTATIONS:
         raise UsageError(f"unknown optimizer implementation {implementation!r} "
                          f"(known: {', '.join(IMPLEMENTATIONS)})")
@@ -145,6 +151,7 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
         with_grad |= {t.key for t in ops[-1][0].outputs}
     # forward: readers, producers, keepers (an operation without a backward keeps nothing)
     last_use, producer, kept_by, targets = {}, {}, {}, set()
+    again_kept: dict = {}          # (module, storage) kept when it runs again -> first keeper
     for i, (call, kept, _new) in enumerate(ops):
         if call.module_type == "loss" and call.op in _TARGETS:
             targets |= {t.storage for t in call.outputs}
@@ -155,9 +162,16 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
                 producer.setdefault(t.storage, i)
         if any(t.key in with_grad for t in call.outputs):
             for s in kept:
-                kept_by.setdefault(s, i)
+                if i in segments:
+                    again_kept.setdefault((segments[i], s), i)
+                else:
+                    kept_by.setdefault(s, i)
+    for path, storages in (segment_inputs or {}).items():
+        first = min((i for i, p in segments.items() if p == path), default=None)
+        for s in storages if first is not None else ():
+            kept_by.setdefault(s, first)   # the checkpoint keeps its module's inputs
     freed_after = {}               # i -> storages no operation before i keeps
-    for s, first in kept_by.items():
+    for s, first in (*kept_by.items(), *((s, i) for (_m, s), i in again_kept.items())):
         if s != trace.input.storage and s not in targets:
             freed_after.setdefault(first, []).append(s)
     for i, (call, _kept, new) in enumerate(ops):
@@ -165,7 +179,7 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
             if producer.get(t.storage) == i:
                 live.add(("storage", t.storage),
                          "Other" if t.storage in targets else "Activation", _bytes(t))
-        if new != 0:
+        if new != 0 and i not in segments:
             live.add(("kept", i), "Activation", new)
         live.mark(f"forward: {call.module or '(model)'} ({call.op})")
         for s in {t.storage for t in call.tensor_args()} | {t.storage for t in call.outputs}:
@@ -173,10 +187,15 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
                     and s not in params and s != trace.input.storage and s not in targets:
                 live.free(("storage", s))
     # backward, the operations in reverse
+    recomputed: set = set()
     for i in range(len(ops) - 1, -1, -1):
         call, _kept, _new = ops[i]
         if not any(t.key in with_grad for t in call.outputs):
             continue
+        if i in segments and segments[i] not in recomputed:
+            recomputed.add(segments[i])
+            _recompute(live, ops, [j for j, p in segments.items() if p == segments[i]],
+                       producer, {s for (m, s) in again_kept if m == segments[i]})
         transient = []
         for t in call.tensor_args():
             if not (t.floating and (t.requires_grad or t.key in with_grad)) \
@@ -222,7 +241,37 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
     return out
 
 
-PHASE_COLOURS = {"forward": "tab:blue", "backward": "tab:orange", "optimizer step": "tab:green"}
+def _recompute(live: _Live, ops: list, members: list[int], producer: dict,
+               again_kept: set) -> None:
+    """A checkpointed module's forward run again, as far as the last operation whose
+    tensors its backward keeps: each output allocated; those no backward keeps freed
+    after their last reader in the run (torch keeps nothing else of it)."""
+    needed = [j for j in members if ops[j][2] != 0
+              or any(t.storage in again_kept for t in ops[j][0].outputs)]
+    if not needed:
+        return
+    run = [j for j in sorted(members) if j <= max(needed)]
+    last_read = {}
+    for j in run:
+        for t in ops[j][0].tensor_args():
+            last_read[t.storage] = j
+    made = []
+    for j in run:
+        call, _kept, new = ops[j]
+        for t in call.outputs:
+            if producer.get(t.storage) == j and ("storage", t.storage) not in live.items:
+                live.add(("storage", t.storage), "Activation", _bytes(t))
+                made.append(t.storage)
+        if new != 0:
+            live.add(("kept", j), "Activation", new)
+        live.mark(f"recompute: {call.module or '(model)'} ({call.op})")
+        for s in [s for s in made if s not in again_kept and last_read.get(s, j) <= j]:
+            live.free(("storage", s))
+            made.remove(s)
+
+
+PHASE_COLOURS = {"forward": "tab:blue", "backward": "tab:orange", "recompute": "tab:purple",
+                 "optimizer step": "tab:green"}
 
 
 def plot_timeline(peaks: dict, path, title: str) -> None:
