@@ -13,14 +13,11 @@ pytest.importorskip("transformers")
 from validation.peak_checks import OPTIMIZERS, compare  # noqa: E402
 from validation.zoo import ZOO  # noqa: E402
 
-TOLERANCE = 0.03
-# Open (issue 22): where a later SGD step peaks inside the backward, autograd's own
-# transients (the sum of a parameter's gradients through its uses, a dense embedding
-# gradient beside a tied weight's) are not all modelled: measured -4.6 % (bert),
-# -3.1 % (t5), -4.6 % (recurrent), always under.  They are held to 5 % until they are.
-BACKWARD_TRANSIENTS = {("bert", "momentum-for-loop", "later"),
-                       ("t5", "momentum-for-loop", "later"),
-                       ("recurrent", "momentum-for-loop", "later")}
+TOLERANCE = 0.01   # the issue asks 3 %; measured at most 0.48 % (bert, later SGD step)
+# Open (issue 22): the recurrent model's later SGD step peaks at the first LSTM step of
+# the backward, where the replay holds 3.9 % more than MemTracker measures (the
+# recurrent weight's gradient buffer against autograd's; not yet found).  Held to 5 %.
+BACKWARD_TRANSIENTS = {("recurrent", "momentum-for-loop", "later")}
 
 
 @pytest.mark.parametrize("name", [n for n in ZOO if not n.startswith("llama2_")])
@@ -29,7 +26,7 @@ def test_peak_within_three_percent_of_memtracker(name):
         for step, ours, theirs, parts, measured in compare(name, which):
             err = (ours - theirs) / theirs
             if (name, which, step) in BACKWARD_TRANSIENTS:
-                assert -0.05 <= err < 0, (which, step, parts, measured)
+                assert 0 < err <= 0.05, (which, step, parts, measured)
                 continue
             assert abs(err) <= TOLERANCE, (which, step, parts, measured)
             assert parts["Parameter"] == measured["Parameter"]

@@ -187,6 +187,21 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
                     and s not in params and s != trace.input.storage and s not in targets:
                 live.free(("storage", s))
     # backward, the operations in reverse
+    def gives_gradient(call, t) -> bool:
+        return t.floating and (t.requires_grad or t.key in with_grad) \
+            and t.storage != trace.input.storage
+
+    # a parameter read by several operations gets one gradient from each; autograd holds
+    # them in its input buffer and gives the parameter their sum once all have come
+    expected: dict = {}
+    for call, _kept, _new in ops:
+        if call.op not in _VIEWS and any(t.key in with_grad for t in call.outputs):
+            for t in call.tensor_args():
+                if t.storage in params and gives_gradient(call, t):
+                    expected[t.storage] = expected.get(t.storage, 0) + 1
+    through_view = {o.key for call, _k, _n in ops if call.op in _VIEWS
+                    for o in call.outputs if o.storage in params}
+    buffers = _GradientBuffers(live, expected, params, through_view)
     recomputed: set = set()
     for i in range(len(ops) - 1, -1, -1):
         call, _kept, _new = ops[i]
@@ -196,23 +211,16 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
             recomputed.add(segments[i])
             _recompute(live, ops, [j for j, p in segments.items() if p == segments[i]],
                        producer, {s for (m, s) in again_kept if m == segments[i]})
-        transient = []
         for t in call.tensor_args():
-            if not (t.floating and (t.requires_grad or t.key in with_grad)) \
-                    or t.storage == trace.input.storage:
+            if not gives_gradient(call, t):
                 continue
-            key = ("grad", t.storage)
-            if key in live.items and t.storage in params and call.op not in _VIEWS:
-                # a second gradient of a parameter read twice: made, then added
-                transient.append(("added", i, t.key))
-                live.add(transient[-1], "Temp", _bytes(t))
-            elif t.storage in params:
-                live.add(key, "Gradient", _bytes(params[t.storage]))
+            if t.storage in params:
+                if call.op not in _VIEWS:   # a view passes the gradient on
+                    buffers.arrive(t)
             else:
-                live.add(key, "Temp", _bytes(t))
+                live.add(("grad", t.storage), "Temp", _bytes(t))
         live.mark(f"backward: {call.module or '(model)'} ({call.op})")
-        for key in transient:
-            live.free(key)
+        buffers.settle()
         for t in call.outputs:
             if producer.get(t.storage) == i:
                 live.free(("grad", t.storage))
@@ -239,6 +247,50 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
     out = live.peak()
     out.notes = notes
     return out
+
+
+class _GradientBuffers:
+    """Gradients of parameters on their way to ``.grad``.  One from a single reader is the
+    parameter's gradient at once.  Of a parameter read n times, the first waits in
+    autograd's input buffer; the next ones are added into it in place, unless the first
+    came through a view of the parameter (a product's weight gradient, transposed back):
+    that one is added out of place, the buffer, the new gradient and their sum living
+    together; the n-th sum becomes ``.grad``."""
+
+    def __init__(self, live: _Live, expected: dict, params: dict, through_view: set):
+        self.live, self.expected, self.params = live, expected, params
+        self.through_view = through_view
+        self.count: dict = {}
+        self.view: dict = {}
+        self.pending: list = []
+
+    def arrive(self, t) -> None:
+        s = t.storage
+        n = self.expected.get(s, 1)
+        k = self.count[s] = self.count.get(s, 0) + 1
+        nbytes = _bytes(self.params[s])
+        if n == 1:
+            self.live.add(("grad", s), "Gradient", nbytes)
+        elif k == 1:
+            self.live.add(("buffer", s), "Temp", nbytes)
+            self.view[s] = t.key in self.through_view
+        else:
+            self.live.add(("arriving", s), "Temp", nbytes)
+            if self.view.pop(s, False):
+                self.live.add(("sum", s), "Temp", nbytes)
+            self.pending.append((s, k == n))
+
+    def settle(self) -> None:
+        """After the operation: each new gradient added, the last sum made ``.grad``."""
+        for s, last in self.pending:
+            self.live.free(("arriving", s))
+            if ("sum", s) in self.live.items:
+                self.live.free(("buffer", s))
+                self.live.items[("buffer", s)] = self.live.items.pop(("sum", s))
+            if last:
+                self.live.free(("buffer", s))
+                self.live.add(("grad", s), "Gradient", _bytes(self.params[s]))
+        self.pending.clear()
 
 
 def _recompute(live: _Live, ops: list, members: list[int], producer: dict,
