@@ -75,3 +75,19 @@ def test_the_peak_under_checkpointing_is_memtrackers(checkpointed):
     for peak, measured in zip((est.first_step_peak, est.peak), got):
         assert abs(est.at(peak.total) - measured["Total"]) <= 0.005 * measured["Total"]
     assert any(p == "recompute" for p, _w, _b in est.peak.curve)
+
+
+def test_the_optimizer_implementation_defaults_to_torchs_for_the_target(capsys):
+    """torch.optim's default: the for-loop step on a CPU, foreach on CUDA."""
+    import json
+
+    from conftest import run_cli
+    impl = {}
+    for target in ("cpu", "cuda"):
+        code, out, err = run_cli(capsys, "estimate", "validation.megatron:TwoLayerGPT",
+                                 "--input", "s", "--input-dtype", "int64", "--at",
+                                 "B=2,s=8", "--target", target, "--no-flop-counter",
+                                 "--format", "json")
+        assert code == 0, err
+        impl[target] = json.loads(out)["optimizer_impl"]
+    assert impl == {"cpu": "for-loop", "cuda": "foreach"}

@@ -8,6 +8,7 @@ import sys
 from symflop.errors import UsageError, needs_torch
 from symflop.registry import call_user, load_object
 
+DEFAULT_IMPL = {"cpu": "for-loop", "cuda": "foreach"}   # torch.optim's default on each
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _HINT = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([0-9]{1,9})\s*$")
 
@@ -88,11 +89,10 @@ def add_parser(sub) -> None:
                    help="a loss of the catalogue (default cross-entropy)")
     e.add_argument("--optimizer", default="adam",
                    help="an optimizer of the catalogue (default adam)")
-    e.add_argument("--optimizer-impl", default="for-loop",
-                   choices=("for-loop", "foreach", "fused"),
+    e.add_argument("--optimizer-impl", choices=("for-loop", "foreach", "fused"),
                    help="torch's implementation of the optimizer step, whose temporaries "
-                        "the peak memory holds (default for-loop, torch's on a CPU; "
-                        "foreach is its default on CUDA)")
+                        "the peak memory holds (default: torch's for the --target device, "
+                        "for-loop on a CPU, foreach on CUDA)")
     e.add_argument("--schedule", help="a learning-rate schedule of the catalogue (default "
                                       "none)")
     e.add_argument("--convention", default="default", help="counting convention")
@@ -233,7 +233,8 @@ def cmd_estimate(args) -> int:
     options = dict(loss=args.loss, optimizer=args.optimizer, schedule=args.schedule,
                    convention=args.convention, hints=hints, name=spec.rpartition(":")[2],
                    input_dtype=layout_cli.input_dtype(args),
-                   optimizer_impl=args.optimizer_impl, target=args.target,
+                   optimizer_impl=args.optimizer_impl or DEFAULT_IMPL[args.target],
+                   target=args.target,
                    autocast=layout_cli.autocast(args),
                    checkpoint=tuple(p.strip() for p in (args.checkpoint or "").split(",")
                                     if p.strip()))

@@ -225,6 +225,7 @@ def to_json(est: Estimate, depth: int | None = None) -> str:
         "model": est.model, "convention": est.convention,
         "symbols": list(est.symbols), "hints": est.hints,
         "parameters": est.parameters, "optimizer": est.optimizer, "loss": est.loss,
+        "optimizer_impl": est.optimizer_impl,
         "lines": [{"name": ln.name, "type": ln.what,
                    "forward": {k: s(v) for k, v in ln.forward.items()},
                    "backward": {k: s(v) for k, v in ln.backward.items()},
