@@ -26,7 +26,8 @@ SLOW_MODULES = frozenset((
     "test_validate_user", "test_claims", "test_plots", "test_identities", "test_readme",
     "test_user_component", "test_lowering", "test_catalogue", "test_executed",
     "test_engine_edges", "test_fuzz", "test_properties", "test_training_and_examples",
-    "test_peak",
+    "test_peak", "test_tensor_parallel", "test_pipeline_parallel", "test_plan",
+    "test_budget", "test_autocast", "test_timeline_plot",
 ))
 
 
