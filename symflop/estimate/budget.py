@@ -36,17 +36,6 @@ class Choice:
     peak: int | None = None  # the chosen step's larger peak, first or later step
 
 
-def _block_list(names: list[str]) -> str | None:
-    """The module list with the most numbered children among the lines' paths."""
-    seen: dict[str, set] = {}
-    for name in names:
-        parts = name.split(".")
-        for k in range(1, len(parts)):
-            if parts[k].isdigit():
-                seen.setdefault(".".join(parts[:k]), set()).add(int(parts[k]))
-    return min(seen, key=lambda p: (-len(seen[p]), len(p)), default=None)
-
-
 def candidates(est, granularity: str) -> list[str]:
     """Module paths to choose from, in the order they run: the repeated blocks, or their
     direct children."""
@@ -54,7 +43,8 @@ def candidates(est, granularity: str) -> list[str]:
         raise UsageError(f"unknown granularity {granularity!r} (known: "
                          f"{', '.join(GRANULARITIES)})")
     names = [ln.name for ln in est.lines]
-    blocks = _block_list(names)
+    from symflop.estimate.step import module_list
+    blocks = module_list(names, least=1)
     if blocks is None:
         raise UsageError("checkpointing under a budget chooses among repeated blocks, and "
                          "the model has none")

@@ -88,7 +88,6 @@ def cmd_plan(args) -> int:
     shape = parse_input(args.input)
     hints = parse_hints(args.hints, shape)
     samples = global_samples(args.global_batch, hints, args.sequence)
-    args.target = "cuda"
     model = layout_cli.prepare_model(load_model(spec), args)
     cluster, network = par["clusters"][args.device_preset], layout_cli.network(args, par)
     from symflop.estimate.step import estimate

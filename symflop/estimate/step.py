@@ -324,17 +324,23 @@ def _scaled_into(line: Line, part: Line, work: _Work, factor: sp.Expr) -> None:
     work.new_kept = work.new_kept * factor
 
 
-def repeated_blocks(calls: tuple[OpCall, ...]) -> str | None:
-    """The path of the model's list of repeated blocks (``model.layers`` of a Llama): the
-    module list with the most numbered children that ran."""
+def module_list(paths, least: int = 2) -> str | None:
+    """The path of the module list with the most numbered children among ``paths``
+    (``model.layers`` of a Llama), if it has ``least`` of them."""
     seen: dict[str, set] = {}
-    for call in calls:
-        for path in call.stack:
-            head, _, tail = path.rpartition(".")
-            if head and tail.isdigit():
-                seen.setdefault(head, set()).add(int(tail))
+    for path in paths:
+        parts = path.split(".")
+        for k in range(1, len(parts)):
+            if parts[k].isdigit():
+                seen.setdefault(".".join(parts[:k]), set()).add(int(parts[k]))
     best = min(seen, key=lambda p: (-len(seen[p]), len(p)), default=None)
-    return best if best is not None and len(seen[best]) >= 2 else None
+    return best if best is not None and len(seen[best]) >= least else None
+
+
+def repeated_blocks(calls: tuple[OpCall, ...]) -> str | None:
+    """The model's list of repeated blocks: the module list with the most numbered
+    children that ran."""
+    return module_list(path for call in calls for path in call.stack)
 
 
 def _block_of(call: OpCall, blocks: str | None) -> str | None:
