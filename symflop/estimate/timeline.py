@@ -9,7 +9,9 @@ temporaries).  The step is replayed over the traced operations, storage by stora
   its last reader, unless an operation keeps it for backward;
 * backward, the operations in reverse: each allocates the gradients of its inputs that
   need one (a parameter's gradient stays: it is ``.grad``), then frees its outputs'
-  gradients and what it alone still kept;
+  gradients and what it alone still kept; the gradients of the views a splitting
+  operation (unbind, split, chunk) returned are held apart, each its view's size, until
+  its backward joins them (a recurrent layer's per-step input projections);
 * the optimizer step: its state on the first step, and the temporaries of torch's
   implementation (``OPTIMIZER_TEMPORARIES``); then ``zero_grad(set_to_none=True)``.
 
@@ -114,6 +116,27 @@ _VIEWS = frozenset(f"aten.{v}" for v in (
     "detach", "alias", "expand", "as_strided", "_reshape_alias", "flatten"))
 
 
+# operations that return several views of one tensor: autograd holds the gradient of each
+# view apart, and the operation's backward joins them (stack or cat) into a new tensor
+_SPLITS = frozenset(f"aten.{v}" for v in (
+    "unbind", "split", "split_with_sizes", "chunk", "unsafe_split",
+    "unsafe_split_with_sizes", "unsafe_chunk", "tensor_split"))
+
+
+def _parts(ops: list) -> dict:
+    """The outputs of each splitting operation (and their in-place successors: an
+    in-place operation's result is the same tensor to autograd's buffer) -> the part."""
+    part = {}
+    for call, _k, _n in ops:
+        if call.op in _SPLITS:
+            part.update({o.key: o for o in call.outputs})
+        elif call.op.endswith("_") and call.outputs and call.tensor_args() \
+                and call.tensor_args()[0].key in part \
+                and call.outputs[0].storage == call.tensor_args()[0].storage:
+            part[call.outputs[0].key] = part[call.tensor_args()[0].key]
+    return part
+
+
 def _bytes(t) -> sp.Expr:
     return sp.expand(t.storage_elements * t.itemsize)
 
@@ -202,6 +225,7 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
     through_view = {o.key for call, _k, _n in ops if call.op in _VIEWS
                     for o in call.outputs if o.storage in params}
     buffers = _GradientBuffers(live, expected, params, through_view)
+    part = _parts(ops)
     recomputed: set = set()
     for i in range(len(ops) - 1, -1, -1):
         call, _kept, _new = ops[i]
@@ -217,10 +241,16 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
             if t.storage in params:
                 if call.op not in _VIEWS:   # a view passes the gradient on
                     buffers.arrive(t)
+            elif t.key in part:
+                p = part[t.key]
+                live.add(("part", p.key), "Temp", sp.expand(p.numel * p.itemsize))
             else:
                 live.add(("grad", t.storage), "Temp", _bytes(t))
         live.mark(f"backward: {call.module or '(model)'} ({call.op})")
         buffers.settle()
+        if call.op in _SPLITS:            # the parts joined: each part's gradient goes
+            for o in call.outputs:
+                live.free(("part", o.key))
         for t in call.outputs:
             if producer.get(t.storage) == i:
                 live.free(("grad", t.storage))
