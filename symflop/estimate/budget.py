@@ -9,10 +9,19 @@ estimates: none checkpointed and every candidate checkpointed.  Savings add up a
 candidates that share no kept tensor; the chosen set is then estimated once more, and
 the figures reported are that estimate's.  The search is exact: candidates with the same
 saving and cost are grouped, and the Pareto frontier of (saving, cost) is built group by
-group.  The budget holds on the step's memory sum (parameters, gradients, optimizer
-state, kept tensors), which savings add up in; the chosen set's peak (the timeline,
-recomputation replayed) is reported beside it.  A budget on the peak itself is not
-additive: the Pareto frontier of the sums misses subsets that lower the peak more.
+group.  That is the budget on the step's memory sum (``on="sum"``: parameters,
+gradients, optimizer state, kept tensors), which savings add up in.
+
+The budget on the peak (``on="peak"``, the default: the larger of the first and a later
+step's, ``symflop.estimate.timeline``) is not a sum: a checkpoint lowers the memory of
+every moment between its module's forward and its backward, and adds its recomputation
+at that backward.  The timeline is replayed with each candidate alone checkpointed
+(the traced operations do not change, only the replay), which gives each candidate's
+change of the memory at every moment of the step.  Those changes add up where the
+candidates' kept tensors are disjoint; a 0-1 integer program over them finds the
+cheapest set whose memory stays under the budget at every moment, and the replay of
+that set decides (a set the replay puts over the budget is excluded and the program
+solved again).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from dataclasses import dataclass
 from symflop.errors import UsageError
 
 GRANULARITIES = ("blocks", "children")
+BASES = ("peak", "sum")
 
 
 @dataclass
@@ -34,6 +44,7 @@ class Choice:
     candidates: int
     estimate: object = None
     peak: int | None = None  # the chosen step's larger peak, first or later step
+    on: str = "sum"          # what the budget holds: "peak" or "sum"
 
 
 def candidates(est, granularity: str) -> list[str]:
@@ -86,8 +97,23 @@ def _frontier(items: list[tuple[int, int, str]]) -> list[tuple[int, int, tuple]]
     return front
 
 
-def choose(run, budget: int, granularity: str = "children") -> Choice:
-    """``run(checkpoint)``: the estimate with those modules checkpointed."""
+def choose(run, budget: int, granularity: str = "children", on: str = "peak") -> Choice:
+    """``run(checkpoint)``: the estimate with those modules checkpointed; ``on``: what
+    the budget holds, the step's peak or its memory sum."""
+    if on not in BASES:
+        raise UsageError(f"unknown budget basis {on!r} (known: {', '.join(BASES)})")
+    return (_choose_peak if on == "peak" else _choose_sum)(run, budget, granularity)
+
+
+def _largest_peak(est) -> int:
+    return max(est.at(est.peak.total), est.at(est.first_step_peak.total))
+
+
+def _recomputed(est) -> int:
+    return sum(est.at(ln.flops) for ln in est.lines if ln.name.endswith(" (recomputed)"))
+
+
+def _choose_sum(run, budget: int, granularity: str) -> Choice:
     base = run(())
     memory = base.at(base.memory_bytes)
     names = candidates(base, granularity)
@@ -107,11 +133,100 @@ def choose(run, budget: int, granularity: str = "children") -> Choice:
         order = tuple(n for n in names if n in chosen)
         est = run(order)
         if est.at(est.memory_bytes) <= budget:
-            peak = max(est.at(est.peak.total), est.at(est.first_step_peak.total)) \
-                if est.peak is not None else None
-            return Choice(order, est.at(est.memory_bytes),
-                          sum(est.at(ln.flops) for ln in est.lines
-                              if ln.name.endswith(" (recomputed)")),
+            peak = _largest_peak(est) if est.peak is not None else None
+            return Choice(order, est.at(est.memory_bytes), _recomputed(est),
                           budget, memory, len(names), est, peak)
     raise UsageError("the savings of the candidates overlap: no choice verified under the "
                      "budget")
+
+
+def _moments(peaks) -> list[int]:
+    """The memory at each moment of the two steps, aligned across checkpoint choices:
+    a recomputation's moments are folded into the backward operation that needs them."""
+    out = []
+    for peak in peaks:
+        pending = 0
+        for phase, _where, nbytes in peak.curve:
+            if phase == "recompute":
+                pending = max(pending, nbytes)
+                continue
+            out.append(max(nbytes, pending))
+            pending = 0
+    return out
+
+
+def _choose_peak(run, budget: int, granularity: str) -> Choice:
+    import numpy as np
+
+    base = run(())
+    replay = base.replay
+    if replay is None:
+        raise UsageError("the peak is not replayed for this estimate (tensors cut along the "
+                         "sequence): budget the memory sum instead (--budget-on sum)")
+    names = candidates(base, granularity)
+    without = _largest_peak(base)
+    if without <= budget:
+        return Choice((), without, 0, budget, without, len(names), base, without, "peak")
+    every = run(tuple(names))
+    cost = {ln.name.removesuffix(" (recomputed)"): every.at(ln.flops)
+            for ln in every.lines if ln.name.endswith(" (recomputed)")}
+    start = np.array(_moments(replay.peaks(())), dtype=np.int64)
+    change = {}
+    for n in names:
+        moments = np.array(_moments(replay.peaks((n,))), dtype=np.int64)
+        if moments.shape != start.shape:
+            raise UsageError(f"{n}: its checkpointed step does not align with the plain one")
+        if (moments < start).any():
+            change[n] = moments - start
+    useful = [n for n in names if n in change]
+    excluded: set = set()
+    for _ in range(64):
+        chosen = _cheapest(start, [change[n] for n in useful], [cost.get(n, 0) for n in useful],
+                           budget, excluded)
+        if chosen is None:
+            raise UsageError(f"no choice of modules brings the step's peak under {budget:,} "
+                             f"bytes (without checkpointing: {without:,})")
+        order = tuple(n for n in names if n in {useful[i] for i in chosen})
+        later, first = replay.peaks(order)
+        if max(replay.at(later.total), replay.at(first.total)) <= budget:
+            est = run(order)
+            return Choice(order, _largest_peak(est), _recomputed(est), budget, without,
+                          len(names), est, _largest_peak(est), "peak")
+        excluded.add(frozenset(chosen))
+    raise UsageError("the candidates' savings overlap too much to verify a choice under "
+                     "the budget")
+
+
+def _cheapest(start, changes: list, costs: list, budget: int, excluded: set):
+    """The cheapest set of candidates (indices) whose summed changes keep every moment
+    of ``start`` under ``budget``, not one of ``excluded``; None if there is none.  A
+    0-1 integer program (scipy's ``milp``, HiGHS' branch and cut): a moment is a
+    constraint only where the candidates could put it over the budget."""
+    import numpy as np
+    try:
+        from scipy.optimize import Bounds, LinearConstraint, milp
+    except ImportError:
+        raise UsageError("a budget on the peak needs scipy (pip install scipy), or budget "
+                         "the memory sum (--budget-on sum)") from None
+
+    n = len(costs)
+    if n == 0:
+        return () if start.max() <= budget and frozenset() not in excluded else None
+    change = np.stack(changes, axis=1)                    # moments x candidates
+    worst = start + np.maximum(change, 0).sum(axis=1)
+    rows = np.unique(np.column_stack([change, start])[worst > budget], axis=0)
+    constraints = []
+    if len(rows):
+        constraints.append(LinearConstraint(rows[:, :n].astype(float), -np.inf,
+                                            (budget - rows[:, n]).astype(float)))
+    for chosen in excluded:                                # not that set again
+        cut = np.array([1.0 if i in chosen else -1.0 for i in range(n)])
+        constraints.append(LinearConstraint(cut[None, :], -np.inf, len(chosen) - 1))
+    result = milp(np.array(costs, dtype=float), constraints=constraints,
+                  integrality=np.ones(n), bounds=Bounds(0, 1),
+                  options={"mip_rel_gap": 0.0})           # proven optimal, not near it
+    if result.status == 2 or result.x is None:            # infeasible
+        return None
+    if result.status != 0:
+        raise UsageError(f"the checkpointing search stopped: {result.message}")
+    return tuple(i for i in range(n) if result.x[i] > 0.5)

@@ -123,8 +123,12 @@ def add_parser(sub) -> None:
     add_arguments(e)
     e.add_argument("--checkpoint-budget", metavar="BYTES",
                    help="choose the modules to checkpoint: the fewest recomputed FLOPs "
-                        "that keep the step's memory under BYTES (e.g. 24GB, 500MB, "
+                        "that keep the step's peak memory under BYTES (e.g. 24GB, 500MB, "
                         "1000000)")
+    e.add_argument("--budget-on", choices=("peak", "sum"), default="peak",
+                   help="with --checkpoint-budget: what stays under it, the step's peak "
+                        "(default; the larger of the first and a later step's) or its "
+                        "memory sum")
     e.add_argument("--checkpoint-granularity", choices=("children", "blocks"),
                    default="children",
                    help="with --checkpoint-budget: choose among the repeated blocks' "
@@ -187,14 +191,16 @@ def _under_budget(args, model, shape, tp, parallel, options):
         return estimate(model, shape, flop_counter=False, tensor_parallel=tp,
                         by_block=parallel, checkpoint=checkpoint, **rest)
 
-    c = choose(run, budget, args.checkpoint_granularity)
+    c = choose(run, budget, args.checkpoint_granularity, args.budget_on)
     est = c.estimate
     chosen = ", ".join(c.modules) or "none"
-    est.notes.append(f"checkpointed under a budget of {budget:,} bytes (the step's memory "
-                     f"without: {c.without:,}): {chosen}; memory {c.memory:,} bytes, "
+    what = "peak" if c.on == "peak" else "memory"
+    est.notes.append(f"checkpointed under a budget of {budget:,} bytes on the step's {what} "
+                     f"(without: {c.without:,}): {chosen}; {what} {c.memory:,} bytes, "
                      f"{c.recomputed:,} FLOPs recomputed, the fewest of any choice among "
                      f"{c.candidates} candidates ({args.checkpoint_granularity})"
-                     + (f"; its peak {c.peak:,} bytes" if c.peak is not None else ""))
+                     + (f"; its peak {c.peak:,} bytes"
+                        if c.peak is not None and c.on == "sum" else ""))
     return est
 
 

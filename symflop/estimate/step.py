@@ -24,6 +24,7 @@ from symflop.cost.conventions import get_convention
 from symflop.derive import derive
 from symflop.errors import UsageError
 from symflop.estimate.calls import FREE, Gradients, Keep, OpCall, TensorRef, Unknown, Use
+from symflop.estimate.timeline import Replay, segment_of
 from symflop.registry import get_component, plugin
 
 ZERO = sp.Integer(0)
@@ -83,6 +84,7 @@ class Estimate:
     communication: tuple = ()             # tensor_parallel.Communication of one device
     parameter_sizes: tuple = ()           # (name, elements, bytes each, trainable, shape)
     boundaries: dict = field(default_factory=dict)  # by_block: block -> bytes of its output
+    replay: object = None                 # timeline.Replay: the peak with other checkpoints
 
     def total(self, attr: str) -> sp.Expr:
         return sp.expand(sp.Add(*[getattr(ln, attr) for ln in self.lines]))
@@ -302,12 +304,6 @@ def _count_reads(call: OpCall, reads: dict, with_grad: set) -> None:
             _read(reads, t)
 
 
-def _segment(module: str, checkpointed: dict) -> str | None:
-    """The checkpointed module ``module`` runs in, if any."""
-    return next((p for p in checkpointed if module == p or module.startswith(p + ".")),
-                None)
-
-
 def _scaled_into(line: Line, part: Line, work: _Work, factor: sp.Expr) -> None:
     """Add ``part`` (one operation's counts) to ``line`` at ``factor`` (1/t for work cut
     along the sequence over t devices), and scale ``work`` with it."""
@@ -377,7 +373,7 @@ def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
         factor = sharding.op(index) if sharding is not None else ONE
         target, line = line, (line if factor == 1 else Line(line.name, line.what))
         saved.scale = factor
-        segment = _segment(call.module, checkpointed)
+        segment = segment_of(call.module, checkpointed)
         if segment is not None and not segments[segment]:
             for t in checkpointed[segment]:
                 if t.parameter is None:
@@ -635,16 +631,12 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         est.notes.append(f"one device's share: {parallel.describe()}")
     if saved.sharding is None:
         # the timeline does not replay tensors cut along the sequence
-        from symflop.estimate.timeline import step_peak
         at = partial(_at_hints, {tr.symbols[n]: v for n, v in tr.hints.items()})
-        segments = {k: seg for k, (call, _kept, _new) in enumerate(ops)
-                    if (seg := _segment(call.module, dict.fromkeys(checkpoint))) is not None}
-        inputs = {p: {t.storage for t in tr.module_inputs[p] if t.parameter is None}
-                  for p in checkpoint}
-        est.peak, est.first_step_peak = (
-            step_peak(ops, tr, optimizer, state, at, optimizer_impl, first_step=first,
-                      segments=segments, segment_inputs=inputs)
-            for first in (False, True))
+        est.replay = Replay(
+            ops, tuple(tr.parameters), tuple(tr.buffers), tr.input, optimizer, state, at,
+            optimizer_impl, {p: frozenset(t.storage for t in ts if t.parameter is None)
+                             for p, ts in tr.module_inputs.items()})
+        est.peak, est.first_step_peak = est.replay.peaks(tuple(checkpoint))
         est.notes += est.peak.notes
         if tr.specialized:
             est.notes.append("the peak memory is the trace's: its polynomial holds at the "

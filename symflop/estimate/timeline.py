@@ -141,6 +141,43 @@ def _bytes(t) -> sp.Expr:
     return sp.expand(t.storage_elements * t.itemsize)
 
 
+def segment_of(module: str, checkpointed) -> str | None:
+    """The checkpointed module (of ``checkpointed``) that ``module`` runs in, if any."""
+    return next((p for p in checkpointed if module == p or module.startswith(p + ".")),
+                None)
+
+
+@dataclass
+class Replay:
+    """What the timeline needs to replay a step again with other modules checkpointed:
+    the traced operations and what each keeps (which do not change with checkpointing),
+    the parameters, buffers and input, the optimizer, and each module's inputs."""
+
+    ops: list
+    parameters: tuple
+    buffers: tuple
+    input: object
+    optimizer: str
+    state_bytes: sp.Expr
+    at: object
+    implementation: str
+    module_inputs: dict            # module path -> storages of its non-parameter inputs
+
+    def peaks(self, checkpoint: tuple[str, ...] = ()) -> tuple[Peak, Peak]:
+        """(a later step's peak, the first step's) with ``checkpoint`` recomputed."""
+        unknown = [p for p in checkpoint if p not in self.module_inputs]
+        if unknown:
+            raise UsageError(f"no module {unknown[0]!r} ran in the traced step")
+        chosen = dict.fromkeys(checkpoint)
+        segments = {k: seg for k, (call, _kept, _new) in enumerate(self.ops)
+                    if (seg := segment_of(call.module, chosen)) is not None}
+        inputs = {p: self.module_inputs[p] for p in checkpoint}
+        return tuple(step_peak(self.ops, self, self.optimizer, self.state_bytes, self.at,
+                               self.implementation, first_step=first, segments=segments,
+                               segment_inputs=inputs)
+                     for first in (False, True))
+
+
 def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
               implementation: str = "for-loop", first_step: bool = False,
               segments: dict | None = None, segment_inputs: dict | None = None) -> Peak:
