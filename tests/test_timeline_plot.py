@@ -34,8 +34,6 @@ def test_the_plot_is_a_png_written_whole(est, tmp_path):
 @pytest.mark.parametrize("argv,message", [
     (("--timeline", "/nonexistent/t.png"), "a .png file in an existing folder"),
     (("--timeline", "t.svg"), "a .png file"),
-    (("--timeline", "t.png", "--tensor-parallel", "2", "--sequence-parallel"),
-     "no timeline for this step"),
 ])
 def test_timeline_refusals_in_one_line(capsys, tmp_path, monkeypatch, argv, message):
     from conftest import run_cli
@@ -45,6 +43,17 @@ def test_timeline_refusals_in_one_line(capsys, tmp_path, monkeypatch, argv, mess
                              "--input-dtype", "bfloat16", *argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "t.png").exists()
+
+
+def test_the_timeline_of_a_sequence_parallel_device(capsys, tmp_path, monkeypatch):
+    from conftest import run_cli
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "estimate", "validation.megatron:OneLayerSmall",
+                             "--input", "sx64", "--at", "s=4", "--loss", "mse",
+                             "--input-dtype", "bfloat16", "--timeline", "t.png",
+                             "--tensor-parallel", "2", "--sequence-parallel")
+    assert code == 0, err
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("checkpointed", [("layers.0", "layers.1"),

@@ -7,7 +7,9 @@
 parameter shards and every collective (module, forward, backward or optimizer, kind,
 elements of the whole tensor, bytes of an element).  CommDebugMode
 counts collectives by module and pass; the bytes are read from the same dispatch (its
-``__torch_dispatch__`` sees each functional collective with its tensor).
+``__torch_dispatch__`` sees each functional collective with its tensor).  Then two
+training steps of a longer sequence (``PEAK_SEQ``: the activations outweigh the
+parameters) under ``MemTracker``, each rank's peak of the first and a later step.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from validation.gloo import spawn
 
 HIDDEN, HEADS, SEQ, BATCH = 32, 4, 8, 2
+PEAK_SEQ, PEAK_BATCH = 64, 4
 
 _KINDS = {"all_reduce": "all-reduce", "all_gather_into_tensor": "all-gather",
           "reduce_scatter_tensor": "reduce-scatter"}
@@ -91,8 +94,40 @@ def _measure(world: int, sequence: bool) -> dict:
             "step": step.records}
 
 
+def _peaks(world: int, sequence: bool) -> list[int]:
+    """MemTracker's peak of a first and a later step: cross-entropy over the last axis
+    against labels the loop holds, for-loop Adam, ``zero_grad(set_to_none=True)``."""
+    import torch.nn.functional as F  # noqa: N812 - torch's own spelling
+    from torch.distributed._tools.mem_tracker import MemTracker
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor.parallel import parallelize_module
+
+    from validation.megatron import OneLayer
+
+    torch.manual_seed(0)
+    model = parallelize_module(OneLayer(HIDDEN, HEADS), init_device_mesh("cpu", (world,)),
+                               plans(sequence))
+    optimizer = torch.optim.Adam(model.parameters(), foreach=False)
+    seq = PEAK_SEQ // world if sequence else PEAK_SEQ
+    x = torch.randn(seq, PEAK_BATCH, HIDDEN, generator=torch.Generator().manual_seed(1))
+    out = []
+    for _ in range(2):
+        labels = torch.zeros(seq * PEAK_BATCH, dtype=torch.long)
+        tracker = MemTracker()
+        tracker.track_external(model, optimizer, x, labels)
+        with tracker:
+            loss = F.cross_entropy(model(x).reshape(-1, HIDDEN), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            del loss
+        out.append(next(iter(tracker.get_tracker_snapshot("peak").values()))["Total"])
+    return out
+
+
 def _both(_rank: int, world: int) -> dict:
-    return {"tp": _measure(world, False), "sp": _measure(world, True)}
+    return {"tp": _measure(world, False), "sp": _measure(world, True),
+            "peak tp": _peaks(world, False), "peak sp": _peaks(world, True)}
 
 
 def run(world: int) -> list[dict]:

@@ -252,8 +252,7 @@ def cmd_estimate(args) -> int:
                        tensor_parallel=tp, by_block=parallel, **options)
     if args.timeline:
         if est.peak is None or not est.peak.curve:
-            raise UsageError("--timeline: no timeline for this step (the timeline does not "
-                             "replay --sequence-parallel yet)")
+            raise UsageError("--timeline: no timeline for this step")
         from symflop.estimate.timeline import plot_timeline
         plot_timeline({"first step": est.first_step_peak, "later step": est.peak},
                       args.timeline, est.model)

@@ -629,19 +629,31 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         boundaries=_boundaries(tr, saved.sharding) if by_block else {})
     if parallel is not None:
         est.notes.append(f"one device's share: {parallel.describe()}")
-    if saved.sharding is None:
-        # the timeline does not replay tensors cut along the sequence
-        at = partial(_at_hints, {tr.symbols[n]: v for n, v in tr.hints.items()})
-        est.replay = Replay(
-            ops, tuple(tr.parameters), tuple(tr.buffers), tr.input, optimizer, state, at,
-            optimizer_impl, {p: frozenset(t.storage for t in ts if t.parameter is None)
-                             for p, ts in tr.module_inputs.items()})
-        est.peak, est.first_step_peak = est.replay.peaks(tuple(checkpoint))
-        est.notes += est.peak.notes
-        if tr.specialized:
-            est.notes.append("the peak memory is the trace's: its polynomial holds at the "
-                             "sizes the model's code fixed")
+    at = partial(_at_hints, {tr.symbols[n]: v for n, v in tr.hints.items()})
+    est.replay = Replay(
+        ops, tuple(tr.parameters), tuple(tr.buffers), tr.input, optimizer, state, at,
+        optimizer_impl, {p: frozenset(t.storage for t in ts if t.parameter is None)
+                         for p, ts in tr.module_inputs.items()},
+        *_cut_storages(ops, saved.sharding))
+    est.peak, est.first_step_peak = est.replay.peaks(tuple(checkpoint))
+    est.notes += est.peak.notes
+    if tr.specialized:
+        est.notes.append("the peak memory is the trace's: its polynomial holds at the "
+                         "sizes the model's code fixed")
     return est
+
+
+def _cut_storages(ops: list, sharding) -> tuple[int, frozenset, frozenset]:
+    """Under sequence parallelism: t, the storages a device holds 1/t of (those kept
+    cut, and the cut tensors no operation keeps whole: torch's column-parallel layer
+    keeps its gathered input), and those whole around a collective."""
+    if sharding is None:
+        return 1, frozenset(), frozenset()
+    kept = set().union(*(k for _call, k, _new in ops))
+    cut = {t.storage for call, _k, _n in ops for t in (*call.tensor_args(), *call.outputs)
+           if t.key in sharding.tensors and t.storage not in kept}
+    return (int(sharding.t), frozenset(cut | set(sharding.storages)),
+            frozenset(sharding.gathered))
 
 
 TARGET_NOTE = ("counted as the program torch runs on CUDA where it differs from the CPU's in "

@@ -198,6 +198,8 @@ class Sharding:
     tensors: set = field(default_factory=set)        # keys of tensors cut along s
     storages: set = field(default_factory=set)       # storages kept at 1/t
     loss: bool = False                               # the loss reads a cut tensor
+    gathered: set = field(default_factory=set)       # row-parallel outputs: whole before
+    # their reduce-scatter (the partial sums), and their gradient whole after its all-gather
 
     def op(self, index: int) -> sp.Expr:
         return 1 / self.t if index in self.ops else sp.Integer(1)
@@ -225,7 +227,8 @@ def communication(trace, tp: TensorParallel) -> tuple[list[Communication], Shard
     along the sequence, from the local trace."""
     t = sp.Integer(tp.t)
     comms: list[Communication] = []
-    sharded: set = set()          # tensors split over the devices (heads, features)
+    sharded: set = set()          # storages split over the devices (heads, features): by
+    # storage, so that an in-place operation's result (a new version) stays split
     sharding = Sharding(t)
     seen_regions: set = set()
     for k, call in enumerate(trace.calls):
@@ -234,14 +237,14 @@ def communication(trace, tp: TensorParallel) -> tuple[list[Communication], Shard
             # a column-parallel module's results are its shard; a row-parallel module's
             # product with its weight is a partial sum (reduced, then replicated)
             reads = call.tensor_args()
-            if region[1] == "colwise" or (any(a.key in sharded for a in reads)
+            if region[1] == "colwise" or (any(a.storage in sharded for a in reads)
                                           and not any(a.parameter for a in reads)):
-                sharded.update(o.key for o in call.outputs)
+                sharded.update(o.storage for o in call.outputs)
             seen_regions.add(region)
             continue
         args = [a for a in call.tensor_args() if a.parameter is None]
-        if any(a.key in sharded for a in args):
-            sharded.update(o.key for o in call.outputs)
+        if any(a.storage in sharded for a in args):
+            sharded.update(o.storage for o in call.outputs)
             continue
         if tp.sequence and args:
             sharding.ops.add(k)
@@ -270,6 +273,7 @@ def communication(trace, tp: TensorParallel) -> tuple[list[Communication], Shard
         else:
             y = trace.module_outputs[path][0]
             if tp.sequence:
+                sharding.gathered.add(y.storage)
                 comms.append(Communication(path, "forward", "reduce-scatter", y.numel,
                                            y.itemsize, "its output's partial sums"))
                 comms.append(Communication(path, "backward", "all-gather", y.numel,

@@ -162,6 +162,14 @@ class Replay:
     at: object
     implementation: str
     module_inputs: dict            # module path -> storages of its non-parameter inputs
+    t: int = 1                     # sequence parallelism over t devices:
+    cut: frozenset = frozenset()   # the storages each device holds 1/t of, and those
+    gathered: frozenset = frozenset()  # whole around their collective (row-parallel
+    # outputs: the partial sums before the reduce-scatter, the gradient after the gather)
+
+    def share(self, storage) -> sp.Expr:
+        """The part of a storage one device holds."""
+        return sp.Rational(1, self.t) if storage in self.cut else sp.Integer(1)
 
     def peaks(self, checkpoint: tuple[str, ...] = ()) -> tuple[Peak, Peak]:
         """(a later step's peak, the first step's) with ``checkpoint`` recomputed."""
@@ -189,6 +197,10 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
     (``segment_inputs``: module -> storages) and run again when the backward pass
     reaches them, as far as the last one whose tensors their backward keeps."""
     segments = segments or {}
+    share = getattr(trace, "share", lambda _s: 1)
+
+    def size(t) -> sp.Expr:
+        return _bytes(t) * share(t.storage)
     if implementation not in IMPLEMENTATIONS:
         raise UsageError(f"unknown optimizer implementation {implementation!r} "
                          f"(known: {', '.join(IMPLEMENTATIONS)})")
@@ -201,7 +213,7 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
     trainable = [p for p in trace.parameters if p.trainable]
     if not first_step:
         live.add("state", "Optstate", state_bytes)
-    live.add(("storage", trace.input.storage), "Other", _bytes(trace.input))
+    live.add(("storage", trace.input.storage), "Other", size(trace.input))
     for call, _kept, _new in ops:
         for t in call.tensor_args():
             if t.parameter is not None:
@@ -234,14 +246,21 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
     for s, first in (*kept_by.items(), *((s, i) for (_m, s), i in again_kept.items())):
         if s != trace.input.storage and s not in targets:
             freed_after.setdefault(first, []).append(s)
+    gathered = getattr(trace, "gathered", frozenset())
     for i, (call, _kept, new) in enumerate(ops):
+        whole = [t for t in call.outputs if producer.get(t.storage) == i
+                 and t.storage in gathered]
         for t in call.outputs:
             if producer.get(t.storage) == i:
                 live.add(("storage", t.storage),
-                         "Other" if t.storage in targets else "Activation", _bytes(t))
+                         "Other" if t.storage in targets else "Activation", size(t))
+        for t in whole:               # the partial sums, whole until their reduce-scatter
+            live.add(("whole", t.storage), "Activation", _bytes(t))
         if new != 0 and i not in segments:
             live.add(("kept", i), "Activation", new)
         live.mark(f"forward: {call.module or '(model)'} ({call.op})")
+        for t in whole:
+            live.free(("whole", t.storage))
         for s in {t.storage for t in call.tensor_args()} | {t.storage for t in call.outputs}:
             if last_use.get(s, producer.get(s)) <= i and s not in kept_by \
                     and s not in params and s != trace.input.storage and s not in targets:
@@ -271,7 +290,7 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
         if i in segments and segments[i] not in recomputed:
             recomputed.add(segments[i])
             _recompute(live, ops, [j for j, p in segments.items() if p == segments[i]],
-                       producer, {s for (m, s) in again_kept if m == segments[i]})
+                       producer, {s for (m, s) in again_kept if m == segments[i]}, size)
         for t in call.tensor_args():
             if not gives_gradient(call, t):
                 continue
@@ -280,10 +299,18 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
                     buffers.arrive(t)
             elif t.key in part:
                 p = part[t.key]
-                live.add(("part", p.key), "Temp", sp.expand(p.numel * p.itemsize))
+                live.add(("part", p.key), "Temp",
+                         sp.expand(p.numel * p.itemsize * share(p.storage)))
             else:
-                live.add(("grad", t.storage), "Temp", _bytes(t))
+                live.add(("grad", t.storage), "Temp", size(t))
+        whole = [t for t in call.outputs if producer.get(t.storage) == i
+                 and t.storage in gathered]
+        for t in whole:               # the gradient, all-gathered whole (its shard gone)
+            live.free(("grad", t.storage))
+            live.add(("whole", t.storage), "Temp", _bytes(t))
         live.mark(f"backward: {call.module or '(model)'} ({call.op})")
+        for t in whole:
+            live.free(("whole", t.storage))
         buffers.settle()
         if call.op in _SPLITS:            # the parts joined: each part's gradient goes
             for o in call.outputs:
@@ -361,7 +388,7 @@ class _GradientBuffers:
 
 
 def _recompute(live: _Live, ops: list, members: list[int], producer: dict,
-               again_kept: set) -> None:
+               again_kept: set, size=_bytes) -> None:
     """A checkpointed module's forward run again, as far as the last operation whose
     tensors its backward keeps: each output allocated; those no backward keeps freed
     after their last reader in the run (torch keeps nothing else of it)."""
@@ -379,7 +406,7 @@ def _recompute(live: _Live, ops: list, members: list[int], producer: dict,
         call, _kept, new = ops[j]
         for t in call.outputs:
             if producer.get(t.storage) == j and ("storage", t.storage) not in live.items:
-                live.add(("storage", t.storage), "Activation", _bytes(t))
+                live.add(("storage", t.storage), "Activation", size(t))
                 made.append(t.storage)
         if new != 0:
             live.add(("kept", j), "Activation", new)
