@@ -27,7 +27,8 @@ def add_arguments(e) -> None:
                         "traced in half precision (parameters, activations), float32 "
                         "master weights and optimizer state; bf16-autocast, "
                         "fp16-autocast: float32 parameters, the forward pass under "
-                        "torch.autocast (the CPU's per-operation types); default: the "
+                        "autocast (the --target's per-operation types: the CPU's, or "
+                        "CUDA's); default: the "
                         "model as its factory builds it, counted as fp32")
     e.add_argument("--tensor-parallel", type=int, metavar="T",
                    help="one of T devices' share of each tensor-parallel layer (with "

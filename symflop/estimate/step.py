@@ -540,12 +540,14 @@ def torch_loss(name: str):
 
 
 def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None,
-           autocast: str | None = None):
+           autocast: str | None = None, target: str = "cpu"):
     """The trace (with torch's ``loss`` where torch has it), or one line naming what in the
     user's model failed.  A composite operation whose C++ kernel needs concrete sizes
-    (``nn.LSTM``) is traced again through torch's Python kernels."""
+    (``nn.LSTM``) is traced again through torch's Python kernels.  Autocast takes the
+    ``target``'s per-operation types."""
     from symflop.estimate.trace import trace
     rules = _rules()
+    device = "cuda" if autocast and target == "cuda" else "cpu"
 
     def known(op: str) -> bool:
         return op in rules or op.rstrip("_") in rules
@@ -555,12 +557,12 @@ def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None,
     try:
         try:
             return trace(model, shape, hints, dtype, known=known, loss=traced_loss,
-                         autocast=autocast)
+                         autocast=autocast, device=device)
         except RuntimeError as e:
             if "symbolic sizes" not in str(e):
                 raise
             return trace(model, shape, hints, dtype, known=known, python_dispatcher=True,
-                         loss=traced_loss, autocast=autocast)
+                         loss=traced_loss, autocast=autocast, device=device)
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's model failed: say so in one line
@@ -581,7 +583,8 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
     """The estimate of one trace at ``hints`` (``traced``, if already made); ``fitted``
     names the sizes the trace fixed (its polynomials hold at those sizes' trace values
     only)."""
-    tr = _for_target(traced or _trace(model, shape, hints, dtype, loss, autocast), target)
+    tr = _for_target(traced or _trace(model, shape, hints, dtype, loss, autocast, target),
+                     target)
     missing = [p for p in checkpoint if p not in tr.module_inputs]
     if missing:
         names = ", ".join(sorted(p for p in tr.module_inputs if p)[:12])
@@ -610,8 +613,11 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
     n_params = sum(p.numel for p in tr.parameters)
     notes = [TARGET_NOTE] if target == "cuda" else []
     if autocast:
-        notes.append(f"under torch.autocast({autocast}) with the CPU's per-operation types "
-                     "(CUDA's lists differ: softmax and the norms run in float32 there)")
+        notes.append(f"under torch.autocast({autocast}) with "
+                     + ("CUDA's per-operation types (torch's CUDA autocast kernels asked "
+                        "for each operation's types)" if target == "cuda" else
+                        "the CPU's per-operation types (CUDA's differ: softmax, the norms "
+                        "and the losses run in float32 there; --target cuda counts those)"))
     recurrent = sorted({c.module for c in tr.calls if c.module_type in _RECURRENT})
     if recurrent:
         notes.append(f"{', '.join(recurrent)}: counted as torch's cell-by-cell kernel; a "
@@ -758,7 +764,7 @@ def _estimate(model, shape: tuple, hints: dict, dtype, components: list, conv,
     """``estimate`` once its arguments are checked (under tensor parallelism, of the
     local model); ``options`` are ``_traced_estimate``'s."""
     loss, name = options["loss"], options["name"]
-    traced = _trace(model, shape, hints, dtype, loss, options["autocast"])
+    traced = _trace(model, shape, hints, dtype, loss, options["autocast"], options["target"])
     digest = None
     if use_cache:
         from symflop.estimate import cached

@@ -32,6 +32,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from symflop.errors import UsageError
 from symflop.estimate.calls import OpCall, TensorRef
+from symflop.estimate.cuda_autocast import cuda_autocast
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,8 @@ def onednn_off():
 
 def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = None,
           dtype: torch.dtype = torch.float32, known=None,
-          python_dispatcher: bool = False, loss=None, autocast: str | None = None) -> Trace:
+          python_dispatcher: bool = False, loss=None, autocast: str | None = None,
+          device: str = "cpu") -> Trace:
     """Run ``model`` once in training mode on a fake input of ``shape``, whose entries are
     ints (fixed sizes) or names (symbolic sizes, such as "B" and "L").  ``known(op)``
     says whether a rule costs an aten operation ("aten.mul"); one it does not know is
@@ -197,9 +199,9 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
     composite operations (``nn.LSTM``'s loop, whose C++ kernel needs concrete sizes).
     ``loss``: (module path, function of the output) run after the model and recorded
     under that path, as the training step calls it.  ``autocast`` ("bfloat16",
-    "float16"): the forward pass and the loss under ``torch.autocast`` on the CPU, whose
-    per-operation types are the CPU's lists (CUDA's differ: softmax and the norms run
-    in float32 there)."""
+    "float16"): the forward pass and the loss under autocast, with the per-operation
+    types of ``device``'s lists: the CPU's, or with ``device="cuda"`` CUDA's (softmax,
+    the norms and the losses in float32; ``symflop.estimate.cuda_autocast``)."""
     hints = dict(hints or {})
     names = [s for s in shape if isinstance(s, str)]
     for k, n in enumerate(names):
@@ -287,8 +289,9 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
         with dispatcher, onednn_off(), _torch_logging_quiet(), mode, recorder, \
                 torch.enable_grad():
             input_ref = convert(x)
-            cast = torch.autocast("cpu", dtype=getattr(torch, autocast)) if autocast \
-                else nullcontext()
+            cast = nullcontext() if not autocast else \
+                cuda_autocast(getattr(torch, autocast)) if device == "cuda" else \
+                torch.autocast("cpu", dtype=getattr(torch, autocast))
             with cast:
                 out = torch.func.functional_call(model, fakes, (x,))
                 first = next((t for t in tree_flatten(out)[0]
