@@ -56,19 +56,32 @@ def measured_peaks(model: torch.nn.Module, x: torch.Tensor, make_optimizer,
     return out
 
 
-def compare(name: str, which: str) -> list[tuple[str, int, int, dict, dict]]:
-    """(step, ours, torch's, our parts, torch's parts) for the first and a later step."""
-    from symflop.estimate import estimate
+_TRACED: dict = {}   # name -> (model, shape, trace): one trace serves every optimizer
+
+
+def _estimate(name: str, optimizer: str, implementation: str):
+    from symflop.cost.conventions import get_convention
     from symflop.estimate.command import parse_input
+    from symflop.estimate.step import _trace, _traced_estimate
 
     entry = ZOO[name]
+    sizes, dtype = dict(entry.sizes), getattr(torch, entry.dtype)
+    if name not in _TRACED:
+        model, shape = entry.factory(), parse_input(entry.input)
+        _TRACED[name] = model, shape, _trace(model, shape, sizes, dtype, "cross-entropy")
+    model, shape, traced = _TRACED[name]
+    return _traced_estimate(model, shape, sizes, dtype, traced=traced, loss="cross-entropy",
+                            optimizer=optimizer, schedule=None,
+                            conv=get_convention("default"), checkpoint=(), name=name,
+                            optimizer_impl=implementation)
+
+
+def compare(name: str, which: str) -> list[tuple[str, int, int, dict, dict]]:
+    """(step, ours, torch's, our parts, torch's parts) for the first and a later step."""
     catalogue, impl, make = OPTIMIZERS[which]
-    sizes = dict(entry.sizes)
-    est = estimate(entry.factory(), parse_input(entry.input), input_dtype=entry.dtype,
-                   optimizer=catalogue, optimizer_impl=impl, hints=sizes,
-                   flop_counter=False, use_cache=False)
+    est = _estimate(name, catalogue, impl)
     torch.manual_seed(0)
-    first, later = measured_peaks(entry.factory(), model_input(name), make)
+    first, later = measured_peaks(ZOO[name].factory(), model_input(name), make)
     rows = []
     for step, peak, m in (("first", est.first_step_peak, first), ("later", est.peak, later)):
         ours = {k: est.at(v) for k, v in peak.by_category.items()}
