@@ -86,6 +86,57 @@ def test_the_peak_under_checkpointing_is_memtrackers(checkpointed):
     assert any(p == "recompute" for p, _w, _b in est.peak.curve)
 
 
+class _Qwen2:
+    """A transformers Qwen2 from a tiny config whose logits outweigh a layer (vocabulary
+    256, width 64): the step peaks in the loss's backward, where the log-probabilities'
+    gradient (cross-entropy, run below autograd and decomposed in the trace) meets the
+    logits'; its attention is called with keyword arguments only."""
+
+    @staticmethod
+    def build():
+        import torch
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        class Logits(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                torch.manual_seed(0)
+                self.m = Qwen2ForCausalLM(Qwen2Config(
+                    vocab_size=256, hidden_size=64, intermediate_size=160,
+                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                    max_position_embeddings=64, attn_implementation="eager"))
+
+            def forward(self, x):
+                return self.m(input_ids=x, use_cache=False).logits
+        return Logits()
+
+
+@pytest.mark.parametrize("checkpointed", [(), ("m.model.layers.0.self_attn",)],
+                         ids=["plain", "attention checkpointed"])
+def test_a_peak_in_the_loss_backward_and_a_keyword_called_checkpoint(checkpointed):
+    """MemTracker's peaks of a real SGD step within 0.5 %: the decomposed loss's
+    gradients are replayed, and a checkpoint keeps its module's keyword inputs (the
+    hidden states, the rotary tables), as torch.utils.checkpoint does."""
+    pytest.importorskip("transformers")
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    from validation.peak_checks import measured_peaks
+    est = estimate(_Qwen2.build(), ("B", "L"), input_dtype="int64", optimizer="momentum",
+                   flop_counter=False, use_cache=False, hints={"B": 2, "L": 32},
+                   checkpoint=checkpointed)
+    model = _Qwen2.build()
+    for path in checkpointed:
+        module = model.get_submodule(path)
+        module.forward = (lambda f: lambda *a, **k: checkpoint(
+            f, *a, use_reentrant=False, **k))(module.forward)
+    got = measured_peaks(model, torch.zeros(2, 32, dtype=torch.long),
+                         lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, foreach=False))
+    for peak, measured in zip((est.first_step_peak, est.peak), got):
+        assert abs(est.at(peak.total) - measured["Total"]) <= 0.005 * measured["Total"]
+    assert est.peak.where.startswith("backward: loss")
+
+
 def test_the_optimizer_implementation_defaults_to_torchs_for_the_target(capsys):
     """torch.optim's default: the for-loop step on a CPU, foreach on CUDA."""
     import json

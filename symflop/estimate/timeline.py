@@ -137,6 +137,34 @@ def _parts(ops: list) -> dict:
     return part
 
 
+# operations whose floating results get no gradient: autograd's saved handles and the
+# tensors made from a tensor's shape or filled at random
+_NO_GRADIENT = frozenset(f"aten.{v}" for v in (
+    "detach", "zeros_like", "ones_like", "empty_like", "full_like", "rand_like",
+    "randn_like", "bernoulli", "bernoulli_", "uniform_", "normal_", "zero_", "fill_",
+    "new_zeros", "new_ones", "new_empty", "new_full"))
+
+
+def _with_gradient(ops: list) -> set:
+    """The tensors the backward pass gives a gradient: those autograd marked (flagged
+    where an operation reads them), the loss, and the results of operations that ran
+    below autograd (the parts of a decomposed loss: cross-entropy's gather, where, neg)
+    which read one and lead to the loss, each as large as the gradient the composite's
+    backward makes there (the log-probabilities' gradient)."""
+    marked = {t.key for call, _k, _n in ops for t in call.tensor_args() if t.requires_grad}
+    if not ops:
+        return marked
+    needs = set(marked)
+    for call, _k, _n in ops:
+        if call.op not in _NO_GRADIENT and any(t.key in needs for t in call.tensor_args()):
+            needs |= {o.key for o in call.outputs if o.floating}
+    reaches = {t.key for t in ops[-1][0].outputs}
+    for call, _k, _n in reversed(ops):
+        if any(o.key in reaches for o in call.outputs) and call.op not in _NO_GRADIENT:
+            reaches |= {t.key for t in call.tensor_args() if t.key in needs}
+    return marked | reaches
+
+
 def _bytes(t) -> sp.Expr:
     return sp.expand(t.storage_elements * t.itemsize)
 
@@ -218,9 +246,7 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
         for t in call.tensor_args():
             if t.parameter is not None:
                 params[t.storage] = t
-    with_grad = {t.key for call, _k, _n in ops for t in call.tensor_args() if t.requires_grad}
-    if ops:  # the loss: its backward starts the pass
-        with_grad |= {t.key for t in ops[-1][0].outputs}
+    with_grad = _with_gradient(ops)
     # forward: readers, producers, keepers (an operation without a backward keeps nothing)
     last_use, producer, kept_by, targets = {}, {}, {}, set()
     again_kept: dict = {}          # (module, storage) kept when it runs again -> first keeper

@@ -267,8 +267,15 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
     def pre(module, args):
         path = paths.get(id(module), type(module).__name__)
         module_stack.append(path)
-        if path not in module_inputs:
+        if path not in module_inputs and id(module) not in paths:
             module_inputs[path] = tuple(convert(t) for t in tree_flatten(args)[0]
+                                        if isinstance(t, torch.Tensor))
+
+    def inputs(module, args, kwargs):
+        """A module's inputs, keyword ones too (what a checkpoint of it keeps)."""
+        path = paths[id(module)]
+        if path not in module_inputs:
+            module_inputs[path] = tuple(convert(t) for t in tree_flatten((args, kwargs))[0]
                                         if isinstance(t, torch.Tensor))
 
     def post(module, _args, out):
@@ -282,6 +289,7 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
     model.train()
     h1 = torch.nn.modules.module.register_module_forward_pre_hook(pre)
     h2 = torch.nn.modules.module.register_module_forward_hook(post, always_call=True)
+    own = [m.register_forward_pre_hook(inputs, with_kwargs=True) for m in model.modules()]
     try:
         dispatcher = enable_python_dispatcher() if python_dispatcher else nullcontext()
         # oneDNN off: nn.LSTM and nn.GRU run torch's own cell-by-cell kernels, whose
@@ -306,6 +314,8 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
     finally:
         h1.remove()
         h2.remove()
+        for h in own:
+            h.remove()
         model.train(was_training)
     return Trace(tuple(recorder.calls), input_ref, output_ref, tuple(params), tuple(buffers),
                  {n: size_symbol(n) for n in names}, {n: hints[n] for n in names},
