@@ -27,7 +27,7 @@ SLOW_MODULES = frozenset((
     "test_user_component", "test_lowering", "test_catalogue", "test_executed",
     "test_engine_edges", "test_fuzz", "test_properties", "test_training_and_examples",
     "test_peak", "test_tensor_parallel", "test_pipeline_parallel", "test_plan",
-    "test_budget", "test_autocast", "test_timeline_plot",
+    "test_budget", "test_autocast", "test_timeline_plot", "test_cuda_autocast",
 ))
 
 
