@@ -16,11 +16,6 @@ takes a few seconds, most of it starting the processes.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -86,25 +81,13 @@ def _fsdp(rank: int) -> dict:
     return {"fsdp1": flat_numels, "fsdp2": local}
 
 
-def _worker(rank: int, world: int, init: str, out: str, caps: list[float]) -> None:
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    try:
-        result = {"ddp": {str(c): _ddp(rank, c) for c in caps}, "zero": _zero(rank),
-                  "first_bucket_bytes": dist._DEFAULT_FIRST_BUCKET_BYTES,
-                  "fsdp": _fsdp(rank)}
-        # every rank done before any tears gloo down: a rank leaving while its peer's
-        # last collective still runs aborts the peer ("terminate called without an
-        # active exception", seen once in a CI run)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    Path(out, f"{rank}.json").write_text(json.dumps(result))
+def _measure(rank: int, _world: int, caps: list[float]) -> dict:
+    return {"ddp": {str(c): _ddp(rank, c) for c in caps}, "zero": _zero(rank),
+            "first_bucket_bytes": dist._DEFAULT_FIRST_BUCKET_BYTES, "fsdp": _fsdp(rank)}
 
 
 def run(world: int, caps: tuple[float, ...] = (25.0,)) -> list[dict]:
-    """Spawn ``world`` gloo processes on this machine; one result per rank."""
-    import torch.multiprocessing as mp
-    with tempfile.TemporaryDirectory(prefix="symflop-dist-") as d:
-        init = "file://" + os.path.join(d, "rendezvous")
-        mp.spawn(_worker, args=(world, init, d, list(caps)), nprocs=world, join=True)
-        return [json.loads(Path(d, f"{r}.json").read_text()) for r in range(world)]
+    """Spawn ``world`` gloo processes on this machine; one result per rank (each rank
+    leaves as ``validation.gloo`` has it leave: gloo's threads once aborted a peer)."""
+    from validation.gloo import spawn
+    return spawn(world, _measure, list(caps))
