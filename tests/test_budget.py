@@ -14,22 +14,27 @@ from symflop.estimate.step import _trace, _traced_estimate
 from validation.megatron import GPT
 
 
-@pytest.fixture(scope="module")
-def run():
-    model = GPT(64, 32, 4, 1)
-    shape, hints = ("B", "s"), {"B": 4, "s": 64}
-    tr = _trace(model, shape, hints, torch.int64, "cross-entropy")
+def _estimates(model, shape, hints, dtype, optimizer: str, target: str):
+    """``run(checkpoint)``: the model's estimate with those modules checkpointed, one
+    trace for all, each estimate made once."""
+    tr = _trace(model, shape, hints, dtype, "cross-entropy")
     cache = {}
 
-    def estimate_with(checkpoint):
+    def run(checkpoint):
         key = tuple(sorted(checkpoint))
         if key not in cache:
             cache[key] = _traced_estimate(
-                model, shape, hints, torch.int64, traced=tr, loss="cross-entropy",
-                optimizer="adam", schedule=None, conv=get_convention("default"),
-                checkpoint=tuple(checkpoint), name="gpt", target="cuda")
+                model, shape, hints, dtype, traced=tr, loss="cross-entropy",
+                optimizer=optimizer, schedule=None, conv=get_convention("default"),
+                checkpoint=tuple(checkpoint), name=type(model).__name__, target=target)
         return cache[key]
-    return estimate_with
+    return run
+
+
+@pytest.fixture(scope="module")
+def run():
+    return _estimates(GPT(64, 32, 4, 1), ("B", "s"), {"B": 4, "s": 64}, torch.int64,
+                      "adam", "cuda")
 
 
 def _recomputed(est) -> int:
@@ -81,19 +86,7 @@ def test_the_choice_on_the_peak_is_the_cheapest_subset_under_it(optimizer):
     """Every subset of the six candidates estimated with its checkpoints (its own
     trace's replay); each distinct peak among them, and one byte under the least, as the
     budget: the choice is the cheapest subset whose peak fits, or a refusal."""
-    model = _Blocks()
-    shape, hints = ("B", 32), {"B": 256}
-    tr = _trace(model, shape, hints, torch.float32, "cross-entropy")
-    cache = {}
-
-    def run(checkpoint):
-        key = tuple(sorted(checkpoint))
-        if key not in cache:
-            cache[key] = _traced_estimate(
-                model, shape, hints, torch.float32, traced=tr, loss="cross-entropy",
-                optimizer=optimizer, schedule=None, conv=get_convention("default"),
-                checkpoint=tuple(checkpoint), name="blocks", target="cpu")
-        return cache[key]
+    run = _estimates(_Blocks(), ("B", 32), {"B": 256}, torch.float32, optimizer, "cpu")
 
     names = candidates(run(()), "children")
     assert len(names) == 6

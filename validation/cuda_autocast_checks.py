@@ -46,25 +46,20 @@ def forward_types(model: torch.nn.Module, shape: tuple[int, ...], dtype: torch.d
     cross-entropy over the last axis, on fake CUDA tensors under CUDA's autocast."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    from symflop.estimate.cuda_autocast import cuda_autocast_state
+
     fake = FakeTensorMode()
     with fake:
         params = {n: torch.empty_strided(p.shape, p.stride(), dtype=p.dtype, device="cuda")
                   for n, p in [*model.named_parameters(), *model.named_buffers()]}
         x = torch.empty(shape, dtype=dtype, device="cuda")
     model.train()
-    torch.set_autocast_enabled("cuda", True)
-    torch.set_autocast_dtype("cuda", autocast)
-    torch.autocast_increment_nesting()
     record = _Types()
-    try:
-        with torch.no_grad(), fake, record:
-            out = torch.func.functional_call(model, params, (x,))
-            rows = out.reshape(-1, out.shape[-1])     # the estimate's loss, as it calls it
-            F.cross_entropy(rows, torch.zeros(rows.shape[:-1], dtype=torch.long,
-                                              device="cuda"))
-    finally:
-        torch.autocast_decrement_nesting()
-        torch.set_autocast_enabled("cuda", False)
+    with cuda_autocast_state(autocast), torch.no_grad(), fake, record:
+        out = torch.func.functional_call(model, params, (x,))
+        rows = out.reshape(-1, out.shape[-1])     # the estimate's loss, as it calls it
+        F.cross_entropy(rows, torch.zeros(rows.shape[:-1], dtype=torch.long,
+                                          device="cuda"))
     return record.seen
 
 

@@ -57,6 +57,24 @@ class _Stop(TorchDispatchMode):
         return torch.empty_strided(x.shape, x.stride(), dtype=to, device=x.device)
 
 
+@contextmanager
+def cuda_autocast_state(dtype: torch.dtype):
+    """CUDA's autocast switched on as ``torch.autocast("cuda")`` would switch it on
+    (which, without a CUDA device, turns itself off): enabled, its type, the nesting
+    that clears the cast cache when it ends."""
+    was = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
+    torch.set_autocast_enabled("cuda", True)
+    torch.set_autocast_dtype("cuda", dtype)
+    torch.autocast_increment_nesting()
+    try:
+        yield
+    finally:
+        if torch.autocast_decrement_nesting() == 0:
+            torch.clear_autocast_cache()
+        torch.set_autocast_enabled("cuda", was[0])
+        torch.set_autocast_dtype("cuda", was[1])
+
+
 def _signature(value):
     """What of an argument the policy may read: a tensor's type, a plain value."""
     if isinstance(value, torch.Tensor):
@@ -82,13 +100,9 @@ def _policy(op, dtype: torch.dtype, treespec, signature: tuple):
                     if isinstance(s, tuple) and s[:1] == ("tensor",) else s
                     for s in signature]
         args, kwargs = tree_unflatten(flat, treespec)
-        was = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
-        torch.set_autocast_enabled("cuda", True)
-        torch.set_autocast_dtype("cuda", dtype)
-        torch.autocast_increment_nesting()
         stop = _Stop()
         try:
-            with torch.no_grad(), fake, stop:
+            with cuda_autocast_state(dtype), torch.no_grad(), fake, stop:
                 op(*args, **kwargs)
         except _StopError:
             pass
@@ -97,11 +111,6 @@ def _policy(op, dtype: torch.dtype, treespec, signature: tuple):
             # operation (a banned one), left as it is
             if not stop.casts:
                 return None
-        finally:
-            if torch.autocast_decrement_nesting() == 0:
-                torch.clear_autocast_cache()
-            torch.set_autocast_enabled("cuda", was[0])
-            torch.set_autocast_dtype("cuda", was[1])
     out = tuple(stop.casts.get(id(a)) if isinstance(a, torch.Tensor) else None
                 for a in flat)
     return tuple(out) if any(o is not None for o in out) else None
