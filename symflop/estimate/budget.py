@@ -110,7 +110,13 @@ def _largest_peak(est) -> int:
 
 
 def _recomputed(est) -> int:
-    return sum(est.at(ln.flops) for ln in est.lines if ln.name.endswith(" (recomputed)"))
+    return sum(_recompute_costs(est).values())
+
+
+def _recompute_costs(est) -> dict[str, int]:
+    """Each checkpointed module's FLOPs run again, by its path."""
+    return {ln.name.removesuffix(" (recomputed)"): est.at(ln.flops)
+            for ln in est.lines if ln.name.endswith(" (recomputed)")}
 
 
 def _choose_sum(run, budget: int, granularity: str) -> Choice:
@@ -120,8 +126,7 @@ def _choose_sum(run, budget: int, granularity: str) -> Choice:
     if memory <= budget:
         return Choice((), memory, 0, budget, memory, len(names), base)
     every = run(tuple(names))
-    recompute = {ln.name.removesuffix(" (recomputed)"): every.at(ln.flops)
-                 for ln in every.lines if ln.name.endswith(" (recomputed)")}
+    recompute = _recompute_costs(every)
     items = [(_inside(base, n) - _inside(every, n), recompute.get(n, 0), n) for n in names]
     need = memory - budget
     fits = [e for e in _frontier([i for i in items if i[0] > 0]) if e[0] >= need]
@@ -133,9 +138,8 @@ def _choose_sum(run, budget: int, granularity: str) -> Choice:
         order = tuple(n for n in names if n in chosen)
         est = run(order)
         if est.at(est.memory_bytes) <= budget:
-            peak = _largest_peak(est) if est.peak is not None else None
             return Choice(order, est.at(est.memory_bytes), _recomputed(est),
-                          budget, memory, len(names), est, peak)
+                          budget, memory, len(names), est, _largest_peak(est))
     raise UsageError("the savings of the candidates overlap: no choice verified under the "
                      "budget")
 
@@ -160,17 +164,12 @@ def _choose_peak(run, budget: int, granularity: str) -> Choice:
 
     base = run(())
     replay = base.replay
-    if replay is None:
-        raise UsageError("the peak is not replayed for this estimate (tensors cut along the "
-                         "sequence): budget the memory sum instead (--budget-on sum)")
     names = candidates(base, granularity)
     without = _largest_peak(base)
     if without <= budget:
         return Choice((), without, 0, budget, without, len(names), base, without, "peak")
-    every = run(tuple(names))
-    cost = {ln.name.removesuffix(" (recomputed)"): every.at(ln.flops)
-            for ln in every.lines if ln.name.endswith(" (recomputed)")}
-    start = np.array(_moments(replay.peaks(())), dtype=np.int64)
+    cost = _recompute_costs(run(tuple(names)))
+    start = np.array(_moments((base.peak, base.first_step_peak)), dtype=np.int64)
     change = {}
     for n in names:
         moments = np.array(_moments(replay.peaks((n,))), dtype=np.int64)

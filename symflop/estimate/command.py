@@ -199,8 +199,7 @@ def _under_budget(args, model, shape, tp, parallel, options):
                      f"(without: {c.without:,}): {chosen}; {what} {c.memory:,} bytes, "
                      f"{c.recomputed:,} FLOPs recomputed, the fewest of any choice among "
                      f"{c.candidates} candidates ({args.checkpoint_granularity})"
-                     + (f"; its peak {c.peak:,} bytes"
-                        if c.peak is not None and c.on == "sum" else ""))
+                     + (f"; its peak {c.peak:,} bytes" if c.on == "sum" else ""))
     return est
 
 

@@ -547,7 +547,7 @@ def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None,
     ``target``'s per-operation types."""
     from symflop.estimate.trace import trace
     rules = _rules()
-    device = "cuda" if autocast and target == "cuda" else "cpu"
+    lists = "cuda" if target == "cuda" else "cpu"     # whose autocast types
 
     def known(op: str) -> bool:
         return op in rules or op.rstrip("_") in rules
@@ -557,12 +557,12 @@ def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None,
     try:
         try:
             return trace(model, shape, hints, dtype, known=known, loss=traced_loss,
-                         autocast=autocast, device=device)
+                         autocast=autocast, autocast_device=lists)
         except RuntimeError as e:
             if "symbolic sizes" not in str(e):
                 raise
             return trace(model, shape, hints, dtype, known=known, python_dispatcher=True,
-                         loss=traced_loss, autocast=autocast, device=device)
+                         loss=traced_loss, autocast=autocast, autocast_device=lists)
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's model failed: say so in one line

@@ -191,7 +191,7 @@ def onednn_off():
 def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = None,
           dtype: torch.dtype = torch.float32, known=None,
           python_dispatcher: bool = False, loss=None, autocast: str | None = None,
-          device: str = "cpu") -> Trace:
+          autocast_device: str = "cpu") -> Trace:
     """Run ``model`` once in training mode on a fake input of ``shape``, whose entries are
     ints (fixed sizes) or names (symbolic sizes, such as "B" and "L").  ``known(op)``
     says whether a rule costs an aten operation ("aten.mul"); one it does not know is
@@ -200,7 +200,7 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
     ``loss``: (module path, function of the output) run after the model and recorded
     under that path, as the training step calls it.  ``autocast`` ("bfloat16",
     "float16"): the forward pass and the loss under autocast, with the per-operation
-    types of ``device``'s lists: the CPU's, or with ``device="cuda"`` CUDA's (softmax,
+    types of ``autocast_device``'s lists: the CPU's, or ``"cuda"``'s (softmax,
     the norms and the losses in float32; ``symflop.estimate.cuda_autocast``)."""
     hints = dict(hints or {})
     names = [s for s in shape if isinstance(s, str)]
@@ -298,7 +298,7 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
                 torch.enable_grad():
             input_ref = convert(x)
             cast = nullcontext() if not autocast else \
-                cuda_autocast(getattr(torch, autocast)) if device == "cuda" else \
+                cuda_autocast(getattr(torch, autocast)) if autocast_device == "cuda" else \
                 torch.autocast("cpu", dtype=getattr(torch, autocast))
             with cast:
                 out = torch.func.functional_call(model, fakes, (x,))
