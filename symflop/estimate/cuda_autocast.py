@@ -113,7 +113,7 @@ def _policy(op, dtype: torch.dtype, treespec, signature: tuple):
                 return None
     out = tuple(stop.casts.get(id(a)) if isinstance(a, torch.Tensor) else None
                 for a in flat)
-    return tuple(out) if any(o is not None for o in out) else None
+    return out if any(o is not None for o in out) else None
 
 
 def policy(op, dtype: torch.dtype, args: tuple, kwargs: dict):
