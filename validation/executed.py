@@ -57,6 +57,9 @@ ZERO_COST = frozenset((
     "gather", "full", "empty", "zeros", "ones", "argmax", "fill", "empty_like",
 ))
 REDUCTIONS = {"sum": "add", "amax": "compare"}  # (input - output elements) operations
+# Fused a + s*x*y and a + s*x/y: the kind of the product or quotient (plus an add, and a
+# mul where s is not 1 or -1); add and sub with alpha are costed beside them.
+FUSED = {"addcmul": "mul", "addcdiv": "div"}
 
 # The table as documentation: aten operation -> what one call costs.
 ATEN_COSTS = {
@@ -65,11 +68,15 @@ ATEN_COSTS = {
            "output element; otherwise 1 transcendental",
     **{op: f"input elements - output elements {kind}" for op, kind in REDUCTIONS.items()},
     "scatter_add": "1 add per value added",
+    **{op: f"1 {kind} and 1 add per output element, and 1 mul where value is not 1 or -1"
+       for op, kind in FUSED.items()},
     **dict.fromkeys(("mm", "bmm"), "k mul and k - 1 add per output element (k: the "
                                    "contracted size)"),
     **dict.fromkeys(ZERO_COST, "zero"),
 }
 ATEN_COSTS["where"] += " (where(c, 1, 0) on a boolean c: zero, a conversion)"
+ATEN_COSTS["add"] = ATEN_COSTS["sub"] = ("1 add per output element, and 1 mul where alpha is "
+                                         "not 1 or -1")
 
 
 @dataclass(frozen=True)
@@ -131,10 +138,28 @@ def _cost(func, args, kwargs, out) -> tuple[dict | None, str]:
     if name == "scatter_add":
         src = args[3] if len(args) > 3 else kwargs["src"]
         return {"add": src.numel()}, "values added at the labels"
+    if name in FUSED:  # a + s*x*y, a + s*x/y: the product or quotient, the scaling, the sum
+        scale = kwargs.get("value", args[3] if len(args) > 3 else 1)
+        counts = {FUSED[name]: numel, "add": numel}
+        if _scales(scale):
+            counts["mul"] = counts.get("mul", 0) + numel
+        return counts, f"fused {name}" + (f", value {scale}" if _scales(scale) else "")
+    if name in ("add", "sub"):
+        alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
+        if _scales(alpha):  # a + alpha*x: a product and a sum
+            return {"mul": numel, "add": numel}, f"{name} with alpha {alpha}"
     if name in _ELEMENTWISE:
         kind, n = _ELEMENTWISE[name]
         return {kind: n * numel}, ""
     return None, f"no cost for {func}"
+
+
+def _scales(value) -> bool:
+    """Is ``value`` (alpha=, value=) a multiplication?  1 and -1 are not: a sign turns
+    an addition into a subtraction, which costs the same."""
+    if isinstance(value, torch.Tensor):
+        return True
+    return value not in (1, -1)
 
 
 class OpCounter(TorchDispatchMode):

@@ -45,6 +45,15 @@ def _ufunc(f):
     return staticmethod(g)
 
 
+def _add_after(a, product, sub: bool, out, reuse):
+    """``a`` plus (minus, with ``sub``) what ``product(into)`` computes, written to
+    ``out`` or ``reuse``; the product goes into that buffer first unless the buffer
+    shares ``a``'s memory (then into a new array)."""
+    into = out if out is not None else reuse
+    part = product(None if into is None or np.shares_memory(into, a) else into)
+    return (np.subtract if sub else np.add)(a, part, out=into)
+
+
 def _block_rows(extent: int, per_row: int) -> int:
     return max(1, min(extent, BLOCK_ELEMENTS // max(per_row, 1)))
 
@@ -88,6 +97,29 @@ class NumpyBackend:
     @staticmethod
     def pow(x, n, out=None, reuse=None):
         return np.power(x, n, out=out if out is not None else reuse)
+
+    # NumPy has no fused forms: the product is formed first (in the destination when it
+    # does not hold ``a``), then added (or subtracted, with ``sub``).
+    @staticmethod
+    def axpy(a, x, s, sub=False, out=None, reuse=None):
+        """``a + s*x`` (``a - s*x`` with ``sub``)."""
+        return _add_after(a, lambda into: np.multiply(x, s, out=into), sub, out, reuse)
+
+    @staticmethod
+    def addcmul(a, x, y, s, sub=False, out=None, reuse=None):
+        """``a + s*x*y`` (``a - s*x*y`` with ``sub``)."""
+        def product(into):
+            into = np.multiply(x, y, out=into)
+            return np.multiply(into, s, out=into)
+        return _add_after(a, product, sub, out, reuse)
+
+    @staticmethod
+    def addcdiv(a, x, y, s, sub=False, out=None, reuse=None):
+        """``a + s*x/y`` (``a - s*x/y`` with ``sub``)."""
+        def quotient(into):
+            into = np.multiply(x, s, out=into)
+            return np.true_divide(into, y, out=into)
+        return _add_after(a, quotient, sub, out, reuse)
 
     @staticmethod
     def rows(extent: int, per_row: int, like=None) -> int:
@@ -299,6 +331,32 @@ class TorchBackend:
         out = out if out is not None else reuse
         return a ** n if isinstance(a, _SCALAR) else self.torch.pow(a, n, out=out)
 
+    def _fused(self, fused: str, unfused, a, args, s, sub: bool, out, reuse):
+        """``a`` plus (minus) ``s`` times ``fused``'s product of ``args``, in one torch
+        operation when ``s`` is a number; else (a 0-dimensional tensor) the operations
+        apart, ``unfused(s)`` giving the product."""
+        out = out if out is not None else reuse
+        if not isinstance(s, _SCALAR):
+            return self._arith("sub" if sub else "add", a, unfused(s), out)
+        kwargs = {"alpha" if fused == "add" else "value": -s if sub else s}
+        if out is not None:
+            kwargs["out"] = out
+        return getattr(self.torch, fused)(a, *args, **kwargs)
+
+    def axpy(self, a, x, s, sub=False, out=None, reuse=None):
+        """``a + s*x`` (``a - s*x`` with ``sub``): torch's ``add(alpha=s)``."""
+        return self._fused("add", lambda s: self.mul(s, x), a, (x,), s, sub, out, reuse)
+
+    def addcmul(self, a, x, y, s, sub=False, out=None, reuse=None):
+        """``a + s*x*y`` (``a - s*x*y`` with ``sub``): torch's ``addcmul``."""
+        return self._fused("addcmul", lambda s: self.mul(s, self.mul(x, y)), a, (x, y), s,
+                           sub, out, reuse)
+
+    def addcdiv(self, a, x, y, s, sub=False, out=None, reuse=None):
+        """``a + s*x/y`` (``a - s*x/y`` with ``sub``): torch's ``addcdiv``."""
+        return self._fused("addcdiv", lambda s: self.div(self.mul(s, x), y), a, (x, y), s,
+                           sub, out, reuse)
+
     def uniform(self, shape, like):
         device = like.device if like is not None else "cpu"
         dtype = like.dtype if like is not None else self.torch.float64
@@ -459,12 +517,13 @@ class CompiledTorchBackend(TorchBackend):
 
 
 _SPLIT = 1024  # values per run of a split sum (the compiled backend)
-_WRITES = ("add", "sub", "mul", "div", "neg", "pow", "reciprocal", "divide")
+_WRITES = ("add", "sub", "mul", "div", "neg", "pow", "reciprocal", "divide", "axpy",
+           "addcmul", "addcdiv")
 
 
 def _functional(method):
-    def f(*args, out=None, reuse=None):
-        value = method(*args)
+    def f(*args, out=None, reuse=None, **kwargs):
+        value = method(*args, **kwargs)
         if out is None:
             return value
         out.copy_(value)

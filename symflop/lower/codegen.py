@@ -431,6 +431,12 @@ class _Emitter:
             varies[n] = not after[n] and (
                 self.block is None or n.op == "ref" and n.leaf in self.block
                 or any(varies[a] for a in n.args))
+        fused = _fusions(order, uses, varies, after, on_host, self._total)
+        absorbed = {c for f in fused.values() for c in f.absorbed}
+
+        def operands(n: Node) -> list[Node]:  # an absorbed operation's operands instead
+            return [b for a in n.args for b in (operands(a) if a in absorbed else [a])]
+
         temps: set[Node] = set()
         for n in order:
             if n.op in ("ref", "const"):
@@ -439,22 +445,44 @@ class _Emitter:
             if self._total(n):
                 self._accumulate(n)
                 continue
+            if n in absorbed:  # computed by the fused call of the operation reading it
+                continue
             lines = self.post if after[n] else self.host_lines if on_host[n] and n is not root \
                 else self.lines if varies[n] else self.pre
-            kind = _out_kind(n)
+            kind = "fused" if n in fused else _out_kind(n)
+            args = operands(n)
             out = target if n is root and target and kind and n.idx == set(self.space) \
                 else None
             if out is None and kind and n.idx:
-                out = next((self.names[a] for a in n.args if a in temps and uses[a] == 1
+                out = next((self.names[a] for a in args if a in temps and uses[a] == 1
                             and a.idx == n.idx and varies[a] == varies[n]), None)
             if out is None and kind and self.block is not None and varies[n] \
                     and self.index in n.idx:
                 out = self._buffer(n.idx)
-            for a in n.args:
+            for a in args:
                 uses[a] -= 1
                 if uses[a] == 0 and a in temps and self.names[a] != out \
                         and self.names[a] in self._mine:
                     self.pool.free.append(self.names[a])  # dead: its buffer is free again
+            if kind == "fused":
+                f = fused[n]
+                operands_text = ", ".join(self.names[a] for a in f.operands)
+                scale = self.names[f.scale] if f.scale is not None else "1"
+                call = f"xp.{f.call}({operands_text}, {scale}" + (", sub=True" if f.sub
+                                                                   else "")
+                if out is None:
+                    name = f"__t{next(self._count)}"
+                    lines.append(f"{name} = {call})")
+                    self.names[n] = name
+                    temps.add(n)
+                    continue
+                write = out == target
+                call += f", {'out' if write else 'reuse'}={out})"
+                lines.append(call if write else f"{out} = {call}")
+                self.names[n] = out
+                if not write:
+                    temps.add(n)
+                continue
             if out is not None:
                 call = self._out_call(n, kind, out, write=out == target)
                 lines.append(call if out == target else f"{out} = {call}")
@@ -577,6 +605,75 @@ class _Emitter:
         if n.op == "not":
             return f"xp.logical_not({a[0]})"
         raise ComponentError(f"no code for operation {n.op!r}")
+
+
+@dataclass(frozen=True)
+class _Fused:
+    """One backend call computing an add or subtract together with the product or
+    quotient it adds: ``a + s*x`` (``axpy``), ``a + s*x*y`` (``addcmul``), ``a + s*x/y``
+    (``addcdiv``), as torch's ``add(alpha=)``, ``addcmul`` and ``addcdiv`` do.  Fewer,
+    larger operations: each is one pass over a block and one parallel region."""
+
+    call: str
+    operands: tuple[Node, ...]
+    scale: Node | None   # a number (None: 1)
+    sub: bool            # the product is subtracted
+    absorbed: tuple[Node, ...]
+
+
+def _fusions(order: list[Node], uses: dict, varies: dict, after: dict, on_host: dict,
+             total) -> dict[Node, _Fused]:
+    """The additions whose product or quotient operand one fused call computes with
+    them.  An absorbed operation must be read by that addition only and run where it
+    does (the same block, the same side of a reduction), so that nothing else needs its
+    value; a scale of 1 or -1 is left alone (it is no multiplication in the count)."""
+    out: dict[Node, _Fused] = {}
+
+    def alone(c: Node, p: Node) -> bool:
+        return (uses.get(c) == 1 and c.idx == p.idx and varies[c] == varies[p]
+                and after[c] == after[p] and not on_host[c] and not total(c)
+                and c.op not in _BOOL)
+
+    def scaled(c: Node) -> tuple[Node | None, Node] | None:
+        """``c`` as (scalar, tensor factor): ``s*x``; None if it is not such a product.
+        (A scalar that is a 0-dimensional tensor at run time, not a number, makes the
+        backend run the operations apart.)"""
+        if c.op != "mul" or len(c.args) != 2:
+            return None
+        for s, x in (c.args, c.args[::-1]):
+            if not s.idx and x.idx and not (
+                    s.op == "const" and s.leaf in (1, -1)):
+                return s, x
+        return None
+
+    for p in order:
+        if p.op not in ("add", "sub") or not p.idx or on_host[p] or total(p):
+            continue
+        for j in ((1,) if p.op == "sub" else (1, 0)):
+            a, c = p.args[1 - j], p.args[j]
+            if not a.idx or not alone(c, p):
+                continue
+            sign = p.op == "sub"
+            sx = scaled(c)
+            if sx is not None:
+                s, x = sx
+                if x.op == "pow" and x.leaf == 2 and alone(x, c):
+                    out[p] = _Fused("addcmul", (a, x.args[0], x.args[0]), s, sign, (c, x))
+                elif x.op == "mul" and all(y.idx for y in x.args) and alone(x, c):
+                    out[p] = _Fused("addcmul", (a, *x.args), s, sign, (c, x))
+                else:
+                    out[p] = _Fused("axpy", (a, x), s, sign, (c,))
+                break
+            if c.op == "div" and c.args[1].idx:
+                num, den = c.args
+                sx = scaled(num) if alone(num, c) else None
+                if sx is not None:
+                    out[p] = _Fused("addcdiv", (a, sx[1], den), sx[0], sign, (c, num))
+                    break
+                if num.idx:
+                    out[p] = _Fused("addcdiv", (a, num, den), None, sign, (c,))
+                    break
+    return out
 
 
 def _out_kind(n: Node) -> str | None:
