@@ -11,12 +11,14 @@ adds values there.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 
 import numpy as np
 
 from symflop.core.ops import OPS
 from symflop.errors import UsageError
+from symflop.lower.threads import threads_for
 
 _SCALAR = (int, float)
 
@@ -134,6 +136,11 @@ class NumpyBackend:
     @staticmethod
     def host_done() -> None:
         """The scalar work on scalar inputs is done (a compiler may cut its graph here)."""
+
+    @staticmethod
+    def threads(like, elements: int):
+        """Where a call's threads are chosen (NumPy's operations: single-threaded)."""
+        return contextlib.nullcontext()
 
     @staticmethod
     def empty(shape, like):
@@ -267,6 +274,13 @@ class TorchBackend:
 
     def host_done(self) -> None:
         """The scalar work on scalar inputs is done (a compiler may cut its graph here)."""
+
+    def threads(self, like, elements: int):
+        """On a CPU, as many intra-op threads as the cores other work leaves free
+        (``symflop.lower.threads``); on a GPU, nothing to choose."""
+        if like is None or getattr(like, "is_cuda", False) or self.compiles:
+            return contextlib.nullcontext()  # Inductor fixed its kernels' threads
+        return threads_for(self.torch, elements)
 
     def contract(self, spec: str, a, b):
         """A matrix product written as an einsum (a batched matrix product underneath)."""

@@ -84,7 +84,9 @@ class CompiledPass:
             if xp.compiles:
                 result = self._run_compiled(xp, args, inplace, out)
             else:
-                result = self.fn(xp, *args, _inplace=inplace, _out=out)
+                elements = sum(math.prod(a.shape) for a in args if xp.is_array(a))
+                with xp.threads(_like(values, xp), elements):
+                    result = self.fn(xp, *args, _inplace=inplace, _out=out)
             if low is not None:  # state given as a Python number (a step count, a loss
                 # scale of 65536 that float16 cannot hold) stays in float32
                 # statistics handed to a later pass (a variance, a log-sum-exp) stay in

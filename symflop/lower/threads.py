@@ -60,15 +60,19 @@ def threads_for(torch, elements: int):
     """Runs the body with as many intra-op threads as free cores allow, for a call that
     moves ``elements`` values; torch's setting is restored afterwards."""
     wanted = torch.get_num_threads()
-    if elements < LOOK_ABOVE or wanted == 1:
+    if elements < LOOK_ABOVE or wanted == 1 or _INSIDE[0]:  # small, or decided outside
         yield wanted
         return
     n = free_threads(wanted)
-    if n == wanted:
-        yield n
-        return
-    torch.set_num_threads(n)
+    _INSIDE[0] += 1
+    if n != wanted:
+        torch.set_num_threads(n)
     try:
         yield n
     finally:
-        torch.set_num_threads(wanted)
+        _INSIDE[0] -= 1
+        if n != wanted:
+            torch.set_num_threads(wanted)
+
+
+_INSIDE = [0]  # a call inside a decided one (a multi-tensor run's) does not look again
