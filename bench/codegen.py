@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import resource
 import statistics
@@ -270,25 +271,96 @@ def _adam_pair(shapes, xp, fused: bool):
 
 def adam_sides(machine: Machine) -> Workload:
     d = derive(CATALOGUE["adam"]())
-    shapes = resnet50_shapes()
-    total = sum(torch.Size(s).numel() for s in shapes)
+    total = sum(torch.Size(s).numel() for s in resnet50_shapes())
     one_gen, one_bi, one_agree, _ = _adam_pair([(total,)], EAGER, fused=False)
     comp_gen, comp_bi, comp_agree, comp_step = _adam_pair([(total,)], COMPILED, fused=True)
-    list_gen, list_bi, list_agree, _ = _adam_pair(shapes, EAGER, fused=False)
-    sides = {"generated": one_gen, "foreach": one_bi, "compiled": comp_gen, "fused": comp_bi,
-             "list_generated": list_gen, "list_foreach": list_bi}
+    sides = {"generated": one_gen, "foreach": one_bi, "compiled": comp_gen, "fused": comp_bi}
     rows = [("eager in-place step, one tensor, vs Adam(foreach=True)", "generated",
              "foreach", 1.0, MEM_TARGET, None),
             ("compiled in-place step, one tensor, vs Adam(fused=True)", "compiled", "fused",
-             1.0, None, ROOFLINE_TARGET),
-            (f"eager step, {len(shapes)} ResNet-50 tensors (generated per tensor), foreach",
-             "list_generated", "list_foreach", None, None, None)]
-    checks = {"generated": lambda out: one_agree(), "compiled": lambda out: comp_agree(),
-              "list_generated": lambda out: list_agree()}
+             1.0, None, ROOFLINE_TARGET)]
+    checks = {"generated": lambda out: one_agree(), "compiled": lambda out: comp_agree()}
     return Workload(f"adam P={total}", sides, rows, checks,
-                    small={"list_generated", "list_foreach"},
                     roofline=engine_roofline(d, ("step",), {"P": total}, machine),
                     compiled=(comp_step,))
+
+
+def transformer_shapes(layers: int = 12, width: int = 768, vocab: int = 50257,
+                       context: int = 1024) -> list[tuple[int, ...]]:
+    """Parameter shapes of GPT-2 small (148 tensors, 124,439,808 values): embeddings,
+    then per layer two LayerNorms, the fused query-key-value projection, the attention's
+    output projection and the MLP (4x wide), each with its bias; a final LayerNorm."""
+    shapes: list[tuple[int, ...]] = [(vocab, width), (context, width)]
+    for _ in range(layers):
+        shapes += [(width,), (width,), (width, 3 * width), (3 * width,), (width, width),
+                   (width,), (width,), (width,), (width, 4 * width), (4 * width,),
+                   (4 * width, width), (width,)]
+    return shapes + [(width,), (width,)]
+
+
+def _optimizer_sides(shapes, pairs):
+    """Sides stepping one model's parameter list: ours (``symflop.optim.Optimizer``
+    over the generated step, by backend and layout) and torch's, on the same initial
+    parameters and gradients; ``agree`` compares each of ours with torch's after the same
+    number of steps."""
+    from symflop.optim import Optimizer
+    torch.manual_seed(0)
+    start = [torch.randn(s, device=DEVICE) for s in shapes]
+    grads = [torch.randn(s, device=DEVICE) for s in shapes]
+
+    def params():
+        ps = [t.clone().requires_grad_() for t in start]
+        for p, g in zip(ps, grads):
+            p.grad = g.clone()
+        return ps
+
+    sides, opts = {}, {}
+    hyper = {"lr": LR, "beta1": BETA1, "beta2": BETA2, "epsilon": EPS_ADAM}
+    for name, spec in pairs.items():
+        ps = params()
+        if spec[0] == "torch.optim":
+            opt = torch.optim.Adam(ps, lr=LR, betas=(BETA1, BETA2), eps=EPS_ADAM,
+                                   **{spec[1]: True})
+        else:
+            opt = Optimizer(ps, "adam", backend=spec[0], flat=spec[1] == "flat", **hyper)
+        opts[name] = (opt, ps)
+        sides[name] = opt.step
+
+    def agree(ours: str, theirs: str) -> bool:
+        return all(torch.allclose(p.detach(), q.detach(), rtol=1e-5, atol=1e-7)
+                   for p, q in zip(opts[ours][1], opts[theirs][1]))
+    return sides, agree
+
+
+def parameter_list_sides(title: str, shapes, machine: Machine) -> Workload:
+    total = sum(torch.Size(s).numel() for s in shapes)
+    sides, agree = _optimizer_sides(shapes, {
+        "generated": ("torch", "flat"), "lists": ("torch", "lists"),
+        "compiled": ("torch-compiled", "flat"), "foreach": ("torch.optim", "foreach"),
+        "fused": ("torch.optim", "fused")})
+    rows = [("eager symflop.optim.Optimizer (flat buffers) vs Adam(foreach=True)",
+             "generated", "foreach", 1.0, None, None),
+            ("eager multi-tensor run on the lists (flat=False) vs Adam(foreach=True)",
+             "lists", "foreach", 1.0, None, None),
+            ("compiled symflop.optim.Optimizer (flat buffers) vs Adam(fused=True)",
+             "compiled", "fused", 1.0, None, None)]
+    checks = {"generated": lambda out: agree("generated", "foreach"),
+              "lists": lambda out: agree("lists", "foreach"),
+              "compiled": lambda out: agree("compiled", "fused")}
+    d = derive(CATALOGUE["adam"]())
+    return Workload(f"{title}: Adam over {len(shapes)} tensors, {total} values", sides,
+                    rows, checks, roofline=engine_roofline(d, ("step",), {"P": total},
+                                                           machine),
+                    compiled=(d.compiled("step"),))
+
+
+def resnet50_list_sides(machine: Machine) -> Workload:
+    return parameter_list_sides("ResNet-50's parameter list", resnet50_shapes(), machine)
+
+
+def transformer_list_sides(machine: Machine) -> Workload:
+    return parameter_list_sides("GPT-2 small's parameter list", transformer_shapes(),
+                                machine)
 
 
 def close(a, b) -> bool:
@@ -298,7 +370,8 @@ def close(a, b) -> bool:
 
 
 WORKLOADS = {"cross-entropy": cross_entropy_sides, "batchnorm": batchnorm_sides,
-             "adam": adam_sides}
+             "adam": adam_sides, "adam-resnet50": resnet50_list_sides,
+             "adam-transformer": transformer_list_sides}
 
 
 # --- measurement -------------------------------------------------------------------------
@@ -496,7 +569,45 @@ def run_workload(name: str, repeats: int, warmup: int) -> bool:
         ok &= (not t_target or ratio <= t_target) and (not m_target or mratio <= m_target) \
             and (not r_target or frac_g >= r_target)
         print(line, flush=True)
+        print(f"{RATIO_TAG}{json.dumps([label, ratio])}", flush=True)
     return ok
+
+
+RATIO_TAG = "@ratio "  # a row's time ratio, read by the parent process
+LOAD_TARGET = 1.5     # loaded ratio <= this times the quiet ratio
+
+
+def busy() -> None:
+    """Other work on the machine: one thread adding and scaling 8 MB vectors, forever."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(1 << 21), torch.randn(1 << 21)
+    while True:
+        a.add_(b).mul_(0.5)
+
+
+def run_child(name: str, args, load: int) -> tuple[int, dict[str, float]]:
+    """One workload in its own process, beside ``load`` busy processes (started here,
+    ended here); its output passed through, its rows' time ratios returned."""
+    loaders = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--busy"])
+               for _ in range(load)]
+    ratios: dict[str, float] = {}
+    try:
+        if loaders:
+            time.sleep(1.0)  # the busy processes are running
+        cmd = [sys.executable, os.path.abspath(__file__), "--workload", name, "--repeats",
+               str(args.repeats), "--warmup", str(args.warmup), "--device", DEVICE]
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as child:
+            for line in child.stdout:
+                if line.startswith(RATIO_TAG):
+                    label, ratio = json.loads(line[len(RATIO_TAG):])
+                    ratios[label] = ratio
+                else:
+                    print(line, end="", flush=True)
+        return child.returncode, ratios
+    finally:
+        for p in loaders:
+            p.kill()
+            p.wait()
 
 
 def main() -> int:
@@ -504,11 +615,16 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--only", default="cross-entropy,batchnorm,adam")
+    ap.add_argument("--only", default=",".join(WORKLOADS))
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--load", type=int, default=0, metavar="N",
+                    help="also run each workload beside N busy processes (CPU)")
     ap.add_argument("--workload", help=argparse.SUPPRESS)
+    ap.add_argument("--busy", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mem-child", nargs=2, metavar=("WORKLOAD", "SIDE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.busy:
+        busy()
     DEVICE = args.device
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: nothing to run on cuda")
@@ -532,13 +648,29 @@ def main() -> int:
           flush=True)
     start = time.perf_counter()
     ok = True
-    for name in args.only.split(","):
-        r = subprocess.run([sys.executable, os.path.abspath(__file__), "--workload", name,
-                            "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-                            "--device", DEVICE], check=False)
-        if r.returncode not in (0, 3):
-            raise SystemExit(f"{name}: the benchmark failed (exit status {r.returncode})")
-        ok &= r.returncode == 0
+    names = args.only.split(",")
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise SystemExit(f"unknown workload(s) {', '.join(unknown)} (known: "
+                         f"{', '.join(WORKLOADS)})")
+    for name in names:
+        code, quiet = run_child(name, args, 0)
+        if code not in (0, 3):
+            raise SystemExit(f"{name}: the benchmark failed (exit status {code})")
+        ok &= code == 0
+        if not args.load:
+            continue
+        print(f"-- {name} again, beside {args.load} busy processes:", flush=True)
+        code, loaded = run_child(name, args, args.load)
+        if code not in (0, 3):
+            raise SystemExit(f"{name}: the loaded benchmark failed (exit status {code})")
+        for label, q in quiet.items():
+            r = loaded[label]
+            met = r <= LOAD_TARGET * q
+            ok &= met
+            print(f"  under load {args.load}: {label}: ratio {r:.2f} vs {q:.2f} quiet, "
+                  f"{r / q:.2f}x (<= {LOAD_TARGET:g}x: {'met' if met else 'MISSED'})",
+                  flush=True)
     print(f"{'all targets met' if ok else 'a target was missed'} "
           f"({time.perf_counter() - start:.0f} s)")
     return 0

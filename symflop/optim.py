@@ -68,8 +68,8 @@ class Optimizer(torch.optim.Optimizer):
         super().__init__(params, {**defaults, **hyperparameters})
         self._flat = flat
         self._layouts: dict[int, _Flat] = {}  # group index -> its flat buffers
-        self._layout_of: dict = {}            # parameter -> the flat buffers holding it
-        self._no_grad: set = set()            # zeroed to "none" in a flat buffer
+        self._layout_of: dict[int, _Flat] = {}  # id(parameter) -> the buffers holding it
+        self._no_grad: set[int] = set()       # ids zeroed to "none" in a flat buffer
         self._hooked: set[int] = set()
         for group in self.param_groups:
             missing = [n for n in self.hyperparameters if n not in group]
@@ -87,20 +87,33 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         for index, group in enumerate(self.param_groups):
             hyper = {n: _number(self._component, n, group[n]) for n in self.hyperparameters}
-            with_grad = [p for p in group["params"] if self._has_grad(p)]
+            params = group["params"]
+            flat = self._layouts.get(index)
+            if flat is not None and flat.ready(params, self._no_grad):
+                self._run_flat(flat, hyper)
+                continue
+            with_grad = [p for p in params if self._has_grad(p)]
             for p in with_grad:
                 if p.grad.is_sparse:
                     raise UsageError(f"{self._component}: sparse gradients are not supported")
                 if not self.state[p]:
                     self._init_state(p)
-            if self._flat_step(index, group, with_grad, hyper):
+            if self._flattens(params, with_grad):
+                flat = self._layouts[index] = _Flat(params, self.state, self._state_arrays,
+                                                    self._state_scalars)
+                for p in params:
+                    self._layout_of[id(p)] = flat
+                    if id(p) not in self._hooked:  # autograd added to it: it has a gradient
+                        p.register_post_accumulate_grad_hook(self._mark_grad)
+                        self._hooked.add(id(p))
+                self._run_flat(flat, hyper)
                 continue
             by_scalars: dict[tuple, list] = {}  # parameters whose scalar state agrees
             for p in with_grad:
                 key = tuple(float(self.state[p][n]) for n in self._state_scalars)
                 by_scalars.setdefault(key, []).append(p)
-            for key, params in by_scalars.items():
-                self._update(params, dict(zip(self._state_scalars, key)), hyper)
+            for key, ps in by_scalars.items():
+                self._update(ps, dict(zip(self._state_scalars, key)), hyper)
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -109,27 +122,36 @@ class Optimizer(torch.optim.Optimizer):
         it again (so the step skips it, as torch's would)."""
         for group in self.param_groups:
             for p in group["params"]:
-                flat = self._layout_of.get(p)
-                if flat is None or p.grad is None or not flat.holds_grad(p):
-                    if p.grad is not None and set_to_none:
-                        p.grad = None
-                    elif p.grad is not None:  # as torch.optim.Optimizer.zero_grad
-                        if p.grad.grad_fn is not None:
-                            p.grad.detach_()
-                        else:
-                            p.grad.requires_grad_(False)
-                        p.grad.zero_()
-                    continue
-                if set_to_none:
-                    self._no_grad.add(p)
-        for flat in set(self._layout_of.values()):
+                flat = self._layout_of.get(id(p))
+                if flat is not None and flat.holds_grad(p):
+                    if set_to_none:
+                        self._no_grad.add(id(p))
+                elif p.grad is not None and set_to_none:
+                    p.grad = None
+                elif p.grad is not None:  # as torch.optim.Optimizer.zero_grad
+                    if p.grad.grad_fn is not None:
+                        p.grad.detach_()
+                    else:
+                        p.grad.requires_grad_(False)
+                    p.grad.zero_()
+        for flat in {id(f): f for f in self._layout_of.values()}.values():
             flat.grad.zero_()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch.optim's; the state then lives in new tensors, so the flat buffers are
+        laid out again at the next step."""
+        super().load_state_dict(state_dict)
+        self._layouts.clear()
+        self._layout_of.clear()
+
+    def _mark_grad(self, p) -> None:
+        self._no_grad.discard(id(p))
 
     def _has_grad(self, p) -> bool:
         if p.grad is None:
             return False
-        flat = self._layout_of.get(p)
-        return not (p in self._no_grad and flat is not None and flat.holds_grad(p))
+        flat = self._layout_of.get(id(p))
+        return not (id(p) in self._no_grad and flat is not None and flat.holds_grad(p))
 
     def _init_state(self, p) -> None:
         state = self.state[p]
@@ -138,42 +160,31 @@ class Optimizer(torch.optim.Optimizer):
         for n in self._state_scalars:
             state[n] = self._initial[n]
 
-    def _flat_step(self, index: int, group: dict, with_grad: list, hyper: dict) -> bool:
-        """The whole group in one call on flat buffers, where that gives the same result
-        as the list: every parameter has a gradient, shares one dtype and device, is
-        contiguous, and the scalar state agrees.  False where it cannot."""
-        params = group["params"]
-        if not self._flat or len(with_grad) != len(params) or not params:
+    def _flattens(self, params: list, with_grad: list) -> bool:
+        """Can the group run as one call on flat buffers with the same result as the
+        list?  Every parameter has a gradient, one dtype and device, is contiguous and
+        appears once, and the scalar state agrees."""
+        if not self._flat or not params or len(with_grad) != len(params):
             return False
         scalars = {tuple(float(self.state[p][n]) for n in self._state_scalars) for p in params}
         kinds = {(p.dtype, p.device) for p in params}
-        if len(scalars) != 1 or len(kinds) != 1 or not all(p.is_contiguous() for p in params):
-            return False
-        if len(set(map(id, params))) != len(params):
-            return False
-        flat = self._layouts.get(index)
-        if flat is None or not flat.bound(params, self.state):
-            flat = self._layouts[index] = _Flat(params, self.state, self._state_arrays)
-            for p in params:
-                self._layout_of[p] = flat
-                if id(p) not in self._hooked:  # autograd added to it: it has a gradient
-                    p.register_post_accumulate_grad_hook(self._no_grad.discard)
-                    self._hooked.add(id(p))
-        flat.take_grads(params)
-        self._no_grad.difference_update(params)
+        return (len(scalars) == 1 and len(kinds) == 1 and len({id(p) for p in params})
+                == len(params) and all(p.is_contiguous() for p in params))
+
+    def _run_flat(self, flat: _Flat, hyper: dict) -> None:
+        flat.take_grads()
+        for p in flat.params:
+            self._no_grad.discard(id(p))
         values = {self._param: flat.param, self._grad: flat.grad,
                   **{n: flat.state[n] for n in self._state_arrays},
-                  **dict(zip(self._state_scalars, next(iter(scalars)))), **hyper}
+                  **flat.scalars(), **hyper}
         out = self._step.compiled(backend=self._backend, check=self._check, inplace=True,
                                   **values)
-        for n in self._state_scalars:
-            value = float(out[n])
-            for p in params:
-                self.state[p][n] = value
-        for n in self._step.shape.new:
-            for p, part in zip(params, out[n].split([q.numel() for q in params])):
-                self.state[p][n] = part.view(p.shape)
-        return True
+        flat.set_scalars({n: float(out[n]) for n in self._state_scalars})
+        for n in self._step.shape.new:  # results no input holds (a look-ahead point)
+            for d, p, part in zip(flat.dicts, flat.params,
+                                  out[n].split([q.numel() for q in flat.params])):
+                d[n] = part.view(p.shape)
 
     def _update(self, params: list, scalars: dict, hyper: dict) -> None:
         values = {self._param: params, self._grad: [p.grad for p in params],
@@ -196,49 +207,64 @@ class _Flat:
     in place, so gradients stay in the buffer from step to step; one that arrives
     elsewhere (after ``p.grad = None``) is copied in."""
 
-    def __init__(self, params: list, state, arrays: list[str]):
+    def __init__(self, params: list, state, arrays: list[str], scalars: list[str]):
         ref = params[0]
         total = sum(p.numel() for p in params)
-        self.offsets = []
-        at = 0
-        for p in params:
-            self.offsets.append(at)
-            at += p.numel()
+        self.params = list(params)
+        self.dicts = [state[p] for p in params]  # each parameter's state, as torch's
+        self.arrays, self.scalar_names = arrays, scalars
         self.param = torch.empty(total, dtype=ref.dtype, device=ref.device)
         self.grad = torch.zeros(total, dtype=ref.dtype, device=ref.device)
         self.state = {n: torch.empty(total, dtype=ref.dtype, device=ref.device)
                       for n in arrays}
-        self.param_views, self.grad_views = [], []
-        for p, at in zip(params, self.offsets):
+        self.grad_views = []
+        at = 0
+        for p, d in zip(params, self.dicts):
             part = slice(at, at + p.numel())
+            at += p.numel()
             view = self.param[part].view(p.shape)
             view.copy_(p.detach())
             p.data = view
-            self.param_views.append(view)
             self.grad_views.append(self.grad[part].view(p.shape))
             for n in arrays:
                 kept = self.state[n][part].view(p.shape)
-                kept.copy_(state[p][n])
-                state[p][n] = kept
+                kept.copy_(d[n])
+                d[n] = kept
+        self.param_ptrs = [p.data_ptr() for p in params]
         self.grad_ptrs = {id(p): g.data_ptr() for p, g in zip(params, self.grad_views)}
-        self.arrays = arrays
+        self.kept = [[d[n] for n in arrays] for d in self.dicts]
 
     def holds_grad(self, p) -> bool:
         return p.grad is not None and p.grad.data_ptr() == self.grad_ptrs.get(id(p))
 
-    def bound(self, params: list, state) -> bool:
-        """Do the parameters and their state still live in these buffers (not moved by
-        ``module.to``, nor replaced by ``load_state_dict``)?"""
-        return len(params) == len(self.param_views) and all(
-            p.data_ptr() == v.data_ptr() and p.shape == v.shape
-            and all(state[p][n].data_ptr() == v.data_ptr() - self.param.data_ptr()
-                    + self.state[n].data_ptr() for n in self.arrays)
-            for p, v in zip(params, self.param_views))
+    def ready(self, params: list, no_grad: set) -> bool:
+        """Is the group still these parameters, in these buffers (not moved by
+        ``module.to``, the state not replaced), each with a gradient, the scalar state
+        agreeing?  Identity and address checks only: this runs at every step."""
+        if len(params) != len(self.params):
+            return False
+        for p, q, ptr, d, kept in zip(params, self.params, self.param_ptrs, self.dicts,
+                                      self.kept):
+            if p is not q or p.data_ptr() != ptr or p.grad is None or (
+                    id(p) in no_grad and p.grad.data_ptr() == self.grad_ptrs[id(p)]):
+                return False
+            if any(d[n] is not v for n, v in zip(self.arrays, kept)):
+                return False
+        first = self.dicts[0]
+        return all(d[n] == first[n] for d in self.dicts for n in self.scalar_names)
 
-    def take_grads(self, params: list) -> None:
+    def scalars(self) -> dict:
+        return {n: self.dicts[0][n] for n in self.scalar_names}
+
+    def set_scalars(self, values: dict) -> None:
+        for d in self.dicts:
+            d.update(values)
+
+    def take_grads(self) -> None:
         """Gradients that arrived outside the buffer, copied in (one call); each
         parameter's gradient is then its view of the buffer."""
-        stray = [(p, v) for p, v in zip(params, self.grad_views) if not self.holds_grad(p)]
+        stray = [(p, v) for p, v in zip(self.params, self.grad_views)
+                 if p.grad.data_ptr() != v.data_ptr()]
         if not stray:
             return
         torch._foreach_copy_([v for _p, v in stray], [p.grad for p, _v in stray])
