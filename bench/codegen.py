@@ -14,7 +14,12 @@ CUDA with --device cuda:
                  generated ``step`` in its in-place call form (state and parameters
                  updated in their buffers, as torch.optim does) against
                  torch.optim.Adam(foreach=True), and through the compiled backend
-                 against Adam(fused=True); also on ResNet-50's 161 parameter tensors.
+                 against Adam(fused=True);
+  adam-resnet50  one step over ResNet-50's 161 parameter tensors (each with a gradient):
+  adam-transformer  and over GPT-2 small's 148 (124,439,808 values):
+                 symflop.optim.Optimizer("adam") eager, with flat buffers (the default)
+                 and on the lists (flat=False: symflop.lower.multi), against
+                 Adam(foreach=True); compiled (flat) against Adam(fused=True).
 Each workload runs eager (backend "torch": blocked kernels) and compiled (backend
 "torch-compiled": torch.compile, Inductor); the compile time (first call) is printed.
 Lines marked "fused" run the engine's closed-form ``gradient`` pass in place of
@@ -49,8 +54,12 @@ torch.cuda.max_memory_allocated's growth during one call.
 Targets (eager): time ratio (generated / built-in) <= 1.0 for each workload, peak
 memory ratio <= 1.5; (compiled): Adam <= 1.0 x Adam(fused=True), BatchNorm and Adam at
 >= 70 % of the roofline.
-Run:  python bench/codegen.py [--repeats 5] [--only cross-entropy,batchnorm,adam]
-      [--device cuda]
+Under load (--load N, CPU): each workload runs a second time beside N busy processes
+(each one thread adding and scaling 8 MB vectors in a loop), started before and ended
+after that run by the bench; for each row the loaded time ratio (generated /
+built-in) must be at most 1.5x the quiet one, measured in the same invocation.
+Run:  python bench/codegen.py [--repeats 5] [--only cross-entropy,batchnorm,adam,
+      adam-resnet50,adam-transformer] [--device cuda] [--load N]
 """
 
 from __future__ import annotations
@@ -329,12 +338,13 @@ def _optimizer_sides(shapes, pairs):
     def agree(ours: str, theirs: str) -> bool:
         return all(torch.allclose(p.detach(), q.detach(), rtol=1e-5, atol=1e-7)
                    for p, q in zip(opts[ours][1], opts[theirs][1]))
-    return sides, agree
+    steps = tuple(opt._step.compiled for opt, _ps in opts.values() if hasattr(opt, "_step"))
+    return sides, agree, steps
 
 
 def parameter_list_sides(title: str, shapes, machine: Machine) -> Workload:
     total = sum(torch.Size(s).numel() for s in shapes)
-    sides, agree = _optimizer_sides(shapes, {
+    sides, agree, steps = _optimizer_sides(shapes, {
         "generated": ("torch", "flat"), "lists": ("torch", "lists"),
         "compiled": ("torch-compiled", "flat"), "foreach": ("torch.optim", "foreach"),
         "fused": ("torch.optim", "fused")})
@@ -351,7 +361,7 @@ def parameter_list_sides(title: str, shapes, machine: Machine) -> Workload:
     return Workload(f"{title}: Adam over {len(shapes)} tensors, {total} values", sides,
                     rows, checks, roofline=engine_roofline(d, ("step",), {"P": total},
                                                            machine),
-                    compiled=(d.compiled("step"),))
+                    compiled=steps)
 
 
 def resnet50_list_sides(machine: Machine) -> Workload:

@@ -1,13 +1,13 @@
 """How many CPU threads a generated call takes: the cores other work leaves free.
 
 The blocked code runs many short operations, each a parallel region that ends when
-its slowest thread does.  On a quiet machine two threads halve the time; on a busy
-one a thread the scheduler has taken away holds every region up, and the calls run
-18x to 76x slower, where torch's own kernels (few long regions) slow 2.6x
-(bench/codegen.py --load).  So a large call counts, just before it starts, the
-threads other processes have ready to run (``/proc/loadavg`` less this process's
-own) and takes only the cores they leave free, at least one, at most torch's setting.
-A small call is not worth the look (about 70 us): it keeps torch's setting.
+its slowest thread does.  On a quiet machine two threads nearly halve the time; on a
+busy one a thread the scheduler has taken away holds every region up, and many short
+regions lose far more than a few long ones (bench/codegen.py --load measures both).
+So a large call counts, just before it starts, the threads other processes have ready
+to run (``/proc/loadavg`` less this process's own) and takes only the cores they
+leave free, at least one, at most torch's setting.  A small call is not worth the
+look (about 70 us): it keeps torch's setting.
 """
 
 from __future__ import annotations
