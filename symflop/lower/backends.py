@@ -110,18 +110,14 @@ class NumpyBackend:
     @staticmethod
     def addcmul(a, x, y, s, sub=False, out=None, reuse=None):
         """``a + s*x*y`` (``a - s*x*y`` with ``sub``)."""
-        def product(into):
-            into = np.multiply(x, y, out=into)
-            return np.multiply(into, s, out=into)
-        return _add_after(a, product, sub, out, reuse)
+        return _add_after(a, lambda into: np.multiply(np.multiply(x, y, out=into), s,
+                                                      out=into), sub, out, reuse)
 
     @staticmethod
     def addcdiv(a, x, y, s, sub=False, out=None, reuse=None):
         """``a + s*x/y`` (``a - s*x/y`` with ``sub``)."""
-        def quotient(into):
-            into = np.multiply(x, s, out=into)
-            return np.true_divide(into, y, out=into)
-        return _add_after(a, quotient, sub, out, reuse)
+        return _add_after(a, lambda into: np.true_divide(np.multiply(x, s, out=into), y,
+                                                         out=into), sub, out, reuse)
 
     @staticmethod
     def rows(extent: int, per_row: int, like=None) -> int:

@@ -54,13 +54,7 @@ class CompiledPass:
         the result's shape, dtype and device; the returned dict holds them."""
         xp = get_backend(backend, seed)
         sig = self.signature
-        missing = [n for n in sig.inputs if n not in values]
-        if missing:
-            raise InputError(f"{self.name}: missing input(s): {', '.join(missing)}")
-        unknown = sorted(set(values) - set(sig.inputs))
-        if unknown:
-            raise InputError(f"{self.name}: unexpected input(s): {', '.join(unknown)} "
-                             f"(takes {', '.join(sig.inputs)})")
+        self.check_names(values)
         sizes = dict(sizes or {})
         values = self._labels(values, xp, check, sizes)
         dims = self._dims(values, check, xp, sizes)
@@ -115,6 +109,17 @@ class CompiledPass:
             sizes = ", ".join(f"{k}={v}" for k, v in dims.items())
             raise InputError(f"{self.name}: division by zero at sizes {sizes} (a formula "
                              "such as N/(N - 1) needs a larger size)") from None
+
+    def check_names(self, values: dict) -> None:
+        """Every input given, and nothing else."""
+        inputs = self.signature.inputs
+        missing = [n for n in inputs if n not in values]
+        if missing:
+            raise InputError(f"{self.name}: missing input(s): {', '.join(missing)}")
+        unknown = sorted(set(values) - set(inputs))
+        if unknown:
+            raise InputError(f"{self.name}: unexpected input(s): {', '.join(unknown)} "
+                             f"(takes {', '.join(inputs)})")
 
     def _check_into(self, into: dict, xp, dims: dict, values: dict) -> None:
         like = _like(values, xp)

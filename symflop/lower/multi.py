@@ -93,14 +93,7 @@ class MultiTensorPass:
 
     def _lists(self, values: dict, xp, check: bool) -> dict[str, list]:
         name = self.compiled.name
-        sig = self.compiled.signature
-        missing = [n for n in sig.inputs if n not in values]
-        if missing:
-            raise InputError(f"{name}: missing input(s): {', '.join(missing)}")
-        unknown = sorted(set(values) - set(sig.inputs))
-        if unknown:
-            raise InputError(f"{name}: unexpected input(s): {', '.join(unknown)} "
-                             f"(takes {', '.join(sig.inputs)})")
+        self.compiled.check_names(values)
         lists: dict[str, list] = {}
         for n in self.shape.arrays:
             v = values[n]
