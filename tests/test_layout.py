@@ -13,7 +13,7 @@ LAYERS = [
     {"cache", "derive", "compose", "registry"},
     {"report"},
     {"estimate"},
-    {"cli", "api", "__main__", "__init__"},
+    {"cli", "api", "optim", "__main__", "__init__"},
 ]
 
 
