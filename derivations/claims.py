@@ -879,7 +879,8 @@ CLAIMS: list[Claim] = [
            flops("rmsprop-eps-inside", "step"),
            reason="counted one by one, AdaGrad's seven operations plus the two scalings of "
                   "the moving average make 9P; 8P with a multiply-add fused (fma) or without "
-                  "the square root as a FLOP (xla)"),
+                  "the square root as a FLOP (xla), but the comparison table repeats this "
+                  "count, and neither convention fits its other rows"),
     # Adam's per-operation table, row by row (rows of one step and one kind together).
     _claim("adam-m-scalings", S_ADAM, r"Scale $m_{t-1}$ | $\beta_1 \bm{m}_{t-1}$ | $P$; "
            r"Scale gradient | $(1-\beta_1)\bm{g}_t$ | $P$",

@@ -143,10 +143,30 @@ def test_a_convention_reconciles_only_if_it_fits_the_rest_of_the_table(verdicts)
     # the table's total 14P no longer holds: the row differs.
     v = verdicts["adam-bias-v"]
     assert v.status == "differs" and "xla would fit this row but not the rest" in v.detail
-    # RMSProp's section has one FLOP row: xla reconciles it there.
-    v = verdicts["rmsprop-flops"]
-    assert (v.status, v.conventions) == ("reconciled", ("xla",))
-    assert verdicts["table-rmsprop-flops"].status == "differs"
+    # RMSProp's 8P is stated in its own section (one FLOP row, which xla fits) and again
+    # in the comparison table, where xla breaks AdaGrad's 7P: one count, one verdict.
+    for cid in ("rmsprop-flops", "table-rmsprop-flops"):
+        v = verdicts[cid]
+        assert v.status == "differs" and "xla would fit this row but not the rest" in v.detail
+
+
+def test_a_count_repeated_in_two_tables_gets_one_verdict():
+    """A convention reconciles a repeated count only if it fits every row of every table
+    that gives it."""
+    repeated = {"default": 9 * P, "xla": 8 * P}
+    other = {"default": 7 * P, "xla": 6 * P}  # holds only under the default
+
+    def claim(cid, table, claimed, values):
+        return Claim(cid, table, cid, claimed, "", lambda conv, _s: values.get(
+            conv, values["default"]), True, "", by_stage=False, table=table)
+
+    alone = engine.judge_all([claim("a", "section", "≈8*P", repeated),
+                              claim("b", "table", "8*P", repeated)])
+    assert [(v.status, v.conventions) for v in alone] == [("reconciled", ("xla",))] * 2
+    broken = engine.judge_all([claim("a", "section", "≈8*P", repeated),
+                               claim("b", "table", "8*P", repeated),
+                               claim("c", "table", "7*P", other)])
+    assert [v.status for v in broken] == ["differs", "differs", "agrees"]
 
 
 @pytest.mark.parametrize("cid, written, optimized", [

@@ -44,7 +44,9 @@ A claim is derived for the optimized program and for the equations as written
   penalty's gradient to the data gradient, ...);
 * ``reconciled``: only another convention matches it, and that convention also
   holds for every other convention-dependent row of the claim's table
-  (``Claim.table``): a convention that fits one row only reconciles nothing;
+  (``Claim.table``, else its section), and of every table or section where the
+  same stated count of the same quantity appears again: a convention that fits one
+  row only reconciles nothing, and a count repeated gets one verdict;
 * ``scope``: nothing matches, and the document counts another quantity than the
   tool does (``Claim.scope`` says how);
 * ``differs``: nothing matches (the reason says why);
@@ -476,7 +478,8 @@ def _verdict(r: _Results, table: list[_Results]) -> Verdict:
     detail = _near_miss(stated, r.values)
     if agreeing:
         detail = "; ".join(x for x in (detail, f"{', '.join(agreeing)} would fit this row "
-                                       "but not the rest of its table") if x)
+                                       "but not the rest of the tables that give its "
+                                       "count") if x)
     if claim.scope:
         return Verdict(claim, "scope", shown, (), detail, claim.scope, derived_tex=shown_tex,
                        **base)
@@ -542,17 +545,32 @@ def judge_all(claims: list[Claim]) -> list[Verdict]:
         seen.add(c.id)
     results = {c.id: _Results(c) for c in claims if c.derive is not None}
     tables: dict[str, list[_Results]] = {}
+    shapes: dict[tuple, set[str]] = {}  # one stated count of one derived quantity -> groups
     for c in claims:
         r = results.get(c.id)
         if r is not None and c.by_convention and not r.underivable:
             tables.setdefault(c.group, []).append(r)
+            shapes.setdefault(_shape(r), set()).add(c.group)
     out = []
     for c in claims:
         if c.derive is None:
             out.append(Verdict(c, "cannot-derive", reason=c.reason))
-        else:
-            out.append(_verdict(results[c.id], tables.get(c.group, [])))
+            continue
+        r = results[c.id]
+        groups = shapes.get(_shape(r), {c.group}) if c.by_convention and not r.underivable \
+            else {c.group}
+        # a convention reconciles a claim only if it fits every row of every table (or
+        # section) where the same stated count of the same quantity appears
+        out.append(_verdict(r, [o for g in sorted(groups) for o in tables.get(g, [])]))
     return out
+
+
+def _shape(r: _Results) -> tuple:
+    """What makes two claims one claim repeated: the same stated value (an ``≈`` aside)
+    and the same derived values under every convention and stage."""
+    stated = r.stated
+    return (stated.form, str(stated.value), stated.unit,
+            tuple(sorted((k, str(v)) for k, v in r.values.items())))
 
 
 def tally(verdicts: list[Verdict]) -> dict[str, int]:
