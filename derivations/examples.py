@@ -8,6 +8,7 @@ check, never used in a computation).  "MB" in the document means 2**20 bytes
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 
 from derivations import layers, normalization, optimizers, regularization, training
@@ -18,6 +19,7 @@ from symflop.report.examples import Example
 MIB = 2 ** 20
 ACTIVATIONS = "float activation values per sample (counted from the layer shapes)"  # input key
 INDICES = "int64 max-pool indices per sample"  # an input key
+INDEX_BYTES = np.dtype(np.int64).itemsize  # torch saves max-pool indices as int64
 
 
 def _flops(c, pass_name: str, stage: str = "optimized", **sizes) -> int:
@@ -239,7 +241,7 @@ def resnet50_memory() -> Example:
     grads = _bytes(d, "gradients", **sizes)
     state = _bytes(d, "state", **sizes)
     acts = _bytes(d, "saved", **sizes)
-    index_bytes = 8 * B * indices
+    index_bytes = INDEX_BYTES * B * indices
     ex.add("parameters", params / MIB, "MiB", str(d.memory.bytes("parameters")), 97.7,
            "97.7 MB", rel_tol=0.001)
     ex.add("gradients", grads / MIB, "MiB", str(d.memory.bytes("gradients")), 97.7,

@@ -97,9 +97,15 @@ class Opts:
         return {"reused": "the optimized program", "written": "the equations as written"
                 }.get(self.stage, f"the {self.stage} program")
 
-    def table(self, name: str, title: str, columns, what: str = "") -> Table:
-        caption = (f"{title}. {what + ' ' if what else ''}FLOPs of {self.program}, under the "
-                   f"{self.conv.name} convention, {self.order}; bytes for {self.dtype}.")
+    def table(self, name: str, title: str, columns, what: str = "",
+              flops: bool = True) -> Table:
+        """A table whose caption says how its figures were counted (FLOPs: which program,
+        convention and order; bytes: which dtype); ``flops=False`` for a table of bytes."""
+        basis = (f"FLOPs of {self.program}, under the {self.conv.name} convention, "
+                 f"{self.order}; bytes for {self.dtype}." if flops
+                 else f"Bytes of {self.program}, {self.order}; the MiB column from the "
+                 "exact count.")
+        caption = f"{title}. {what + ' ' if what else ''}{basis}"
         return Table(name, title, columns, caption=caption,
                      options={"convention": self.conv.name, "dtype": self.dtype,
                               "exact": self.exact, "stage": self.stage})
@@ -561,19 +567,25 @@ def memory_total(convention="default", dtype="float32", exact=False,
     o = Opts(convention, dtype, exact, stage)
     inputs = _example_inputs("resnet50-memory")
     P, B, per = inputs["P"], inputs["B"], inputs[examples.ACTIVATIONS]
+    indices = inputs[examples.INDICES]
     d = CompositeDerivation(training.training_step("adam"))
-    sizes = {d.composite.dims["P"]: P, d.composite.dims["A"]: B * per}
+    index_values = sp.Symbol("I", integer=True, positive=True)
+    sizes = {d.composite.dims["P"]: P, d.composite.dims["A"]: B * per,
+             index_values: B * indices}
     t = o.table("memory-total", "Training memory of ResNet-50 with Adam",
-                ("Term", f"Bytes ({o.dtype})", "MiB"),
+                ("Term", "Bytes", "MiB"),
                 f"P = {P:,} parameters, B = {B}, A = B x {per:,} activation values per "
-                "sample (as the worked example resnet50-memory).")
+                f"sample ({o.dtype}), I = B x {indices:,} max-pool indices per sample "
+                "(int64, whatever the float type), as the worked example resnet50-memory.",
+                flops=False)
     size = dtype_bytes(o.dtype)
     total = sp.Integer(0)
-    for label, _, elements in d.composite.memory_terms:
-        b = o.poly(size * elements)
-        total += b
-        t.add(label, b, Num(float(b.xreplace(sizes)) / MIB, ",.1f"))
-    t.add("Total", total, Num(float(total.xreplace(sizes)) / MIB, ",.1f"))
+    terms = [(label, size * elements) for label, _, elements in d.composite.memory_terms]
+    terms.append(("max-pool indices (int64)", examples.INDEX_BYTES * index_values))
+    for label, nbytes in terms:  # the figure from the exact count, whatever is shown
+        total += nbytes
+        t.add(label, o.poly(nbytes), Num(float(nbytes.xreplace(sizes)) / MIB, ",.1f"))
+    t.add("Total", o.poly(total), Num(float(total.xreplace(sizes)) / MIB, ",.1f"))
     return t
 
 

@@ -208,8 +208,34 @@ def test_training_step_and_memory_total_come_from_the_composite():
     assert t["Total step (adam)"][1] == d.counts("step").total
     assert t["loss.backward"][1] == d.counts("loss.backward").total
     m = rows(build_table("memory-total", exact=True))
+    index_bytes = 8 * sp.Symbol("I", integer=True, positive=True)  # int64 max-pool indices
     assert m["Total"][1] == sum((d.memory.bytes(w) for w in ("parameters", "gradients",
-                                                            "state", "saved")), sp.Integer(0))
+                                                            "state", "saved")),
+                                sp.Integer(0)) + index_bytes
+
+
+def test_resnet50_memory_has_one_value_in_the_table_the_example_and_the_claims():
+    """The memory table, the worked example and the claims page give ResNet-50's training
+    memory from one count: each term and the total agree (they differed by the int64
+    max-pool indices, which the table left out)."""
+    from derivations import examples
+    from derivations.claims import CLAIMS
+    from symflop.report.claims import judge_all
+    table = {label.lower(): row[-1].value for label, *row in
+             ((r[0], *r[1:]) for r in build_table("memory-total").rows)}
+    ex = {r.label.lower(): r.value * (1024 if r.unit == "GiB" else 1)
+          for r in examples.EXAMPLES["resnet50-memory"]().rows}
+    pairs = {"parameters": "parameters", "gradients": "gradients", "adam state": "adam state",
+             "activations": "activations", "max-pool indices (int64)": "max-pool indices",
+             "total": "total"}
+    for in_table, in_example in pairs.items():
+        assert table[in_table] == pytest.approx(ex[in_example], rel=1e-9), in_table
+    claims = {v.claim.id: v for v in judge_all([c for c in CLAIMS
+                                                if c.id.startswith("memory-")])}
+    derived = claims["memory-total"].derived  # "2.942 GiB (3,158,704,132 bytes)"
+    assert derived.split()[1] == "GiB"
+    exact = int(derived.split("(")[1].split()[0].replace(",", ""))
+    assert exact / 2 ** 20 == pytest.approx(table["total"], rel=1e-12)
 
 
 def mse_times_3() -> Component:

@@ -171,6 +171,7 @@ _NUMBER = re.compile(r"^([-+]?[\d,]*\.?\d+)\s*(K|M|G|%|MB|GB|bytes)?$")
 _SCALE = {None: 1, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "%": 1, "MB": 2 ** 20,
           "GB": 2 ** 30, "bytes": 1}
 _UNIT_WORDS = ("bytes", "elements", "values", "FLOPs", "parameters")
+_BINARY = {"MB": "MiB", "GB": "GiB"}  # what the document's MB and GB are
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -376,8 +377,8 @@ def _show_number(stated: Stated, value: float) -> str:
     places = max(0, -Decimal(str(stated.step)).as_tuple().exponent) + 2
     if stated.unit in ("K", "M", "G"):
         return f"{value:,.0f} ({value / scale:.{places}f}{stated.unit})"
-    if stated.unit in ("MB", "GB"):
-        return f"{value / scale:.{places}f} {stated.unit} ({value:,.0f} bytes)"
+    if stated.unit in ("MB", "GB"):  # the document's MB and GB are binary: say so
+        return f"{value / scale:.{places}f} {_BINARY[stated.unit]} ({value:,.0f} bytes)"
     if stated.unit == "%":
         return f"{value:.{places}f}%"
     if float(value).is_integer():
