@@ -398,3 +398,17 @@ def test_output_is_byte_identical_across_hash_seeds():
         assert done.returncode == 0, done.stderr.decode()[-2000:]
         outs.append(done.stdout)
     assert len(outs[0]) > 10_000 and outs[0] == outs[1]
+
+
+def test_multi_letter_names_are_typeset_as_names():
+    """An engine name is one upright name, never an italic product with a subscript
+    (grad_mu_part2 read as g*r*a*d sub mu part2); one letter or a Greek name keeps
+    SymPy's subscripts."""
+    from symflop.report.render import lhs_text
+    from symflop.report.tables import expr_latex
+    assert expr_latex(sp.Symbol("grad_mu_part2_cse2")) == r"\mathrm{grad\_mu\_part2\_cse2}"
+    assert expr_latex(sp.Symbol("exp_avg_sq")) == r"\mathrm{exp\_avg\_sq}"
+    assert expr_latex(sp.Symbol("x_i")) == "x_{i}"
+    assert expr_latex(sp.Symbol("sigma_2")) == r"\sigma_{2}"
+    i = sp.Idx("i")
+    assert lhs_text("grad_x", (i,), True) == r"{\mathrm{grad\_x}}_{i}"

@@ -16,7 +16,8 @@ from symflop.rewrite.rules import describe
 
 def lhs_text(name: str, idx, latex: bool) -> str:
     if latex:
-        base = sp.latex(sp.Symbol(name))
+        from symflop.report.tables import expr_latex
+        base = expr_latex(sp.Symbol(name))  # a multi-letter name upright, as a name
         return f"{{{base}}}_{{{','.join(k.name for k in idx)}}}" if idx else base
     return f"{name}[{', '.join(map(str, idx))}]" if idx else name
 

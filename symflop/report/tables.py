@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass, field
 
 import sympy as sp
+from sympy.printing.latex import greek_letters_set
 
 from symflop.errors import UsageError
 
@@ -131,8 +132,24 @@ def symbol_latex(name: str) -> str:
     return _SYMBOL_LATEX.get(name) or sp.latex(sp.Symbol(name))
 
 
+def _name_latex(name: str) -> str:
+    r"""A symbol's LaTeX: the catalogue's choice; else SymPy's where the name is one letter
+    or a Greek name, with subscripts (``x_i``, ``sigma_2``); else the whole name upright,
+    as a name, never read as an italic product with a subscript
+    (``grad_mu_part2`` as \mathrm{grad\_mu\_part2}, not grad_{\mu part2})."""
+    if name in _SYMBOL_LATEX:
+        return _SYMBOL_LATEX[name]
+    head = name.split("_")[0].rstrip("0123456789'")  # x2, k' are one letter
+    if len(head) <= 1 or head.lower() in _GREEK:
+        return ""
+    return r"\mathrm{" + name.replace("_", r"\_") + "}"
+
+
+_GREEK = frozenset(greek_letters_set) | {"lamda"}
+
+
 def _latex(e: sp.Basic, order: str | None, breakable: bool = False) -> str:
-    names = {s: _SYMBOL_LATEX[s.name] for s in e.atoms(sp.Symbol) if s.name in _SYMBOL_LATEX}
+    names = {s: tex for s in e.atoms(sp.Symbol) if (tex := _name_latex(s.name))}
     if not breakable:
         return sp.latex(e, symbol_names=names, order=order)
     # A long fraction as 1/denominator times its factors, and a line break allowed
