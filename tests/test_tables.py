@@ -322,6 +322,10 @@ def test_prose_typesets_ascii_formulas_and_leaves_words_alone():
     assert prose_latex("lam/2 times the sum of q9^2") == r"$\frac{\lambda}{2}$ times the sum " \
         r"of q9\textasciicircum{}2"  # q9 is no symbol: it stays text, escaped
     assert prose_latex("a step, 50% & more") == r"a step, 50\% \& more"
+    # a binary operator between a word and a formula stays: it was read as a unary plus
+    add_symbols({"m"})
+    assert prose_latex("(1 - m) r + m s is") == r"($1 - m$) r + m s is"
+    assert prose_latex("-lr*g, then") == r"$- \eta g$, then"
 
 
 

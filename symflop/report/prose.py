@@ -128,6 +128,18 @@ def _peel(run: list[str]) -> list[str]:
     return tail
 
 
+def _peel_head(run: list[str], before: str) -> list[str]:
+    """Tokens at the start of ``run`` that cannot start a formula: a binary operator whose
+    left operand is the text before (``(1 - m) r + m s``: the ``+`` is between ``r`` and
+    ``m s``; parsed with them it would read as a unary plus and be lost)."""
+    head: list[str] = []
+    left = before.rstrip()[-1:]
+    while run and (run[0].strip() == "" or run[0] in ("+", "*", "/", "^", "=", "**")
+                   or run[0] == "-" and left and (left.isalnum() or left in ")$}")):
+        head.append(run.pop(0))
+    return head
+
+
 def prose_latex(text: str) -> str:
     """``text`` escaped for LaTeX, its ASCII formulas typeset."""
     text = " ".join(text.split())
@@ -136,6 +148,7 @@ def prose_latex(text: str) -> str:
 
     def flush():
         tail = _peel(run)
+        out.append(latex_escape("".join(_peel_head(run, "".join(out))), collapse=False))
         if run:
             out.append(_render("".join(run)))
             run.clear()
