@@ -356,8 +356,8 @@ def _show_latex(stated: Stated, derived) -> str:
     if isinstance(derived, dict):
         kinds = _kind_values(derived)
         return ", ".join(f"{k}: ${expr_latex(v)}$" for k, v in kinds) if kinds else "$0$"
-    if isinstance(derived, Equation):
-        return f"${expr_latex(derived.derived)}$"
+    if isinstance(derived, Equation):  # no wider than its column (graphicx's \resizebox)
+        return rf"\symflopfit{{${expr_latex(derived.derived)}$}}"
     if stated.form == "number" and not sp.sympify(derived).free_symbols:
         return latex_escape(_show_number(stated, float(sp.sympify(derived))))
     if isinstance(derived, (sp.Basic, int, float)):
@@ -640,7 +640,7 @@ VERDICT_MEANING = {
               "convention), or the figure derived under the document's own stated "
               "assumption does",
     "reconciled": "only another counting convention matches, and it fits every other "
-                  "row of the claim's table too",
+                  "row of the claim's table, and of every table that repeats its count",
     "scope": "nothing matches because the document counts another quantity than the "
              "tool (the why column says which)",
     "differs": "nothing matches; the why column says why",
@@ -667,6 +667,8 @@ def _longtable(widths: tuple[float, ...], head: tuple[str, ...], rows: list[list
 # left (the needspace package's test, defined in ``_PAGE_MACROS``).
 _NEEDSPACE = r"\symflopneedspace{0.2\textheight}"
 _PAGE_MACROS = (r"\makeatletter",
+                r"\providecommand{\symflopfit}[1]{\resizebox{\ifdim\width>\linewidth"
+                r"\linewidth\else\width\fi}{!}{#1}}",
                 r"\providecommand{\symflopneedspace}[1]{\par\penalty-100\begingroup"
                 r"\setlength{\dimen@}{#1}\dimen@ii\pagegoal\advance\dimen@ii-\pagetotal"
                 r"\ifdim\dimen@>\dimen@ii\ifdim\dimen@ii>\z@\vfil\fi\break\fi\endgroup}",
