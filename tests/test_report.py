@@ -16,6 +16,13 @@ from symflop.report.report import ReportWriter
 NEEDS_LATEX = os.environ.get("CI") == "true"  # .ci/run installs LaTeX; CI must compile
 
 
+def test_the_log_reader_finds_overfull_lines():
+    from symflop.report.report import overfull
+    log = ("Overfull \\hbox (7.14249pt too wide) in alignment at lines 441--445\n"
+           "Overfull \\hbox (0.5pt too wide) in paragraph\nOverfull \\vbox (3pt too high)")
+    assert overfull(log) == [7.14249]
+
+
 def _digest(root: Path, skip=("report.pdf",)) -> dict:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and p.name not in skip}
@@ -46,6 +53,7 @@ def test_report_writes_every_part_and_compiles(report_dir):
         assert "pdflatex is not on the PATH" in r.stdout
         pytest.skip("pdflatex is not installed here; CI compiles the report")
     assert "report.pdf built" in r.stdout and "runs off" not in r.stdout, r.stdout
+    assert "wider than their column" not in r.stdout, r.stdout  # no overfull box over 1 pt
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
 
 

@@ -9,6 +9,7 @@ the LaTeX that ``report.tex`` includes for it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -255,4 +256,15 @@ def compile_pdf(root: Path, tex: str = "report.tex") -> tuple[bool, str]:
     built = f"report.pdf built ({(Path(root) / pdf.name).stat().st_size:,} bytes)"
     if "Float too large" in text:  # a table or figure taller than its page runs off it
         built += "; warning: a float is taller than its page and runs off it (see the log)"
+    wide = overfull(text)
+    if wide:  # a line printed past its column or margin, over what is beside it
+        built += (f"; warning: {len(wide)} line(s) wider than their column by more than "
+                  f"1 pt, up to {max(wide):.1f} pt (see the log)")
     return True, built
+
+
+def overfull(log: str, tolerance: float = 1.0) -> list[float]:
+    """How far (pt) each line that pdflatex's log calls overfull runs past its box, where
+    that is over ``tolerance``."""
+    return [float(m) for m in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)
+            if float(m) > tolerance]

@@ -44,6 +44,8 @@ LONG_TABLE_ROWS = 30
 # About the characters a line of a landscape page holds at 10 pt: a table whose columns
 # would be wider wraps its widest columns (never shrinks its font).
 LINE_CHARACTERS = 140
+# A column's padding (2 \tabcolsep = 12 pt) in those characters (about 5 pt each).
+PADDING_CHARACTERS = 2.4
 
 
 @dataclass(frozen=True)
@@ -288,13 +290,14 @@ def _shown(cell) -> str:
 def _wrapped_columns(t: Table) -> set[int]:
     """The columns that wrap so that the table fits the line: text columns first (math
     breaks badly), the widest first, until the rest (and about 15 characters for each
-    wrapped one) fit ``LINE_CHARACTERS``."""
+    wrapped one, and every column's padding) fit ``LINE_CHARACTERS``."""
     widths = [max([len(_shown(c)) for c in (t.columns[k], *(r[k] for r in t.rows))])
               for k in range(len(t.columns))]
     text = [all(isinstance(r[k], str) for r in t.rows) for k in range(len(t.columns))]
     wrapped: set[int] = set()
+    padding = PADDING_CHARACTERS * len(widths)
     while sum(w for k, w in enumerate(widths) if k not in wrapped) + 15 * len(wrapped) \
-            > LINE_CHARACTERS:
+            + padding > LINE_CHARACTERS:
         k = max((k for k in range(len(widths)) if k not in wrapped and widths[k] > 15),
                 key=lambda k: (text[k], widths[k]), default=None)
         if k is None:
