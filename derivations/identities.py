@@ -399,7 +399,7 @@ def mse_gaussian_nll() -> Identity:
     (mse_sum,) = rhs.atoms(sp.Sum)
     yhat, y = c.tensors["yhat"].symbol, c.tensors["y"].symbol
     i, j = (lim[0] for lim in mse_sum.limits)
-    sigma2 = sp.Symbol("sigma2", positive=True)
+    sigma2 = sp.Symbol("sigma", positive=True) ** 2  # the variance, printed sigma^2
     nll_body = (y[i, j] - yhat[i, j]) ** 2 / (2 * sigma2) + sp.log(2 * sp.pi * sigma2) / 2
     nll = sp.Sum(nll_body, *mse_sum.limits)
     scale = B * d / (2 * sigma2)
@@ -418,11 +418,11 @@ def mse_gaussian_nll() -> Identity:
     return Identity(
         name="mse-gaussian-nll",
         title="MSE as the Gaussian negative log-likelihood",
-        statement="The negative log-likelihood of y under N(yhat, sigma2*I), summed over the "
+        statement="The negative log-likelihood of y under N(yhat, sigma^2*I), summed over the "
                   "B*d outputs, is a positive multiple of the MSE plus a constant: "
-                  "NLL = B*d/(2*sigma2) * MSE + B*d/2*log(2*pi*sigma2).",
+                  "NLL = B*d/(2*sigma^2) * MSE + B*d/2*log(2*pi*sigma^2).",
         holds=True,
-        condition="a fixed variance sigma2 shared by every output (not a function of the "
+        condition="a fixed variance sigma^2 shared by every output (not a function of the "
                   "parameters)",
         derivation=(
             Step("MSE (component mse): L =", rhs),
@@ -438,7 +438,7 @@ def mse_gaussian_nll() -> Identity:
             Step("so the two losses have the same minimizers and gradient directions; "
                  "gradient descent on the NLL with rate lr is descent on the MSE with rate "
                  "lr*scale. torch's gaussian_nll_loss (mean reduction, full=True) is the "
-                 "NLL divided by B*d: MSE/(2*sigma2) + log(2*pi*sigma2)/2"),
+                 "NLL divided by B*d: MSE/(2*sigma^2) + log(2*pi*sigma^2)/2"),
         ),
         document="Minimizing MSE is equivalent to maximizing the log-likelihood under a "
                  "Gaussian model N(yhat, sigma^2 I) with fixed variance",

@@ -104,7 +104,7 @@ def test_adam_bias_correction_values(built):
 def test_gaussian_nll_scale_and_constant(built):
     ident = built["mse-gaussian-nll"]
     B, d = sp.symbols("B d", integer=True, positive=True)
-    s2 = sp.Symbol("sigma2", positive=True)
+    s2 = sp.Symbol("sigma", positive=True) ** 2  # the variance, printed sigma^2
     assert _expr(ident, "scale (positive)") == B * d / (2 * s2)
     assert _expr(ident, "  ratio, the same constant scale") == B * d / (2 * s2)
     assert _expr(ident, "  which sums over the B*d outputs to") == \

@@ -327,11 +327,11 @@ def check_mse_gaussian_nll() -> NumericResult:
         (g_mse,) = torch.autograd.grad(mse, b)
         scale = B * d / (2 * sigma2)
         const = B * d / 2 * math.log(2 * math.pi * sigma2)
-        c.same(f"sigma2 = {sigma2}: gaussian_nll_loss(sum, full) vs B*d/(2*sigma2)*MSE + "
-               "B*d/2*log(2*pi*sigma2)", nll.detach(), scale * mse.detach() + const)
-        c.same("  gradients: dNLL/dyhat vs B*d/(2*sigma2) * dMSE/dyhat", g_nll, scale * g_mse)
+        c.same(f"sigma^2 = {sigma2}: gaussian_nll_loss(sum, full) vs B*d/(2*sigma^2)*MSE + "
+               "B*d/2*log(2*pi*sigma^2)", nll.detach(), scale * mse.detach() + const)
+        c.same("  gradients: dNLL/dyhat vs B*d/(2*sigma^2) * dMSE/dyhat", g_nll, scale * g_mse)
         mean = F.gaussian_nll_loss(yhat, y, var, full=True)
-        c.same("  gaussian_nll_loss(mean, full) vs MSE/(2*sigma2) + log(2*pi*sigma2)/2",
+        c.same("  gaussian_nll_loss(mean, full) vs MSE/(2*sigma^2) + log(2*pi*sigma^2)/2",
                mean, mse.detach() / (2 * sigma2) + math.log(2 * math.pi * sigma2) / 2)
     return c.result(f"F.gaussian_nll_loss against F.mse_loss, B={B}, d={d}, float64")
 
