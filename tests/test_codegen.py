@@ -122,3 +122,23 @@ def test_generated_source_loops_only_over_blocks_of_rows():
                 if "for " in line:
                     assert loop.match(line), line
                     assert any(ln.strip().startswith("__r = xp.rows(") for ln in lines[:n])
+
+
+def test_numpy_fused_forms_with_a_buffer_they_read():
+    """a + s*x/y written into y's (or x's, a's) own buffer, as the generated code may
+    offer a dying operand's buffer: the quotient must not overwrite y before reading it."""
+    from symflop.lower.backends import get_backend
+    xp = get_backend("numpy")
+
+    def fresh():
+        return np.ones(4), np.full(4, 2.0), np.full(4, 4.0)
+
+    for which in range(3):
+        a, x, y = fresh()
+        buf = (a, x, y)[which]
+        assert xp.addcdiv(a, x, y, 3.0, reuse=buf).tolist() == [2.5] * 4  # 1 + 3*2/4
+        a, x, y = fresh()
+        buf = (a, x, y)[which]
+        assert xp.addcmul(a, x, y, 3.0, sub=True, reuse=buf).tolist() == [-23.0] * 4
+    a, x, _ = fresh()
+    assert xp.axpy(a, x, 3.0, reuse=x).tolist() == [7.0] * 4

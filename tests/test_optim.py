@@ -205,3 +205,18 @@ def test_a_large_call_takes_the_cores_other_work_leaves(monkeypatch):
 def test_others_running_reads_this_machine():
     busy = threads.others_running()
     assert busy is None or busy >= 0
+
+
+def test_a_compiled_multi_tensor_run_returns_numbers_it_can_take_back():
+    """torch.compile returns the step count as a 0-dimensional tensor; the run gives it
+    back as a number, so the next call takes it (it refused it before)."""
+    multi = MultiTensorPass(derivation("adam").compiled("step"))
+    lists = {n: [torch.zeros(3), torch.zeros(5)] for n in ("m", "v")}
+    lists.update({n: [torch.ones(3), torch.ones(5)] for n in ("g", "theta")})
+    t = 0
+    for _ in range(2):
+        t = multi(backend="torch-compiled", t=t, **lists, beta1=0.9, beta2=0.999,
+                  epsilon=1e-8, lr=1e-3)["t"]
+        assert isinstance(t, float)
+    assert t == 2
+    assert float((lists["theta"][1] - (1 - 2e-3)).abs().max()) < 1e-6  # two steps of lr

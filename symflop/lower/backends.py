@@ -47,12 +47,15 @@ def _ufunc(f):
     return staticmethod(g)
 
 
-def _add_after(a, product, sub: bool, out, reuse):
+def _add_after(a, product, sub: bool, out, reuse, read_later=()):
     """``a`` plus (minus, with ``sub``) what ``product(into)`` computes, written to
     ``out`` or ``reuse``; the product goes into that buffer first unless the buffer
-    shares ``a``'s memory (then into a new array)."""
+    shares memory with ``a`` or with an operand the product reads after its first write
+    (``read_later``: a quotient's denominator); then into a new array."""
     into = out if out is not None else reuse
-    part = product(None if into is None or np.shares_memory(into, a) else into)
+    shared = into is not None and any(np.shares_memory(into, v) for v in (a, *read_later)
+                                      if isinstance(v, np.ndarray))
+    part = product(None if into is None or shared else into)
     return (np.subtract if sub else np.add)(a, part, out=into)
 
 
@@ -117,7 +120,7 @@ class NumpyBackend:
     def addcdiv(a, x, y, s, sub=False, out=None, reuse=None):
         """``a + s*x/y`` (``a - s*x/y`` with ``sub``)."""
         return _add_after(a, lambda into: np.true_divide(np.multiply(x, s, out=into), y,
-                                                         out=into), sub, out, reuse)
+                                                         out=into), sub, out, reuse, (y,))
 
     @staticmethod
     def rows(extent: int, per_row: int, like=None) -> int:

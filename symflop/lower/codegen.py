@@ -659,7 +659,8 @@ def _fusions(order: list[Node], uses: dict, varies: dict, after: dict, on_host: 
                 s, x = sx
                 if x.op == "pow" and x.leaf == 2 and alone(x, c):
                     out[p] = _Fused("addcmul", (a, x.args[0], x.args[0]), s, sign, (c, x))
-                elif x.op == "mul" and all(y.idx for y in x.args) and alone(x, c):
+                elif x.op == "mul" and len(x.args) == 2 and all(y.idx for y in x.args) \
+                        and alone(x, c):
                     out[p] = _Fused("addcmul", (a, *x.args), s, sign, (c, x))
                 else:
                     out[p] = _Fused("axpy", (a, x), s, sign, (c,))

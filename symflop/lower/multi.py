@@ -168,7 +168,8 @@ class MultiTensorPass:
                 results[n][i] = part.view(r.shape)
         for n in self.compiled.signature.outputs:
             if n not in self.shape.updated and n not in self.shape.new:
-                scalar_out[n] = out[n]
+                v = out[n]  # the compiled backend returns a 0-dimensional tensor
+                scalar_out[n] = v.item() if hasattr(v, "item") else v
 
 
 def _copy_back(dsts: list, parts, torch) -> None:
