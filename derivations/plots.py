@@ -4,8 +4,8 @@
 * gradient magnitude against the predicted probability of the true class, for
   cross-entropy and for MSE through a sigmoid (their derived gradients);
 * FLOPs of one step and bytes of state of each optimizer, per parameter;
-* the FLOPs and memory of a ResNet-50 training step with Adam (the training-step
-  composite at the worked example's sizes).
+* the FLOPs and memory of a ResNet-50 training step with Adam (``symflop estimate`` of
+  the project's ResNet-50, ``derivations/resnet50.py``).
 
 Each figure is written as PNG and PDF with fixed metadata, so that the same
 inputs give the same bytes.
@@ -19,10 +19,14 @@ from collections.abc import Callable
 import numpy as np
 import sympy as sp
 
-from derivations import examples, optimizers, schedules, training
+from derivations import optimizers, resnet50, schedules
 from symflop import Component, derive, total
-from symflop.compose import CompositeDerivation
 
+# The report's fonts: Latin Modern (TeX's, where installed), else Computer Modern, which
+# matplotlib ships; math in the same faces; a minus sign that cmr10 has.
+FONTS = {"font.family": "serif", "font.serif": ["Latin Modern Roman", "cmr10"],
+         "mathtext.fontset": "cm", "axes.formatter.use_mathtext": True,
+         "axes.unicode_minus": True}
 RUN = 100  # steps shown for each schedule (its own T where it has one)
 
 
@@ -31,7 +35,7 @@ def _figure():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "font.size": 9,
-                         "svg.hashsalt": "symflop"})
+                         "svg.hashsalt": "symflop", **FONTS})
     return plt
 
 
@@ -49,13 +53,16 @@ def _save(fig, plt) -> dict[str, bytes]:
 def schedules_plot() -> dict[str, bytes]:
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for name, build in schedules.COMPONENTS.items():
+    # Curves that coincide over part of the run stay apart by line style and marker.
+    styles = [(ls, m) for m in ("", "o", "s", "^") for ls in ("-", "--", ":", "-.")]
+    for (name, build), (ls, marker) in zip(schedules.COMPONENTS.items(), styles):
         c = build()
         fn = derive(c).compiled("schedule")
         steps = int(c.defaults.get("T", RUN))
         t = np.arange(steps)
         eta = [float(fn(backend="numpy", t=float(k), **c.defaults)["eta"]) for k in t]
-        ax.plot(t, eta, label=name, linewidth=1.2)
+        ax.plot(t, eta, label=name, linewidth=1.2, linestyle=ls, marker=marker,
+                markersize=3, markevery=max(1, steps // 8))
     ax.set_xlabel("step t")
     ax.set_ylabel(r"learning rate $\eta(t)$")
     ax.set_yscale("log")
@@ -120,16 +127,21 @@ def _label_bars(ax, bars, fmt: str) -> None:
                     xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
 
 
+def optimizer_costs() -> list[tuple[str, float, float]]:
+    """(optimizer, FLOPs of one step per parameter, bytes of state per parameter)."""
+    out = []
+    for name, build in optimizers.COMPONENTS.items():
+        d = derive(build())
+        out.append((name, _per_parameter(d.counts("step", "default").total)[0],
+                    _per_parameter(d.memory.bytes("state"))[0]))
+    return out
+
+
 def optimizers_plot() -> dict[str, bytes]:
     """Per parameter: FLOPs of one step and bytes of state, one bar per optimizer (both
     are linear in P, so the per-parameter figures are the whole story)."""
     plt = _figure()
-    names, flops, state = [], [], []
-    for name, build in optimizers.COMPONENTS.items():
-        d = derive(build())
-        names.append(name)
-        flops.append(_per_parameter(d.counts("step", "default").total)[0])
-        state.append(_per_parameter(d.memory.bytes("state"))[0])
+    names, flops, state = (list(col) for col in zip(*optimizer_costs()))
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.6), sharey=True)
     y = np.arange(len(names))
     _label_bars(a1, a1.barh(y, flops), "g")
@@ -142,48 +154,51 @@ def optimizers_plot() -> dict[str, bytes]:
     return _save(fig, plt)
 
 
+def training_step_parts() -> list[tuple[str, float, float]]:
+    """(part, forward GFLOPs, backward GFLOPs) of ResNet-50's step at the worked example's
+    batch, the estimate's lines grouped by layer type, largest first."""
+    parts: dict[str, list[float]] = {}
+    for what, p in resnet50.record()["by_type"].items():
+        acc = parts.setdefault(resnet50.label(what), [0.0, 0.0])
+        acc[0] += resnet50.at(p["forward"]) / 1e9
+        acc[1] += resnet50.at(p["backward"]) / 1e9
+    return sorted(((n, f, b) for n, (f, b) in parts.items()), key=lambda r: -(r[1] + r[2]))
+
+
+def training_step_memory() -> list[tuple[str, float]]:
+    """(term, GiB) of ResNet-50's training memory at the worked example's batch."""
+    return [(name, resnet50.at(nbytes) / 2 ** 30) for name, nbytes in resnet50.memory()]
+
+
 def training_step_plot() -> dict[str, bytes]:
-    """ResNet-50, Adam, B = 32: FLOPs per part of one step and memory per kind."""
+    """ResNet-50, Adam, B = 32: FLOPs per part of one step and memory per term, every
+    figure from ``symflop estimate`` (``derivations/resnet50.py``), on linear axes."""
     plt = _figure()
-    ex = examples.resnet50_memory()
-    k = 2  # backward ~ k * forward
-    batch = ex.inputs["B"]
-    # The document's ResNet-50 backward (the optimizers-25.6m example's input) is per
-    # image: 7.6 GFLOPs = k times ResNet-50's 3.8 GFLOPs forward of one 224x224 image.
-    # Every part of this figure is per step at batch B, so the network's F is B times it.
-    per_image = examples.optimizers_25m().inputs["backward FLOPs (given)"] / k
-    sizes = {"P": ex.inputs["P"], "B": batch, "C": 1000, "F": int(batch * per_image),
-             "k": k,
-             # Its BatchNorm layers normalize this many values per sample in all (the
-             # example's layer list); BatchNorm's cost is per value, so one layer of
-             # that many values with d = 1 carries it.
-             "N": batch * examples.resnet50_batchnorm_values(), "d": 1, "L_bn": 1,
-             "A": batch * ex.inputs[examples.ACTIVATIONS]}
-    d = CompositeDerivation(training.training_step("adam"))
-    parts = [(name, d.count_function(name)(**sizes)) for name in d.passes[1:]]
-    parts = [("network forward", sizes["F"]), ("network backward", sizes["k"] * sizes["F"])] \
-        + parts
-    subs = {sp.Symbol(k, integer=True, positive=True): v for k, v in sizes.items()}
-    memory = [(label, float(d.memory.bytes(what).xreplace(subs)) / 2 ** 30)
-              for label, what in (("parameters", "parameters"), ("gradients", "gradients"),
-                                  ("Adam state", "state"), ("activations", "saved"))]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    parts = training_step_parts()
+    memory = training_step_memory()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.6), width_ratios=(3, 2))
     y = np.arange(len(parts))
-    bars = a1.barh(y, [v / 1e9 for _, v in parts])
-    for bar, (_n, v) in zip(bars, parts):
-        a1.annotate(f"{v / 1e9:.3g}", (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+    fwd = [f for _, f, _ in parts]
+    a1.barh(y, fwd, label="forward")
+    bars = a1.barh(y, [b for *_, b in parts], left=fwd, label="backward")
+    step = sum(f + b for _, f, b in parts)
+    for bar, (_n, f, b) in zip(bars, parts):
+        a1.annotate(f"{f + b:,.3g} ({(f + b) / step:.2%})", (bar.get_x() + bar.get_width(),
+                                      bar.get_y() + bar.get_height() / 2),
                     xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
-    a1.set(yticks=y, yticklabels=[n for n, _ in parts], xscale="log",
-           xlabel="GFLOPs per step (log scale)", title="Training-step FLOPs")
-    a1.set_xlim(right=max(v for _, v in parts) / 1e9 * 20)
+    a1.set(yticks=y, yticklabels=[n for n, *_ in parts], xlabel="GFLOPs per step",
+           title="Training-step FLOPs", xlim=(0, max(f + b for _, f, b in parts) * 1.25))
+    a1.legend(fontsize=7, loc="lower right")
     a1.invert_yaxis()
-    bars = a2.bar([n for n, _ in memory], [v for _, v in memory])
+    bars = a2.bar([n.replace(" for ", " for\n") for n, _ in memory], [v for _, v in memory])
     for bar, (_n, v) in zip(bars, memory):
         a2.annotate(f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
     a2.set(ylabel="GiB (float32)", title="Training memory")
-    fig.suptitle(f"ResNet-50, Adam, one step at batch {batch}, float32: network forward "
-                 f"{batch} x {per_image / 1e9:.2g} GFLOPs per image", fontsize=8)
+    a2.tick_params(axis="x", labelsize=7)
+    fig.suptitle(f"ResNet-50 ({resnet50.parameters():,} parameters), Adam, one step at "
+                 f"B = {resnet50.RUN['B']}: symflop estimate, a multiply-add counted as two "
+                 "FLOPs", fontsize=8)
     return _save(fig, plt)
 
 
@@ -225,7 +240,7 @@ def alpha_beta_plot() -> dict[str, bytes]:
                         label=f"N = {n}, measured")
         ax.plot(x, [p["seconds"] * (1 + e) * 1e3 for p, e in zip(pts, fit.errors)], "-",
                 linewidth=1, color=dots.get_color(), label=f"N = {n}, fitted")
-        lines.append(f"N = {n}: alpha {fit.alpha * 1e6:.0f} us, 1/beta "
+        lines.append(rf"N = {n}: $\alpha$ = {fit.alpha * 1e6:.0f} µs, 1/$\beta$ = "
                      f"{fit.bandwidth / 1e9:.2f} GB/s, error median {fit.median_error:.0%}, "
                      f"max {fit.max_error:.0%}")
     joint = fits["all N, one fit"][0]
@@ -235,6 +250,10 @@ def alpha_beta_plot() -> dict[str, bytes]:
     ax.set_yscale("log")
     ax.set_xlabel("float32 elements all-reduced")
     ax.set_ylabel("ms (median)")
+    from matplotlib.ticker import FuncFormatter, LogLocator
+    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # more than two labelled ticks
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
     ax.set_title("\n".join(lines), fontsize=7)
     ax.legend(fontsize=7)
     fig.suptitle(f"gloo ring all-reduce, {record['cpus']} CPUs, torch {record['torch']}, "
@@ -251,11 +270,12 @@ CAPTIONS = {
     "optimizers": "Every optimizer per parameter: FLOPs of one step and bytes of state "
                   "(default convention, float32). Both are linear in the parameter count "
                   "P; the constant terms (bias corrections, a step counter) are left out.",
-    "training-step-resnet50": "One ResNet-50 training step with Adam at batch 32, every "
-                              "part on the same basis (per step): FLOPs of each part (log "
-                              "scale) and memory by kind. The network's own FLOPs are given "
-                              "(the document's per-image figure times the batch, backward "
-                              "twice the forward); the rest is derived.",
+    "training-step-resnet50": "One ResNet-50 training step with Adam at batch 32, from "
+                              "symflop estimate on the ResNet-50 this project ships, "
+                              "under the default convention (a multiply-add is two FLOPs): "
+                              "FLOPs of the step by layer type, forward and backward, and "
+                              "memory by term. Both axes are linear; each bar is labelled "
+                              "with its value.",
     "zero-memory": "Per-device memory of data parallelism and each ZeRO stage against the "
                    "number of devices, mixed-precision Adam (2 + 2 + 12 bytes per "
                    "parameter, derived from the adam component's state), 7.5B parameters "

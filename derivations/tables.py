@@ -26,7 +26,7 @@ from functools import cache
 import sympy as sp
 
 import derivations
-from derivations import distributed, examples, losses, normalization, optimizers, training
+from derivations import distributed, examples, losses, normalization, optimizers, resnet50, training
 from symflop.compose import CompositeDerivation, Part
 from symflop.core.model import Component, Role
 from symflop.cost.conventions import Convention, get_convention
@@ -563,29 +563,29 @@ def training_step_summary(convention="default", dtype="float32", exact=False,
 
 def memory_total(convention="default", dtype="float32", exact=False,
         stage="optimized") -> Table:
-    """ResNet-50 training memory with Adam: parameters, gradients, state, activations, total."""
-    o = Opts(convention, dtype, exact, stage)
-    inputs = _example_inputs("resnet50-memory")
-    P, B, per = inputs["P"], inputs["B"], inputs[examples.ACTIVATIONS]
-    indices = inputs[examples.INDICES]
-    d = CompositeDerivation(training.training_step("adam"))
-    index_values = sp.Symbol("I", integer=True, positive=True)
-    sizes = {d.composite.dims["P"]: P, d.composite.dims["A"]: B * per,
-             index_values: B * indices}
+    """ResNet-50's training memory with Adam, term by term, as ``symflop estimate`` gives it
+    (``derivations/resnet50.py``, traced in float32)."""
+    dtype_bytes(dtype)
+    traced = resnet50.RUN["dtype"]
+    o = Opts(convention, traced, exact, stage)  # the options say what the table holds
     t = o.table("memory-total", "Training memory of ResNet-50 with Adam",
                 ("Term", "Bytes", "MiB"),
-                f"P = {P:,} parameters, B = {B}, A = B x {per:,} activation values per "
-                f"sample ({o.dtype}), I = B x {indices:,} max-pool indices per sample "
-                "(int64, whatever the float type), as the worked example resnet50-memory.",
-                flops=False)
-    size = dtype_bytes(o.dtype)
-    total = sp.Integer(0)
-    terms = [(label, size * elements) for label, _, elements in d.composite.memory_terms]
-    terms.append(("max-pool indices (int64)", examples.INDEX_BYTES * index_values))
-    for label, nbytes in terms:  # the figure from the exact count, whatever is shown
-        total += nbytes
-        t.add(label, o.poly(nbytes), Num(float(nbytes.xreplace(sizes)) / MIB, ",.1f"))
-    t.add("Total", o.poly(total), Num(float(total.xreplace(sizes)) / MIB, ",.1f"))
+                f"From {resnet50.COMMAND}: ResNet-50 ({resnet50.parameters():,} "
+                f"parameters) traced in {traced}"
+                + (f" (not {dtype}: the dtype option does not apply)" if dtype != traced
+                   else "") + ", bytes as polynomials in the batch B, MiB at "
+                f"B = {resnet50.RUN['B']}. Saved for backward: each tensor autograd keeps, "
+                "once, at its own size (the max-pool's int64 indices at 8 bytes), by the "
+                f"layer type that first keeps it. The stage ({o.program}) does not apply: an "
+                "estimate counts the program torch runs.", flops=False)
+    saved = sorted(resnet50.record()["by_type"].items(),
+                   key=lambda kv: -resnet50.at(kv[1]["saved"]))
+    terms = [(name, nbytes) for name, nbytes in resnet50.memory()
+             if name != "saved for backward"]
+    terms += [(f"saved: {resnet50.label(what)}", parts["saved"]) for what, parts in saved
+              if parts["saved"] != 0]
+    for label, nbytes in terms + [("Total", sp.Add(*(n for _, n in terms)))]:
+        t.add(label, o.poly(nbytes), Num(resnet50.at(nbytes) / MIB, ",.1f"))
     return t
 
 

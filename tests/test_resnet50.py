@@ -1,12 +1,14 @@
-"""ResNet-50's hand-counted saved tensors (derivations/examples.py) against what autograd
-really keeps for backward (validation/resnet50.py), and its parameter count."""
+"""ResNet-50's hand-counted saved tensors (tests/resnet50_hand.py) against what autograd
+really keeps for backward (validation/resnet50.py), its parameter count, and the committed
+record of its estimate (derivations/recorded/, the report's one source) against both and
+against a fresh estimate."""
 
 from collections import Counter
 
 import pytest
+import resnet50_hand as hand
 import torch
 
-from derivations import examples
 from validation.resnet50 import count_parameters, resnet50, saved_for_backward
 
 B = 32
@@ -66,24 +68,24 @@ def test_saved_bytes_scale_with_the_batch(small, measured):
 
 def test_measured_activations_equal_the_hand_count(measured):
     # every float tensor 4 bytes, the int64 max-pool indices 8
-    assert examples.resnet50_saved_bytes(FLOAT32) == (
-        FLOAT32 * examples._resnet50_activations() + 8 * examples.resnet50_index_values())
-    assert measured.activation_bytes == B * examples.resnet50_saved_bytes(FLOAT32)
+    assert hand.resnet50_saved_bytes(FLOAT32) == (
+        FLOAT32 * hand.resnet50_activations() + 8 * hand.resnet50_index_values())
+    assert measured.activation_bytes == B * hand.resnet50_saved_bytes(FLOAT32)
     assert measured.activation_bytes == 2_749_104_128
     # storage by storage: the same sizes per sample, int64 where the hand list says so
     seen = Counter((s.nbytes // (B * s.dtype.itemsize), s.dtype) for s in measured.storages
                    if s.cls == "activation")
-    hand = Counter((n, torch.int64 if "(int64)" in kind else torch.float32)
-                   for kind, n in examples.resnet50_saved_tensors())
-    assert seen == hand
-    assert len(examples.resnet50_saved_tensors()) == 106
+    listed = Counter((n, torch.int64 if "(int64)" in kind else torch.float32)
+                   for kind, n in hand.resnet50_saved_tensors())
+    assert seen == listed
+    assert len(hand.resnet50_saved_tensors()) == 106
 
 
 def test_breakdown_by_node(measured):
     by_node = measured.by_node()
     # BatchNorm inputs are saved by BatchNorm alone; the hand list's BatchNorm values
     assert by_node["NativeBatchNormBackward0"] == (
-        53, B * FLOAT32 * examples.resnet50_batchnorm_values())
+        53, B * FLOAT32 * hand.resnet50_batchnorm_values())
     assert by_node["MaxPool2DWithIndicesBackward0"] == (1, B * 8 * 64 * 56 * 56)  # indices
     assert by_node["AddmmBackward0"] == (1, B * FLOAT32 * 2048)                   # features
     # ReLU outputs (stem, two per block, 16 block outputs) are also the inputs of the
@@ -94,7 +96,7 @@ def test_breakdown_by_node(measured):
     assert savers[("ConvolutionBackward0",)] == (
         2, B * FLOAT32 * (3 * 224 * 224 + 64 * 56 * 56))
     assert savers[("ReluBackward0",)] == (1, B * FLOAT32 * 2048 * 7 * 7)
-    kinds = Counter(kind.split(":")[0] for kind, _ in examples.resnet50_saved_tensors())
+    kinds = Counter(kind.split(":")[0] for kind, _ in hand.resnet50_saved_tensors())
     assert kinds == {"BatchNorm input": 53, "ReLU output": 1 + 2 * 16, "block output": 16,
                      "input image": 1, "max-pool output": 1, "max-pool indices (int64)": 1,
                      "fc input": 1}
@@ -110,3 +112,32 @@ def test_saved_parameters_and_per_channel_tensors(model, measured):
     # BatchNorm's running mean and variance (buffers), its batch mean and invstd
     assert measured.buffer_bytes == measured.per_channel_bytes == 2 * FLOAT32 * channels
     assert set(measured.by_node("per-channel")) == {"NativeBatchNormBackward0"}
+
+
+def test_the_committed_estimate_is_what_the_estimate_gives_now():
+    """The report's ResNet-50 figures (derivations/recorded/) are a fresh estimate's: a
+    change to the engine, the rules or the model that moves them fails here until the
+    record is remade (python -m validation.resnet50_record)."""
+    from derivations.resnet50 import RECORD
+    from validation.resnet50_record import estimate_record, text
+    assert RECORD.read_text() == text(estimate_record())
+
+
+def test_the_committed_estimate_against_the_hand_count_and_the_measurement(model, measured):
+    from derivations import resnet50 as record
+    mem = dict(record.memory())
+    params = count_parameters(model)
+    assert record.parameters() == params == hand_parameter_count()
+    assert record.at(mem["parameters"]) == record.at(mem["gradients"]) == FLOAT32 * params
+    # Adam: two moments per parameter, one float32 step count per parameter tensor
+    assert record.at(mem["Adam state"]) == 2 * FLOAT32 * params + FLOAT32 * 161
+    # Saved: the network's storages as measured (the hand count), BatchNorm's per-channel
+    # statistics, and the loss's log-softmax output (C = 1000 floats) and int64 target.
+    loss = B * (FLOAT32 * 1000 + 8)
+    assert record.at(mem["saved for backward"], B) == (
+        measured.activation_bytes + measured.per_channel_bytes + loss)
+    assert measured.activation_bytes == B * hand.resnet50_saved_bytes(FLOAT32)
+    by_type = record.record()["by_type"]
+    assert record.at(by_type["MaxPool2d"]["saved"], B) == B * 8 * hand.resnet50_index_values()
+    assert sum(record.at(p["saved"], B) for p in by_type.values()) == record.at(
+        mem["saved for backward"], B)

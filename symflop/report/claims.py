@@ -466,7 +466,8 @@ def _verdict(r: _Results, table: list[_Results]) -> Verdict:
         if optimized not in ("", NOT_A_STEP) else (written, base["written_tex"])
     if r.assumed is not None and _agrees(stated, r.assumed["default"]):
         return Verdict(claim, "agrees", _show(stated, r.assumed["default"]), ("default",),
-                       f"under the document's assumption: {claim.assumption}",
+                       f"under the document's assumption: {claim.assumption}; without it: "
+                       f"{shown}",
                        derived_tex=_show_latex(stated, r.assumed["default"]), **base)
     agreeing = tuple(c for c in CONVENTIONS if c != "default" and r.holds_under(c))
     fitting = tuple(c for c in agreeing
