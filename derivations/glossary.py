@@ -9,7 +9,11 @@ the learning rate, printed η); SymPy prints Greek names (``theta``, ``beta1``) 
 from __future__ import annotations
 
 DISPLAY = {"lr": r"\eta", "lam": r"\lambda", "logq": r"\log q", "L_bn": r"L_{\mathrm{BN}}",
-           "Cg": r"C_g"}
+           "Cg": r"C_g",
+           # the document's symbols for the catalogue's names (braced: a power or an
+           # index of one prints after it)
+           "var": r"{\sigma^2}", "xhat": r"\hat{x}", "yhat": r"\hat{y}", "vhat": r"\hat{v}",
+           "running_mean": r"{\mu_{\mathrm{run}}}", "running_var": r"{\sigma^2_{\mathrm{run}}}"}
 
 SIZES: dict[str, str] = {
     "B": "batch size: samples per step",

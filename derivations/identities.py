@@ -80,7 +80,7 @@ def nesterov_lookahead() -> Identity:
     assert not _zero(doc_gap)
     return Identity(
         name="nesterov-lookahead",
-        title="Nesterov momentum: the look-ahead form against torch's SGD(nesterov=True)",
+        title="Nesterov momentum: the look-ahead form against torch's nesterov=True",
         statement="The look-ahead recursion g_t = gradL(theta_t - lr*mu*v_{t-1}), "
                   "v_t = mu*v_{t-1} + g_t, theta_{t+1} = theta_t - lr*v_t (component "
                   "nesterov-lookahead) and torch's recursion v_t = mu*v_{t-1} + gradL(p_t), "
@@ -235,7 +235,7 @@ def l2_weight_decay_adam() -> Identity:
     assert needed_eps0 == 0 and needed_flip == 2
     return Identity(
         name="l2-weight-decay-adam",
-        title="L2 regularization against weight decay, Adam (Adam with L2 against AdamW)",
+        title="L2 regularization against weight decay, Adam: Adam with L2 against AdamW",
         statement="An Adam step on L + (lam/2)*||theta||^2 (torch Adam(weight_decay=lam)) "
                   "equals the AdamW step theta - lr*(mhat/(sqrt(vhat) + eps) + lam*theta) "
                   "(torch AdamW(weight_decay=lam)).",

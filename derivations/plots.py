@@ -27,6 +27,9 @@ from symflop import Component, derive, total
 FONTS = {"font.family": "serif", "font.serif": ["Latin Modern Roman", "cmr10"],
          "mathtext.fontset": "cm", "axes.formatter.use_mathtext": True,
          "axes.unicode_minus": True}
+# Every figure as wide as a portrait page's text (6.5 in), printed at its own size: its
+# 9 pt text stays 9 pt in the report.
+WIDTH = 6.5
 RUN = 100  # steps shown for each schedule (its own T where it has one)
 
 
@@ -52,7 +55,7 @@ def _save(fig, plt) -> dict[str, bytes]:
 
 def schedules_plot() -> dict[str, bytes]:
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     # Curves that coincide over part of the run stay apart by line style and marker.
     styles = [(ls, m) for m in ("", "o", "s", "^") for ls in ("-", "--", ":", "-.")]
     for (name, build), (ls, marker) in zip(schedules.COMPONENTS.items(), styles):
@@ -100,7 +103,7 @@ def gradient_plot() -> dict[str, bytes]:
     plt = _figure()
     z = np.linspace(-12.0, 12.0, 481)
     p = 1 / (1 + np.exp(-z))
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     ax.plot(p, _logit_gradient("bce")(z), label="cross-entropy (sigmoid + BCE)")
     ax.plot(p, _logit_gradient(_mse_through_sigmoid())(z), label="MSE through a sigmoid")
     ax.set_xlabel("predicted probability of the true class")
@@ -142,7 +145,7 @@ def optimizers_plot() -> dict[str, bytes]:
     are linear in P, so the per-parameter figures are the whole story)."""
     plt = _figure()
     names, flops, state = (list(col) for col in zip(*optimizer_costs()))
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.6), sharey=True)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(WIDTH, 3.4), sharey=True)
     y = np.arange(len(names))
     _label_bars(a1, a1.barh(y, flops), "g")
     _label_bars(a2, a2.barh(y, state), "g")
@@ -176,7 +179,8 @@ def training_step_plot() -> dict[str, bytes]:
     plt = _figure()
     parts = training_step_parts()
     memory = training_step_memory()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.0, 3.6), width_ratios=(3, 2))
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(WIDTH, 6.0), height_ratios=(3, 2),
+                                 layout="constrained")
     y = np.arange(len(parts))
     fwd = [f for _, f, _ in parts]
     a1.barh(y, fwd, label="forward")
@@ -197,7 +201,7 @@ def training_step_plot() -> dict[str, bytes]:
     a2.set(ylabel="GiB (float32)", title="Training memory")
     a2.tick_params(axis="x", labelsize=7)
     fig.suptitle(f"ResNet-50 ({resnet50.parameters():,} parameters), Adam, one step at "
-                 f"B = {resnet50.RUN['B']}: symflop estimate, a multiply-add counted as two "
+                 f"B = {resnet50.RUN['B']}\nsymflop estimate; a multiply-add counted as two "
                  "FLOPs", fontsize=8)
     return _save(fig, plt)
 
@@ -206,7 +210,7 @@ def zero_memory_plot(parameters: int = 7_500_000_000) -> dict[str, bytes]:
     """Per-device memory against the number of devices, one line per ZeRO stage."""
     from derivations import distributed
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     devices = 2 ** np.arange(0, 11)
     for stage in distributed.STAGES:
         total = sp.Add(*distributed.per_device_memory(stage).values())
@@ -229,7 +233,7 @@ def alpha_beta_plot() -> dict[str, bytes]:
     record = distributed.read_measurement()
     fits = distributed.measured_all_reduce_fits(record)
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.8))
     lines = []
     for label, (fit, pts) in fits.items():
         if not label.endswith("alone"):
@@ -283,7 +287,7 @@ CAPTIONS = {
     "alpha-beta": "The latency-bandwidth model of a ring all-reduce (alpha per round, beta "
                   "per byte sent, both counted by the engine from the ring's rounds) "
                   "fitted by least squares on relative error to gloo all-reduce times "
-                  "measured on this project's CPU machine by bench/collectives.py (the "
+                  "measured on this project's CPU machine by its collectives benchmark (the "
                   "committed measurement). With 2 cores, 4 processes wait for the "
                   "scheduler: each N gets its own fit, and one fit for both is poor.",
 }

@@ -43,8 +43,13 @@ def front_stage(w: ReportWriter) -> str:
     parts += [rf"\item[{esc(c.name)}] {esc(c.description)}" for c in CONVENTIONS.values()]
     parts += [r"\end{description}", r"\subsection{Glossary}",
               esc("Every symbol that appears in a table, and what it means there. A symbol "
-                  "that the document uses for two things is listed with both.") + r"\par",
-              r"{\small\begin{longtable}{@{}l l p{0.7\textwidth}@{}}", r"\toprule",
+                  "that the document uses for two things is listed with both.") + " "
+              + r"In the derived equations, $\mathrm{d}x$ is the gradient of the loss with "
+              r"respect to $x$, $\partial L/\partial x$, and a tag names a part of one the "
+              r"engine keeps ($\mathrm{d}\mu_{\mathrm{part2}}$: the second of the terms "
+              r"$\mathrm{d}\mu$ is split into, by what they sum over; $\mathrm{cse}$: a "
+              r"common subexpression; $\mathrm{red}$: an inner sum factored out).\par",
+              r"{\small\begin{longtable}{@{}l l p{0.65\textwidth}@{}}", r"\toprule",
               r"\textbf{symbol} & \textbf{kind} & \textbf{meaning} \\", r"\midrule",
               r"\endhead"]
     parts += [f"${symbol_latex(sym)}$ & {esc(kind)} & {esc(meaning)}" + r" \\"
@@ -83,7 +88,7 @@ def _pass_table(d, pass_name: str, stage: str) -> list[str]:
         rows.append(rf"$\displaystyle {lhs_text(st.lhs, st.idx, True)} = {rhs}$ & "
                     rf"${expr_latex(cnt.total)}$ & {kinds or esc('none')} \\")
     total = d.counts(pass_name, "default", stage).total
-    return [r"{\small\begin{longtable}{@{}>{\raggedright\arraybackslash}p{0.62\textwidth}"
+    return [r"{\small\begin{longtable}{@{}>{\raggedright\arraybackslash}p{0.6\textwidth}"
             r">{\raggedright\arraybackslash}p{0.1\textwidth}"
             r">{\raggedright\arraybackslash}p{0.24\textwidth}@{}}", r"\toprule",
             r"\textbf{equation} & \textbf{FLOPs} & \textbf{by kind} \\", r"\midrule",
@@ -130,7 +135,7 @@ def plots_stage(w: ReportWriter) -> str:
         for ext, data in draw().items():
             w.write(f"figures/{name}.{ext}", data)
         parts += [r"\begin{figure}[htbp]\centering",
-                  f"\\includegraphics[width=0.85\\textwidth]{{figures/{name}.pdf}}",
+                  f"\\includegraphics[width=\\linewidth]{{figures/{name}.pdf}}",
                   f"\\caption{{{latex_escape(CAPTIONS.get(name, name))}}}", r"\end{figure}"]
     parts.append(r"\clearpage")
     return "\n".join(parts)

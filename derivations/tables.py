@@ -637,9 +637,9 @@ def distributed_memory(convention="default", dtype="float32", exact=False,
     per = distributed.bytes_per_parameter("adam", distributed.MIXED)
     t = Table("distributed-memory", "Per-device memory and communication: DDP and ZeRO",
               ("Stage", "Parameters", "Gradients", "Optimizer state", "Per device",
-               f"GB at Psi = {sizes['Psi']:,}, N = {sizes['N']}", "Sent per step",
-               "GB sent"),
-              caption=f"Mixed-precision Adam: {per['parameters']} + {per['gradients']} + "
+               "GB per device", "Sent per step", "GB sent"),
+              caption=f"Psi = {sizes['Psi']:,} parameters on N = {sizes['N']} devices (the GB "
+                      f"columns), mixed-precision Adam: {per['parameters']} + {per['gradients']} + "
                       f"{per['optimizer state']} bytes per parameter (half-precision "
                       "parameters and gradients; a float32 master copy and Adam's two "
                       "float32 moments, from the adam component's state). A sharded part "
@@ -691,7 +691,8 @@ def distributed_step(convention="default", dtype="float32", exact=False,
                       "Network: FLOPs at the device's half-precision peak; optimizer: "
                       "the bytes its generated step moves, at the memory bandwidth; "
                       f"communication: ring collectives, alpha = {sizes['alpha_ns']:,} ns a "
-                      "round (an assumption: fit yours with bench/collectives.py) and the "
+                      "round (an assumption: fit yours with the project's collectives "
+                      "benchmark) and the "
                       "link's bandwidth" + (f", {sizes['link_GBps']} GB/s (link_GBps; "
                                                  "symflop estimate's --link-gbps)"
                                               if "link_GBps" in sizes else

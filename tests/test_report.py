@@ -57,6 +57,72 @@ def test_report_writes_every_part_and_compiles(report_dir):
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
 
 
+# A paper's layouts: a one-column portrait article (6.5 in of text), and a two-column
+# paper whose table* spans 7 in (a longtable cannot float: it is set in one column there,
+# at the same 7 in, as an author would).
+PAPER_LAYOUTS = {
+    "one-column 6.5 in": (r"\documentclass{article}", "6.5in", False),
+    "two-column table* 7 in": (r"\documentclass[twocolumn]{article}", "7in", True),
+}
+
+
+def _paper(fragments: dict[str, str], head: str, width: str, starred: bool) -> str:
+    from symflop.report.tables import LATEX_PACKAGES
+    body = []
+    for name, tex in fragments.items():
+        if starred and "longtable" in tex:
+            tex = "\\onecolumn\n" + tex + "\n\\twocolumn"
+        elif starred:
+            tex = tex.replace(r"\begin{table}", r"\begin{table*}").replace(
+                r"\end{table}", r"\end{table*}")
+        body.append(f"\\typeout{{FRAGMENT {name}}}\n{tex}\n\\clearpage")
+    return (f"{head}\n\\usepackage{{{','.join(LATEX_PACKAGES)}}}\n"
+            f"\\usepackage[textwidth={width},textheight=9in]{{geometry}}\n"
+            "\\usepackage[T1]{fontenc}\n\\usepackage{lmodern}\n\\begin{document}\n"
+            + "\n".join(body) + "\n\\end{document}\n")
+
+
+def _overfull_by_fragment(log: str) -> dict[str, float]:
+    from symflop.report.report import overfull
+    out, name = {}, None
+    for line in log.splitlines():
+        if line.startswith("FRAGMENT "):
+            name = line.split()[1]
+        elif overfull(line):
+            out[name] = max(out.get(name, 0.0), *overfull(line))
+    return out
+
+
+@pytest.mark.parametrize("layout", sorted(PAPER_LAYOUTS))
+def test_every_table_fragment_fits_a_papers_text_width(report_dir, tmp_path, layout):
+    """Each table's LaTeX fragment, as the report writes it, \\input into a paper: no line
+    more than 1 pt wider than the text (the fragments fit by their layout: wrapped
+    columns, stacked headers, formulas that break; nothing is scaled)."""
+    out, r = report_dir
+    assert r.returncode == 0, r.stdout + r.stderr
+    if shutil.which("pdflatex") is None:
+        assert not NEEDS_LATEX, "CI installs pdflatex: it must be found"
+        pytest.skip("pdflatex is not installed here; CI compiles the fragments")
+    from derivations.tables import TABLE_NAMES
+    fragments = {n: (out / "tables" / f"{n}.tex").read_text() for n in TABLE_NAMES}
+    assert not [n for n, tex in fragments.items() if "resizebox" in tex or "scalebox" in tex]
+    (tmp_path / "paper.tex").write_text(_paper(fragments, *PAPER_LAYOUTS[layout]))
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                          "paper.tex"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    log = (tmp_path / "paper.log").read_text(errors="replace")
+    assert run.returncode == 0, log[-3000:]
+    assert log.count("FRAGMENT ") == len(fragments) == 34
+    assert _overfull_by_fragment(log) == {}
+
+
+def test_the_fragment_check_sees_an_overfull_table():
+    """The check above can fail: a table wider than the text is found, by its name."""
+    log = ("FRAGMENT a\nOverfull \\hbox (0.4pt too wide) in alignment\nFRAGMENT wide\n"
+           "Overfull \\hbox (26.2pt too wide) in alignment at lines 8--26\n")
+    assert _overfull_by_fragment(log) == {"wide": 26.2}
+
+
 def _section_text(pdf: Path, first: str, last: str | None) -> str:
     """The PDF's text layer from the heading ``first`` to the heading ``last``."""
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,

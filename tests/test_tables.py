@@ -394,12 +394,16 @@ def test_output_is_byte_identical_across_hash_seeds():
 def test_multi_letter_names_are_typeset_as_names():
     """An engine name is one upright name, never an italic product with a subscript
     (grad_mu_part2 read as g*r*a*d sub mu part2); one letter or a Greek name keeps
-    SymPy's subscripts."""
+    SymPy's subscripts; a gradient is d of what it is the gradient of (d gamma), the
+    parts the engine keeps of one as upright tags."""
     from symflop.report.render import lhs_text
     from symflop.report.tables import expr_latex
-    assert expr_latex(sp.Symbol("grad_mu_part2_cse2")) == r"\mathrm{grad\_mu\_part2\_cse2}"
+    assert expr_latex(sp.Symbol("grad_mu_part2_cse2")) == \
+        r"{\mathrm{d}\mu_{\mathrm{part2,cse2}}}"
+    assert expr_latex(sp.Symbol("grad_gamma")) == r"{\mathrm{d}\gamma}"
+    assert expr_latex(sp.Symbol("grad_bias")) == r"{\mathrm{d}\mathrm{bias}}"
     assert expr_latex(sp.Symbol("exp_avg_sq")) == r"\mathrm{exp\_avg\_sq}"
     assert expr_latex(sp.Symbol("x_i")) == "x_{i}"
     assert expr_latex(sp.Symbol("sigma_2")) == r"\sigma_{2}"
     i = sp.Idx("i")
-    assert lhs_text("grad_x", (i,), True) == r"{\mathrm{grad\_x}}_{i}"
+    assert lhs_text("grad_x", (i,), True) == r"{{\mathrm{d}x}}_{i}"

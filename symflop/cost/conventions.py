@@ -47,8 +47,8 @@ def _weights(**over: int) -> dict:
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     Convention(
         "default",
-        "every add, subtract, multiply, divide, transcendental (each function of the table "
-        "symflop/core/ops.py: exp, log, sqrt, tanh, sigmoid, softplus, ..., and a general power), "
+        "every add, subtract, multiply, divide, transcendental (each function the engine "
+        "knows: exp, log, sqrt, tanh, sigmoid, softplus, ..., and a general power), "
         "compare/select (abs, sign, max, min, where) and random draw is 1 FLOP; "
         "a multiply-add is 2"),
     Convention(

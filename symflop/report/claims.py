@@ -356,8 +356,8 @@ def _show_latex(stated: Stated, derived) -> str:
     if isinstance(derived, dict):
         kinds = _kind_values(derived)
         return ", ".join(f"{k}: ${expr_latex(v)}$" for k, v in kinds) if kinds else "$0$"
-    if isinstance(derived, Equation):  # no wider than its column (graphicx's \resizebox)
-        return rf"\symflopfit{{${expr_latex(derived.derived)}$}}"
+    if isinstance(derived, Equation):  # no wider than its column: it breaks across lines
+        return f"${expr_latex(derived.derived, breakable=True)}$"
     if stated.form == "number" and not sp.sympify(derived).free_symbols:
         return latex_escape(_show_number(stated, float(sp.sympify(derived))))
     if isinstance(derived, (sp.Basic, int, float)):
@@ -672,8 +672,6 @@ def _longtable(widths: tuple[float, ...], head: tuple[str, ...], rows: list[list
 # left (the needspace package's test, defined in ``_PAGE_MACROS``).
 _NEEDSPACE = r"\symflopneedspace{0.2\textheight}"
 _PAGE_MACROS = (r"\makeatletter",
-                r"\providecommand{\symflopfit}[1]{\resizebox{\ifdim\width>\linewidth"
-                r"\linewidth\else\width\fi}{!}{#1}}",
                 r"\providecommand{\symflopneedspace}[1]{\par\penalty-100\begingroup"
                 r"\setlength{\dimen@}{#1}\dimen@ii\pagegoal\advance\dimen@ii-\pagetotal"
                 r"\ifdim\dimen@>\dimen@ii\ifdim\dimen@ii>\z@\vfil\fi\break\fi\endgroup}",
@@ -714,7 +712,7 @@ def render_latex(verdicts: list[Verdict], title: str) -> str:
     differ = [v for v in verdicts if v.status == "differs"]
     if differ:
         out.append(r"\subsection{Claims that differ}")
-        out += _longtable((0.13, 0.3, 0.24, 0.27), ("claim", "the document says", "derived",
+        out += _longtable((0.18, 0.27, 0.24, 0.31), ("claim", "the document says", "derived",
                                                     "why"),
                           [[_id_cell(v), quote_latex(v.claim.quote), _derived_cell(v),
                             prose_latex("; ".join(x for x in (v.reason, v.detail) if x))]
@@ -725,7 +723,7 @@ def render_latex(verdicts: list[Verdict], title: str) -> str:
                  prose_latex("; ".join(x for x in (v.detail, v.reason) if x))]
                 for v in verdicts if v.claim.section == section]
         out += [_NEEDSPACE, rf"\subsection{{{latex_escape(section)}}}"]
-        out += _longtable((0.13, 0.27, 0.08, 0.22, 0.22),
+        out += _longtable((0.18, 0.26, 0.11, 0.22, 0.23),
                           ("claim", "the document says", "verdict", "derived", "why"), rows)
     return "\n".join(out) + "\n"
 

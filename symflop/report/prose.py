@@ -18,8 +18,17 @@ from sympy.parsing.sympy_parser import parse_expr
 
 from symflop.report.tables import expr_latex, latex_escape, symbol_latex
 
+
+class _Norm(sp.Function):
+    """||x||, the Euclidean norm, as the prose writes it."""
+
+    def _latex(self, printer, exp=None) -> str:
+        tex = r"\lVert " + printer._print(self.args[0]) + r" \rVert"
+        return tex if exp is None else f"{tex}^{{{exp}}}"
+
+
 _FUNCTIONS = {"sqrt": sp.sqrt, "exp": sp.exp, "log": sp.log, "Abs": sp.Abs,
-              "eps": sp.Symbol("epsilon")}
+              "Norm": _Norm, "sign": sp.sign, "eps": sp.Symbol("epsilon")}
 _GREEK = set("""alpha beta gamma delta epsilon eta theta kappa lambda mu nu xi pi rho
 sigma tau phi chi psi omega""".split())
 _SYMBOLS: set[str] = set()
@@ -59,7 +68,8 @@ def _greek(word: str) -> bool:
     (L_bn as L with a subscript)."""
     if re.sub(r"\d+$", "", word) in _GREEK or "_" in word and _is_symbol(word):
         return True
-    return word in _SYMBOLS and expr_latex(sp.Symbol(word)) != word
+    return word in _SYMBOLS and expr_latex(sp.Symbol(word)) not in (
+        word, r"\mathrm{" + word.replace("_", r"\_") + "}")  # a name upright: a word
 
 
 def _math(run: str) -> str | None:
@@ -81,6 +91,7 @@ def _math(run: str) -> str | None:
         return names.setdefault(w, f"S{len(names)}x")
 
     src = re.sub(_NAME, placeholder, text)
+    src = re.sub(r"\|\|([^|]+)\|\|", r"Norm(\1)", src)
     src = re.sub(r"\|([^|]+)\|", r"Abs(\1)", src).replace("^", "**")
     local = {p: sp.Symbol(p) for p in names.values()}
     local.update({f: fn for f, fn in _FUNCTIONS.items() if f != "eps"})
@@ -105,7 +116,23 @@ def _drop_ones(e: sp.Basic) -> sp.Basic:
         else e.func(*args)
 
 
+def _wrapped(text: str) -> bool:
+    """``text`` is one bracketed group, "(...)", whose brackets the formula would drop."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return False
+    depth = 0
+    for n, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and n < len(text) - 1:
+            return False
+    return True
+
+
 def _render(chunk: str) -> str:
+    core = chunk.strip()
+    if _wrapped(core):  # "(1 - m)" keeps its brackets, as text around the formula
+        lead, trail = chunk[:chunk.index("(")], chunk[chunk.rindex(")") + 1:]
+        return f"{lead}({_render(core[1:-1])}){trail}"
     math = _math(chunk)
     if math is None:
         return latex_escape(chunk, collapse=False)
@@ -148,6 +175,8 @@ def prose_latex(text: str) -> str:
 
     def flush():
         tail = _peel(run)
+        while run and run[0] == "(" and "".join(run).count("(") > "".join(run).count(")"):
+            out.append(latex_escape(run.pop(0), collapse=False))  # "(see": a bracket opened
         out.append(latex_escape("".join(_peel_head(run, "".join(out))), collapse=False))
         if run:
             out.append(_render("".join(run)))
@@ -161,7 +190,7 @@ def prose_latex(text: str) -> str:
             out.append(latex_escape(text[pos:m.start()], collapse=False))
         tok = m.group(0)
         word = tok[0].isalpha() or tok[0] == "_"
-        if word and not _is_symbol(tok) or tok == "," or (tok == "(" and not run):
+        if word and not _is_symbol(tok) or tok == ",":
             flush()
             out.append(latex_escape(tok, collapse=False))
         else:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PREAMBLE = r"""\documentclass[10pt]{article}
-\usepackage[margin=2cm,landscape]{geometry}
+\usepackage[letterpaper,margin=1in]{geometry}
 \usepackage{booktabs}
 \usepackage{graphicx}
 \usepackage{amsmath}

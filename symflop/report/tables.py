@@ -41,9 +41,10 @@ FORMATS = ("latex", "markdown", "csv", "json")
 LATEX_PACKAGES = ("booktabs", "amsmath", "amssymb", "array", "tabularx", "longtable")
 # More rows than fit on a landscape page: such a table is a longtable.
 LONG_TABLE_ROWS = 30
-# About the characters a line of a landscape page holds at 10 pt: a table whose columns
-# would be wider wraps its widest columns (never shrinks its font).
-LINE_CHARACTERS = 140
+# About the characters a line of a paper's one-column portrait page (6.5 in) holds at
+# 10 pt: a table whose columns would be wider stacks its headers and wraps its widest
+# columns (never shrinks its font), so that every fragment fits a paper as it is.
+LINE_CHARACTERS = 90
 # A column's padding (2 \tabcolsep = 12 pt) in those characters (about 5 pt each).
 PADDING_CHARACTERS = 2.4
 
@@ -131,7 +132,8 @@ def set_symbol_latex(mapping: dict[str, str]) -> None:
 
 
 def symbol_latex(name: str) -> str:
-    return _SYMBOL_LATEX.get(name) or sp.latex(sp.Symbol(name))
+    """A symbol's LaTeX: the catalogue's, else a multi-letter name upright, else SymPy's."""
+    return _name_latex(name) or sp.latex(sp.Symbol(name))
 
 
 def _name_latex(name: str) -> str:
@@ -141,23 +143,56 @@ def _name_latex(name: str) -> str:
     (``grad_mu_part2`` as \mathrm{grad\_mu\_part2}, not grad_{\mu part2})."""
     if name in _SYMBOL_LATEX:
         return _SYMBOL_LATEX[name]
+    if name.startswith("grad_") and len(name) > len("grad_"):
+        return _gradient_latex(name[len("grad_"):])
     head = name.split("_")[0].rstrip("0123456789'")  # x2, k' are one letter
     if len(head) <= 1 or head.lower() in _GREEK:
         return ""
     return r"\mathrm{" + name.replace("_", r"\_") + "}"
 
 
+def _gradient_latex(of: str) -> str:
+    r"""The engine's ``grad_<x>`` (the loss's gradient with respect to x) as d x, and the
+    parts of one it keeps (``grad_mu_part2_cse``) as tags: \mathrm{d}\mu_{part2, cse}.
+    The longest leading name that prints as itself (a registered name, one letter, a
+    Greek name) is the base."""
+    parts = of.split("_")
+    for n in range(len(parts), 0, -1):
+        base = "_".join(parts[:n])
+        tex = _SYMBOL_LATEX.get(base) or (sp.latex(sp.Symbol(base)) if "_" not in base
+                                          and not _name_latex(base) else "")
+        if tex:
+            tags = ",".join(parts[n:])
+            return (rf"{{\mathrm{{d}}{tex}" + (rf"_{{\mathrm{{{tags}}}}}" if tags else "")
+                    + "}")
+    return r"{\mathrm{d}\mathrm{" + of.replace("_", r"\_") + "}}"
+
+
 _GREEK = frozenset(greek_letters_set) | {"lamda"}
 
 
+class _Step(sp.Function):
+    """The unit step, printed as a name (SymPy prints Heaviside as theta, here the
+    parameters' letter)."""
+
+    def _latex(self, printer, exp=None) -> str:
+        tex = r"\operatorname{step}\left(" + printer._print(self.args[0]) + r"\right)"
+        return tex if exp is None else f"{tex}^{{{exp}}}"
+
+
 def _latex(e: sp.Basic, order: str | None, breakable: bool = False) -> str:
+    if e.has(sp.Heaviside):
+        e = e.replace(sp.Heaviside, lambda x, *_: _Step(x))
     names = {s: tex for s in e.atoms(sp.Symbol) if (tex := _name_latex(s.name))}
     if not breakable:
         return sp.latex(e, symbol_names=names, order=order)
     # A long fraction as 1/denominator times its factors, and a line break allowed
-    # between bracketed factors: TeX breaks inline math only after operators.
+    # between bracketed factors: TeX breaks inline math only after operators, and never
+    # inside \left( ... \right), a group: fixed-size brackets (\bigl( ... \bigr)) are not
+    # one, so it may break after an operator between them too.
     tex = sp.latex(e, symbol_names=names, order=order, long_frac_ratio=1)
-    return re.sub(r"(\\right\)(?:\^\{[^{}]*\})?) ", r"\1 \\allowbreak ", tex)
+    tex = re.sub(r"(\\right\)(?:\^\{[^{}]*\})?) ", r"\1 \\allowbreak ", tex)
+    return tex.replace(r"\left(", r"\allowbreak\bigl(").replace(r"\right)", r"\bigr)")
 
 
 def expr_latex(e: sp.Basic, order: str | None = None, breakable: bool = False) -> str:
@@ -204,14 +239,16 @@ def latex_escape(text: str, collapse: bool = True) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def cell_latex(cell) -> str:
+def cell_latex(cell, breakable: bool = False) -> str:
+    """A cell's LaTeX; ``breakable``: in a wrapped column, a long formula may break."""
     if isinstance(cell, Seq):
-        return latex_escape(cell.sep, collapse=False).join(cell_latex(c) for c in cell.items)
+        return latex_escape(cell.sep, collapse=False).join(cell_latex(c, breakable)
+                                                           for c in cell.items)
     if isinstance(cell, str):
         return _prose(cell)
     if isinstance(cell, (int, float, Num)):
         return latex_escape(_number_text(cell))
-    tex = expr_latex(cell)
+    tex = expr_latex(cell, breakable=breakable)
     # a fraction or a sum in text style has its numerator in script size: too small
     style = r"\displaystyle " if "\\frac" in tex or "\\sum" in tex else ""
     return f"${style}{tex}$"
@@ -287,23 +324,55 @@ def _shown(cell) -> str:
     return cell_text(cell)
 
 
-def _wrapped_columns(t: Table) -> set[int]:
-    """The columns that wrap so that the table fits the line: text columns first (math
-    breaks badly), the widest first, until the rest (and about 15 characters for each
-    wrapped one, and every column's padding) fit ``LINE_CHARACTERS``."""
-    widths = [max([len(_shown(c)) for c in (t.columns[k], *(r[k] for r in t.rows))])
-              for k in range(len(t.columns))]
-    text = [all(isinstance(r[k], str) for r in t.rows) for k in range(len(t.columns))]
+def _layout(t: Table) -> tuple[set[int], bool, float]:
+    """(the columns that wrap, whether headers stack over lines, the share of the line
+    each wrapped column may take) so that the table fits
+    the line: headers wider than their column stack first, word by word; then text
+    columns wrap (math breaks badly), the widest first, until the rest (and about 15
+    characters for each wrapped one, and every column's padding) fit ``LINE_CHARACTERS``."""
+    n = len(t.columns)
+    body = [max([len(_shown(r[k])) for r in t.rows], default=0) for k in range(n)]
+    head = [len(_shown(c)) for c in t.columns]
+    word = [max((len(w) for w in _shown(c).split()), default=0) for c in t.columns]
+    padding = PADDING_CHARACTERS * n
+    stack = sum(map(max, body, head)) + padding > LINE_CHARACTERS
+    widths = list(map(max, body, word if stack else head))
+    text = [all(isinstance(r[k], str) for r in t.rows) for k in range(n)]
     wrapped: set[int] = set()
-    padding = PADDING_CHARACTERS * len(widths)
     while sum(w for k, w in enumerate(widths) if k not in wrapped) + 15 * len(wrapped) \
             + padding > LINE_CHARACTERS:
-        k = max((k for k in range(len(widths)) if k not in wrapped and widths[k] > 15),
+        k = max((k for k in range(n) if k not in wrapped and widths[k] > 15),
                 key=lambda k: (text[k], widths[k]), default=None)
         if k is None:
             break
         wrapped.add(k)
-    return wrapped
+    rest = sum(w for k, w in enumerate(widths) if k not in wrapped) + padding
+    share = max(0.1, (1 - rest / LINE_CHARACTERS) / max(len(wrapped), 1))
+    return wrapped, stack, share
+
+
+def _header_row(t: Table, wrapped: set[int], stack: bool, align: str) -> str:
+    """The header row; stacked, a header wider than its column's cells takes a line per
+    group of words that fits them (a wrapped column's header wraps by itself)."""
+    if not stack:
+        return _latex_row(t.columns)
+    cells = []
+    for k, head in enumerate(t.columns):
+        words = _shown(head).split()
+        body = max([len(_shown(r[k])) for r in t.rows], default=0)
+        width = max([body, *map(len, words)])
+        lines: list[str] = []
+        for w in words:
+            if lines and len(lines[-1]) + 1 + len(w) <= width:
+                lines[-1] += " " + w
+            else:
+                lines.append(w)
+        if k in wrapped or len(lines) < 2 or not isinstance(head, str):
+            cells.append(cell_latex(head))
+        else:
+            cells.append(rf"\begin{{tabular}}[b]{{@{{}}{align[k]}@{{}}}}"
+                         + r" \\ ".join(_prose(x) for x in lines) + r"\end{tabular}")
+    return " & ".join(cells) + r" \\"
 
 
 def _header_comment(t: Table) -> str:
@@ -316,15 +385,15 @@ def to_latex(t: Table) -> str:
     if len(t.rows) > LONG_TABLE_ROWS:
         return _to_longtable(t)
     caption = _prose(t.caption or t.title)
-    wrapped = _wrapped_columns(t)
+    wrapped, stack, _share = _layout(t)
     align = "".join(r">{\raggedright\arraybackslash}X" if k in wrapped else a
                     for k, a in enumerate(_align(t)))
     begin, end = (rf"\begin{{tabularx}}{{\linewidth}}{{{align}}}", r"\end{tabularx}") \
         if wrapped else (rf"\begin{{tabular}}{{{align}}}", r"\end{tabular}")
-    rows = [_latex_row(r) for r in t.rows]
+    rows = [_latex_row(r, wrapped) for r in t.rows]
     lines = [r"\begin{table}[htbp]", r"\centering", *_stretch(rows),
              f"\\caption{{{caption}}}", f"\\label{{{label(t)}}}", r"\smallskip",
-             begin, r"\toprule", _latex_row(t.columns), r"\midrule"]
+             begin, r"\toprule", _header_row(t, wrapped, stack, _align(t)), r"\midrule"]
     lines.extend(rows)
     lines += [r"\bottomrule", end]
     lines.extend(_latex_notes(t))
@@ -336,16 +405,15 @@ def _to_longtable(t: Table) -> str:
     """A table taller than a page: a ``longtable`` that breaks across pages and repeats
     its header (a float would run off the page; it cannot be shrunk to fit)."""
     caption = _prose(t.caption or t.title)
-    header = [r"\toprule", _latex_row(t.columns), r"\midrule"]
-    wrapped = _wrapped_columns(t)
-    share = 0.9 / max(len(wrapped), 1) / 2
+    wrapped, stack, share = _layout(t)
+    header = [r"\toprule", _header_row(t, wrapped, stack, _align(t)), r"\midrule"]
     align = "".join(rf">{{\raggedright\arraybackslash}}p{{{share:.2f}\linewidth}}"
                     if k in wrapped else a for k, a in enumerate(_align(t)))
     lines = [r"\begingroup\small", f"\\begin{{longtable}}{{{align}}}",
              f"\\caption{{{caption}}}\\label{{{label(t)}}} \\\\",
              *header, r"\endfirsthead", *header, r"\endhead",
              r"\bottomrule", r"\endlastfoot"]
-    lines.extend(_latex_row(r) for r in t.rows)
+    lines.extend(_latex_row(r, wrapped) for r in t.rows)
     lines.append(r"\end{longtable}")
     lines += [*_latex_notes(t), r"\endgroup"]
     return _header_comment(t) + "\n".join(lines) + "\n"
@@ -358,8 +426,8 @@ def _stretch(rows: list[str]) -> list[str]:
         else []
 
 
-def _latex_row(cells) -> str:
-    return " & ".join(cell_latex(c) for c in cells) + r" \\"
+def _latex_row(cells, wrapped: frozenset | set = frozenset()) -> str:
+    return " & ".join(cell_latex(c, k in wrapped) for k, c in enumerate(cells)) + r" \\"
 
 
 def _latex_notes(t: Table) -> list[str]:
