@@ -21,16 +21,11 @@ SIZES: dict[str, str] = {
     "Cg": "channels per group (GroupNorm)",
     "d": "features: output dimension (MSE, Huber), normalized features (BatchNorm, "
          "LayerNorm, training step)",
-    "F": "FLOPs of the network's own forward pass (given, not derived)",
     "G": "groups (GroupNorm)",
     "I": "input features (linear layer)",
     "K": "input features of the layer before BatchNorm (BatchNorm folded into it); "
          "patch size C_in k_h k_w (convolution as im2col)",
-    "k": "the network's backward FLOPs over its forward FLOPs (about 2; a ratio the "
-         "user sets, not a size)",
-    "L": "loss value (a scalar)",
     "L_bn": "BatchNorm layers in the network",
-    "A": "activations saved for backward, in values (given, not derived)",
     "N": "values per feature that BatchNorm averages over: batch size times spatial "
          "positions; devices (distributed training)",
     "n": "units per sample (dropout)",
@@ -45,14 +40,23 @@ HYPERPARAMETERS: dict[str, str] = {
     "lam": "regularization or weight-decay coefficient",
     "mu": "momentum coefficient (momentum, Nesterov); mean per feature (BatchNorm)",
     "momentum": "BatchNorm's running-statistics momentum",
-    "alpha": "smoothing constant (RMSProp); class weight (focal loss)",
+    "alpha": "smoothing constant (RMSProp, torch's name; the document writes beta); class "
+             "weight (focal loss)",
     "beta1": "Adam's first-moment decay",
     "beta2": "Adam's second-moment decay",
     "epsilon": "small constant that keeps a division finite",
     "gamma": "focusing exponent (focal loss); scale per feature (BatchNorm)",
-    "beta": "shift per feature (BatchNorm)",
+    "beta": "shift per feature (BatchNorm); the document's RMSProp decay, alpha here",
     "delta": "Huber loss threshold",
+}
+
+QUANTITIES: dict[str, str] = {
+    "L": "loss value (a scalar)",
     "t": "step counter (1 at the first optimizer step)",
+    "F": "FLOPs of the network's own forward pass (given, not derived)",
+    "k": "the network's backward FLOPs over its forward FLOPs (about 2; a ratio the user "
+         "sets)",
+    "A": "activations saved for backward, in values (given, not derived)",
 }
 
 TENSORS: dict[str, str] = {
@@ -61,8 +65,8 @@ TENSORS: dict[str, str] = {
     "y": "targets (losses); output (normalization, dropout)",
     "yhat": "predictions",
     "z": "logits",
-    "p": "target distribution (KL divergence); dropout probability (dropout); "
-         "parameter index (Adam's operation table)",
+    "p": "target distribution (KL divergence); predicted probability sigmoid(z) (focal "
+         "loss); dropout probability (dropout); parameter index (Adam's operation table)",
     "logq": "the model's log-probabilities (KL divergence)",
     "theta": "parameters",
     "w": "parameters (L1 and L2 penalties)",
@@ -70,7 +74,7 @@ TENSORS: dict[str, str] = {
     "m": "first-moment estimate (Adam)",
     "v": "second-moment estimate (Adam); velocity (momentum)",
     "vhat": "bias-corrected second moment (Adam)",
-    "var": "variance per feature (BatchNorm)",
+    "var": "variance per feature (BatchNorm), printed sigma^2 as the document writes it",
     "mu_sum": "sum over the batch, before division by N (BatchNorm)",
     "var_sum": "sum of squared deviations, before division by N (BatchNorm)",
     "var_sum_cse": "squared deviation, a common subexpression kept (BatchNorm)",
@@ -86,7 +90,9 @@ UNITS = ("FLOPs count floating-point operations, each kind weighted by the count
 
 
 def glossary() -> list[tuple[str, str, str]]:
-    """(kind, symbol, meaning) rows: sizes, hyperparameters, tensors and indices."""
+    """(kind, symbol, meaning) rows: sizes, hyperparameters, other scalars, tensors and
+    indices."""
     return ([("size", s, m) for s, m in SIZES.items()]
             + [("hyperparameter", s, m) for s, m in HYPERPARAMETERS.items()]
+            + [("scalar", s, m) for s, m in QUANTITIES.items()]
             + [("tensor or index", s, m) for s, m in TENSORS.items()])

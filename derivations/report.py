@@ -4,7 +4,7 @@ report and the identities, each written as files and as a part of ``report.tex``
 from __future__ import annotations
 
 from symflop.report.report import ReportWriter
-from symflop.report.tables import latex_escape
+from symflop.report.tables import END_UNNUMBERED, latex_escape
 
 FORMATS = {"latex": "tex", "markdown": "md", "csv": "csv", "json": "json"}
 
@@ -54,7 +54,7 @@ def front_stage(w: ReportWriter) -> str:
               r"\endhead"]
     parts += [f"${symbol_latex(sym)}$ & {esc(kind)} & {esc(meaning)}" + r" \\"
               for kind, sym, meaning in glossary()]
-    parts += [r"\bottomrule", r"\end{longtable}}", r"\clearpage"]
+    parts += [r"\bottomrule", END_UNNUMBERED, r"\clearpage"]
     return "\n".join(parts)
 
 
@@ -93,7 +93,7 @@ def _pass_table(d, pass_name: str, stage: str) -> list[str]:
             r">{\raggedright\arraybackslash}p{0.24\textwidth}@{}}", r"\toprule",
             r"\textbf{equation} & \textbf{FLOPs} & \textbf{by kind} \\", r"\midrule",
             r"\endhead", *rows, r"\midrule", rf"total & ${expr_latex(total)}$ & \\",
-            r"\bottomrule", r"\end{longtable}}"]
+            r"\bottomrule", END_UNNUMBERED]
 
 
 def equations_stage(w: ReportWriter) -> str:

@@ -140,7 +140,8 @@ def check_nesterov_lookahead() -> NumericResult:
     gone = next((t for t, x in enumerate(points, 1)
                  if not bool(torch.isfinite(x).all()) or float(x.abs().max()) > 1e3), None)
     c.holds(gone is not None and float(path[-1].abs().max()) < 1e3,
-            f"  the document's literal recursion leaves |theta| <= 1e3 at step {gone}; "
+            f"  the document's literal recursion diverges: |theta| passes 1000 at step "
+            f"{gone}; "
             "torch's stays bounded" if gone is not None else
             "  the document's literal recursion stays bounded")
     return c.result(f"torch.optim.SGD(momentum={mu}, nesterov=True) against the look-ahead "

@@ -68,7 +68,7 @@ import sympy as sp
 from symflop.cost.conventions import CONVENTIONS, KINDS
 from symflop.cost.counting import leading_order
 from symflop.errors import UsageError
-from symflop.report.tables import expr_latex, latex_escape
+from symflop.report.tables import END_UNNUMBERED, expr_latex, latex_escape
 
 STATUSES = ("agrees", "reconciled", "scope", "differs", "cannot-derive")
 CLAIM_STAGES = ("optimized", "written")
@@ -650,6 +650,13 @@ VERDICT_MEANING = {
 }
 
 
+def _ditto(texts: list[str]) -> list[str]:
+    """A reason the row above gives word for word reads "as above" (nine rows of one
+    table repeated one long sentence)."""
+    return [t if not t or n == 0 or t != texts[n - 1] else "as above"
+            for n, t in enumerate(texts)]
+
+
 def _longtable(widths: tuple[float, ...], head: tuple[str, ...], rows: list[list[str]]
                ) -> list[str]:
     # each column's share of the text width includes its padding: the shares add up to
@@ -665,7 +672,7 @@ def _longtable(widths: tuple[float, ...], head: tuple[str, ...], rows: list[list
            r"\endfoot", r"\bottomrule", r"\endlastfoot"]
     out += [" & ".join(r) + (r" \\ \addlinespace[3pt]" if n < len(rows) - 1 else r" \\")
             for n, r in enumerate(rows)]
-    return out + [r"\end{longtable}}"]
+    return out + [END_UNNUMBERED]
 
 
 # A page break here, rather than after the heading, when less than a fifth of the page is
@@ -712,16 +719,17 @@ def render_latex(verdicts: list[Verdict], title: str) -> str:
     differ = [v for v in verdicts if v.status == "differs"]
     if differ:
         out.append(r"\subsection{Claims that differ}")
+        why = _ditto(["; ".join(x for x in (v.reason, v.detail) if x) for v in differ])
         out += _longtable((0.18, 0.27, 0.24, 0.31), ("claim", "the document says", "derived",
                                                     "why"),
                           [[_id_cell(v), quote_latex(v.claim.quote), _derived_cell(v),
-                            prose_latex("; ".join(x for x in (v.reason, v.detail) if x))]
-                           for v in differ])
+                            prose_latex(w)] for v, w in zip(differ, why)])
     sections = list(dict.fromkeys(v.claim.section for v in verdicts))
     for section in sections:
+        these = [v for v in verdicts if v.claim.section == section]
+        why = _ditto(["; ".join(x for x in (v.detail, v.reason) if x) for v in these])
         rows = [[_id_cell(v), quote_latex(v.claim.quote), v.status, _derived_cell(v),
-                 prose_latex("; ".join(x for x in (v.detail, v.reason) if x))]
-                for v in verdicts if v.claim.section == section]
+                 prose_latex(w)] for v, w in zip(these, why)]
         out += [_NEEDSPACE, rf"\subsection{{{latex_escape(section)}}}"]
         out += _longtable((0.18, 0.26, 0.11, 0.22, 0.23),
                           ("claim", "the document says", "verdict", "derived", "why"), rows)

@@ -262,6 +262,7 @@ def render_latex(items: list[Identity], title: str = "Identities the document st
     with its statement, the document's version and the derivation, every expression
     typeset by SymPy's LaTeX printer."""
     from symflop.report.prose import prose_latex as esc
+    from symflop.report.tables import END_UNNUMBERED
 
     doc = {True: "agrees", False: "wrong", None: "--"}
     wrong = [i.name for i in items if i.document_agrees is False]
@@ -278,7 +279,7 @@ def render_latex(items: list[Identity], title: str = "Identities the document st
         num = i.numeric.status if i.numeric is not None else "--"
         out.append(rf"{esc(i.title)} & {esc(i.verdict)} & {doc[i.document_agrees]} & "
                    rf"{esc(num)} \\")
-    out += [r"\bottomrule", r"\end{longtable}}"]
+    out += [r"\bottomrule", END_UNNUMBERED]
     for i in items:
         out += [rf"\subsection{{{esc(i.title)}}}",
                 rf"\textbf{{Verdict.}} {esc(i.verdict[0].upper() + i.verdict[1:])}.\par",

@@ -49,6 +49,12 @@ LINE_CHARACTERS = 90
 PADDING_CHARACTERS = 2.4
 
 
+# The end of a longtable without a caption, inside a ``{\small ...}`` group: longtable
+# numbers every table it sets, so one without a caption would take a number (the first
+# captioned table was Table 2).
+END_UNNUMBERED = r"\end{longtable}\addtocounter{table}{-1}}"
+
+
 @dataclass(frozen=True)
 class Num:
     """A number with its display format (a ``format`` spec such as ``",.1f"``)."""
