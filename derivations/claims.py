@@ -837,7 +837,8 @@ CLAIMS: list[Claim] = [
     _claim("huber-forward", S_LOSS, r"Huber | ... | $\approx 4Bd$", "≈4*B*d",
            flops("huber", "forward"),
            reason="vectorized code evaluates both branches of the Piecewise per element "
-                  "(residual, r^2/2, |r|, delta |r| - delta^2/2), the comparison with delta "
+                  "(r = yhat - y, r^2/2, |r|, delta*|r| - delta^2/2), the comparison with "
+                  "delta "
                   "and the select, then the mean; the document counts one branch"),
     _claim("focal-forward", S_LOSS, r"Focal | $-\alpha_t(1-\hat{y}_t)^\gamma "
            r"\log(\hat{y}_t)$ | $\approx 6BC$", "≈6*B*C", flops("focal", "forward"),
@@ -1172,7 +1173,7 @@ CLAIMS: list[Claim] = [
            reason="follows the 10Nd of the backward total; " + _BN_BACKWARD),
     _claim("bn-example-conv", S_BNX, r"If the preceding 3×3 conv (128→256) has ~14.8G FLOPs",
            "~14.8G", flops("conv2d-im2col", "forward", at=_CONV_EXAMPLE),
-           reason="the count is 2 B C_out (C_in 9) H W at the example's 56x56 outputs; "
+           reason="the count is 2*B*O*K*S, K = 9*C_in, at the example's 56x56 outputs; "
                   "14.8G is the count at a 28x28 output, a quarter of it"),
     _claim("bn-example-overhead", S_BNX, r"BatchNorm forward adds 180M / 14.8G ≈ 1.2% "
            r"overhead", "≈1.2%",

@@ -55,8 +55,9 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "fma",
         "as default, but a multiply feeding an add of the same size is one fused "
         "multiply-add counted as 1 FLOP (fvcore's multiply-accumulate count of matrix "
-        "products, applied to every such pair); a scaled quotient c*a/b feeding an add "
-        "runs as c*(a/b) + d, its multiply fused, its division counted",
+        "products, applied to every such pair); a scaled quotient x*y/z feeding an add "
+        "runs as a multiply-add of x and the quotient y/z: its multiply fused, its "
+        "division counted",
         fma_flops=1),
     Convention(
         "weighted",
