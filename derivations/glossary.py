@@ -64,7 +64,6 @@ TENSORS: dict[str, str] = {
     "xhat": "normalized activations",
     "y": "targets (losses); output (normalization, dropout)",
     "yhat": "predictions",
-    "r": "residual yhat - y (Huber loss)",
     "z": "logits",
     "p": "target distribution (KL divergence); predicted probability sigmoid(z) (focal "
          "loss); dropout probability (dropout); parameter index (Adam's operation table)",

@@ -198,7 +198,8 @@ def training_step_plot() -> dict[str, bytes]:
     for bar, (_n, v) in zip(bars, memory):
         a2.annotate(f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
-    a2.set(ylabel="GiB (float32)", title="Training memory")
+    a2.set(ylabel="GiB (float32)", title="Training memory",
+           ylim=(0, max(v for _, v in memory) * 1.15))  # room for the tallest bar's label
     a2.tick_params(axis="x", labelsize=7)
     fig.suptitle(f"ResNet-50 ({resnet50.parameters():,} parameters), Adam, one step at "
                  f"B = {resnet50.RUN['B']}\nsymflop estimate; a multiply-add counted as two "
@@ -244,7 +245,7 @@ def alpha_beta_plot() -> dict[str, bytes]:
                         label=f"N = {n}, measured")
         ax.plot(x, [p["seconds"] * (1 + e) * 1e3 for p, e in zip(pts, fit.errors)], "-",
                 linewidth=1, color=dots.get_color(), label=f"N = {n}, fitted")
-        lines.append(rf"N = {n}: $\alpha$ = {fit.alpha * 1e6:.0f} µs, 1/$\beta$ = "
+        lines.append(rf"N = {n}: $\alpha$ = {fit.alpha * 1e6:.0f} $\mu$s, 1/$\beta$ = "
                      f"{fit.bandwidth / 1e9:.2f} GB/s, error median {fit.median_error:.0%}, "
                      f"max {fit.max_error:.0%}")
     joint = fits["all N, one fit"][0]
@@ -267,7 +268,8 @@ def alpha_beta_plot() -> dict[str, bytes]:
 
 CAPTIONS = {
     "schedules": "Every schedule's learning rate over a run, from its generated code at its "
-                 "customary hyperparameters.",
+                 "customary hyperparameters. After its warmup, warmup follows the cosine "
+                 "curve exactly: the two lines coincide there.",
     "gradient-ce-vs-mse": "Gradient magnitude with respect to the logit against the "
                           "predicted probability of the true class: cross-entropy (bce) "
                           "against MSE through a sigmoid, both from derived gradients.",

@@ -54,7 +54,7 @@ def front_stage(w: ReportWriter) -> str:
               r"\endhead"]
     parts += [f"${symbol_latex(sym)}$ & {esc(kind)} & {esc(meaning)}" + r" \\"
               for kind, sym, meaning in glossary()]
-    parts += [r"\bottomrule", END_UNNUMBERED, r"\clearpage"]
+    parts += [r"\bottomrule", END_UNNUMBERED]
     return "\n".join(parts)
 
 
@@ -88,8 +88,10 @@ def _pass_table(d, pass_name: str, stage: str) -> list[str]:
         rows.append(rf"$\displaystyle {lhs_text(st.lhs, st.idx, True)} = {rhs}$ & "
                     rf"${expr_latex(cnt.total)}$ & {kinds or esc('none')} \\")
     total = d.counts(pass_name, "default", stage).total
-    return [r"{\small\begin{longtable}{@{}>{\raggedright\arraybackslash}p{0.6\textwidth}"
-            r">{\raggedright\arraybackslash}p{0.1\textwidth}"
+    # fractions in display style need taller rows, or a denominator meets the row below
+    return [r"{\small\renewcommand{\arraystretch}{1.6}"
+            r"\begin{longtable}{@{}>{\raggedright\arraybackslash}p{0.5\textwidth}"
+            r">{\raggedright\arraybackslash}p{0.2\textwidth}"
             r">{\raggedright\arraybackslash}p{0.24\textwidth}@{}}", r"\toprule",
             r"\textbf{equation} & \textbf{FLOPs} & \textbf{by kind} \\", r"\midrule",
             r"\endhead", *rows, r"\midrule", rf"total & ${expr_latex(total)}$ & \\",
@@ -102,6 +104,7 @@ def equations_stage(w: ReportWriter) -> str:
     log-sum-exp that the generated code computes."""
     from derivations import CATALOGUE
     from symflop import derive
+    from symflop.report.claims import NEEDSPACE, PAGE_MACROS
     from symflop.report.tables import latex_escape as esc
     from symflop.rewrite.pipeline import stage_label
     parts = [r"\section{Derived equations}",
@@ -111,7 +114,7 @@ def equations_stage(w: ReportWriter) -> str:
                  "statistics, and the numerically stable log-sum-exp of cross-entropy as "
                  "the generated code runs it (the lowered stage: the maximum is subtracted "
                  "before the exponentials, and counted). FLOPs under the default "
-                 "convention.") + r"\par"]
+                 "convention.") + r"\par", *PAGE_MACROS]
     derived = {name: derive(c) for name, c in ((n, b()) for n, b in CATALOGUE.items())
                if hasattr(c, "passes")}  # every component once; composites have no passes
     shown = [("cross-entropy", "forward", "lowered",
@@ -123,7 +126,8 @@ def equations_stage(w: ReportWriter) -> str:
         d = derived[name]
         title = f"{name}: {pass_name} pass ({stage_label(stage)}" + \
             (f"; {what})" if what else ")")
-        parts += [rf"\subsection*{{{esc(title)}}}", *_pass_table(d, pass_name, stage)]
+        parts += [NEEDSPACE, rf"\subsection*{{{esc(title)}}}",
+                  *_pass_table(d, pass_name, stage)]
     parts.append(r"\clearpage")
     return "\n".join(parts)
 

@@ -86,3 +86,8 @@ def network(key: str) -> sp.Expr:
     line of the estimate but the loss and the optimizer step."""
     return sp.expand(sp.Add(*[p.get(key, 0) for what, p in record()["by_type"].items()
                               if what not in STEP_PARTS]))
+
+
+def backward_one_image() -> int:
+    """FLOPs of the network's backward pass for one image (B = 1)."""
+    return at(network("backward"), 1)

@@ -334,15 +334,17 @@ def optimizer_comparison(convention="default", dtype="float32", exact=False,
 
 def optimizer_25m(convention="default", dtype="float32", exact=False,
         stage="optimized") -> Table:
-    """Every optimizer at P = 25.6M: state MiB, step FLOPs, share of a 7.6G backward pass."""
+    """Every optimizer at P = 25.6M: state MiB, step FLOPs, share of ResNet-50's backward
+    pass of one image."""
     o = Opts(convention, dtype, exact, stage)
     inputs = _example_inputs("optimizers-25.6m")
-    P, backward = inputs["P"], inputs["backward FLOPs (given)"]
+    P, backward = inputs["P"], inputs[examples.BACKWARD]
     t = o.table("optimizer-25.6m", f"Optimizers for a model of {P:,} parameters",
                 ("Optimizer", f"State memory (MiB, {o.dtype})", "Per-step FLOPs",
                  "% of backward FLOPs"),
-                f"P = {P:,}; backward pass {backward:,.0f} FLOPs (given, as the worked "
-                "example optimizers-25.6m).")
+                f"P = {P:,}; backward pass {backward:,.0f} FLOPs: ResNet-50's for one image, "
+                f"from {resnet50.COMMAND} (the document gives 7.6G, a count of multiply-adds; "
+                "its percentages divide by it).")
     for name in optimizers.COMPONENTS:
         c, d = _derived(name)
         subs = {c.dims["P"]: P}
@@ -520,6 +522,12 @@ def _part_bytes(o: Opts, part: Part, what: str, d: Derivation) -> sp.Expr:
     return o.poly(part.times * o.memory(d).bytes(what, o.dtype).xreplace(subs))
 
 
+def _part_pass(part: str, pass_name: str) -> str:
+    """A row's words for one pass of a part ("loss backward"; "schedule", not
+    "schedule.schedule")."""
+    return part if pass_name == part else f"{part} {pass_name}"
+
+
 def training_step_summary(convention="default", dtype="float32", exact=False,
         stage="optimized") -> Table:
     """The whole training step part by part (training-step composite): FLOPs and memory."""
@@ -541,17 +549,17 @@ def training_step_summary(convention="default", dtype="float32", exact=False,
             # and sgd, at the part's sizes.
             for name in ("adam", "sgd"):
                 od = pd if name == "adam" else _derived(name)[1]
-                t.add(f"optimizer.step ({name})", _part_flops(o, part, "step", od),
+                t.add(f"optimizer step ({name})", _part_flops(o, part, "step", od),
                       _part_bytes(o, part, "state", od), "state")
             continue
         # A differentiated part keeps tensors for its backward pass; any other, its state.
         what, kind = (("saved", "saved for backward") if part.component.differentiate
                       else ("state", "state"))
         for k, q in enumerate(part.passes):
-            t.add(f"{part.label}.{q}", o.flops(o.counts(d, f"{part.label}.{q}")),
+            t.add(_part_pass(part.label, q), o.flops(o.counts(d, f"{part.label}.{q}")),
                   _part_bytes(o, part, what, pd) if k == 0 else "", kind if k == 0 else "")
     _, dd = _derived("dropout")
-    t.add("dropout.forward (one layer, not in the composite)",
+    t.add("dropout forward (one layer, not in the composite)",
           o.flops(o.counts(dd, "forward")), o.bytes(dd, "saved"), "saved for backward")
     t.add("parameters", "", o.poly(size * mem["parameters"]), "parameters")
     total_mem = sum((o.memory(d).bytes(w, o.dtype) for w in ("parameters", "gradients", "state",
@@ -567,7 +575,9 @@ def memory_total(convention="default", dtype="float32", exact=False,
     (``derivations/resnet50.py``, traced in float32)."""
     dtype_bytes(dtype)
     traced = resnet50.RUN["dtype"]
-    o = Opts(convention, traced, exact, stage)  # the options say what the table holds
+    # the options say what the table holds: float32, and exact bytes (a model's memory has
+    # no lower-order term to drop: its parameters are a constant, not a smaller size)
+    o = Opts(convention, traced, True, stage)
     t = o.table("memory-total", "Training memory of ResNet-50 with Adam",
                 ("Term", "Bytes", "MiB"),
                 f"From {resnet50.COMMAND}: ResNet-50 ({resnet50.parameters():,} "
@@ -576,8 +586,10 @@ def memory_total(convention="default", dtype="float32", exact=False,
                    else "") + ", bytes as polynomials in the batch B, MiB at "
                 f"B = {resnet50.RUN['B']}. Saved for backward: each tensor autograd keeps, "
                 "once, at its own size (the max-pool's int64 indices at 8 bytes), by the "
-                f"layer type that first keeps it. The stage ({o.program}) does not apply: an "
-                "estimate counts the program torch runs.", flops=False)
+                "layer type that first keeps it. Adam's state: two moments per parameter "
+                "and a step count per parameter tensor, as torch keeps it. The stage "
+                f"({o.program}) does not apply: an estimate counts the program torch runs.",
+                flops=False)
     saved = sorted(resnet50.record()["by_type"].items(),
                    key=lambda kv: -resnet50.at(kv[1]["saved"]))
     terms = [(name, nbytes) for name, nbytes in resnet50.memory()

@@ -83,7 +83,7 @@ def test_the_claims_are_data_and_the_engine_knows_no_catalogue():
     "adam-total", "table-adam-flops", "summary-adam", "mse-gradient", "bce-gradient",
     "ce-gradient", "ce-one-hot-loss", "l1-gradient", "l2-gradient", "l2-weight-decay",
     "dropout-gradient", "bn-gradient-x", "bn-gradient-var", "bn-gradient-mu",
-    "bn-fold-equation", "bn-variance", "resnet-adam-state", "resnet-adam-share",
+    "bn-fold-equation", "bn-variance", "resnet-adam-state",
     "memory-adam-state", "dropout-example-matmul", "bias-v1-root", "memory-m-opt"])
 def test_claims_that_agree(verdicts, cid):
     assert verdicts[cid].status == "agrees", verdicts[cid]
@@ -174,7 +174,10 @@ def test_a_count_repeated_in_two_tables_gets_one_verdict():
     ("bn-mean", "N*d", "N*d"), ("cmp-bn-flops", "8*N*d + 8*d + 5", "7*N*d + 8*d + 5"),
     ("ln-inference", "8", "7"), ("bce-gradient-flops", "8*B", "3*B"),
     # Adam's optimized update divides by 1 - beta1^t inside the update: m-hat is no step.
-    ("adam-bias-m", "P + 2", "(folded into other steps)")])
+    ("adam-bias-m", "P + 2", "(folded into other steps)"),
+    # Adam's step over ResNet-50's backward of one image as symflop estimate counts it
+    # (16.2G FLOPs, not the document's 7.6G, a count of multiply-adds)
+    ("resnet-adam-share", "2.2094%", "2.0516%")])
 def test_claims_that_differ(verdicts, cid, written, optimized):
     v = verdicts[cid]
     assert (v.status, v.written, v.optimized) == ("differs", written, optimized), v

@@ -132,8 +132,10 @@ def test_every_table_renders_in_every_format_under_every_convention(name):
     for conv in CONVENTIONS:
         for exact in (False, True):
             t = build_table(name, conv, "float32", exact)
+            # memory-total's bytes are always exact (a model's memory has no lower order)
             assert t.rows and t.options == {"convention": conv, "dtype": "float32",
-                                            "exact": exact, "stage": "reused"}
+                                            "exact": exact or name == "memory-total",
+                                            "stage": "reused"}
             for fmt in FORMATS:
                 CHECKS[fmt](t, render(t, fmt))
     t = build_table(name, "default", "float32", False, "written")
@@ -195,7 +197,12 @@ def test_optimizer_25m_figures():
     # Hand count: 14 * 25.6M + 7 FLOPs; state 8 * 25.6M + 4 bytes = 195.31 MiB.
     assert t["adam"][2] == Num(14 * 25_600_000 + 7, ",")
     assert t["adam"][1].value == pytest.approx((8 * 25_600_000 + 4) / 2 ** 20)
-    assert t["adam"][3].value == pytest.approx(100 * (14 * 25_600_000 + 7) / 7.6e9)
+    # the share of ResNet-50's backward of one image, the estimate's (the document: 7.6G);
+    # its size is held to the hand count and the measurement in tests/test_resnet50.py
+    from derivations import resnet50
+    backward = resnet50.backward_one_image()
+    assert 16e9 < backward < 16.5e9
+    assert t["adam"][3].value == pytest.approx(100 * (14 * 25_600_000 + 7) / backward)
     assert "358,400,007" in render_table("optimizer-25.6m", "markdown", exact=True,
                                          stage="written")
     assert "358,400,000" in render_table("optimizer-25.6m", "markdown", stage="written")
@@ -206,7 +213,7 @@ def test_training_step_comes_from_the_composite():
     d = CompositeDerivation(training.training_step("adam"))
     t = rows(build_table("training-step-summary", exact=True))
     assert t["Total step (adam)"][1] == d.counts("step").total
-    assert t["loss.backward"][1] == d.counts("loss.backward").total
+    assert t["loss backward"][1] == d.counts("loss.backward").total
 
 
 def test_memory_total_is_the_estimate_term_by_term():
@@ -292,7 +299,7 @@ def test_a_changed_optimizer_changes_every_table_that_uses_it(monkeypatch):
     assert rows(build_table("optimizer-comparison", exact=True))["adam"][2] == 12 * P + 2
     assert rows(build_table("optimizer-adam", exact=True))["Per-step FLOPs"][1] == 12 * P + 2
     summary = rows(build_table("training-step-summary", exact=True))
-    assert summary["optimizer.step (adam)"][1:3] == (12 * P + 2, 8 * P)
+    assert summary["optimizer step (adam)"][1:3] == (12 * P + 2, 8 * P)
 
 
 # -- rendering --------------------------------------------------------------------------------

@@ -154,6 +154,7 @@ class Verdict:
     derived_tex: str = ""
     written_tex: str = ""
     optimized_tex: str = ""
+    by_assumption: bool = False  # agrees only under the document's stated assumption
 
     def as_dict(self) -> dict:
         c = self.claim
@@ -468,7 +469,8 @@ def _verdict(r: _Results, table: list[_Results]) -> Verdict:
         return Verdict(claim, "agrees", _show(stated, r.assumed["default"]), ("default",),
                        f"under the document's assumption: {claim.assumption}; without it: "
                        f"{shown}",
-                       derived_tex=_show_latex(stated, r.assumed["default"]), **base)
+                       derived_tex=_show_latex(stated, r.assumed["default"]),
+                       by_assumption=True, **base)
     agreeing = tuple(c for c in CONVENTIONS if c != "default" and r.holds_under(c))
     fitting = tuple(c for c in agreeing
                     if all(o.holds_under(c) for o in table if o is not r))
@@ -676,9 +678,9 @@ def _longtable(widths: tuple[float, ...], head: tuple[str, ...], rows: list[list
 
 
 # A page break here, rather than after the heading, when less than a fifth of the page is
-# left (the needspace package's test, defined in ``_PAGE_MACROS``).
-_NEEDSPACE = r"\symflopneedspace{0.2\textheight}"
-_PAGE_MACROS = (r"\makeatletter",
+# left (the needspace package's test, defined in ``PAGE_MACROS``).
+NEEDSPACE = r"\symflopneedspace{0.2\textheight}"
+PAGE_MACROS = (r"\makeatletter",
                 r"\providecommand{\symflopneedspace}[1]{\par\penalty-100\begingroup"
                 r"\setlength{\dimen@}{#1}\dimen@ii\pagegoal\advance\dimen@ii-\pagetotal"
                 r"\ifdim\dimen@>\dimen@ii\ifdim\dimen@ii>\z@\vfil\fi\break\fi\endgroup}",
@@ -688,6 +690,8 @@ _PAGE_MACROS = (r"\makeatletter",
 def _derived_cell(v: Verdict) -> str:
     if v.status == "cannot-derive":
         return "--"
+    if v.by_assumption:  # the figure that agreed; the why column gives the others
+        return rf"{v.derived_tex} \emph{{(as the document assumes)}}"
     if v.written_tex and v.written != v.optimized:
         return rf"\emph{{as written}} {v.written_tex}; \emph{{optimized}} {v.optimized_tex}"
     return v.derived_tex or v.optimized_tex or v.written_tex or "--"
@@ -704,7 +708,7 @@ def render_latex(verdicts: list[Verdict], title: str) -> str:
     from symflop.report.quotes import MACROS, quote_latex
 
     counts = tally(verdicts)
-    out = [*MACROS, *_PAGE_MACROS, rf"\section{{{latex_escape(title)}}}",
+    out = [*MACROS, *PAGE_MACROS, rf"\section{{{latex_escape(title)}}}",
            latex_escape(f"{counts['total']} claims: {counts['agrees']} agree, "
                         f"{counts['reconciled']} reconciled by a counting convention, "
                         f"{counts['scope']} count another quantity, {counts['differs']} "
@@ -730,7 +734,7 @@ def render_latex(verdicts: list[Verdict], title: str) -> str:
         why = _ditto(["; ".join(x for x in (v.detail, v.reason) if x) for v in these])
         rows = [[_id_cell(v), quote_latex(v.claim.quote), v.status, _derived_cell(v),
                  prose_latex(w)] for v, w in zip(these, why)]
-        out += [_NEEDSPACE, rf"\subsection{{{latex_escape(section)}}}"]
+        out += [NEEDSPACE, rf"\subsection{{{latex_escape(section)}}}"]
         out += _longtable((0.18, 0.26, 0.11, 0.22, 0.23),
                           ("claim", "the document says", "verdict", "derived", "why"), rows)
     return "\n".join(out) + "\n"

@@ -16,7 +16,7 @@ import re
 import sympy as sp
 from sympy.parsing.sympy_parser import parse_expr
 
-from symflop.report.tables import expr_latex, latex_escape, symbol_latex
+from symflop.report.tables import expr_latex, latex_escape, symbol_latex, word_subscript
 
 
 class _Norm(sp.Function):
@@ -57,9 +57,9 @@ def _name_latex(word: str) -> str:
     """theta_t as \\theta_{t}, v_{t-1} as v_{t-1}, lam_wd as \\lambda_{wd}."""
     if word == "eps":
         return r"\epsilon"
-    if word in _SYMBOLS or "_" not in word:
+    head, _, sub = word.partition("_")
+    if word in _SYMBOLS or not sub or word_subscript(sub):
         return symbol_latex(word)
-    head, sub = word.split("_", 1)
     return f"{{{_name_latex(head)}}}_{{{sub.strip('{}')}}}"
 
 
@@ -175,9 +175,9 @@ def prose_latex(text: str) -> str:
 
     def flush():
         tail = _peel(run)
+        out.append(latex_escape("".join(_peel_head(run, "".join(out))), collapse=False))
         while run and run[0] == "(" and "".join(run).count("(") > "".join(run).count(")"):
             out.append(latex_escape(run.pop(0), collapse=False))  # "(see": a bracket opened
-        out.append(latex_escape("".join(_peel_head(run, "".join(out))), collapse=False))
         if run:
             out.append(_render("".join(run)))
             run.clear()

@@ -151,10 +151,22 @@ def _name_latex(name: str) -> str:
         return _SYMBOL_LATEX[name]
     if name.startswith("grad_") and len(name) > len("grad_"):
         return _gradient_latex(name[len("grad_"):])
-    head = name.split("_")[0].rstrip("0123456789'")  # x2, k' are one letter
-    if len(head) <= 1 or head.lower() in _GREEK:
+    first, _, sub = name.partition("_")
+    head = first.rstrip("0123456789'")  # x2, k' are one letter
+    letter = len(head) <= 1 or head.lower() in _GREEK
+    if sub and (letter or first in _SYMBOL_LATEX) and word_subscript(sub):
+        # a letter with a word under it (mu_sum, lam_wd, eta_max): the word upright
+        base = _SYMBOL_LATEX.get(first) or sp.latex(sp.Symbol(first))
+        return f"{{{base}}}_{{\\mathrm{{{sub.replace('_', ',')}}}}}"
+    if letter:
         return ""
     return r"\mathrm{" + name.replace("_", r"\_") + "}"
+
+
+def word_subscript(sub: str) -> bool:
+    """A subscript that is a word (sum, wd, max, part2_cse), not an index or a number."""
+    return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9]+(?:_[A-Za-z0-9]+)*", sub)) and \
+        sum(ch.isalpha() for ch in sub) > 1
 
 
 def _gradient_latex(of: str) -> str:
@@ -242,7 +254,9 @@ def latex_escape(text: str, collapse: bool = True) -> str:
     """Text for LaTeX: every special character escaped, whitespace collapsed."""
     if collapse:
         text = " ".join(text.split())
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+    # "--" of a command-line option stays two hyphens (TeX would join them into a dash)
+    return "".join("-{}" if ch == "-" and text[n + 1:n + 2] == "-"
+                   else _LATEX_SPECIAL.get(ch, ch) for n, ch in enumerate(text))
 
 
 def cell_latex(cell, breakable: bool = False) -> str:
