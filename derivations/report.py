@@ -4,7 +4,7 @@ report and the identities, each written as files and as a part of ``report.tex``
 from __future__ import annotations
 
 from symflop.report.report import ReportWriter
-from symflop.report.tables import END_UNNUMBERED, latex_escape
+from symflop.report.tables import END_UNNUMBERED
 
 FORMATS = {"latex": "tex", "markdown": "md", "csv": "csv", "json": "json"}
 
@@ -134,13 +134,14 @@ def equations_stage(w: ReportWriter) -> str:
 
 def plots_stage(w: ReportWriter) -> str:
     from derivations.plots import CAPTIONS, PLOTS
+    from symflop.report.prose import prose_latex
     parts = [r"\section{Plots}"]
     for name, draw in PLOTS.items():
         for ext, data in draw().items():
             w.write(f"figures/{name}.{ext}", data)
         parts += [r"\begin{figure}[htbp]\centering",
                   f"\\includegraphics[width=\\linewidth]{{figures/{name}.pdf}}",
-                  f"\\caption{{{latex_escape(CAPTIONS.get(name, name))}}}", r"\end{figure}"]
+                  f"\\caption{{{prose_latex(CAPTIONS.get(name, name))}}}", r"\end{figure}"]
     parts.append(r"\clearpage")
     return "\n".join(parts)
 
