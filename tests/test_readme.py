@@ -62,7 +62,7 @@ def test_readme_tutorial_runs_and_says_what_it_gets():
     v: dict = {}
     exec(compile(code, "README tutorial", "exec"), v)  # noqa: S102 - the README's own code
     assert str(v["g"]) == "(exp(z[i, k])/Sum(exp(z[i, k']), (k', 0, C - 1)) - y[i, k])/B"
-    assert v["line"].startswith("{\\mathrm{grad\\_z}}_{i,k} = \\frac{") and "}{B}" in v["line"]
+    assert v["line"].startswith("{{\\mathrm{d}z}}_{i,k} = \\frac{") and "}{B}" in v["line"]
     assert str(v["ln"]["total"]) == "11*B*d + 8*B - 2*d"
     assert v["at"]["total"] == 358656
     assert v["adam"]["state"] == 204800004

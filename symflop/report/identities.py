@@ -271,8 +271,9 @@ def render_latex(items: list[Identity], title: str = "Identities the document st
                + (", ".join(wrong) if wrong else "none") + ". Each is proved or refuted "
                "symbolically from the components' own equations and checked numerically "
                "against torch.") + r"\par\medskip",
-           r"{\small\begin{longtable}{@{}p{0.27\textwidth}p{0.4\textwidth}"
-           r"p{0.12\textwidth}p{0.13\textwidth}@{}}", r"\toprule",
+           r"{\small\begin{longtable}{@{}" + "".join(
+               rf">{{\raggedright\arraybackslash}}p{{{w}\textwidth}}"
+               for w in (0.27, 0.4, 0.12, 0.13)) + "@{}}", r"\toprule",
            r"\textbf{identity} & \textbf{verdict} & \textbf{document} & "
            r"\textbf{numeric check} \\", r"\midrule"]
     for i in items:
