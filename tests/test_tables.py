@@ -409,7 +409,7 @@ def test_multi_letter_names_are_typeset_as_names():
         r"{\mathrm{d}\mu_{\mathrm{part2,cse2}}}"
     assert expr_latex(sp.Symbol("grad_gamma")) == r"{\mathrm{d}\gamma}"
     assert expr_latex(sp.Symbol("grad_bias")) == r"{\mathrm{d}\mathrm{bias}}"
-    assert expr_latex(sp.Symbol("exp_avg_sq")) == r"\mathrm{exp\_avg\_sq}"
+    assert expr_latex(sp.Symbol("exp_avg_sq")) == r"\mathinner{\mathrm{exp\_avg\_sq}}"
     assert expr_latex(sp.Symbol("x_i")) == "x_{i}"
     assert expr_latex(sp.Symbol("sigma_2")) == r"\sigma_{2}"
     i = sp.Idx("i")

@@ -68,8 +68,10 @@ def _greek(word: str) -> bool:
     (L_bn as L with a subscript)."""
     if re.sub(r"\d+$", "", word) in _GREEK or "_" in word and _is_symbol(word):
         return True
-    return word in _SYMBOLS and expr_latex(sp.Symbol(word)) not in (
-        word, r"\mathrm{" + word.replace("_", r"\_") + "}")  # a name upright: a word
+    if word not in _SYMBOLS:
+        return False
+    tex = expr_latex(sp.Symbol(word))  # a name set as itself, upright or not, is a word
+    return tex != word and r"\mathrm{" + word.replace("_", r"\_") + "}" not in tex
 
 
 def _math(run: str) -> str | None:

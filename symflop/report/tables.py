@@ -160,7 +160,9 @@ def _name_latex(name: str) -> str:
         return f"{{{base}}}_{{\\mathrm{{{sub.replace('_', ',')}}}}}"
     if letter:
         return ""
-    return r"\mathrm{" + name.replace("_", r"\_") + "}"
+    # an inner atom: TeX sets a thin space between it and a letter beside it, so that
+    # N momentum sigma^2 reads as three factors, not one word
+    return r"\mathinner{\mathrm{" + name.replace("_", r"\_") + "}}"
 
 
 def word_subscript(sub: str) -> bool:
