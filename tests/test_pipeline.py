@@ -233,3 +233,34 @@ def test_the_catalogue_is_optimized_without_reaching_the_search_bound():
         if isinstance(build(), Component):
             fired = {r for s in derived(name)[1].stages for r, _, _ in s.fired}
             assert "search-bound" not in fired, name
+
+
+def test_an_output_that_copies_an_intermediate_names_it():
+    """BatchNorm's backward sums dy*xhat once and reads the sum in dx: that sum is dgamma,
+    and it is computed under that name (it was grad_var_red, copied into grad_gamma);
+    the counts are those of the copy's program, 7Nd + 5d; only an input is copied."""
+    from derivations import CATALOGUE
+    from symflop import derive
+    from symflop.core.program import tensor_refs
+    d = derive(CATALOGUE["batchnorm"]())
+    backward = d.programs["backward"]
+    assert [s.lhs for s in backward.steps] == ["grad_gamma", "grad_beta",
+                                               "grad_mu_part2_cse2", "grad_x"]
+    x = next(s for s in backward.steps if s.lhs == "grad_x")
+    assert {"grad_gamma", "grad_beta"} <= {r.base.label.name for r in
+                                          tensor_refs(x.body, backward.tensors)}
+    N, dd = (sp.Symbol(n, integer=True, positive=True) for n in ("N", "d"))
+    assert d.counts("backward").total == 7 * N * dd + 5 * dd
+    copies = []
+    for name, build in CATALOGUE.items():
+        c = build()
+        if not hasattr(c, "passes"):
+            continue
+        dc = derive(c)
+        for pass_name in dc.passes:
+            p = dc.programs[pass_name]
+            for s in p.steps:
+                refs = tensor_refs(s.body, p.tensors)
+                if len(refs) == 1 and s.body == refs[0] and not s.reduce:
+                    copies.append((name, pass_name, s.lhs, str(s.body)))
+    assert copies == [("dropout", "inference", "y_inf", "a[i, j]")]  # a is an input

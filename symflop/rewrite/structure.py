@@ -143,7 +143,42 @@ def propagate(program: Program, ctx: Context) -> Program:
             if out is not None:
                 program, changed = out, True
                 break
-    return drop_dead(program, ctx.keep)
+    return drop_dead(name_by_output(program, ctx.keep), ctx.keep)
+
+
+def name_by_output(program: Program, keep: frozenset[str]) -> Program:
+    """An intermediate that an output only copies takes the output's name: the copy
+    ``grad_gamma[j] = grad_var_red[j]`` goes, and the sum is computed as ``grad_gamma``
+    where the other steps read it (a reader sees dgamma, not a name made up by a rule).
+    The FLOPs are the same; only names change."""
+    steps = list(program.steps)
+    for n, st in enumerate(steps):
+        refs = tensor_refs(st.body, program.tensors) if _elementwise(st) else []
+        if st.lhs not in keep or len(refs) != 1 or st.body != refs[0] or \
+                not isinstance(refs[0], sp.Indexed) and st.idx:
+            continue
+        source = ref_name(refs[0])
+        indices = tuple(refs[0].indices) if isinstance(refs[0], sp.Indexed) else ()
+        defined = [m for m, s in enumerate(steps) if s.lhs == source]
+        if (source in keep or indices != tuple(st.idx) or len(defined) != 1
+                or defined[0] > n or not _assigned_once(steps, st.lhs)
+                or program.tensors[source].shape != program.tensors[st.lhs].shape
+                or any(st.lhs in reads(s, program.tensors) for s in steps[:n])):
+            continue
+        renamed = _rename(steps[:n] + steps[n + 1:], source, st.lhs, program.tensors)
+        return name_by_output(Program(program.name, renamed, program.tensors), keep)
+    return program
+
+
+def _rename(steps: list[Step], old: str, new: str, tensors) -> list[Step]:
+    base = sp.IndexedBase(new)
+    out = []
+    for s in steps:
+        refs = [r for r in tensor_refs(s.body, tensors) if ref_name(r) == old]
+        body = s.body.xreplace({r: base[r.indices] if isinstance(r, sp.Indexed)
+                                else sp.Symbol(new) for r in refs})
+        out.append(replace(s, lhs=new if s.lhs == old else s.lhs, body=body))
+    return out
 
 
 def _trivial(st: Step, tensors) -> bool:
