@@ -268,8 +268,9 @@ def alpha_beta_plot() -> dict[str, bytes]:
 
 CAPTIONS = {
     "schedules": "Every schedule's learning rate over a run, from its generated code at its "
-                 "customary hyperparameters. After its warmup, warmup follows the cosine "
-                 "curve exactly: the two lines coincide there.",
+                 "customary hyperparameters. After its warmup, warmup decays along a "
+                 "cosine close to the plain one; line styles and markers tell the curves "
+                 "apart where they run together.",
     "gradient-ce-vs-mse": "Gradient magnitude with respect to the logit against the "
                           "predicted probability of the true class: cross-entropy (bce) "
                           "against MSE through a sigmoid, both from derived gradients.",

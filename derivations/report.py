@@ -89,7 +89,7 @@ def _pass_table(d, pass_name: str, stage: str) -> list[str]:
                     rf"${expr_latex(cnt.total)}$ & {kinds or esc('none')} \\")
     total = d.counts(pass_name, "default", stage).total
     # fractions in display style need taller rows, or a denominator meets the row below
-    return [r"{\small\renewcommand{\arraystretch}{1.6}"
+    return [r"{\small\renewcommand{\arraystretch}{1.9}"
             r"\begin{longtable}{@{}>{\raggedright\arraybackslash}p{0.5\textwidth}"
             r">{\raggedright\arraybackslash}p{0.2\textwidth}"
             r">{\raggedright\arraybackslash}p{0.24\textwidth}@{}}", r"\toprule",

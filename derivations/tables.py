@@ -578,8 +578,10 @@ def memory_total(convention="default", dtype="float32", exact=False,
     # the options say what the table holds: float32, and exact bytes (a model's memory has
     # no lower-order term to drop: its parameters are a constant, not a smaller size)
     o = Opts(convention, traced, True, stage)
-    t = o.table("memory-total", "Training memory of ResNet-50 with Adam",
-                ("Term", "Bytes", "MiB"),
+    title = "Training memory of ResNet-50 with Adam"
+    t = Table("memory-total", title, ("Term", "Bytes", "MiB"),
+              options={"convention": o.conv.name, "dtype": o.dtype, "exact": o.exact,
+                       "stage": o.stage}, caption=f"{title}. "
                 f"From {resnet50.COMMAND}: ResNet-50 ({resnet50.parameters():,} "
                 f"parameters) traced in {traced}"
                 + (f" (not {dtype}: the dtype option does not apply)" if dtype != traced
@@ -587,9 +589,9 @@ def memory_total(convention="default", dtype="float32", exact=False,
                 f"B = {resnet50.RUN['B']}. Saved for backward: each tensor autograd keeps, "
                 "once, at its own size (the max-pool's int64 indices at 8 bytes), by the "
                 "layer type that first keeps it. Adam's state: two moments per parameter "
-                "and a step count per parameter tensor, as torch keeps it. The stage "
-                f"({o.program}) does not apply: an estimate counts the program torch runs.",
-                flops=False)
+                "and a step count per parameter tensor, as torch keeps it. Bytes exact; "
+                f"the stage ({o.program}) does not apply: an estimate counts the program "
+                "torch runs.")
     saved = sorted(resnet50.record()["by_type"].items(),
                    key=lambda kv: -resnet50.at(kv[1]["saved"]))
     terms = [(name, nbytes) for name, nbytes in resnet50.memory()
