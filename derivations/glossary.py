@@ -13,6 +13,7 @@ DISPLAY = {"lr": r"\eta", "lam": r"\lambda", "logq": r"\log q", "L_bn": r"L_{\ma
            # the document's symbols for the catalogue's names (braced: a power or an
            # index of one prints after it)
            "var": r"{\sigma^2}", "xhat": r"\hat{x}", "yhat": r"\hat{y}", "vhat": r"\hat{v}",
+           "mhat": r"\hat{m}",
            "running_mean": r"{\mu_{\mathrm{run}}}", "running_var": r"{\sigma^2_{\mathrm{run}}}"}
 
 SIZES: dict[str, str] = {
@@ -73,6 +74,7 @@ TENSORS: dict[str, str] = {
     "g": "gradient",
     "m": "first-moment estimate (Adam)",
     "v": "second-moment estimate (Adam); velocity (momentum)",
+    "mhat": "bias-corrected first moment (Adam)",
     "vhat": "bias-corrected second moment (Adam)",
     "var": "variance per feature (BatchNorm), printed sigma^2 as the document writes it",
     "mu_sum": "sum over the batch, before division by N (BatchNorm)",

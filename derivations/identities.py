@@ -54,11 +54,19 @@ def _hypers(c, names: str):
 
 # -- Nesterov ---------------------------------------------------------------------------
 
+class GradL(sp.Function):
+    """The loss's gradient at a point, an unknown function: printed nabla L(x)."""
+
+    def _latex(self, printer, exp=None) -> str:
+        tex = r"\nabla L\left(" + ", ".join(printer._print(a) for a in self.args) + r"\right)"
+        return tex if exp is None else f"{tex}^{{{exp}}}"
+
+
 def nesterov_lookahead() -> Identity:
     la, tf = optimizers.nesterov_lookahead(), optimizers.nesterov()
     lr, mu = _hypers(la, "lr mu")
     theta, v_prev = _sym("theta_t"), _sym("v_prev")
-    grad_l = sp.Function("gradL")
+    grad_l = GradL
     phi = theta - lr * mu * v_prev               # the look-ahead point of step t
     g = grad_l(phi)
     a = step(la, "step", {"theta": theta, "v": v_prev, "g": g})
@@ -153,7 +161,7 @@ def l2_weight_decay_sgd() -> Identity:
             Step("difference:", diff),
             Step("zero for every theta and g if and only if lam_wd =", sol[0]),
             Step("(with the penalty lam*||theta||^2, without the 1/2, lam_wd = 2*lam; in "
-                 "Loshchilov & Hutter's form theta*(1 - lam'') - lr*g, lam'' = lr*lam)"),
+                 "Loshchilov & Hutter's form theta*(1 - lam_LH) - lr*g, lam_LH = lr*lam)"),
         ),
         document="In SGD, L2 regularization is equivalent to weight decay: w <- w(1 - "
                  "eta*lambda) - eta*dL/dw",

@@ -414,3 +414,22 @@ def test_multi_letter_names_are_typeset_as_names():
     assert expr_latex(sp.Symbol("sigma_2")) == r"\sigma_{2}"
     i = sp.Idx("i")
     assert lhs_text("grad_x", (i,), True) == r"{{\mathrm{d}x}}_{i}"
+
+
+def test_prose_typesets_relations_derivatives_norms_and_powers_of_ten():
+    """The ASCII the report's prose was left with: an update arrow, a limit, dL/dw, a
+    norm, 1e-08, a bracketed product, a formula inside brackets."""
+    from symflop.report.prose import add_symbols, prose_latex
+    from symflop.report.tables import set_symbol_latex
+    add_symbols({"lr", "g", "lam", "w", "L", "z", "m"})
+    set_symbol_latex({"lr": r"\eta", "lam": r"\lambda"})
+    assert prose_latex("w <- w(1 - lr*lam) - lr*dL/dw") == \
+        r"$w \leftarrow w \left(1 - \eta \lambda\right) - \frac{\eta \mathrm{d}L}{\mathrm{d}w}$"
+    assert prose_latex("z -> -oo and z <= -5") == r"$z \to -\infty$ and $z \leq -5$"
+    assert prose_latex("eps = 1e-08, lr = 2.5e3") == \
+        r"$\epsilon = 10^{-8}$, $\eta = 2.5 \cdot 10^{3}$"
+    assert prose_latex("L + (lam/2)*||w||^2 added") == \
+        r"$L + \frac{\lambda \lVert w \rVert^{2}}{2}$ added"
+    assert prose_latex("(1 - m) times") == r"($1 - m$) times"       # its brackets kept
+    assert prose_latex("the document do x") == "the document do x"  # words stay words
+    assert prose_latex("sign(g) != 0") == r"$\operatorname{sign}{\left(g \right)} \neq 0$"

@@ -28,15 +28,24 @@ class _Norm(sp.Function):
 
 
 _FUNCTIONS = {"sqrt": sp.sqrt, "exp": sp.exp, "log": sp.log, "Abs": sp.Abs,
-              "Norm": _Norm, "sign": sp.sign, "eps": sp.Symbol("epsilon")}
+              "Norm": _Norm, "sign": sp.sign, "oo": sp.oo, "eps": sp.Symbol("epsilon")}
+# names the prose writes for what has a symbol of its own: gradL(x) is the gradient of
+# the loss at x
+_NAMED = {"gradL": r"\nabla L"}
 _GREEK = set("""alpha beta gamma delta epsilon eta theta kappa lambda mu nu xi pi rho
 sigma tau phi chi psi omega""".split())
 _SYMBOLS: set[str] = set()
 # a hyphenated word (per-step, ResNet-50, adagrad-eps-inside) is one word, never a formula
 # a name may carry subscripts: theta_t, v_{t-1}, lam_wd
 _NAME = r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*(?:_\{[^{}]*\})?"
-_TOKEN = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+|" + _NAME + r"|\d+(?:\.\d+)?"
-                    r"|\*\*|[-+*/^=(),|]| +")
+_NUMBER = r"\d+(?:\.\d+)?(?:e[-+]?\d+)?"  # 0.5, 1e-08
+# relations between two sides of a formula: theta <- theta - lr*g, z -> -oo, x != 0
+_RELATIONS = {"<-": r"\leftarrow", "->": r"\to", "!=": r"\neq", "<=": r"\leq",
+              ">=": r"\geq", "=": "="}
+_RELATION = "|".join(re.escape(r) for r in _RELATIONS)
+_TOKEN = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+|" + _NUMBER + "|" + _NAME + "|"
+                    + _RELATION + r"|\*\*|[-+*/^(),|]| +")
+_NAME_IN_FORMULA = re.compile(r"(?<![\d.])" + _NAME)  # not the e of 1e-08
 
 
 def add_symbols(names) -> None:
@@ -45,9 +54,17 @@ def add_symbols(names) -> None:
     _SYMBOLS.update(names)
 
 
+def _derivative(word: str) -> str | None:
+    """``dL``, ``dw``, ``dgamma``: d of a symbol (dL/dw is a derivative), else None."""
+    rest = word[1:]
+    return rest if word.startswith("d") and rest and _is_symbol(rest) else None
+
+
 def _is_symbol(word: str) -> bool:
     base = re.sub(r"\d+$", "", word)
     if word in _SYMBOLS or word in _FUNCTIONS or base in _GREEK or word in _GREEK:
+        return True
+    if word in _NAMED or _derivative(word):
         return True
     head = word.split("_")[0]
     return "_" in word and head != word and _is_symbol(head)
@@ -57,6 +74,10 @@ def _name_latex(word: str) -> str:
     """theta_t as \\theta_{t}, v_{t-1} as v_{t-1}, lam_wd as \\lambda_{wd}."""
     if word == "eps":
         return r"\epsilon"
+    if word in _NAMED:
+        return _NAMED[word]
+    if word not in _SYMBOLS and (of := _derivative(word)):
+        return r"\mathrm{d}" + _name_latex(of)
     head, _, sub = word.partition("_")
     if word in _SYMBOLS or not sub or word_subscript(sub):
         return symbol_latex(word)
@@ -79,8 +100,11 @@ def _math(run: str) -> str | None:
     text = run.strip().rstrip(",")
     if not text or text.count("(") != text.count(")") or text.count("|") % 2:
         return None
-    words = re.findall(_NAME, text)
-    operators = re.search(r"[-+*/^=|]", text)
+    lone = re.fullmatch(r"(\d+(?:\.\d+)?)e([-+]?\d+)", text)
+    if lone:  # a tolerance, 1e-12: 10^{-12}
+        return _power_of_ten(lone)
+    words = _NAME_IN_FORMULA.findall(text)
+    operators = re.search(_RELATION + r"|[-+*/^|]", text)
     if not words or not (operators or len(words) == 1 and _greek(words[0])):
         return None
     # each name becomes a placeholder SymPy can parse, printed as the name's LaTeX
@@ -92,18 +116,40 @@ def _math(run: str) -> str | None:
             return w
         return names.setdefault(w, f"S{len(names)}x")
 
-    src = re.sub(_NAME, placeholder, text)
+    src = _NAME_IN_FORMULA.sub(placeholder, text)
+    src = re.sub(r"(S\d+x)\(", r"\1*(", src)  # w(1 - lr): a product, not a call
+    numbers: dict[str, str] = {}  # 1e-08 as 10^{-8}, a name of its own to SymPy
+
+    def power_of_ten(m: re.Match) -> str:
+        tex = _power_of_ten(m)
+        for p, known in numbers.items():
+            if known == tex:
+                return p
+        p = f"E{len(numbers)}x"
+        numbers[p] = tex
+        return p
+
+    src = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?)e([-+]?\d+)", power_of_ten, src)
     src = re.sub(r"\|\|([^|]+)\|\|", r"Norm(\1)", src)
     src = re.sub(r"\|([^|]+)\|", r"Abs(\1)", src).replace("^", "**")
-    local = {p: sp.Symbol(p) for p in names.values()}
+    local = {p: sp.Symbol(p) for p in (*names.values(), *numbers)}
     local.update({f: fn for f, fn in _FUNCTIONS.items() if f != "eps"})
     shown = {sp.Symbol(p): _name_latex(w) for w, p in names.items()}
+    shown.update({sp.Symbol(p): tex for p, tex in numbers.items()})
     try:
-        sides = [_drop_ones(parse_expr(s, local_dict=local, evaluate=False))
-                 for s in src.split("=")]
-        return " = ".join(sp.latex(s, symbol_names=shown, order="none") for s in sides)
+        parts = re.split(f"({_RELATION})", src)
+        out = [sp.latex(_drop_ones(parse_expr(side, local_dict=local, evaluate=False)),
+                        symbol_names=shown, order="none") if n % 2 == 0 else
+               _RELATIONS[side] for n, side in enumerate(parts)]
+        return " ".join(out)
     except Exception:  # noqa: BLE001 - anything SymPy cannot read stays text
         return None
+
+
+def _power_of_ten(m: re.Match) -> str:
+    """1e-08 (mantissa, exponent) as 10^{-8}; 2.5e3 as 2.5 \\cdot 10^{3}."""
+    power = f"10^{{{int(m.group(2))}}}"
+    return power if float(m.group(1)) == 1 else rf"{m.group(1)} \cdot {power}"
 
 
 def _drop_ones(e: sp.Basic) -> sp.Basic:
@@ -149,9 +195,12 @@ def _peel(run: list[str]) -> list[str]:
     while run:
         text = "".join(run)
         last = run[-1]
-        if last.strip() == "" or last in ("+", "-", "*", "/", "^", "=", ",", "(", "**") \
+        if last.strip() == "" or last in ("+", "-", "*", "/", "^", ",", "(", "**") \
+                or last in _RELATIONS \
                 or last == ")" and text.count(")") > text.count("("):
             tail.insert(0, run.pop())
+        elif text.count("(") > text.count(")"):  # "sqrt(v) (eps left": the bracket opened
+            tail.insert(0, run.pop())           # last is the text's, not the formula's
         else:
             break
     return tail
@@ -163,7 +212,8 @@ def _peel_head(run: list[str], before: str) -> list[str]:
     ``m s``; parsed with them it would read as a unary plus and be lost)."""
     head: list[str] = []
     left = before.rstrip()[-1:]
-    while run and (run[0].strip() == "" or run[0] in ("+", "*", "/", "^", "=", "**")
+    while run and (run[0].strip() == "" or run[0] in ("+", "*", "/", "^", "**")
+                   or run[0] in _RELATIONS
                    or run[0] == "-" and left and (left.isalnum() or left in ")$}")):
         head.append(run.pop(0))
     return head
