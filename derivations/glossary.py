@@ -25,7 +25,7 @@ SIZES: dict[str, str] = {
     "G": "groups (GroupNorm)",
     "I": "input features (linear layer)",
     "K": "input features of the layer before BatchNorm (BatchNorm folded into it); "
-         "patch size C_in k_h k_w (convolution as im2col)",
+         "patch size C_in*k_h*k_w (convolution as im2col)",
     "L_bn": "BatchNorm layers in the network",
     "N": "values per feature that BatchNorm averages over: batch size times spatial "
          "positions; devices (distributed training)",

@@ -14,6 +14,7 @@ def front_stage(w: ReportWriter) -> str:
     the glossary of every symbol the tables use."""
     from derivations.glossary import UNITS, glossary
     from symflop.cost.conventions import CONVENTIONS, KINDS
+    from symflop.report.prose import prose_latex
     from symflop.report.tables import latex_escape as esc
     from symflop.report.tables import symbol_latex
     parts = [r"\section{About this report}",
@@ -40,7 +41,8 @@ def front_stage(w: ReportWriter) -> str:
         parts.append(esc(c.name) + " & " + " & ".join(str(c.weight(k)) for k in KINDS)
                      + f" & {c.fma_flops}" + r" \\")
     parts += [r"\bottomrule", r"\end{tabular}\par\smallskip", r"\begin{description}"]
-    parts += [rf"\item[{esc(c.name)}] {esc(c.description)}" for c in CONVENTIONS.values()]
+    parts += [rf"\item[{esc(c.name)}] {prose_latex(c.description)}"
+              for c in CONVENTIONS.values()]
     parts += [r"\end{description}", r"\subsection{Glossary}",
               esc("Every symbol that appears in a table, and what it means there. A symbol "
                   "that the document uses for two things is listed with both.") + " "
@@ -52,7 +54,7 @@ def front_stage(w: ReportWriter) -> str:
               r"{\small\begin{longtable}{@{}l l p{0.65\textwidth}@{}}", r"\toprule",
               r"\textbf{symbol} & \textbf{kind} & \textbf{meaning} \\", r"\midrule",
               r"\endhead"]
-    parts += [f"${symbol_latex(sym)}$ & {esc(kind)} & {esc(meaning)}" + r" \\"
+    parts += [f"${symbol_latex(sym)}$ & {esc(kind)} & {prose_latex(meaning)}" + r" \\"
               for kind, sym, meaning in glossary()]
     parts += [r"\bottomrule", END_UNNUMBERED]
     return "\n".join(parts)
