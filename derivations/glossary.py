@@ -22,7 +22,7 @@ SIZES: dict[str, str] = {
     "Cg": "channels per group (GroupNorm)",
     "d": "features: output dimension (MSE, Huber), normalized features (BatchNorm, "
          "LayerNorm, training step)",
-    "G": "groups (GroupNorm)",
+    "G": "groups (GroupNorm); AdaGrad's running sum of squared gradients (a tensor)",
     "I": "input features (linear layer)",
     "K": "input features of the layer before BatchNorm (BatchNorm folded into it); "
          "patch size C_in*k_h*k_w (convolution as im2col)",
@@ -33,7 +33,10 @@ SIZES: dict[str, str] = {
     "O": "output features (linear layer), output channels (convolution)",
     "P": "parameters of the model",
     "Psi": "parameters of the model (distributed training, as the ZeRO paper writes it)",
-    "S": "spatial positions per channel (GroupNorm, InstanceNorm, convolution output)",
+    "S": "spatial positions per channel (GroupNorm, InstanceNorm, convolution output); "
+         "the step decay's period, in steps (a hyperparameter)",
+    "H": "height of a feature map (convolution, BatchNorm example)",
+    "W": "width of a feature map (convolution, BatchNorm example)",
 }
 
 HYPERPARAMETERS: dict[str, str] = {
@@ -52,7 +55,7 @@ HYPERPARAMETERS: dict[str, str] = {
 }
 
 QUANTITIES: dict[str, str] = {
-    "L": "loss value (a scalar)",
+    "L": "loss value (a scalar); tokens per sample (the distributed step's caption)",
     "t": "step counter (1 at the first optimizer step)",
     "F": "FLOPs of the network's own forward pass (given, not derived)",
     "k": "the network's backward FLOPs over its forward FLOPs (about 2; a ratio the user "
@@ -62,6 +65,7 @@ QUANTITIES: dict[str, str] = {
 
 TENSORS: dict[str, str] = {
     "x": "activations (input of a normalization)",
+    "a": "activations (input of dropout)",
     "xhat": "normalized activations",
     "y": "targets (losses); output (normalization, dropout)",
     "yhat": "predictions",

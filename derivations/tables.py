@@ -540,6 +540,7 @@ def training_step_summary(convention="default", dtype="float32", exact=False,
                 "BatchNorm counts are for its L_bn layers.")
     size = dtype_bytes(o.dtype)
     mem = {label: e for label, _, e in comp.memory_terms}
+    parts_saved: list[sp.Expr] = []
     for (label, flops), mlabel in zip(comp.network, ("activations", "gradients")):
         t.add(label, flops, o.poly(size * mem[mlabel]), mlabel)
     for part in comp.parts:
@@ -555,6 +556,8 @@ def training_step_summary(convention="default", dtype="float32", exact=False,
         # A differentiated part keeps tensors for its backward pass; any other, its state.
         what, kind = (("saved", "saved for backward") if part.component.differentiate
                       else ("state", "state"))
+        if what == "saved":  # the composite's own memory holds the network's alone
+            parts_saved.append(_part_bytes(o, part, what, pd))
         for k, q in enumerate(part.passes):
             t.add(_part_pass(part.label, q), o.flops(o.counts(d, f"{part.label}.{q}")),
                   _part_bytes(o, part, what, pd) if k == 0 else "", kind if k == 0 else "")
@@ -564,8 +567,9 @@ def training_step_summary(convention="default", dtype="float32", exact=False,
     t.add("parameters", "", o.poly(size * mem["parameters"]), "parameters")
     total_mem = sum((o.memory(d).bytes(w, o.dtype) for w in ("parameters", "gradients", "state",
                                                           "saved")), sp.Integer(0))
-    t.add("Total step (adam)", o.flops(o.counts(d, "step")), o.poly(total_mem),
-          "parameters + gradients + state + activations")
+    t.add("Total step (adam)", o.flops(o.counts(d, "step")),
+          o.poly(total_mem + sp.Add(*parts_saved)),
+          "parameters + gradients + state + every tensor saved for backward")
     return t
 
 

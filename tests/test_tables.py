@@ -213,6 +213,13 @@ def test_training_step_comes_from_the_composite():
     d = CompositeDerivation(training.training_step("adam"))
     t = rows(build_table("training-step-summary", exact=True))
     assert t["Total step (adam)"][1] == d.counts("step").total
+    # the memory total holds every row above it: the network's activations and the loss's
+    # and BatchNorm's saved tensors too (it left the last two out)
+    own = sum((d.memory.bytes(w) for w in ("parameters", "gradients", "state", "saved")),
+              sp.Integer(0))
+    saved = [t[r][2] for r in ("loss forward", "l2 forward", "batchnorm forward")]
+    assert t["Total step (adam)"][2] == sp.expand(own + sp.Add(*saved))
+    assert all(sp.sympify(x) != 0 for x in (saved[0], saved[2]))
     assert t["loss backward"][1] == d.counts("loss.backward").total
 
 
