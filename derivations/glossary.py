@@ -65,7 +65,6 @@ QUANTITIES: dict[str, str] = {
 
 TENSORS: dict[str, str] = {
     "x": "activations (input of a normalization)",
-    "a": "activations (input of dropout)",
     "xhat": "normalized activations",
     "y": "targets (losses); output (normalization, dropout)",
     "yhat": "predictions",
