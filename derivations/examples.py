@@ -12,6 +12,7 @@ import numpy as np
 import sympy as sp
 
 from derivations import layers, normalization, optimizers, regularization, resnet50
+from symflop.core.model import size_symbol
 from symflop.derive import derive
 from symflop.report.examples import Example
 
@@ -27,7 +28,7 @@ STAGES = (("as written", "written"), ("optimized", "optimized"))
 
 
 def _bytes(d, what: str, dtype: str = "float32", **sizes) -> int:
-    subs = {sp.Symbol(k, integer=True, positive=True): v for k, v in sizes.items()}
+    subs = {size_symbol(k): v for k, v in sizes.items()}
     return int(d.memory.bytes(what, dtype).xreplace(subs))
 
 

@@ -20,6 +20,7 @@ from functools import lru_cache
 import sympy as sp
 
 from derivations import losses, normalization, optimizers, regularization
+from symflop.core.model import size_symbol
 from symflop.derive import derive
 from symflop.errors import UsageError
 from symflop.report.identities import FORMATS, Identity, Step, evaluate, render, step
@@ -280,7 +281,7 @@ def l2_weight_decay_adam() -> Identity:
 def batchnorm_fold() -> Identity:
     bn, fold = normalization.batchnorm(), normalization.batchnorm_fold()
     (eps,) = _hypers(bn, "epsilon")
-    K = sp.Symbol("K", integer=True, positive=True)
+    K = size_symbol("K")
     k = sp.Idx("k", K)
     W, u = sp.IndexedBase("W", real=True), sp.IndexedBase("u", real=True)
     b, gamma, beta, rm = (_sym(n) for n in ("b", "gamma", "beta", "running_mean"))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import sympy as sp
 
+from symflop.core.model import size_symbol
 from symflop.errors import UsageError
 
 RECORD = Path(__file__).with_name("recorded") / "resnet50-estimate.json"
@@ -25,7 +26,7 @@ RUN = {"model": "validation.resnet50:resnet50", "input": "3x224x224", "loss": "c
        "optimizer": "adam", "B": 32, "dtype": "float32"}
 COMMAND = (f"symflop estimate {RUN['model']} --input {RUN['input']} --loss {RUN['loss']} "
            f"--optimizer {RUN['optimizer']} --at B={RUN['B']}")
-B = sp.Symbol("B", integer=True, positive=True)
+B = size_symbol("B")
 
 # What a reader calls each line type of the estimate (a module type, or the step's parts).
 LABELS = {"Conv2d": "convolutions", "BatchNorm2d": "BatchNorm", "ReLU": "ReLU",

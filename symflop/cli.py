@@ -18,6 +18,7 @@ from decimal import Decimal
 import sympy as sp
 
 from symflop.compose import derive_any
+from symflop.core.model import size_symbol
 from symflop.cost import conventions
 from symflop.cost.memory import DTYPE_BYTES, dtype_bytes
 from symflop.derive import Derivation
@@ -354,7 +355,7 @@ def count_report(d: Derivation, dims: dict[str, int], convention: str, dtype: st
     conv = conventions.get_convention(convention)
     staged = hasattr(d, "stages")
     stage = stage_name(stage)
-    subs = {sp.Symbol(k, integer=True, positive=True): v for k, v in dims.items()}
+    subs = {size_symbol(k): v for k, v in dims.items()}
     passes = {}
     for name in d.passes:
         cnt = d.counts(name, conv, stage)

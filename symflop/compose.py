@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symflop.core.model import Component, Role
+from symflop.core.model import Component, Role, size_symbol
 from symflop.cost.conventions import KINDS, Convention, get_convention
 from symflop.cost.counting import Counts, leading_order
 from symflop.cost.memory import Memory
@@ -48,7 +48,7 @@ class Composite:
     ratios: set = field(default_factory=set)  # set by the user, but not sizes
 
     def dim(self, names: str):
-        out = [self.dims.setdefault(n, sp.Symbol(n, integer=True, positive=True))
+        out = [self.dims.setdefault(n, size_symbol(n))
                for n in names.split()]
         return out[0] if len(out) == 1 else tuple(out)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symflop.core.model import Component, Fact, Role
+from symflop.core.model import Component, Fact, Role, size_symbol
 from symflop.derive import Derivation
 
 
@@ -47,8 +47,7 @@ def random_inputs(c: Component, d: Derivation, dims: dict[str, int], rng: np.ran
 
 
 def _syms(dims):
-    import sympy as sp
-    return {sp.Symbol(k, integer=True, positive=True): v for k, v in dims.items()}
+    return {size_symbol(k): v for k, v in dims.items()}
 
 
 def _draw(t, shape, rng):

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - torch's own spelling
 from torch import nn
 
+from symflop.core.model import size_symbol
 from symflop.estimate.fit import fit_grid
 from symflop.estimate.tensor_parallel import layout
-from symflop.estimate.trace import size_symbol
 
 s, b, h, a, t, L, V = (size_symbol(n) for n in ("s", "b", "h", "a", "t", "L", "V"))
 d, u = size_symbol("d"), sp.Symbol("u", positive=True)   # head size; u = 1/t

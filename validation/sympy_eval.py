@@ -13,7 +13,7 @@ import numpy as np
 import sympy as sp
 
 from symflop.core.functions import uniform
-from symflop.core.model import Fact, Role
+from symflop.core.model import Fact, Role, size_symbol
 from symflop.core.program import Program, ref_name, tensor_refs
 
 
@@ -23,7 +23,7 @@ def evaluate(program: Program, values: dict, dims: dict[str, int]) -> dict[str, 
     Steps run as their mathematics says: a gather is the sum against the dense one-hot
     tensor, a scatter adds the product with it, a maximum is a maximum.  One-hot tensors
     may be given as labels; they are made dense here."""
-    size_of = {sp.Symbol(k, integer=True, positive=True): sp.Integer(v) for k, v in dims.items()}
+    size_of = {size_symbol(k): sp.Integer(v) for k, v in dims.items()}
     env = {k: _dense(program, k, v, size_of) for k, v in values.items()}
     hypers = {t.symbol: sp.Float(env[n]) for n, t in program.tensors.items()
               if t.role is Role.HYPER and n in env}

@@ -23,6 +23,11 @@ DERIVED_PASSES = ("backward", "gradient")  # the engine writes these; an author 
 _RESERVED = re.compile(r"^grad_|_(sum|part|lse|draw)\d*$")
 
 
+def size_symbol(name: str) -> sp.Symbol:
+    """A size (B, d, P, ...): a positive integer symbol. SymPy tells symbols apart by
+    their assumptions, so every size is made here, the same wherever it is made."""
+    return sp.Symbol(name, integer=True, positive=True)
+
 class Role(enum.Enum):
     """What a tensor is for; roles decide what is differentiated and what is state."""
 
@@ -169,7 +174,7 @@ class Component:
         out = []
         for n in names.split():
             self._check_name(n, allow_existing_dim=True)
-            out.append(self.dims.setdefault(n, sp.Symbol(n, integer=True, positive=True)))
+            out.append(self.dims.setdefault(n, size_symbol(n)))
         return out[0] if len(out) == 1 else tuple(out)
 
     def index(self, **ranges: sp.Expr) -> tuple[sp.Idx, ...]:

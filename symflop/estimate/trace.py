@@ -30,6 +30,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
+from symflop.core.model import size_symbol
 from symflop.errors import UsageError
 from symflop.estimate.calls import OpCall, TensorRef
 from symflop.estimate.cuda_autocast import cuda_autocast
@@ -87,12 +88,6 @@ def _fake(mode: FakeTensorMode, t: torch.Tensor) -> torch.Tensor:
         return mode.from_tensor(t, static_shapes=True)
     with mode:
         return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
-
-
-def size_symbol(name: str) -> sp.Symbol:
-    """A size, made as components make theirs (positive integer): B of a trace is B of a
-    component."""
-    return sp.Symbol(name, integer=True, positive=True)
 
 
 def _decomposition(func):

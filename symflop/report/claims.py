@@ -65,6 +65,7 @@ from tokenize import TokenError
 
 import sympy as sp
 
+from symflop.core.model import size_symbol
 from symflop.cost.conventions import CONVENTIONS, KINDS
 from symflop.cost.counting import leading_order
 from symflop.errors import UsageError
@@ -183,11 +184,6 @@ class Stated:
     value: object = None      # sp.Expr, dict, float, str
     unit: str | None = None
     step: float = 0.0         # a unit of the last stated digit (numbers), in the unit
-
-
-def size_symbol(name: str) -> sp.Symbol:
-    """A size as the engine declares it: a positive integer symbol."""
-    return sp.Symbol(name, integer=True, positive=True)
 
 
 def parse_polynomial(text: str, known: dict | None = None) -> sp.Expr:
