@@ -93,3 +93,25 @@ def test_the_quick_subset_leaves_out_only_modules_that_exist():
     from conftest import SLOW_MODULES
     here = {p.stem for p in Path(__file__).parent.glob("test_*.py")}
     assert SLOW_MODULES <= here, SLOW_MODULES - here
+
+
+def _readme_layout() -> list[str]:
+    """The engine's entries of README's Layout, in order: each line indented six spaces
+    under ``symflop/`` names one folder or a comma-separated list of modules."""
+    text = (ROOT.parent / "README.md").read_text()
+    block = text[text.index("    symflop/"):text.index("    derivations/")]
+    names = []
+    for line in block.splitlines()[1:]:
+        if line.startswith("      ") and not line.startswith("       "):
+            entry = line.strip().split("  ")[0]  # the name, before its description
+            names += [n.strip().rstrip("/").removesuffix(".py") for n in entry.split(",")]
+    return names
+
+
+def test_readme_lists_the_layers_in_order():
+    """README's Layout lists every layer of the engine, lowest first, as LAYERS does."""
+    names = _readme_layout()
+    layers = [_layer(n) for n in names]
+    assert layers == sorted(layers), list(zip(names, layers))
+    missing = set().union(*LAYERS) - set(names) - {"errors", "__main__", "__init__"}
+    assert not missing, missing
