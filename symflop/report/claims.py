@@ -7,7 +7,7 @@ convention.  This module parses the stated value, compares it with the derived
 one at the text's own precision, tries every named counting convention when the
 default one disagrees, and renders the verdicts as Markdown or JSON.  It knows
 no component; a catalogue lists its claims under the entry point group
-``symflop.report.claims`` (a list of ``Claim``).
+``symflop.claims`` (a list of ``Claim``), which ``symflop claims`` loads.
 
 The stated value (``claimed``) is one of:
 
@@ -73,7 +73,6 @@ from symflop.report.tables import END_UNNUMBERED, expr_latex, latex_escape
 
 STATUSES = ("agrees", "reconciled", "scope", "differs", "cannot-derive")
 CLAIM_STAGES = ("optimized", "written")
-GROUP = "symflop.claims"
 
 
 @dataclass(frozen=True)
@@ -751,17 +750,3 @@ def report(claims: list[Claim], fmt: str = "markdown",
     if fmt not in renderers:
         raise UsageError(f"unknown format {fmt!r} ({', '.join(renderers)})")
     return renderers[fmt](judge_all(claims), title)
-
-
-def installed() -> list[Claim]:
-    """Claims from every installed catalogue (entry point group ``symflop.report.claims``)."""
-    from importlib.metadata import entry_points
-
-    out: list[Claim] = []
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        try:
-            out.extend(ep.load())
-        except Exception as e:  # noqa: BLE001 - a broken plug-in is reported in one line
-            raise UsageError(f"claims {ep.name!r} ({ep.value}) failed to load: "
-                             f"{type(e).__name__}: {e}") from None
-    return out

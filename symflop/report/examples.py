@@ -2,7 +2,7 @@
 the figure a reference text gives for it, so that a difference is visible.
 
 The engine knows no particular example; a catalogue provides them through the
-``symflop.report.examples`` entry point as a dict of name -> function returning an
+``symflop.examples`` entry point as a dict of name -> function returning an
 ``Example``.
 """
 
