@@ -17,8 +17,8 @@ from derivations import (
     training,
 )
 from derivations.glossary import DISPLAY, glossary
+from symflop.report.latex import set_symbol_latex
 from symflop.report.prose import add_symbols
-from symflop.report.tables import set_symbol_latex
 
 # In every table and report: lr printed as eta, lam as lambda; the glossary's symbols
 # typeset where captions and cells write formulas in ASCII (theta - lr*g).

@@ -14,9 +14,9 @@ def front_stage(w: ReportWriter) -> str:
     the glossary of every symbol the tables use."""
     from derivations.glossary import UNITS, glossary
     from symflop.cost.conventions import CONVENTIONS, KINDS
+    from symflop.report.latex import latex_escape as esc
+    from symflop.report.latex import symbol_latex
     from symflop.report.prose import prose_latex
-    from symflop.report.tables import latex_escape as esc
-    from symflop.report.tables import symbol_latex
     parts = [r"\section{About this report}",
              esc("Every figure in this report is derived by symflop from the components' "
                  "equations, written once in SymPy: gradients by differentiation, operation "
@@ -80,9 +80,9 @@ def tables_stage(w: ReportWriter) -> str:
 
 def _pass_table(d, pass_name: str, stage: str) -> list[str]:
     """One pass of a derivation as a table: each equation, typeset, and its FLOPs."""
+    from symflop.report.latex import expr_latex
+    from symflop.report.latex import latex_escape as esc
     from symflop.report.render import lhs_text
-    from symflop.report.tables import expr_latex
-    from symflop.report.tables import latex_escape as esc
     rows = []
     for st, cnt in d.step_counts(pass_name, "default", stage):
         kinds = ", ".join(f"{k} ${expr_latex(v)}$" for k, v in cnt.by_kind.items() if v != 0)
@@ -107,7 +107,7 @@ def equations_stage(w: ReportWriter) -> str:
     from derivations import CATALOGUE
     from symflop import derive
     from symflop.report.claims import NEEDSPACE, PAGE_MACROS
-    from symflop.report.tables import latex_escape as esc
+    from symflop.report.latex import latex_escape as esc
     from symflop.rewrite.pipeline import stage_label
     parts = [r"\section{Derived equations}",
              esc("Equations the reference document uses without writing them out, as the "

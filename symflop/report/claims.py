@@ -69,7 +69,8 @@ from symflop.core.model import size_symbol
 from symflop.cost.conventions import CONVENTIONS, KINDS
 from symflop.cost.counting import leading_order
 from symflop.errors import UsageError
-from symflop.report.tables import END_UNNUMBERED, expr_latex, latex_escape
+from symflop.report.latex import expr_latex, latex_escape
+from symflop.report.tables import END_UNNUMBERED
 
 STATUSES = ("agrees", "reconciled", "scope", "differs", "cannot-derive")
 CLAIM_STAGES = ("optimized", "written")

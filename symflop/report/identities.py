@@ -190,7 +190,7 @@ def _with_numeric(ident: Identity, result: NumericResult) -> Identity:
 # -- rendering -----------------------------------------------------------------------
 
 def latex(e: sp.Basic) -> str:
-    from symflop.report.tables import expr_latex
+    from symflop.report.latex import expr_latex
     return expr_latex(e)
 
 

@@ -16,7 +16,7 @@ import re
 import sympy as sp
 from sympy.parsing.sympy_parser import parse_expr
 
-from symflop.report.tables import expr_latex, latex_escape, symbol_latex, word_subscript
+from symflop.report.latex import expr_latex, latex_escape, symbol_latex, word_subscript
 
 
 class _Norm(sp.Function):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from symflop.report.tables import latex_escape
+from symflop.report.latex import latex_escape
 
 # Commands a quote's math may use: LaTeX and amsmath, bm's \bm, and the document's own
 # macros, which ``MACROS`` defines (\pd, \R).

@@ -16,7 +16,7 @@ from symflop.rewrite.rules import describe
 
 def lhs_text(name: str, idx, latex: bool) -> str:
     if latex:
-        from symflop.report.tables import expr_latex
+        from symflop.report.latex import expr_latex
         base = expr_latex(sp.Symbol(name))  # a multi-letter name upright, as a name
         return f"{{{base}}}_{{{','.join(k.name for k in idx)}}}" if idx else base
     return f"{name}[{', '.join(map(str, idx))}]" if idx else name
@@ -27,7 +27,7 @@ def expr_text(e: sp.Expr, latex: bool) -> str:
         return sp.sstr(e)
     # An Idx prints its range as a subscript (expr_latex prints plain names instead), and
     # a catalogue's abbreviations print as it registered them (lr as eta).
-    from symflop.report.tables import expr_latex
+    from symflop.report.latex import expr_latex
     return expr_latex(e)
 
 
