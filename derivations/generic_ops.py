@@ -21,7 +21,7 @@ from __future__ import annotations
 import sympy as sp
 
 from derivations import layers
-from symflop import Component, sigmoid, softplus, total
+from symflop import Component, sigmoid, softplus, total, uniform
 from symflop.estimate.calls import FREE, Keep, OpCall, TensorRef, Unknown, Use
 
 SECTION = "Network operations"
@@ -447,9 +447,21 @@ def _rule_arange(call: OpCall):
     return [work("range", "add", _numel(y), integer=not y.floating)]
 
 
+def bernoulli() -> Component:
+    """A keep mask drawn in place, mask = 1 with probability 1 - p (dropout's first step)."""
+    c = Component("bernoulli", SECTION, "Bernoulli keep mask", reference="torch.bernoulli")
+    N = c.dim("N")
+    i = c.index(i=N)
+    p = c.hyper("p", p=0.5)
+    u = c.intermediate("u", (N,))
+    mask = c.output("mask", (N,))
+    c.assign("forward", u[i], uniform(i))
+    c.assign("forward", mask[i], sp.Piecewise((1, u[i] >= p), (0, True)))
+    return c
+
+
 def _rule_random(call: OpCall):
     """Random values: one draw per value."""
-    from derivations.network import bernoulli
     y = call.outputs[0]
     return [Use("random values", bernoulli, {}, {"N": _numel(y)}, {"mask": y},
                 forward_only=True)]

@@ -18,7 +18,8 @@ import math
 import sympy as sp
 
 from derivations import generic_ops, layers, norm_kernels
-from symflop import Component, sigmoid, total, uniform
+from derivations.generic_ops import bernoulli
+from symflop import Component, sigmoid, total
 from symflop.estimate.calls import FREE, Keep, OpCall, TensorRef, Unknown, Use
 
 SECTION = "Network operations"
@@ -107,19 +108,6 @@ def scalar_op(kind: str = "mul", wrt: tuple[str, ...] = ("a",)) -> Component:
     y = c.output("y", (N,))
     c.assign("forward", y[i], BINARY[kind](a[i], s))
     layers.gradient_of(c, y, wrt)
-    return c
-
-
-def bernoulli() -> Component:
-    """A keep mask drawn in place, mask = 1 with probability 1 - p (dropout's first step)."""
-    c = Component("bernoulli", SECTION, "Bernoulli keep mask", reference="torch.bernoulli")
-    N = c.dim("N")
-    i = c.index(i=N)
-    p = c.hyper("p", p=0.5)
-    u = c.intermediate("u", (N,))
-    mask = c.output("mask", (N,))
-    c.assign("forward", u[i], uniform(i))
-    c.assign("forward", mask[i], sp.Piecewise((1, u[i] >= p), (0, True)))
     return c
 
 

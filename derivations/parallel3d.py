@@ -416,23 +416,3 @@ def table(est, layouts: list[Layout], cluster: distributed.Cluster, network: Net
               Num(r["step"], ",.3g"), Num(r["bubble"], ".3f"),
               Num(r.get("mfu", 0.0), ".3f") if "mfu" in r else "")
     return t
-
-
-
-
-def _search(*args, **kwargs):
-    from derivations.plan import search
-    return search(*args, **kwargs)
-
-
-def _render_plan(*args, **kwargs):
-    from derivations.plan import render_plan
-    return render_plan(*args, **kwargs)
-
-
-# what the engine's ``symflop estimate`` and ``symflop plan`` read of this module (entry
-# point symflop.parallel)
-PARALLEL = {"Layout": Layout, "table": table, "check": check, "networks": NETWORKS,
-            "clusters": distributed.CLUSTERS, "precisions": PRECISIONS,
-            "schedules": pipeline.SCHEDULES, "stages": tuple(distributed.STAGES),
-            "search": _search, "render_plan": _render_plan}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from derivations import distributed, parallel3d
+from derivations import distributed, parallel3d, pipeline
 
 ZERO = ("DDP", "ZeRO-1", "ZeRO-2", "ZeRO-3")
 MICRO_BATCH_SIZES = (1, 2, 4, 8, 16)
@@ -131,3 +131,13 @@ def render_plan(plan: Plan, top: int, samples: int, traced_seconds: float) -> st
     for what, why in plan.skipped.items():
         lines.append(f"  {what}: not costed: {why}")
     return "\n".join(lines) + "\n"
+
+
+# what the engine's ``symflop estimate`` and ``symflop plan`` read of the catalogue's
+# parallel layouts (entry point symflop.parallel): here, beside the search, so that
+# parallel3d (the step of one layout) needs nothing of this module
+PARALLEL = {"Layout": parallel3d.Layout, "table": parallel3d.table,
+            "check": parallel3d.check, "networks": parallel3d.NETWORKS,
+            "clusters": distributed.CLUSTERS, "precisions": parallel3d.PRECISIONS,
+            "schedules": pipeline.SCHEDULES, "stages": tuple(distributed.STAGES),
+            "search": search, "render_plan": render_plan}
