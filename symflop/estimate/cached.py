@@ -90,7 +90,7 @@ def key(tr, parts: tuple, components: list, rules: dict) -> str | None:
 def load(digest: str | None):
     """The cached estimate, or None: a miss, and so is a payload that is not an estimate
     (written by another version, or damaged): it is derived again and stored anew."""
-    from symflop.estimate.step import Estimate
+    from symflop.estimate.result import Estimate
     hit = None if digest is None else cache.load(f"estimate-{digest[:40]}", digest)
     return hit if isinstance(hit, Estimate) else None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from symflop.errors import UsageError
-from symflop.estimate.step import Estimate
+from symflop.estimate.result import Estimate
 from symflop.registry import plugin
 
 DISTRIBUTED_OPTIMIZER = "adam"  # the one the distributed-step table derives its state from

@@ -8,7 +8,7 @@ import sympy as sp
 
 from symflop.core.ops import KINDS
 from symflop.errors import UsageError
-from symflop.estimate.step import Estimate, Line
+from symflop.estimate.result import Estimate, Line
 from symflop.report.tables import Num, Seq, Table, cell_text, latex_document, render
 
 FORMATS = ("text", "markdown", "latex", "json")
@@ -275,3 +275,11 @@ def render_estimate(est: Estimate, fmt: str = "text", depth: int | None = None,
     if fmt == "text":
         return "\n".join(_text(t) for t in tables)
     return "\n".join(render(t, fmt) for t in tables)
+
+
+class ShownEstimate(Estimate):
+    """The estimate ``symflop.estimate.estimate`` returns: an ``Estimate`` that Jupyter
+    shows as its tables, by the model's children."""
+
+    def _repr_markdown_(self) -> str:
+        return render_estimate(self, "markdown", depth=1)
