@@ -249,6 +249,9 @@ def test_an_output_that_copies_an_intermediate_names_it():
     x = next(s for s in backward.steps if s.lhs == "grad_x")
     assert {"grad_gamma", "grad_beta"} <= {r.base.label.name for r in
                                           tensor_refs(x.body, backward.tensors)}
+    # read through the outputs' own symbols (real, as every tensor's), not a bare base
+    read = {r.base for r in tensor_refs(x.body, backward.tensors)}
+    assert {backward.tensors[n].symbol for n in ("grad_gamma", "grad_beta")} <= read
     N, dd = (sp.Symbol(n, integer=True, positive=True) for n in ("N", "d"))
     assert d.counts("backward").total == 7 * N * dd + 5 * dd
     copies = []

@@ -155,7 +155,7 @@ def name_by_output(program: Program, keep: frozenset[str]) -> Program:
     for n, st in enumerate(steps):
         refs = tensor_refs(st.body, program.tensors) if _elementwise(st) else []
         if st.lhs not in keep or len(refs) != 1 or st.body != refs[0] or \
-                not isinstance(refs[0], sp.Indexed) and st.idx:
+                (st.idx and not isinstance(refs[0], sp.Indexed)):
             continue
         source = ref_name(refs[0])
         indices = tuple(refs[0].indices) if isinstance(refs[0], sp.Indexed) else ()
@@ -171,12 +171,12 @@ def name_by_output(program: Program, keep: frozenset[str]) -> Program:
 
 
 def _rename(steps: list[Step], old: str, new: str, tensors) -> list[Step]:
-    base = sp.IndexedBase(new)
+    symbol = tensors[new].symbol  # the output's own symbol, its assumptions with it
     out = []
     for s in steps:
         refs = [r for r in tensor_refs(s.body, tensors) if ref_name(r) == old]
-        body = s.body.xreplace({r: base[r.indices] if isinstance(r, sp.Indexed)
-                                else sp.Symbol(new) for r in refs})
+        body = s.body.xreplace({r: symbol[r.indices] if isinstance(r, sp.Indexed)
+                                else symbol for r in refs})
         out.append(replace(s, lhs=new if s.lhs == old else s.lhs, body=body))
     return out
 
