@@ -38,6 +38,7 @@ _SYMBOLS: set[str] = set()
 # a hyphenated word (per-step, ResNet-50, adagrad-eps-inside) is one word, never a formula
 # a name may carry subscripts: theta_t, v_{t-1}, lam_wd
 _NAME = r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*(?:_\{[^{}]*\})?"
+_SCIENTIFIC = r"(\d+(?:\.\d+)?)e([-+]?\d+)"  # 1e-08: mantissa, exponent
 _NUMBER = r"\d+(?:\.\d+)?(?:e[-+]?\d+)?"  # 0.5, 1e-08
 # relations between two sides of a formula: theta <- theta - lr*g, z -> -oo, x != 0
 _RELATIONS = {"<-": r"\leftarrow", "->": r"\to", "!=": r"\neq", "<=": r"\leq",
@@ -100,7 +101,7 @@ def _math(run: str) -> str | None:
     text = run.strip().rstrip(",")
     if not text or text.count("(") != text.count(")") or text.count("|") % 2:
         return None
-    lone = re.fullmatch(r"(\d+(?:\.\d+)?)e([-+]?\d+)", text)
+    lone = re.fullmatch(_SCIENTIFIC, text)
     if lone:  # a tolerance, 1e-12: 10^{-12}
         return _power_of_ten(lone)
     words = _NAME_IN_FORMULA.findall(text)
@@ -118,18 +119,10 @@ def _math(run: str) -> str | None:
 
     src = _NAME_IN_FORMULA.sub(placeholder, text)
     src = re.sub(r"(S\d+x)\(", r"\1*(", src)  # w(1 - lr): a product, not a call
-    numbers: dict[str, str] = {}  # 1e-08 as 10^{-8}, a name of its own to SymPy
-
-    def power_of_ten(m: re.Match) -> str:
-        tex = _power_of_ten(m)
-        for p, known in numbers.items():
-            if known == tex:
-                return p
-        p = f"E{len(numbers)}x"
-        numbers[p] = tex
-        return p
-
-    src = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?)e([-+]?\d+)", power_of_ten, src)
+    by_tex: dict[str, str] = {}  # 1e-08 as 10^{-8}, a name of its own to SymPy
+    src = re.sub(r"(?<![\w.])" + _SCIENTIFIC,
+                 lambda m: by_tex.setdefault(_power_of_ten(m), f"E{len(by_tex)}x"), src)
+    numbers = {p: tex for tex, p in by_tex.items()}
     src = re.sub(r"\|\|([^|]+)\|\|", r"Norm(\1)", src)
     src = re.sub(r"\|([^|]+)\|", r"Abs(\1)", src).replace("^", "**")
     local = {p: sp.Symbol(p) for p in (*names.values(), *numbers)}
