@@ -236,7 +236,10 @@ def test_memory_total_is_the_estimate_term_by_term():
     assert sp.expand(saved - mem["saved for backward"]) == 0
     B = resnet50.B
     assert m["Total"][1] == sp.expand(sp.Add(*mem.values()))
-    assert m["Total"][1].coeff(B) == 85_913_512   # bytes per image (tests/test_resnet50.py)
+    # bytes per image: the hand count of ResNet-50's saved tensors (float32, int64 max-pool
+    # indices) and the loss's log-softmax output (1000 floats) and int64 target
+    import resnet50_hand
+    assert m["Total"][1].coeff(B) == resnet50_hand.resnet50_saved_bytes(4) + 4 * 1000 + 8
     assert m["saved: max-pool"][2].value == 32 * 8 * 64 * 56 * 56 / 2 ** 20  # int64 indices
 
 
