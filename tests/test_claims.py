@@ -12,8 +12,12 @@ import pytest
 import sympy as sp
 
 from derivations.claims import CLAIMS, report
+from symflop.core.model import size_symbol
 from symflop.report import claims as engine
-from symflop.report.claims import Claim, Equation, Underivable, judge, parse_claimed, size_symbol
+from symflop.report.agreement import Equation
+from symflop.report.claims import judge
+from symflop.report.stated import parse_claimed
+from symflop.report.verdict import Claim, Underivable
 
 ROOT = Path(__file__).resolve().parents[1]
 B, d, P, N = (size_symbol(n) for n in "B d P N".split())
@@ -305,7 +309,7 @@ def test_equations_are_checked_and_a_wrong_one_fails():
 
 
 def test_a_wrong_batchnorm_backward_is_caught():
-    from derivations import claims as data
+    from derivations.claims import normalization as data
     eq = data._grad_bn("x")("default")
     assert engine.same_values(eq)
     wrong = Equation(eq.derived, eq.claimed * sp.Rational(11, 10), eq.sizes,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from symflop.report.agreement import number_agrees
+
 
 @dataclass(frozen=True)
 class Row:
@@ -25,14 +27,13 @@ class Row:
     abs_tol: float = 0.0
 
     def verdict(self) -> str:
+        """What the document says, and whether the figure agrees with it."""
         if self.claimed is None:
             return ""
-        if self.claimed == 0:
-            same = self.value == 0
-        else:
-            same = abs(self.value - self.claimed) <= max(self.rel_tol * abs(self.claimed),
-                                                         self.abs_tol)
-        if same:
+        # the claims' rule, at the tolerance the row states rather than at the stated
+        # figure's last digit
+        tolerance = max(self.rel_tol * abs(self.claimed), self.abs_tol)
+        if number_agrees(self.value, self.claimed, tolerance):
             return f"document: {self.claimed_text} (agrees)"
         ratio = self.value / self.claimed if self.claimed else float("inf")
         return f"document: {self.claimed_text} (DIFFERS: engine/document = {ratio:.3g})"

@@ -3,11 +3,13 @@ proved or refuted symbolically and checked numerically.
 
 A catalogue states them as ``Identity`` records (name, statement, what a reference text
 claims, verdict, derivation steps with SymPy expressions) through the entry point group
-``symflop.report.identities``: a dict of name -> function returning an ``Identity``.  The
-engine knows no particular identity.  A numeric check is named by a ``"module:function"``
-string (the function takes the identity's name and returns a ``NumericResult``) and
-imported only when it is run, so the records and their symbolic derivations never need
-torch.
+``symflop.identities``: a dict of name -> function returning an ``Identity``.  The
+engine knows no particular identity.  A numeric check is named by a plain name, which
+the installed validation suite (entry point group ``symflop.validation``, the one
+``symflop validate`` runs) looks up and runs through its ``identity_check(name)``,
+returning a ``NumericResult``.  The suite is loaded only when a check runs, so the
+records and their symbolic derivations never need torch, and a catalogue never names
+the package that checks it.
 
 ``step`` runs one pass of a component on one element of each tensor, symbolically, so
 that a catalogue can compose its components' own equations (an optimizer step, a
@@ -18,7 +20,6 @@ Rendering is deterministic: text, Markdown and JSON depend only on the records.
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from symflop.core.model import Component, Role
 from symflop.errors import ComponentError, UsageError
 
 GROUP = "symflop.identities"
+VALIDATION_GROUP = "symflop.validation"
 FORMATS = ("text", "markdown", "json", "latex")
 
 
@@ -72,7 +74,7 @@ class Identity:
     holds: whether the statement is true; condition: the change of variables or the
     condition under which it holds ("" if it holds as stated).  document: what the
     reference text asserts, and document_agrees whether the verdict bears it out.
-    numeric_check: ``"module:function"``, called with ``name``, imported lazily.
+    numeric_check: the name of the check the installed validation suite runs.
     """
 
     name: str
@@ -157,12 +159,21 @@ def run_numeric(ident: Identity) -> NumericResult:
     """Run the identity's numeric check, or say why it did not run."""
     if ident.numeric_check is None:
         return NumericResult(None, "no numeric check")
-    module, _, func = ident.numeric_check.partition(":")
     try:
-        check = getattr(importlib.import_module(module), func)
+        suite = _validation_suite()
     except ImportError as e:
         return NumericResult(None, f"not run: {e.name or e} is not installed")
-    return check(ident.name)
+    check = getattr(suite, "identity_check", None)
+    if check is None:
+        return NumericResult(None, "not run: no installed validation suite checks identities")
+    return check(ident.numeric_check)
+
+
+def _validation_suite():
+    """The validation suite of the first installed catalogue that has one (as ``symflop
+    validate`` finds it), or None; imported now (it may need torch)."""
+    eps = sorted(entry_points(group=VALIDATION_GROUP), key=lambda e: e.name)
+    return eps[0].load() if eps else None
 
 
 def evaluate(identities: Mapping[str, Callable[[], Identity]], numeric: bool = True,
@@ -337,7 +348,7 @@ def report(fmt: str = "text", numeric: bool = True,
            names: tuple[str, ...] | None = None) -> str:
     """Every identity (or ``names``), evaluated and rendered as ``fmt``.
 
-    ``identities`` defaults to those installed through the ``symflop.report.identities``
+    ``identities`` defaults to those installed through the ``symflop.identities``
     entry points.
     """
     if fmt not in FORMATS:

@@ -1,7 +1,7 @@
 """Writing a report: files written atomically, a LaTeX document, its compilation.
 
 The engine knows no particular table or plot.  A catalogue provides the report's
-stages through the ``symflop.report.report`` entry point: a list of (label, function)
+stages through the ``symflop.report`` entry point: a list of (label, function)
 pairs, each function taking a ``ReportWriter``, writing its files and returning
 the LaTeX that ``report.tex`` includes for it.
 """
