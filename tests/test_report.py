@@ -195,7 +195,7 @@ def test_an_interrupted_report_leaves_the_old_folder_as_it_was(tmp_path, monkeyp
     (out / ".symflop-report").write_text("an earlier report\n")
     (out / "old.txt").write_text("the earlier report's file")
     monkeypatch.setattr(rep, "STAGES", [("tables", rep.tables_stage), ("broken", broken)])
-    monkeypatch.setattr("symflop.cli.plugin", lambda group, what: rep.STAGES)
+    monkeypatch.setattr("symflop.commands.document.plugin", lambda group, what: rep.STAGES)
     # Ctrl-C: one line and the shell's status 130, no traceback (once a traceback)
     assert main(["report", "--out", str(out), "--no-pdf"]) == 130
     assert capsys.readouterr().err == "symflop: interrupted\n"
@@ -319,12 +319,13 @@ def test_scratch_folders_of_killed_runs_are_removed(tmp_path, monkeypatch):
 _FAST_REPORT = """
 import sys
 import symflop.cli as cli
+import symflop.commands.document as document
 
 def stage(writer):
     writer.write("part.txt", sys.argv[2])
     return "part"
 
-cli.plugin = lambda group, what: [("part", stage)]
+document.plugin = lambda group, what: [("part", stage)]
 sys.exit(cli.main(["report", "--out", sys.argv[1], "--no-pdf"]))
 """
 
@@ -404,7 +405,7 @@ def one_stage(monkeypatch):
     def stage(writer):
         writer.write("part.txt", "a part")
         return "part"
-    monkeypatch.setattr("symflop.cli.plugin", lambda group, what: [("part", stage)])
+    monkeypatch.setattr("symflop.commands.document.plugin", lambda group, what: [("part", stage)])
 
 
 def test_a_failed_pdf_never_replaces_a_report_that_has_one(tmp_path, monkeypatch, capsys,
