@@ -106,9 +106,9 @@ def equations_stage(w: ReportWriter) -> str:
     log-sum-exp that the generated code computes."""
     from derivations import CATALOGUE
     from symflop import derive
+    from symflop.core.stages import stage_label
     from symflop.report.claims import NEEDSPACE, PAGE_MACROS
     from symflop.report.latex import latex_escape as esc
-    from symflop.rewrite.pipeline import stage_label
     parts = [r"\section{Derived equations}",
              esc("Equations the reference document uses without writing them out, as the "
                  "engine derives them: the backward pass of every component that has one "

@@ -19,6 +19,7 @@ import sympy as sp
 from symflop import cache
 from symflop.core.model import Component, Fact, Role
 from symflop.core.program import label_inputs
+from symflop.core.stages import as_written_stage, stage_label, stage_name
 from symflop.cost.conventions import Convention, get_convention
 from symflop.cost.counting import Counts, Tally, apply_convention, tally_program, total_tally
 from symflop.cost.memory import Memory, elements, memory, moved_elements
@@ -28,14 +29,7 @@ from symflop.lower.compiled import CompiledPass, shapes_of
 from symflop.lower.plan import Lowered
 from symflop.lower.stage import lower_component
 from symflop.rewrite.fused import FusedGradient
-from symflop.rewrite.pipeline import (
-    Stage,
-    as_written_stage,
-    recompute_point,
-    run,
-    stage_label,
-    stage_name,
-)
+from symflop.rewrite.pipeline import Stage, run
 
 DEFAULT_STAGE = "reused"
 
@@ -268,7 +262,7 @@ def _tradeoffs(c: Component, stages, memories) -> tuple[Tradeoff, ...]:
     if "backward" not in reused.programs:
         return ()
     points = [("reuse", reused.programs["backward"], memories[DEFAULT_STAGE])]
-    other = recompute_point(c, stages)
+    other = reused.recompute.get("backward")  # computed once, by the pipeline
     if other is not None:
         points.append(("recompute", other, memory(c.tensors, {"backward": other}, other,
                                                     c.wrt)))

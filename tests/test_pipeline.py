@@ -12,11 +12,12 @@ from conftest import derived
 
 from derivations import CATALOGUE
 from symflop import Component, derive, total
+from symflop.core.stages import STAGES
 from symflop.cost.counting import numeric_sizes
 from symflop.lower.codegen import generate
 from symflop.lower.compiled import CompiledPass, shapes_of
 from symflop.lower.plan import lower
-from symflop.rewrite.pipeline import STAGES, recompute_point, run
+from symflop.rewrite.pipeline import recompute_point, run
 from symflop.rewrite.rules import REGISTRY
 
 N, d, B, C, P = sp.symbols("N d B C P", integer=True, positive=True)

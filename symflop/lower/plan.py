@@ -27,7 +27,6 @@ leave the cache.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import sympy as sp
 
@@ -44,8 +43,8 @@ from symflop.core.program import (
     tensor_refs,
 )
 from symflop.cost.counting import lowerer_for, program_names
+from symflop.rewrite.edits import drop_dead, try_inline
 from symflop.rewrite.rules import rule
-from symflop.rewrite.structure import drop_dead, try_inline
 
 RESULT_ROLES = (Role.OUTPUT, Role.STATE, Role.PARAMETER)
 
@@ -83,7 +82,7 @@ class Lowered:
     def temporaries(self) -> tuple[str, ...]:
         """Steps stored in a full-size buffer but not returned (a scatter's base whose
         buffer the scatter takes over is the result's memory, not a temporary)."""
-        taken = {k.step.scatter[2] for k in self.kernels if k.reuse_base}
+        taken = {k.step.scatter[2] for k in self.kernels if k.reuse_base and k.step.scatter}
         return tuple(k.step.lhs for k in self.kernels
                      if k.step.lhs not in self.results and k.step.lhs not in taken)
 
@@ -108,8 +107,8 @@ def lower(program: Program, read_elsewhere: frozenset[str]) -> Lowered:
     kernels = []
     for n, st in enumerate(program.steps):
         product = matrix_product(st, program)
-        block = (None, False) if product else _block(st, program)
-        kernels.append(Kernel(st, *block, _inplace(st, inputs, program),
+        block, accumulate = (None, False) if product else _block(st, program)
+        kernels.append(Kernel(st, block, accumulate, _inplace(st, inputs, program),
                               _base_dead(program, n, keep), product))
     blocked = any(not program.tensors[n].is_scalar and n not in label_inputs(program)
                   for n in inputs)  # an array input gives the blocks' dtype and device
@@ -181,11 +180,10 @@ def inline_temporaries(program: Program, keep: frozenset[str]) -> Program:
     where that moves fewer bytes.
 
     Repeated until no temporary is worth it (module docstring)."""
-    ctx = SimpleNamespace(keep=keep)
     while True:
         for n in range(len(program.steps)):
             if _worth_inlining(program, n, keep):
-                new = try_inline(program, n, ctx)
+                new = try_inline(program, n, keep)
                 if new is not None:
                     program = new
                     break

@@ -2,7 +2,8 @@
 choice made by bytes moved.
 
 The derived passes can read what the forward pass named (BatchNorm's ``xhat``) or
-recompute it from the forward's inputs (``symflop.rewrite.pipeline.recompute_passes``).
+recompute it from the forward's inputs (``symflop.rewrite.pipeline.recompute_point``; the
+pipeline keeps them, stabilized, in the stabilized stage).
 Both are lowered; the one whose forward and derived passes together move fewer bytes
 is kept (ties keep the reading form).  On a memory-bound device that is the faster
 program, and it is the one that saves less for backward.
@@ -14,10 +15,11 @@ import sympy as sp
 
 from symflop.core.model import Component
 from symflop.core.program import Program
+from symflop.core.stages import DERIVED
 from symflop.cost.counting import numeric_sizes
 from symflop.cost.memory import moved_elements
 from symflop.lower.plan import Lowered, lower, pass_inputs
-from symflop.rewrite.pipeline import DERIVED, Stage, recompute_passes
+from symflop.rewrite.pipeline import Stage
 from symflop.rewrite.rules import rule
 
 
@@ -25,13 +27,13 @@ from symflop.rewrite.rules import rule
 def _recompute(c: Component, stages: tuple[Stage, ...]) -> dict[str, Program]:
     """The derived passes recompute the forward's large intermediates from its inputs
     when that moves fewer bytes than saving them."""
-    return recompute_passes(c, stages)
+    return stages[-1].recompute
 
 
 def lower_component(c: Component, stages: tuple[Stage, ...]) -> tuple[Stage, dict[str, Lowered]]:
     """The lowered ``Stage`` and each pass's ``Lowered`` form."""
     code = stages[-1].programs
-    options = [(code, ())]
+    options: list[tuple[dict[str, Program], tuple[tuple[str, str, str], ...]]] = [(code, ())]
     recomputed = _recompute(c, stages)
     if recomputed:
         options.append(({**code, **recomputed},

@@ -6,11 +6,11 @@ import sympy as sp
 
 from symflop.core.model import Component
 from symflop.core.program import Step
+from symflop.core.stages import STAGES, stage_label, stage_name
 from symflop.cost.conventions import get_convention
 from symflop.cost.memory import dtype_bytes
 from symflop.derive import Derivation
 from symflop.rewrite.fused import FusedGradient
-from symflop.rewrite.pipeline import STAGES, stage_label, stage_name
 from symflop.rewrite.rules import describe
 
 
@@ -129,8 +129,8 @@ def stage_report(c: Component, d: Derivation, convention: str = "default",
             for rule_name, p, where in stage.fired:
                 if p == pass_name:
                     fired.setdefault(rule_name, []).append(where)
-            for rule_name, where in fired.items():
-                out.append(f"  {'':<{width}}    {rule_name}: {', '.join(dict.fromkeys(where))}")
+            for rule_name, places in fired.items():
+                out.append(f"  {'':<{width}}    {rule_name}: {', '.join(dict.fromkeys(places))}")
     if d.tradeoffs:
         out.append("\nsave or recompute (backward pass, default convention):")
         for tr in d.tradeoffs:

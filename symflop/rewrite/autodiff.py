@@ -36,6 +36,8 @@ def grad_name(name: str) -> str:
 
 def seed_of(c: Component) -> Tensor | None:
     """The upstream gradient a backward pass takes (``None`` for a scalar loss: seed 1)."""
+    if c.differentiate is None:
+        raise ComponentError(f"component {c.name!r} declares nothing to differentiate")
     out = c.tensors[c.differentiate]
     if out.is_scalar:
         return None

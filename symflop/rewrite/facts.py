@@ -65,7 +65,8 @@ class Facts:
 
 def split_factors(expr: sp.Expr, over: set) -> tuple[sp.Expr, sp.Expr]:
     """``expr`` as (factors that do not depend on ``over``, factors that do)."""
-    outer, inner = [], []
+    outer: list[sp.Expr] = []
+    inner: list[sp.Expr] = []
     for f in sp.Mul.make_args(expr):
         (inner if f.free_symbols & over else outer).append(f)
     return sp.Mul(*outer), sp.Mul(*inner)

@@ -19,6 +19,7 @@ import sympy as sp
 from symflop.core.indices import all_index_names, instantiate
 from symflop.core.model import Component
 from symflop.core.program import Program, Step, ref_indices, ref_name, split_step, tensor_refs
+from symflop.errors import ComponentError
 from symflop.rewrite.autodiff import grad_name
 
 
@@ -40,6 +41,8 @@ def fuse(c: Component, fwd: Program, bwd: Program) -> dict[str, FusedGradient]:
     out = {}
     for w in c.wrt:
         st = bwd.defining_step(grad_name(w))
+        if st is None:
+            raise ComponentError(f"{c.name}: the backward pass computes no {grad_name(w)}")
         expr = inline(st.rhs(), inlinable, bwd.tensors, exclude=grad_name(w))
         out[w] = FusedGradient(w, st.idx, tidy(expr), ())
     return out

@@ -9,16 +9,23 @@
     stabilized      stability rewrites: the program the generated code runs
 
 Every stage keeps its programs, the rules that fired (rule, pass, step) and the
-closed-form gradients it implies; nothing is thrown away.
+closed-form gradients it implies; nothing is thrown away.  The reused and stabilized
+stages also keep the derived passes at the recompute point (``recompute_point``),
+computed once here for the lowering and the save-or-recompute tradeoffs to read.  The
+stages' names live in ``symflop.core.stages``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+# A plain import, so it runs before the rule modules below: the search's own rule
+# (search-bound) leads the reuse phase's moves, as it always has.
+import symflop.rewrite.search as search
 from symflop.core.functions import draws_random
 from symflop.core.model import Component, Role
 from symflop.core.program import Program, normalize, ref_name, tensor_refs
+from symflop.core.stages import DERIVED
 from symflop.cost.counting import numeric_sizes
 from symflop.errors import UsageError
 from symflop.rewrite import (  # noqa: F401 - importing registers their rules, in this order
@@ -26,43 +33,14 @@ from symflop.rewrite import (  # noqa: F401 - importing registers their rules, i
     reuse,
     specialize,
     stability,
-    structure,
 )
 from symflop.rewrite.autodiff import backward, grad_name
+from symflop.rewrite.edits import propagate, reads
 from symflop.rewrite.facts import Facts, derive_facts
 from symflop.rewrite.fused import FusedGradient, closed_forms, fuse, fused_program
 from symflop.rewrite.rules import Context, rewrite_steps, rules
-from symflop.rewrite.structure import optimize, propagate, reads
 
-REWRITE_STAGES = ("written", "differentiated", "simplified", "reused", "stabilized")
-STAGES = REWRITE_STAGES + ("lowered",)  # lowered: symflop.lower.plan, what the code runs
-ALIASES = {"optimized": "reused", "as-written": "written", "code": "lowered"}
-DERIVED = ("backward", "gradient")
 FINAL = frozenset({"affine-form"})  # reuse rules applied once the search is done
-
-
-def as_written_stage(d, pass_name: str) -> str:
-    """The stage at which a pass appears as written: its author's passes when written,
-    the derived ones (backward, gradient) when reverse mode derived them."""
-    return "differentiated" if pass_name.rpartition(".")[2] in DERIVED else "written"
-
-
-def stage_label(name: str) -> str:
-    """A stage's name with its alias: ``reused (optimized)``, ``stabilized (code)``."""
-    extra = {v: k for k, v in ALIASES.items() if k != "as-written"}.get(name)
-    return f"{name} ({extra})" if extra else name
-
-
-def stage_name(name: str) -> str:
-    """A stage by name or alias (``optimized``, ``code``); one-line error otherwise."""
-    name = ALIASES.get(name, name)
-    if name not in STAGES:
-        import difflib
-        known = STAGES + tuple(ALIASES)
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UsageError(f"unknown stage {name!r} (known: {', '.join(known)}){hint}")
-    return name
 
 
 @dataclass(frozen=True)
@@ -72,6 +50,9 @@ class Stage:
     fired: tuple[tuple[str, str, str], ...]       # (rule, pass, step)
     fused: dict[str, FusedGradient]
     assumptions: tuple[str, ...] = ()
+    # the derived passes at the recompute point, in this stage's form (``recompute_point``;
+    # reused: as the search left them, stabilized: as the code runs them); empty if none
+    recompute: dict[str, Program] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,7 +100,7 @@ def run(c: Component, skip: frozenset[str] = frozenset()) -> tuple[Stage, ...]:
                         closed_forms(reused["gradient"], c.wrt, assumptions,
                                      reused[plan.forward], named), assumptions))
     stages.append(_stabilize(c, plan, reused))
-    return tuple(stages)
+    return _with_recompute_points(c, plan, tuple(stages))
 
 
 def _plan(c: Component, written: dict[str, Program]) -> Plan:
@@ -241,11 +222,11 @@ def _reuse(program: Program, ctx: Context, skip, derived: bool) -> Program:
     the forward's tensors), the search over moves, then the final rules."""
     if derived:
         program = rewrite_steps(program, "reuse", ctx, skip | FINAL)
-    program = optimize(program, ctx)
+    program = search.optimize(program, ctx)
     final = propagate(rewrite_steps(program, "reuse", ctx, skip, only=FINAL), ctx)
     if final.steps != program.steps:  # a collected body may make another move pay
-        final = propagate(rewrite_steps(optimize(final, ctx), "reuse", ctx, skip, only=FINAL),
-                          ctx)
+        final = propagate(rewrite_steps(search.optimize(final, ctx), "reuse", ctx, skip,
+                                        only=FINAL), ctx)
     return final
 
 
@@ -280,10 +261,14 @@ def recompute_point(c: Component, stages: tuple[Stage, ...],
     """The optimized backward (or ``derived``, another derived pass) rewritten to
     recompute, from the forward's inputs and its smaller tensors, every forward
     intermediate as large as the largest input that it reads (BatchNorm's ``xhat`` from
-    ``x``, ``mu`` and ``var``); None if it reads none."""
+    ``x``, ``mu`` and ``var``); None if it reads none.  ``run`` computes it once and keeps
+    it in the stages (``Stage.recompute``)."""
+    return _recompute_point(c, _plan(c, stages[0].programs), stages, derived)
+
+
+def _recompute_point(c: Component, plan: Plan, stages: tuple[Stage, ...],
+                     derived: str) -> Program | None:
     by_name = {s.name: s for s in stages}
-    written = by_name["written"].programs
-    plan = _plan(c, written)
     if plan.forward is None or derived not in by_name["reused"].programs:
         return None
     fwd = by_name["reused"].programs[plan.forward]
@@ -317,15 +302,21 @@ def recompute_point(c: Component, stages: tuple[Stage, ...],
     return _reuse(program, ctx, frozenset(), derived=True)
 
 
-def recompute_passes(c: Component, stages: tuple[Stage, ...]) -> dict[str, Program]:
-    """The derived passes at the recompute point, stabilized like the code stage's (empty
-    when the backward reads no large forward intermediate)."""
-    found = {name: recompute_point(c, stages, name) for name in DERIVED}
-    found = {name: p for name, p in found.items() if p is not None}
+def _with_recompute_points(c: Component, plan: Plan,
+                           stages: tuple[Stage, ...]) -> tuple[Stage, ...]:
+    """``stages`` with the derived passes at the recompute point: in the reused stage as
+    the search left them, in the stabilized one stabilized like the code stage's (both
+    empty when the backward reads no large forward intermediate)."""
+    found: dict[str, Program] = {}
+    for name in DERIVED:
+        point = _recompute_point(c, plan, stages, name)
+        if point is not None:
+            found[name] = point
     if not found:
-        return {}
-    plan = _plan(c, stages[0].programs)
-    return _stabilize(c, plan, found).programs
+        return stages
+    reused, stabilized = stages[-2:]
+    return (*stages[:-2], replace(reused, recompute=found),
+            replace(stabilized, recompute=_stabilize(c, plan, found).programs))
 
 
 def _elements(t, sizes: dict) -> int:

@@ -7,7 +7,7 @@ A ``Rule`` is a name, the phases it belongs to (``differentiate``, ``simplify``,
 * ``program``: a whole program in, a rewritten one out (or ``None``); in the reuse
   phase these are the normalizations applied after every change;
 * ``moves``: a whole program in, candidate rewrites out, as (where, function)
-  pairs; the reuse phase's search (``symflop.rewrite.structure.optimize``) keeps
+  pairs; the reuse phase's search (``symflop.rewrite.search.optimize``) keeps
   the cheapest improving one, again and again;
 * ``kernel``: in the ``lower`` phase (``symflop.lower``), a decision about how one
   step runs (in blocks, in place), recorded like a rewrite.

@@ -60,7 +60,8 @@ def _match(fact: Known, core: sp.Expr, bound: tuple, tensors):
     bases = {r.base.label.name for r in fact.core.atoms(sp.Indexed)}
     if not bases:
         return None
-    picked, rest = [], []
+    picked: list[sp.Expr] = []
+    rest: list[sp.Expr] = []
     for f in sp.Mul.make_args(core):
         refs = f.atoms(sp.Indexed)
         (picked if refs and {r.base.label.name for r in refs} <= bases else rest).append(f)
