@@ -11,6 +11,7 @@ import torch
 from checks import inputs
 from conftest import derived
 
+import symflop.lower.backend as backend_module
 import symflop.lower.backends as backends
 from symflop.cli import main
 from validation.executed import compare_passes
@@ -57,9 +58,9 @@ def test_many_small_blocks_give_the_one_block_results_and_counts(monkeypatch, na
     c, dv = derived(name)
     sizes = {k: v + 2 for k, v in REFERENCES[name].sizes.items()}
     values = inputs(name, sizes, seed=3)
-    monkeypatch.setattr(backends, "BLOCK_ELEMENTS", 1 << 30)
+    monkeypatch.setattr(backend_module, "BLOCK_ELEMENTS", 1 << 30)
     whole = run_passes(dv, values, backend=backend, seed=5)
-    monkeypatch.setattr(backends, "BLOCK_ELEMENTS", 3)
+    monkeypatch.setattr(backend_module, "BLOCK_ELEMENTS", 3)
     assert backends.NumpyBackend.rows(10, 1) == 3
     blocked = run_passes(dv, values, backend=backend, seed=5)
     assert whole.keys() == blocked.keys()

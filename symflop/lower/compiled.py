@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
 from symflop.core.model import Fact, Tensor
 from symflop.errors import InputError
+from symflop.lower.backend import Backend, CompilingBackend
 from symflop.lower.backends import get_backend
 from symflop.lower.codegen import Signature
 
@@ -27,22 +29,22 @@ class CompiledPass:
     source: str
     signature: Signature
     shapes: dict[str, tuple[str, ...]]
-    fn: object = None
+    fn: Any = None
     result_shapes: dict = field(default_factory=dict)  # result -> axis sizes (names)
     compile_seconds: dict = field(default_factory=dict)  # per input signature: first call
     nonfinite_ok: frozenset = frozenset()  # inputs the equations test for Inf/NaN themselves
     carried: frozenset = frozenset()  # statistics a later pass reads: float32 for half inputs
-    _torch_compiled: object = None
+    _torch_compiled: Any = None
     _scalars: dict = field(default_factory=dict, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         namespace: dict = {}
         exec(compile(self.source, f"<symflop {self.name}>", "exec"), namespace)  # noqa: S102
         self.fn = namespace[self.name.replace("-", "_").replace(".", "_")]
 
-    def __call__(self, backend="numpy", check: bool = True, sizes: dict | None = None,
-                 seed: int | None = None, inplace: bool = False, into: dict | None = None,
-                 **values):
+    def __call__(self, backend: str | Backend = "numpy", check: bool = True,
+                 sizes: dict | None = None, seed: int | None = None, inplace: bool = False,
+                 into: dict | None = None, **values) -> dict:
         """Run on named arrays; ``sizes`` gives sizes no input carries (e.g. ``{"n": 4}``);
         ``seed`` fixes random draws (with a backend name; a backend object keeps its own).
 
@@ -58,11 +60,8 @@ class CompiledPass:
         sizes = dict(sizes or {})
         values = self._labels(values, xp, check, sizes)
         dims = self._dims(values, check, xp, sizes)
-        for name, shape in self.shapes.items() if check else ():
-            if shape[-1:] == ("labels",) and name in values and shape[-2] in dims \
-                    and bool((values[name] >= dims[shape[-2]]).any()):
-                raise InputError(f"{self.name}: {name} has a label >= {shape[-2]} = "
-                                 f"{dims[shape[-2]]}")
+        if check:
+            self._check_labels(values, dims)
         if into:
             self._check_into(into, xp, dims, values)
         # Half precision (float16, bfloat16) is computed in float32 and rounded back once,
@@ -75,40 +74,64 @@ class CompiledPass:
         args = [dims[d] for d in sig.dims] + [values[n] for n in sig.inputs]
         out = into if low is None else None
         try:
-            if xp.compiles:
-                result = self._run_compiled(xp, args, inplace, out)
-            else:
-                elements = sum(math.prod(a.shape) for a in args if xp.is_array(a))
-                with xp.threads(_like(values, xp), elements):
-                    result = self.fn(xp, *args, _inplace=inplace, _out=out)
-            if low is not None:  # state given as a Python number (a step count, a loss
-                # scale of 65536 that float16 cannot hold) stays in float32
-                # statistics handed to a later pass (a variance, a log-sum-exp) stay in
-                # float32: rounded to float16 a variance of 1e6 is inf, a log-sum-exp of
-                # 1e4 is off by 4
-                result = {k: xp.cast(v, low) if xp.is_array(v) and _is_float(v)
-                          and not isinstance(given.get(k), (int, float))
-                          and k not in self.carried else v
-                          for k, v in result.items()}
-                for name in result if inplace else ():  # updated in the caller's buffer
-                    if name in given and xp.is_array(given[name]):
-                        xp.assign(given[name], result[name])
-                        result[name] = given[name]
+            result = self._run(xp, args, inplace, out, values)
+            if low is not None:
+                result = self._round_back(xp, result, low, given, inplace)
             for name, array in (into or {}).items():  # a step that ran in one call
                 if result[name] is not array:
                     xp.assign(array, result[name])
                     result[name] = array
             return result
         except ZeroDivisionError:
-            zero = [n for n in sig.inputs if isinstance(given.get(n), (int, float))
-                    and not isinstance(given.get(n), bool) and given[n] == 0]
-            if zero:  # a number given by the caller, such as smooth-L1's beta = 0
-                raise InputError(f"{self.name}: division by zero: "
-                                 f"{', '.join(f'{n} = 0' for n in zero)} (a value that "
-                                 "divides must not be 0)") from None
-            sizes = ", ".join(f"{k}={v}" for k, v in dims.items())
-            raise InputError(f"{self.name}: division by zero at sizes {sizes} (a formula "
-                             "such as N/(N - 1) needs a larger size)") from None
+            raise self._division_by_zero(given, dims) from None
+
+    def _check_labels(self, values: dict, dims: dict[str, int]) -> None:
+        """No label past the size of its one-hot axis."""
+        for name, shape in self.shapes.items():
+            if shape[-1:] == ("labels",) and name in values and shape[-2] in dims \
+                    and bool((values[name] >= dims[shape[-2]]).any()):
+                raise InputError(f"{self.name}: {name} has a label >= {shape[-2]} = "
+                                 f"{dims[shape[-2]]}")
+
+    def _run(self, xp: Backend, args: list, inplace: bool, out: dict | None,
+             values: dict) -> dict:
+        """The generated function on ``args``: through the compiler, or called with the
+        threads its arrays' size asks for."""
+        if xp.compiles:
+            return self._run_compiled(cast(CompilingBackend, xp), args, inplace, out)
+        elements = sum(math.prod(a.shape) for a in args if xp.is_array(a))
+        with xp.threads(_like(values, xp), elements):
+            return self.fn(xp, *args, _inplace=inplace, _out=out)
+
+    def _round_back(self, xp: Backend, result: dict, low, given: dict,
+                    inplace: bool) -> dict:
+        """Results computed in float32 for half-precision inputs, rounded back to ``low``."""
+        # state given as a Python number (a step count, a loss scale of 65536 that
+        # float16 cannot hold) stays in float32
+        # statistics handed to a later pass (a variance, a log-sum-exp) stay in
+        # float32: rounded to float16 a variance of 1e6 is inf, a log-sum-exp of
+        # 1e4 is off by 4
+        result = {k: xp.cast(v, low) if xp.is_array(v) and _is_float(v)
+                  and not isinstance(given.get(k), (int, float))
+                  and k not in self.carried else v
+                  for k, v in result.items()}
+        for name in result if inplace else ():  # updated in the caller's buffer
+            if name in given and xp.is_array(given[name]):
+                xp.assign(given[name], result[name])
+                result[name] = given[name]
+        return result
+
+    def _division_by_zero(self, given: dict, dims: dict[str, int]) -> InputError:
+        """The error for a division by zero: by a number the caller gave, or by a size."""
+        zero = [n for n in self.signature.inputs if isinstance(given.get(n), (int, float))
+                and not isinstance(given.get(n), bool) and given[n] == 0]
+        if zero:  # a number given by the caller, such as smooth-L1's beta = 0
+            return InputError(f"{self.name}: division by zero: "
+                              f"{', '.join(f'{n} = 0' for n in zero)} (a value that "
+                              "divides must not be 0)")
+        at = ", ".join(f"{k}={v}" for k, v in dims.items())
+        return InputError(f"{self.name}: division by zero at sizes {at} (a formula "
+                          "such as N/(N - 1) needs a larger size)")
 
     def check_names(self, values: dict) -> None:
         """Every input given, and nothing else."""
@@ -136,13 +159,14 @@ class CompiledPass:
                                  f"shape {shape}" + (f", {like.dtype}" if like is not None
                                                      else ""))
 
-    def _run_compiled(self, xp, args: list, inplace: bool, out: dict | None = None):
+    def _run_compiled(self, xp: CompilingBackend, args: list, inplace: bool,
+                      out: dict | None = None) -> dict:
         """The function through ``torch.compile``, compiled once per array signature
         (numbers that change from call to call, such as a step count, become symbolic
         after the first change: torch's automatic dynamic shapes); the first call's time
         (compilation included) is kept in ``compile_seconds``."""
         if self._torch_compiled is None:
-            self._torch_compiled = xp.torch.compile(self.fn)
+            self._torch_compiled = xp.compile(self.fn)
         args = self._scalars_as_tensors(xp, args)
         key = (inplace,) + tuple((tuple(a.shape), str(a.dtype), str(a.device))
                                  if xp.is_array(a) else type(a).__name__ for a in args)
@@ -154,7 +178,7 @@ class CompiledPass:
         self.compile_seconds[key] = time.perf_counter() - start
         return result
 
-    def _scalars_as_tensors(self, xp, args: list) -> list:
+    def _scalars_as_tensors(self, xp: CompilingBackend, args: list) -> list:
         """Numbers (hyperparameters, a step count) as 0-dimensional float64 tensors on the
         arrays' device: a number the compiler saw would be baked into the code and
         recompiled for at every new value (a schedule's learning rate, the step count)."""
@@ -165,13 +189,13 @@ class CompiledPass:
                                 if isinstance(a, (int, float)) and not isinstance(a, bool)
                                 else a for a in args[offset:]]
 
-    def _scalar(self, xp, value: float, device):
+    def _scalar(self, xp: CompilingBackend, value: float, device):
         """A 0-dimensional tensor holding ``value``, made once per value and device (a copy
         to a GPU per call would cost more than the step); the last 64 are kept."""
         key = (value, str(device))
         hit = self._scalars.pop(key, None)
         if hit is None:
-            hit = xp.torch.tensor(value, dtype=xp.torch.float64, device=device)
+            hit = xp.scalar(value, device)
         self._scalars[key] = hit
         while len(self._scalars) > 64:
             self._scalars.pop(next(iter(self._scalars)))
