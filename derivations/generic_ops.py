@@ -1,5 +1,5 @@
-"""Every other aten operation, by what it does: an elementwise function under any
-broadcast, a reduction over any axes, data movement, integer and boolean work.
+"""Every other aten operation that computes, by what it does: an elementwise function
+under any broadcast, a reduction over any axes, integer and boolean work.
 
 Why this way: one rule per aten operation does not scale (a transformers model runs
 some fifty kinds), while nearly all of them are one of four shapes.  An elementwise
@@ -10,10 +10,9 @@ is ``y[i...] = f(a[...], b[...], ...)`` with each operand indexed by the axes it
 spans.  The engine derives its backward pass as for any component: the gradient of
 a broadcast operand is the sum over the axes it lacks, with no rule written for it.
 A reduction is a component with a ``Sum`` over the reduced axes.  Data movement
-(concatenation, indexing, padding) computes nothing forward; what its backward adds
-(gradients scattered back into a table, a repeat summed) is counted as the additions
-it makes.  Work on integers and booleans (attention masks, positions, indices) is
-counted apart from FLOPs, marked ``integer``.
+(concatenation, indexing, padding) has a module of its own, ``derivations/movement_ops.py``.
+Work on integers and booleans (attention masks, positions, indices) is counted apart
+from FLOPs, marked ``integer``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from __future__ import annotations
 import sympy as sp
 
 from derivations import layers
-from symflop import Component, sigmoid, softplus, total, uniform
+from symflop import Component, sigmoid, softplus, total
 from symflop.estimate.calls import FREE, Keep, OpCall, TensorRef, Unknown, Use
 
 SECTION = "Network operations"
@@ -127,18 +126,19 @@ def _number(v) -> sp.Expr:
     return sp.nsimplify(v, rational=True) if isinstance(v, float) else sp.sympify(v)
 
 
-def _is_tensor(v) -> bool:
+def is_tensor(v) -> bool:
     return isinstance(v, TensorRef)
 
 
-def _integer_work(call: OpCall) -> bool:
+def integer_work(call: OpCall) -> bool:
     """Work on integers and booleans only (masks, positions, indices): not FLOPs."""
     ts = call.tensor_args() + list(call.outputs)
     return bool(ts) and not any(t.floating for t in ts)
 
 
-def _grad_names(named: list[tuple[str, object]]) -> tuple[str, ...]:
-    return tuple(n for n, t in named if _is_tensor(t) and t.requires_grad and t.floating)
+def grad_names(*named: tuple[str, object]) -> tuple[str, ...]:
+    """The names of the tensors among ``named`` that need a gradient."""
+    return tuple(n for n, t in named if is_tensor(t) and t.requires_grad and t.floating)
 
 
 # -- broadcast patterns ---------------------------------------------------------------------
@@ -150,7 +150,7 @@ def broadcast_pattern(out_shape: tuple, operands: list) -> tuple[list, tuple]:
     axes = [j for j in range(rank) if out_shape[j] != 1]
     spans = []
     for t in operands:
-        if not _is_tensor(t):
+        if not is_tensor(t):
             spans.append(None)
             continue
         off = rank - len(t.shape)
@@ -212,9 +212,9 @@ def _rule_pointwise(op: str):
         numbers = tuple(_number(v) if p is None and n in concrete else None
                         for n, (v, p) in enumerate(zip(operands, pattern)))
         named = [(f"a{n}", v) for n, v in enumerate(operands)]
-        integer = _integer_work(call)
-        wrt = () if integer else _grad_names(named)
-        tensors = {n: v for n, v in named if _is_tensor(v)} | {"y": y}
+        integer = integer_work(call)
+        wrt = () if integer else grad_names(*named)
+        tensors = {n: v for n, v in named if is_tensor(v)} | {"y": y}
         return [Use(op, pointwise, {"op": op, "axes": len(sizes), "pattern": pattern,
                                     "numbers": numbers, "wrt": wrt},
                     {f"D{j}": s for j, s in enumerate(sizes)}, tensors, integer=integer)]
@@ -285,9 +285,9 @@ def _rule_reduction(op: str):
         sizes, reduced = merged
         if not any(reduced):
             return FREE
-        integer = _integer_work(call)
+        integer = integer_work(call)
         kind = "mean" if op == "mean" else "sum"
-        wrt = () if integer else _grad_names([("x", x)])
+        wrt = () if integer else grad_names(("x", x))
         use = Use(op, reduction, {"op": kind, "reduced": reduced, "wrt": wrt},
                   {f"D{j}": s for j, s in enumerate(sizes)},
                   {"x": x, "y": call.outputs[0]}, integer=integer,
@@ -295,7 +295,7 @@ def _rule_reduction(op: str):
         if kind != "mean" or not wrt:
             return [use]
         # torch's mean backward spreads the gradient first, then divides each value
-        return [use, work("mean backward: each value divided", "div", _numel(x),
+        return [use, work("mean backward: each value divided", "div", numel(x),
                           backward=True)]
     return rule
 
@@ -323,8 +323,8 @@ def work(label: str, kind: str, n: sp.Expr, backward: bool = False,
                integer=integer)
 
 
-def _numel(t) -> sp.Expr:
-    return sp.Mul(*t.shape) if _is_tensor(t) else sp.Integer(1)
+def numel(t) -> sp.Expr:
+    return sp.Mul(*t.shape) if is_tensor(t) else sp.Integer(1)
 
 
 def _rule_extremum(call: OpCall):
@@ -334,8 +334,8 @@ def _rule_extremum(call: OpCall):
     per input value)."""
     x = call.args[0]
     y = call.outputs[0]
-    n_in, n_out = _numel(x), _numel(y)
-    integer = _integer_work(call)
+    n_in, n_out = numel(x), numel(y)
+    integer = integer_work(call)
     uses = [work("maximum over axes", "compare", n_in - n_out, integer=integer)]
     if not integer and x.requires_grad and y.floating and x.floating:
         uses += [work("maximum: mask of the maxima", "compare", n_in, backward=True),
@@ -351,8 +351,8 @@ def _rule_cumsum(call: OpCall):
     backward (a reversed running sum)."""
     x, dim = call.args[:2]
     n = x.shape[dim % len(x.shape)]
-    adds = _numel(x) / n * (n - 1)
-    integer = _integer_work(call)
+    adds = numel(x) / n * (n - 1)
+    integer = integer_work(call)
     uses = [work("running sum", "add", adds, integer=integer)]
     if not integer and x.requires_grad:
         uses.append(work("running sum (reversed)", "add", adds, backward=True))
@@ -371,7 +371,7 @@ def _rule_sort(call: OpCall):
         return Unknown("a sort along a symbolic size (n log n compares: not a polynomial)")
     depth = max(int(n) - 1, 0).bit_length()     # ceil(log2 n)
     outputs = [t for t in call.outputs if not t.floating]
-    return [work("sort", "compare", _numel(x) * depth, integer=_integer_work(call)),
+    return [work("sort", "compare", numel(x) * depth, integer=integer_work(call)),
             *([Keep(tuple(outputs), "the indices")] if x.requires_grad and outputs else [])]
 
 
@@ -381,99 +381,10 @@ def _rule_topk(call: OpCall):
     x, k = call.args[:2]
     dim = call.arg(2, "dim", -1)
     n = x.shape[dim % len(x.shape)]
-    return [work("top-k selection", "compare", _numel(x) / n * k * (n - 1),
-                 integer=_integer_work(call)),
+    return [work("top-k selection", "compare", numel(x) / n * k * (n - 1),
+                 integer=integer_work(call)),
             Keep((call.outputs[1],), "the indices")]
 
-
-# -- data movement --------------------------------------------------------------------------
-def _rule_gather_like(source: int, index_pos: int | None = None):
-    """Reads at indices (index, gather, index_select, _unsafe_index): nothing computed
-    forward; the backward adds each gradient value into its source position (torch's
-    index_put with accumulation into zeros), one addition per value read."""
-    def rule(call: OpCall):
-        x = call.args[source]
-        y = call.outputs[0]
-        if not (_is_tensor(x) and x.requires_grad and x.floating):
-            return FREE
-        idx = [t for t in call.tensor_args() if t is not x and not t.floating]
-        return [work("gradient scattered back (index_put, accumulate)", "add", _numel(y),
-                     backward=True), Keep(tuple(idx), "the indices")]
-    return rule
-
-
-def _rule_broadcast_copy(call: OpCall):
-    """expand/repeat: a copy (or a view) forward; the backward sums the gradient over the
-    copies, input elements less than output elements additions."""
-    x = call.args[0]
-    if not (_is_tensor(x) and x.requires_grad and x.floating):
-        return FREE
-    extra = _numel(call.outputs[0]) - _numel(x)
-    if extra == 0:
-        return FREE
-    return [work("gradient summed over the copies", "add", extra, backward=True)]
-
-
-def _rule_scatter_add(call: OpCall):
-    """self with src added at indices: one addition per value of src."""
-    src = call.arg(3, "src")
-    integer = _integer_work(call)
-    return [work("values added at indices", "add", _numel(src), integer=integer)]
-
-
-def _rule_index_put(call: OpCall):
-    """Values written at indices: with accumulate, one addition per value."""
-    values = call.arg(2, "values")
-    if not call.arg(3, "accumulate", False):
-        return FREE
-    return [work("values added at indices", "add", _numel(values),
-                 integer=_integer_work(call))]
-
-
-def _rule_triangle(call: OpCall):
-    """tril/triu: each value kept or zeroed by its position, one compare per value, and
-    the same for the gradient."""
-    x = call.args[0]
-    integer = _integer_work(call)
-    uses = [work("triangle mask", "compare", _numel(x), integer=integer)]
-    if not integer and x.requires_grad:
-        uses.append(work("triangle mask of the gradient", "compare", _numel(x), backward=True))
-    return uses
-
-
-def _rule_arange(call: OpCall):
-    """A range: one integer (or float) operation per value made."""
-    y = call.outputs[0]
-    return [work("range", "add", _numel(y), integer=not y.floating)]
-
-
-def bernoulli() -> Component:
-    """A keep mask drawn in place, mask = 1 with probability 1 - p (dropout's first step)."""
-    c = Component("bernoulli", SECTION, "Bernoulli keep mask", reference="torch.bernoulli")
-    N = c.dim("N")
-    i = c.index(i=N)
-    p = c.hyper("p", p=0.5)
-    u = c.intermediate("u", (N,))
-    mask = c.output("mask", (N,))
-    c.assign("forward", u[i], uniform(i))
-    c.assign("forward", mask[i], sp.Piecewise((1, u[i] >= p), (0, True)))
-    return c
-
-
-def _rule_random(call: OpCall):
-    """Random values: one draw per value."""
-    y = call.outputs[0]
-    return [Use("random values", bernoulli, {}, {"N": _numel(y)}, {"mask": y},
-                forward_only=True)]
-
-
-_MOVES = ("cat", "stack", "constant_pad_nd", "roll", "flip", "slice_scatter",
-          "select_scatter", "index_copy", "masked_scatter", "diagonal_scatter", "tile",
-          "new_zeros", "new_ones", "new_full", "new_empty", "full", "full_like", "ones",
-          "ones_like", "zeros", "scalar_tensor", "empty_strided", "resize", "set",
-          "one_hot", "scatter", "_local_scalar_dense", "item", "diagonal", "unfold",
-          "narrow", "movedim", "view_as_real", "view_as_complex", "repeat_interleave",
-          "masked_select", "nonzero")
 
 RULES = {
     **{f"aten.{op}": _rule_pointwise(op) for op in FUNCTIONS},
@@ -485,19 +396,4 @@ RULES = {
     "aten.topk": _rule_topk,
     "aten.sort": _rule_sort,
     "aten.argsort": _rule_sort,
-    "aten.index": _rule_gather_like(0),
-    "aten._unsafe_index": _rule_gather_like(0),
-    "aten.index_select": _rule_gather_like(0),
-    "aten.gather": _rule_gather_like(0),
-    "aten.expand": _rule_broadcast_copy,
-    "aten.repeat": _rule_broadcast_copy,
-    "aten.scatter_add": _rule_scatter_add,
-    "aten.index_put": _rule_index_put,
-    "aten._unsafe_index_put": _rule_index_put,
-    "aten.tril": _rule_triangle,
-    "aten.triu": _rule_triangle,
-    "aten.arange": _rule_arange,
-    **{f"aten.{op}": _rule_random for op in ("rand", "randn", "rand_like", "randn_like",
-                                             "uniform", "normal", "randint")},
-    **{f"aten.{op}": (lambda _call: FREE) for op in _MOVES},
 }

@@ -1,4 +1,4 @@
-"""Numeric checks, with torch, of the identities in derivations/identities.py.
+"""Numeric checks, with torch, of the identities in derivations/identities/.
 
 ``numeric_check(name)`` runs the check of one identity and returns a ``NumericResult``:
 torch's own optimizers and modules (torch.optim.SGD/Adam/AdamW, nn.BatchNorm1d/2d in

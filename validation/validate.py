@@ -27,6 +27,7 @@ from symflop.derive import Derivation
 from symflop.lower.backends import get_backend
 from validation.executed import compare, compare_passes
 from validation.harness import run_pass, run_passes
+from validation.identities_torch import numeric_check as identity_check
 from validation.inputs import torch_inputs
 from validation.ref_common import Reference
 from validation.references import REFERENCES
@@ -448,9 +449,11 @@ def validate_user(c: Component, reference, device: str = "cpu", dtype=torch.floa
 
 class Suite:
     """What ``symflop validate`` calls, through the entry point ``symflop.validation``
-    (the command line knows no module of this package)."""
+    (the command line knows no module of this package), and the identities' numeric
+    checks by name (``symflop identities`` and the report: symflop.report.identities)."""
 
     validate = staticmethod(validate)
+    identity_check = staticmethod(identity_check)
     validate_user = staticmethod(validate_user)
     format_rows = staticmethod(format_rows)
     to_json = staticmethod(to_json)
