@@ -96,8 +96,9 @@ def main() -> int:
         return 0
     before = json.loads(args.check.read_text())
     if args.only:
+        report_ran = args.only in "report"
         before = {k: v for k, v in before.items()
-                  if args.only in k or (args.only in "report" and k.startswith("report/"))}
+                  if (report_ran if k.startswith("report/") else args.only in k)}
     changed = sorted(k for k in before.keys() | prints.keys()
                      if before.get(k) != prints.get(k))
     for name in changed:

@@ -139,6 +139,8 @@ def _import_file(path: Path):
         raise UsageError(f"no such file: {path}")
     mod_name = user_module_name(path)
     spec_obj = importlib.util.spec_from_file_location(mod_name, path)
+    if spec_obj is None or spec_obj.loader is None:
+        raise UsageError(f"cannot import {path}: not a Python module")
     module = importlib.util.module_from_spec(spec_obj)
     sys.modules[mod_name] = module
     try:

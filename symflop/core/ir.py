@@ -33,6 +33,7 @@ Lowering rules (the counting convention is stated in terms of them):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 
@@ -50,7 +51,7 @@ class Node:
 
     op: str
     args: tuple[Node, ...] = ()
-    leaf: object = None
+    leaf: Any = None  # a SymPy leaf, a function's name, the reduced indices, ...
     idx: frozenset = frozenset()
 
     @property
@@ -159,7 +160,7 @@ def _signed_sum(terms: list[tuple[Node, int]]) -> tuple[Node, int]:
     neg = [n for n, s in high if s < 0]
     acc, sign = _fold("add", pos), 1
     if acc is None:
-        acc, sign, neg = _fold("add", neg), -1, []
+        acc, sign, neg = _fold_all("add", neg), -1, []
     for n in _order(neg):
         acc = _node("sub", acc, n)
     if not low:
@@ -168,6 +169,14 @@ def _signed_sum(terms: list[tuple[Node, int]]) -> tuple[Node, int]:
     if psign == sign:
         return _node("add", acc, part), sign
     return (_node("sub", acc, part), sign) if sign > 0 else (_node("sub", part, acc), psign)
+
+
+def _fold_all(op: str, nodes: list[Node]) -> Node:
+    """``_fold`` of operands known to be there (an expression's arguments)."""
+    acc = _fold(op, nodes)
+    if acc is None:
+        raise ComponentError(f"{op} of no operands")
+    return acc
 
 
 def _fold(op: str, nodes: list[Node]) -> Node | None:
@@ -193,10 +202,10 @@ def reduction_root(body: sp.Expr, reduce: tuple, lower: Lowerer, op: str = "sum"
         return Node("amax", (inner,), tuple(reduce), inner.idx - bound)
     factors = sp.Mul.make_args(body)
     outer = [f for f in factors if not (f.free_symbols & bound)]
-    inner = [f for f in factors if f.free_symbols & bound]
-    if not inner:  # nothing depends on the summed indices: a sum of equal terms
+    summed = [f for f in factors if f.free_symbols & bound]
+    if not summed:  # nothing depends on the summed indices: a sum of equal terms
         return lower(sp.Mul(*outer, *[k.upper + 1 for k in reduce if k not in labelled]))
-    inner_node = lower(sp.Mul(*inner))
+    inner_node = lower(sp.Mul(*summed))
     reduced = Node("sum", (inner_node,), tuple(reduce), inner_node.idx - bound)
     if not outer:
         return reduced
@@ -311,13 +320,15 @@ class Lowerer:
         if isinstance(e, sp.Pow):
             return self._pow(e)
         if isinstance(e, (sp.Max, sp.Min)):
-            return _fold("max" if isinstance(e, sp.Max) else "min", [self(a) for a in e.args])
+            return _fold_all("max" if isinstance(e, sp.Max) else "min",
+                             [self(a) for a in e.args])
         if isinstance(e, sp.Piecewise):
             return self._piecewise(e)
         if isinstance(e, sp.core.relational.Relational):
             return _node("cmp", self(e.lhs), self(e.rhs), leaf=e.rel_op)
         if isinstance(e, (sp.And, sp.Or)):
-            return _fold("and" if isinstance(e, sp.And) else "or", [self(a) for a in e.args])
+            return _fold_all("and" if isinstance(e, sp.And) else "or",
+                             [self(a) for a in e.args])
         if isinstance(e, sp.Not):
             return _node("not", self(e.args[0]))
         if isinstance(e, sp.Function) and e.func.__name__ == "uniform":
@@ -418,6 +429,7 @@ class Lowerer:
         l_num, l_den = _fold("mul", low_n), _fold("mul", low_d)
         h_num = _fold("mul", [n for n in nums if n.idx == full])
         h_den = _fold("mul", [n for n in dens if n.idx == full])
+        coef: Node | None
         if l_num is not None and l_den is not None:
             coef, l_den = _node("div", l_num, l_den), None
         else:

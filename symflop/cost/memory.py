@@ -55,7 +55,7 @@ def memory(tensors: dict, programs: dict[str, Program], backward: Program | None
     grads = tuple((f"grad_{n}", size(tensors[n].shape)) for n in wrt
                   if tensors[n].role is Role.PARAMETER)
     state = tuple((n, size(t.shape)) for n, t in tensors.items() if t.role is Role.STATE)
-    saved = []
+    saved: list[tuple[str, sp.Expr]] = []
     if backward is not None:
         made_by_backward = {st.lhs for st in backward.steps}
         as_labels = label_inputs(backward)
