@@ -5,7 +5,7 @@ import pytest
 from torch import nn
 
 from symflop.estimate.step import estimate
-from symflop.estimate.timeline import plot_timeline
+from symflop.estimate.timeline_plot import plot_timeline
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def candidates(est, granularity: str) -> list[str]:
         raise UsageError(f"unknown granularity {granularity!r} (known: "
                          f"{', '.join(GRANULARITIES)})")
     names = [ln.name for ln in est.lines]
-    from symflop.estimate.step import module_list
+    from symflop.estimate.network import module_list
     blocks = module_list(names, least=1)
     if blocks is None:
         raise UsageError("checkpointing under a budget chooses among repeated blocks, and "

@@ -79,7 +79,7 @@ def key(tr, parts: tuple, components: list, rules: dict) -> str | None:
     # the CPU's vector width decides some kernels' work (LayerNorm's Welford merges)
     h.update(f"torch {torch.__version__} {torch.backends.cpu.get_cpu_capability()} "
              f"{parts!r}".encode())
-    for path in sorted(rule_files):
+    for path in sorted(p for p in rule_files if p is not None):  # none is, from here
         h.update(path.encode() + _file_digest(path).encode())
     for c in components:
         h.update(fingerprint(c).encode())

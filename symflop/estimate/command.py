@@ -83,6 +83,28 @@ def add_parser(sub) -> None:
     e = sub.add_parser("estimate", help="one training step of a torch model: FLOPs by layer "
                                         "and kind, memory (needs torch)")
     add_model_arguments(e)
+    _add_step_arguments(e)
+    _add_output_arguments(e)
+    e.add_argument("--checkpoint", metavar="MODULE,...",
+                   help="modules run under torch.utils.checkpoint: they keep only their "
+                        "inputs, and their forward is counted again in the backward")
+    _add_devices_arguments(e)
+    from symflop.estimate.layout_cli import add_arguments
+    add_arguments(e)
+    _add_budget_arguments(e)
+    e.add_argument("--timeline", metavar="FILE.png",
+                   help="also draw the memory of the first and a later step, operation by "
+                        "operation (the peak's timeline)")
+    e.add_argument("--strict", action="store_true",
+                   help="exit 1 if any operation of the step has no cost (after printing)")
+    e.add_argument("--no-flop-counter", action="store_true",
+                   help="leave out the FlopCounterMode column")
+    e.set_defaults(func=cmd_estimate)
+
+
+def _add_step_arguments(e) -> None:
+    """The step: the input's type, the loss, the optimizer and its implementation, the
+    schedule, the counting convention."""
     e.add_argument("--input-dtype", default="float32",
                    help="element type of the input (float32; int64 for token ids)")
     e.add_argument("--loss", default="cross-entropy",
@@ -96,6 +118,10 @@ def add_parser(sub) -> None:
     e.add_argument("--schedule", help="a learning-rate schedule of the catalogue (default "
                                       "none)")
     e.add_argument("--convention", default="default", help="counting convention")
+
+
+def _add_output_arguments(e) -> None:
+    """What is printed, and at which sizes."""
     e.add_argument("--format", choices=("text", "markdown", "latex", "json"), default="text",
                    help="default text")
     e.add_argument("--standalone", action="store_true",
@@ -105,9 +131,10 @@ def add_parser(sub) -> None:
     e.add_argument("--at", dest="hints", metavar="B=8,L=...", action="append",
                    help="sizes the trace runs at and the tables evaluate at (default B=8; "
                         "repeat it or separate by commas)")
-    e.add_argument("--checkpoint", metavar="MODULE,...",
-                   help="modules run under torch.utils.checkpoint: they keep only their "
-                        "inputs, and their forward is counted again in the backward")
+
+
+def _add_devices_arguments(e) -> None:
+    """The step data-parallel on N devices (the distributed-step table)."""
     e.add_argument("--devices", type=int, metavar="N",
                    help="also the step trained data-parallel on N devices, per device, "
                         "for each ZeRO stage on each preset device (the distributed-step "
@@ -119,8 +146,10 @@ def add_parser(sub) -> None:
     e.add_argument("--link-gbps", type=int, metavar="GBPS",
                    help="with --devices: each device's link, GB/s each way (default "
                         "NVLink's; e.g. 50 for 400 Gb/s InfiniBand)")
-    from symflop.estimate.layout_cli import add_arguments
-    add_arguments(e)
+
+
+def _add_budget_arguments(e) -> None:
+    """Checkpointing chosen under a memory budget (``symflop.estimate.budget``)."""
     e.add_argument("--checkpoint-budget", metavar="BYTES",
                    help="choose the modules to checkpoint: the fewest recomputed FLOPs "
                         "that keep the step's peak memory under BYTES (e.g. 24GB, 500MB, "
@@ -133,14 +162,6 @@ def add_parser(sub) -> None:
                    default="children",
                    help="with --checkpoint-budget: choose among the repeated blocks' "
                         "children (default) or the blocks")
-    e.add_argument("--timeline", metavar="FILE.png",
-                   help="also draw the memory of the first and a later step, operation by "
-                        "operation (the peak's timeline)")
-    e.add_argument("--strict", action="store_true",
-                   help="exit 1 if any operation of the step has no cost (after printing)")
-    e.add_argument("--no-flop-counter", action="store_true",
-                   help="leave out the FlopCounterMode column")
-    e.set_defaults(func=cmd_estimate)
 
 
 def load_model(spec: str):
@@ -203,7 +224,9 @@ def _under_budget(args, model, shape, tp, parallel, options):
     return est
 
 
-def cmd_estimate(args) -> int:
+def _checked(args) -> tuple[str, dict, bool]:
+    """The model's spec, the data-parallel network's options and whether a 3D layout was
+    asked, once the arguments are checked together."""
     spec = model_spec(args)
     if args.depth is not None and args.depth < 1:
         raise UsageError("--depth must be 1 or more")
@@ -230,19 +253,31 @@ def cmd_estimate(args) -> int:
         if not args.timeline.endswith(".png") or not os.path.isdir(folder):
             raise UsageError(f"--timeline {args.timeline}: a .png file in an existing "
                              "folder")
+    return spec, network, parallel
+
+
+def _options(args, spec: str, hints: dict[str, int]) -> dict:
+    """``estimate``'s keyword arguments from the command line (but the layout's)."""
+    from symflop.estimate import layout_cli
+    return dict(loss=args.loss, optimizer=args.optimizer, schedule=args.schedule,
+                convention=args.convention, hints=hints, name=spec.rpartition(":")[2],
+                input_dtype=layout_cli.input_dtype(args),
+                optimizer_impl=args.optimizer_impl or DEFAULT_IMPL[args.target],
+                target=args.target,
+                autocast=layout_cli.autocast(args),
+                checkpoint=tuple(p.strip() for p in (args.checkpoint or "").split(",")
+                                 if p.strip()))
+
+
+def cmd_estimate(args) -> int:
+    spec, network, parallel = _checked(args)
     shape = parse_input(args.input)
     hints = parse_hints(args.hints, shape)
+    from symflop.estimate import layout_cli
     model = layout_cli.prepare_model(load_model(spec), args)
     from symflop.estimate.step import estimate
     from symflop.estimate.table import render_estimate
-    options = dict(loss=args.loss, optimizer=args.optimizer, schedule=args.schedule,
-                   convention=args.convention, hints=hints, name=spec.rpartition(":")[2],
-                   input_dtype=layout_cli.input_dtype(args),
-                   optimizer_impl=args.optimizer_impl or DEFAULT_IMPL[args.target],
-                   target=args.target,
-                   autocast=layout_cli.autocast(args),
-                   checkpoint=tuple(p.strip() for p in (args.checkpoint or "").split(",")
-                                    if p.strip()))
+    options = _options(args, spec, hints)
     tp = layout_cli.tensor_layout(args, model)
     if args.checkpoint_budget:
         est = _under_budget(args, model, shape, tp, parallel, options)
@@ -252,7 +287,7 @@ def cmd_estimate(args) -> int:
     if args.timeline:
         if est.peak is None or not est.peak.curve:
             raise UsageError("--timeline: no timeline for this step")
-        from symflop.estimate.timeline import plot_timeline
+        from symflop.estimate.timeline_plot import plot_timeline
         plot_timeline({"first step": est.first_step_peak, "later step": est.peak},
                       args.timeline, est.model)
     extra = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import sympy as sp
 
@@ -94,7 +95,7 @@ def fit_grid(at: Callable[[dict], list[sp.Expr]], grid: dict[sp.Symbol, list],
     return fitted
 
 
-def fit_sizes(run: Callable[[dict], object], first):
+def fit_sizes(run: Callable[[dict], Any], first):
     """``first`` (an estimate whose trace fixed the sizes ``first.fitted``) with every
     count made a polynomial in those sizes, from ``run(hints)`` at other values."""
     names = tuple(first.fitted)

@@ -5,6 +5,7 @@ and costing (``step``) and the rendering (``table``), which both read it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import sympy as sp
 
@@ -60,14 +61,14 @@ class Estimate:
     flop_counter_error: str = ""          # why the FlopCounterMode column is missing
     fitted: tuple[str, ...] = ()          # sizes the trace fixed: fitted over several traces
     notes: list[str] = field(default_factory=list)   # what a reader must know of the figures
-    peak: object = None                   # timeline.Peak of a steady step (state allocated)
-    first_step_peak: object = None        # timeline.Peak of the first step
+    peak: Any = None                      # timeline.Peak of a steady step (state allocated)
+    first_step_peak: Any = None           # timeline.Peak of the first step
     optimizer_impl: str = "for-loop"      # torch's implementation of the optimizer step
-    tensor_parallel: object = None        # tensor_parallel.TensorParallel: one device's share
+    tensor_parallel: Any = None           # tensor_parallel.TensorParallel: one device's share
     communication: tuple = ()             # tensor_parallel.Communication of one device
     parameter_sizes: tuple = ()           # (name, elements, bytes each, trainable, shape)
     boundaries: dict = field(default_factory=dict)  # by_block: block -> bytes of its output
-    replay: object = None                 # timeline.Replay: the peak with other checkpoints
+    replay: Any = None                    # timeline.Replay: the peak with other checkpoints
 
     def total(self, attr: str) -> sp.Expr:
         return sp.expand(sp.Add(*[getattr(ln, attr) for ln in self.lines]))

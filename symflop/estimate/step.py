@@ -13,339 +13,27 @@ length L).  An operation no rule covers is listed by name as unknown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from functools import lru_cache, partial
+from dataclasses import replace
+from functools import partial
 
 import sympy as sp
 
 from symflop.core.model import Component
 from symflop.cost.conventions import get_convention
-from symflop.derive import derive
 from symflop.errors import UsageError
-from symflop.estimate.calls import FREE, Gradients, Keep, OpCall, TensorRef, Unknown, Use
-from symflop.estimate.result import ZERO, Line, _zeros
+from symflop.estimate.calls import TensorRef, Use
+from symflop.estimate.costs import Costs, apply_use
+from symflop.estimate.network import network_lines, network_rules, repeated_blocks
+from symflop.estimate.result import ZERO, Line
 from symflop.estimate.table import ShownEstimate as Estimate
-from symflop.estimate.timeline import Replay, segment_of
-from symflop.registry import get_component, plugin
-
-ONE = sp.Integer(1)
-
-
-@lru_cache(maxsize=256)
-def _built(build, options: tuple) -> Component:
-    return build(**dict(options))
+from symflop.estimate.timeline import Replay
+from symflop.estimate.work import ONE, Saved, Work, add_into, scaled_into
+from symflop.registry import get_component
 
 
-def _component(use: Use) -> Component:
-    return _built(use.build, tuple(sorted(use.options.items())))
-
-
-def _sub(c: Component, dims: dict[str, sp.Expr]) -> dict:
-    missing = set(c.dims) - set(dims)
-    if missing:
-        raise UsageError(f"rule for {c.name!r} gives no size for {sorted(missing)}")
-    return {c.dims[n]: v for n, v in dims.items()}
-
-
-_derived: dict[int, tuple[Component, object]] = {}
-
-
-def _derivation(c: Component):
-    """``derive`` once per component object: a network repeats a few components many
-    times, and each ``derive`` call fingerprints the component and reads the cache."""
-    hit = _derived.get(id(c))
-    if hit is None or hit[0] is not c:
-        hit = _derived[id(c)] = (c, derive(c))
-    return hit[1]
-
-
-_count_cache: dict[tuple, object] = {}
-
-
-def _symbolic_counts(c_id: int, pass_name: str, convention):
-    key = (c_id, pass_name, convention.key)
-    if key not in _count_cache:
-        _count_cache[key] = _derived[c_id][1].counts(pass_name, convention)
-    return _count_cache[key]
-
-
-_sized: dict[tuple, tuple[dict, sp.Expr]] = {}
-
-
-def _counts(c: Component, pass_name: str, dims: dict, convention) -> tuple[dict, sp.Expr]:
-    """Counts of a pass at the trace's sizes (a network repeats the same layer: cached)."""
-    key = (id(c), pass_name, convention.key, tuple(sorted(dims.items(), key=str)))
-    hit = _sized.get(key)
-    if hit is None or _derived.get(id(c), (None,))[0] is not c:
-        _derivation(c)
-        counts = _symbolic_counts(id(c), pass_name, convention)
-        sub = _sub(c, dims)
-        hit = _sized[key] = ({k: sp.expand(v.xreplace(sub)) for k, v in counts.by_kind.items()},
-                             sp.expand(counts.total.xreplace(sub)))
-    return dict(hit[0]), hit[1]
-
-
-def _add(acc: dict, more: dict) -> None:
-    for k, v in more.items():
-        acc[k] = sp.expand(acc.get(k, ZERO) + v)
-
-
-def _rules() -> dict:
-    return plugin("symflop.network", "rules for network operations")
-
-
-class _Saved:
-    """Storages kept for backward, each counted once (views and in-place results share).
-    ``sharding`` (tensor parallelism's) scales a storage cut over the devices; ``scale``
-    is the factor of the operation now applied, for the tensors it makes."""
-
-    def __init__(self, sharding=None):
-        self.seen: set = set()
-        self.fresh = 0
-        self.sharding = sharding
-        self.scale = ONE
-
-    def new(self, nbytes: sp.Expr) -> sp.Expr:
-        """A tensor the component makes and keeps (BatchNorm's normalized activations)."""
-        self.fresh += 1
-        return self.add(("new", self.fresh), nbytes * self.scale)
-
-    def add(self, key, nbytes: sp.Expr) -> sp.Expr:
-        if key in self.seen:
-            return ZERO
-        self.seen.add(key)
-        if self.sharding is not None and not isinstance(key, tuple):
-            return nbytes * self.sharding.storage(key)
-        return nbytes
-
-
-@dataclass
-class _Work:
-    """What one traced operation did: its forward work, and what its backward keeps."""
-
-    forward: dict = field(default_factory=_zeros)
-    flops: sp.Expr = ZERO
-    macs: sp.Expr = ZERO
-    keeps: set = field(default_factory=set)   # storages kept; "itself" for its own tensors
-    new_kept: sp.Expr = ZERO                   # bytes of its own tensors kept
-
-
-def _apply_use(line: Line, use: Use, c: Component, convention, saved: _Saved,
-               reads: dict, work: _Work, keep: bool = True,
-               overwritten: TensorRef | None = None) -> None:
-    """``overwritten``: the tensor an in-place operation writes over; if its backward needs
-    the old values, autograd keeps a copy of them (torch's original_self)."""
-    fwd, fwd_total = _counts(c, "forward", use.dims, convention)
-    if use.integer:
-        line.integer = sp.expand(line.integer + sum(fwd.values(), ZERO))
-        return
-    if use.backward_only:
-        _add(line.backward, fwd)
-        line.flops_backward += fwd_total
-        return
-    _add(line.forward, fwd)
-    _add(work.forward, fwd)
-    line.flops_forward += fwd_total
-    work.flops += fwd_total
-    if use.contraction:
-        line.macs_forward += fwd["mul"]
-        work.macs += fwd["mul"]
-    for name in c.wrt:  # a gradient flows back to each: one more gradient to add
-        t = use.tensors.get(name)
-        if isinstance(t, TensorRef):
-            _read(reads, t)
-    if use.forward_only or not c.wrt:
-        return
-    bwd, bwd_total = _counts(c, "backward", use.dims, convention)
-    _add(line.backward, bwd)
-    line.flops_backward += bwd_total
-    if use.contraction:
-        line.macs_backward += bwd["mul"]
-    if not use.keep:
-        return
-    sub = _sub(c, use.dims)
-    out = use.tensors.get("y")
-    itemsize = out.itemsize if isinstance(out, TensorRef) else 4
-    for name, elements in _derivation(c).memory.saved:
-        t = use.kept_as.get(name, use.tensors.get(name))
-        if isinstance(t, TensorRef) and overwritten is not None and name != "y" \
-                and name not in use.kept_as and t.key == overwritten.key:
-            work.keeps.add("itself")
-            work.new_kept += t.numel * t.itemsize     # kept when run (or run again)
-            if keep:
-                line.saved_bytes += saved.new(t.numel * t.itemsize)
-        elif isinstance(t, TensorRef):
-            work.keeps.add(t.storage)
-            if t.parameter is None and keep:
-                line.saved_bytes += saved.add(t.storage, t.storage_elements * t.itemsize)
-        else:
-            work.keeps.add("itself")
-            nbytes = sp.expand(elements.xreplace(sub)) * itemsize
-            work.new_kept += nbytes                       # kept when run (or run again)
-            if keep:
-                line.saved_bytes += saved.new(nbytes)
-
-
-_RECURRENT = ("LSTM", "GRU", "RNN")
-
-
-def _read(reads: dict, t: TensorRef) -> None:
-    """One more read of ``t`` that gives it a gradient."""
-    reads[t.key] = t, reads.get(t.key, (t, 0))[1] + 1
-
-
-def _count_reads(call: OpCall, reads: dict, with_grad: set) -> None:
-    """A view or copy that carries the gradient (its output is read later as a tensor that
-    needs one) reads its inputs: autograd gives each input a gradient of its own through
-    it (select and slice a whole-size one, zero elsewhere), added to its other ones."""
-    if not any(t.key in with_grad for t in call.outputs):
-        return
-    for t in call.tensor_args():
-        if t.requires_grad and t.floating:
-            _read(reads, t)
-
-
-def _scaled_into(line: Line, part: Line, work: _Work, factor: sp.Expr) -> None:
-    """Add ``part`` (one operation's counts) to ``line`` at ``factor`` (1/t for work cut
-    along the sequence over t devices), and scale ``work`` with it."""
-    for which in ("forward", "backward"):
-        _add(getattr(line, which), {k: v * factor for k, v in getattr(part, which).items()})
-    for attr in ("flops_forward", "flops_backward", "macs_forward", "macs_backward",
-                 "integer"):
-        setattr(line, attr, sp.expand(getattr(line, attr) + getattr(part, attr) * factor))
-    line.saved_bytes += part.saved_bytes     # scaled per storage by _Saved
-    line.unknown += [u for u in part.unknown if u not in line.unknown]
-    line.components += [c for c in part.components if c not in line.components]
-    work.forward = {k: v * factor for k, v in work.forward.items()}
-    work.flops, work.macs = work.flops * factor, work.macs * factor
-    work.new_kept = work.new_kept * factor
-
-
-def module_list(paths, least: int = 2) -> str | None:
-    """The path of the module list with the most numbered children among ``paths``
-    (``model.layers`` of a Llama), if it has ``least`` of them."""
-    seen: dict[str, set] = {}
-    for path in paths:
-        parts = path.split(".")
-        for k in range(1, len(parts)):
-            if parts[k].isdigit():
-                seen.setdefault(".".join(parts[:k]), set()).add(int(parts[k]))
-    best = min(seen, key=lambda p: (-len(seen[p]), len(p)), default=None)
-    return best if best is not None and len(seen[best]) >= least else None
-
-
-def repeated_blocks(calls: tuple[OpCall, ...]) -> str | None:
-    """The model's list of repeated blocks: the module list with the most numbered
-    children that ran."""
-    return module_list(path for call in calls for path in call.stack)
-
-
-def _block_of(call: OpCall, blocks: str | None) -> str | None:
-    if blocks is None:
-        return None
-    return next((p for p in call.stack if p.startswith(blocks + ".")
-                 and p[len(blocks) + 1:].isdigit()), None)
-
-
-def _network_lines(calls: tuple[OpCall, ...], convention, saved: _Saved,
-                   checkpointed: dict | None = None, record: list | None = None,
-                   sharding=None, by_block: bool = False) -> list[Line]:
-    """One line per module.  In a module of ``checkpointed`` (path -> its inputs) nothing
-    is kept for backward but the module's inputs, and its forward runs again in the
-    backward pass (torch.utils.checkpoint).  ``record`` receives each operation with
-    the storages its backward keeps and the bytes of its own tensors kept (the memory
-    timeline's input).  ``sharding`` (``symflop.estimate.tensor_parallel``) says which
-    operations run on 1/t of their tensors.  ``by_block``: one line per repeated block
-    (a transformer's layer, whatever module its operations ran in), the others by
-    module."""
-    checkpointed = checkpointed or {}
-    blocks = repeated_blocks(calls) if by_block else None
-    rules = _rules()
-    lines: dict[str, Line] = {}
-    reads: dict = {}
-    # tensors read later as needing a gradient (an output is recorded before autograd
-    # marks it: its own flag is not yet set)
-    with_grad = {t.key for call in calls for t in call.tensor_args() if t.requires_grad}
-    segments: dict[str, list[tuple[OpCall, _Work]]] = {p: [] for p in checkpointed}
-    for index, call in enumerate(calls):
-        block = _block_of(call, blocks)
-        line = (lines.setdefault(block, Line(block, "block")) if block else
-                lines.setdefault(call.module, Line(call.module or "(model)", call.module_type)))
-        factor = sharding.op(index) if sharding is not None else ONE
-        target, line = line, (line if factor == 1 else Line(line.name, line.what))
-        saved.scale = factor
-        segment = segment_of(call.module, checkpointed)
-        if segment is not None and not segments[segment]:
-            for t in checkpointed[segment]:
-                if t.parameter is None:
-                    line.saved_bytes += saved.add(t.storage, t.storage_elements * t.itemsize)
-        work = _Work()
-        rule = rules.get(call.op) or rules.get(call.op.rstrip("_"))
-        answer = rule(call) if rule else Unknown(f"no rule for {call.overload}")
-        if answer is FREE:
-            _count_reads(call, reads, with_grad)
-            if record is not None:
-                record.append((call, set(), ZERO))
-            continue
-        for part in answer if isinstance(answer, list) else [answer]:
-            if isinstance(part, Keep):
-                work.keeps |= {t.storage for t in part.tensors}
-                for t in part.tensors if segment is None else ():
-                    if t.parameter is None:
-                        line.saved_bytes += saved.add(t.storage,
-                                                      t.storage_elements * t.itemsize)
-                continue
-            if isinstance(part, Gradients):
-                for t in part.tensors:
-                    _read(reads, t)
-                continue
-            if isinstance(part, Unknown):
-                line.unknown.append(f"{call.op}: {part.why}"
-                                    + (" (backward only)" if part.backward else ""))
-                continue
-            c = _component(part)
-            _apply_use(line, part, c, convention, saved, reads, work, keep=segment is None,
-                       overwritten=call.args[0] if call.op.endswith("_") else None)
-            if part.label not in line.components:
-                line.components.append(part.label)
-        if factor != 1:
-            _scaled_into(target, line, work, factor)
-            line = target
-        if segment is not None:
-            segments[segment].append((call, work))
-        if record is not None:
-            record.append((call, {k for k in work.keeps if k != "itself"}, work.new_kept))
-    acc = Line("(gradient sums)", "gradients of tensors read twice or more, added")
-    for t, n in reads.values():
-        if n > 1:
-            share = sharding.tensor(t) if sharding is not None else ONE
-            acc.backward["add"] = sp.expand(acc.backward["add"] + (n - 1) * t.numel * share)
-    acc.flops_backward = sp.expand(acc.backward["add"] * convention.weight("add"))
-    out = [ln for ln in lines.values()
-           if ln.flops != 0 or ln.unknown or ln.saved_bytes != 0 or ln.integer != 0]
-    out += [_recomputed(p, segments[p]) for p in checkpointed]
-    return out + ([acc] if acc.flops_backward != 0 else [])
-
-
-def _recomputed(path: str, ops: list[tuple[OpCall, _Work]]) -> Line:
-    """The forward of a checkpointed module, run again in the backward pass as far as its
-    backward needs: torch stops once every tensor the segment keeps exists again, so
-    the operations after the last one whose result is kept do not run again."""
-    kept = set().union(*(w.keeps for _, w in ops)) if ops else set()
-    last = max((k for k, (call, w) in enumerate(ops)
-                if "itself" in w.keeps or {t.storage for t in call.outputs} & kept),
-               default=-1)
-    line = Line(f"{path} (recomputed)", "checkpoint")
-    for _call, w in ops[:last + 1]:
-        _add(line.backward, w.forward)
-        line.flops_backward = sp.expand(line.flops_backward + w.flops)
-        line.macs_backward = sp.expand(line.macs_backward + w.macs)
-    line.components.append("recomputation")
-    return line
-
-
-def _loss_line(name: str, output: TensorRef, convention, saved: _Saved) -> Line:
-    c = get_component(name)
+def _loss_line(name: str, output: TensorRef, costs: Costs, saved: Saved) -> Line:
+    costed = costs.catalogue(name)
+    c = costed.component
     if not c.wrt:
         raise UsageError(f"{name!r} is not a loss (it declares no gradient)")
     z = c.tensors[c.wrt[0]]
@@ -360,37 +48,39 @@ def _loss_line(name: str, output: TensorRef, convention, saved: _Saved) -> Line:
                          "a loss for estimate takes a matrix (rows, classes) or a vector")
     line = Line(f"loss ({name})", "loss")
     use = Use(name, lambda: c, {}, dims, {z.name: output})
-    _apply_use(line, use, c, convention, saved, {}, _Work())
+    apply_use(line, use, costed, saved, {}, Work())
     line.components.append(name)
     return line
 
 
-def _optimizer(name: str, trace, convention) -> tuple[Line, sp.Expr]:
-    c = get_component(name)
+def _optimizer(name: str, trace, costs: Costs) -> tuple[Line, sp.Expr]:
+    costed = costs.catalogue(name)
+    c = costed.component
     if "step" not in c.passes or "P" not in c.dims:
         raise UsageError(f"{name!r} is not an optimizer (no 'step' pass over P parameters)")
     line = Line(f"optimizer ({name})", "optimizer")
     state = ZERO
-    d = _derivation(c)
+    d = costed.derivation
     for p in trace.parameters:
         if not p.trainable:
             continue
-        by_kind, total = _counts(c, "step", {"P": sp.Integer(p.numel)}, convention)
-        _add(line.forward, by_kind)
+        by_kind, total = costed.counts("step", {"P": sp.Integer(p.numel)})
+        add_into(line.forward, by_kind)
         line.flops_forward += total
         state += d.memory.elements("state").xreplace({c.dims["P"]: p.numel}) * p.itemsize
     line.components.append(name)
     return line, sp.expand(state)
 
 
-def _schedule(name: str, convention) -> Line:
-    c = get_component(name)
+def _schedule(name: str, costs: Costs) -> Line:
+    costed = costs.catalogue(name)
+    c = costed.component
     if c.dims:
         raise UsageError(f"{name!r} is not a learning-rate schedule (it has sizes "
                          f"{', '.join(c.dims)})")
     line = Line(f"schedule ({name})", "schedule")
-    by_kind, total = _counts(c, next(iter(c.passes)), {}, convention)
-    _add(line.forward, by_kind)
+    by_kind, total = costed.counts(next(iter(c.passes)), {})
+    add_into(line.forward, by_kind)
     line.flops_forward += total
     line.components.append(name)
     return line
@@ -447,7 +137,7 @@ def _trace(model, shape: tuple, hints: dict, dtype, loss: str | None = None,
     (``nn.LSTM``) is traced again through torch's Python kernels.  Autocast takes the
     ``target``'s per-operation types."""
     from symflop.estimate.trace import trace
-    rules = _rules()
+    rules = network_rules()
     lists = "cuda" if target == "cuda" else "cpu"     # whose autocast types
 
     def known(op: str) -> bool:
@@ -480,10 +170,10 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
                      schedule: str | None, conv, checkpoint: tuple, name: str,
                      traced=None, optimizer_impl: str = "for-loop",
                      target: str = "cpu", parallel=None, by_block: bool = False,
-                     autocast: str | None = None) -> Estimate:
+                     autocast: str | None = None, costs: Costs | None = None) -> Estimate:
     """The estimate of one trace at ``hints`` (``traced``, if already made); ``fitted``
     names the sizes the trace fixed (its polynomials hold at those sizes' trace values
-    only)."""
+    only).  ``costs``: the components' costs under ``conv`` so far in this estimate."""
     tr = _for_target(traced or _trace(model, shape, hints, dtype, loss, autocast, target),
                      target)
     missing = [p for p in checkpoint if p not in tr.module_inputs]
@@ -491,27 +181,61 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         names = ", ".join(sorted(p for p in tr.module_inputs if p)[:12])
         raise UsageError(f"checkpoint: no module {missing[0]!r} ran in the forward pass "
                          f"(modules: {names}, ...)")
-    comms, sharding = (), None
+    comms: tuple | list = ()
+    sharding = None
     if parallel is not None:
         from symflop.estimate.tensor_parallel import communication
         comms, sharding = communication(tr, parallel)
-    saved = _Saved(sharding if parallel is not None and parallel.sequence else None)
+    saved = Saved(sharding if parallel is not None and parallel.sequence else None)
     ops: list = []
-    lines = _network_lines(tr.calls, conv, saved,
-                           {p: tr.module_inputs[p] for p in checkpoint}, record=ops,
-                           sharding=saved.sharding, by_block=by_block)
+    loss_share = 1 / sp.Integer(parallel.t) if sharding and sharding.loss else ONE
+    lines, state = _step_lines(tr, costs or Costs(conv), saved, ops, loss=loss,
+                               optimizer=optimizer, schedule=schedule, checkpoint=checkpoint,
+                               by_block=by_block, loss_share=loss_share)
+    est = Estimate(
+        name, conv.name, tr.symbols, tr.hints, lines, sum(p.numel for p in tr.parameters),
+        sum(p.numel * p.itemsize for p in tr.parameters),
+        sum(p.numel * p.itemsize for p in tr.parameters if p.trainable),
+        state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss,
+        fitted=tr.specialized, notes=_notes(tr, target, autocast),
+        optimizer_impl=optimizer_impl, tensor_parallel=parallel, communication=tuple(comms),
+        parameter_sizes=tuple((p.name, p.numel, p.itemsize, p.trainable, p.shape)
+                              for p in tr.parameters),
+        boundaries=_boundaries(tr, saved.sharding) if by_block else {})
+    if parallel is not None:
+        est.notes.append(f"one device's share: {parallel.describe()}")
+    _replay(est, tr, ops, saved, checkpoint)
+    return est
+
+
+def _step_lines(tr, costs: Costs, saved: Saved, ops: list, *, loss: str, optimizer: str,
+                schedule: str | None, checkpoint: tuple, by_block: bool,
+                loss_share: sp.Expr) -> tuple[list[Line], sp.Expr]:
+    """The step's lines (the network's, the loss's unless torch's ran in the trace, the
+    optimizer's, the schedule's) and the optimizer's state in bytes; ``ops`` receives
+    what the timeline replays.  ``loss_share``: the part of the loss a device runs."""
+    lines = network_lines(tr.calls, costs, saved,
+                          {p: tr.module_inputs[p] for p in checkpoint}, record=ops,
+                          sharding=saved.sharding, by_block=by_block)
     if not any(ln.what == "loss" for ln in lines):  # no torch function: the catalogue's
-        saved.scale = 1 / sp.Integer(parallel.t) if sharding and sharding.loss else ONE
-        loss_line = _loss_line(loss, tr.output, conv, saved)
+        saved.scale = loss_share
+        loss_line = _loss_line(loss, tr.output, costs, saved)
         if saved.scale != 1:
             whole, loss_line = loss_line, Line(loss_line.name, "loss")
-            _scaled_into(loss_line, whole, _Work(), saved.scale)
+            scaled_into(loss_line, whole, Work(), saved.scale)
         lines.append(loss_line)
-    opt_line, state = _optimizer(optimizer, tr, conv)
+    opt_line, state = _optimizer(optimizer, tr, costs)
     lines.append(opt_line)
     if schedule:
-        lines.append(_schedule(schedule, conv))
-    n_params = sum(p.numel for p in tr.parameters)
+        lines.append(_schedule(schedule, costs))
+    return lines, state
+
+
+_RECURRENT = ("LSTM", "GRU", "RNN")
+
+
+def _notes(tr, target: str, autocast: str | None) -> list[str]:
+    """What a reader must know of the figures of this trace."""
     notes = [TARGET_NOTE] if target == "cuda" else []
     if autocast:
         notes.append(f"under torch.autocast({autocast}) with "
@@ -524,43 +248,24 @@ def _traced_estimate(model, shape: tuple, hints: dict, dtype, *, loss: str, opti
         notes.append(f"{', '.join(recurrent)}: counted as torch's cell-by-cell kernel; a "
                      "fused kernel (oneDNN on a CPU, cuDNN on CUDA) does the same products "
                      "and keeps a workspace of its own in place of the per-step tensors")
-    est = Estimate(
-        name, conv.name, tr.symbols, tr.hints, lines, n_params,
-        sum(p.numel * p.itemsize for p in tr.parameters),
-        sum(p.numel * p.itemsize for p in tr.parameters if p.trainable),
-        state, sp.expand(sum((ln.saved_bytes for ln in lines), ZERO)), optimizer, loss,
-        fitted=tr.specialized, notes=notes, optimizer_impl=optimizer_impl,
-        tensor_parallel=parallel, communication=tuple(comms),
-        parameter_sizes=tuple((p.name, p.numel, p.itemsize, p.trainable, p.shape)
-                              for p in tr.parameters),
-        boundaries=_boundaries(tr, saved.sharding) if by_block else {})
-    if parallel is not None:
-        est.notes.append(f"one device's share: {parallel.describe()}")
+    return notes
+
+
+def _replay(est: Estimate, tr, ops: list, saved: Saved, checkpoint: tuple) -> None:
+    """The step's memory timeline: ``est.replay``, and its peaks with ``checkpoint``."""
     at = partial(_at_hints, {tr.symbols[n]: v for n, v in tr.hints.items()})
     est.replay = Replay(
-        ops, tuple(tr.parameters), tuple(tr.buffers), tr.input, optimizer, state, at,
-        optimizer_impl, {p: frozenset(t.storage for t in ts if t.parameter is None)
-                         for p, ts in tr.module_inputs.items()},
-        *_cut_storages(ops, saved.sharding))
+        ops, tuple(tr.parameters), tuple(tr.buffers), tr.input, est.optimizer,
+        est.state_bytes, at, est.optimizer_impl,
+        {p: frozenset(t.storage for t in ts if t.parameter is None)
+         for p, ts in tr.module_inputs.items()},
+        *(saved.sharding.replayed(ops) if saved.sharding is not None
+          else (1, frozenset(), frozenset())))
     est.peak, est.first_step_peak = est.replay.peaks(tuple(checkpoint))
     est.notes += est.peak.notes
     if tr.specialized:
         est.notes.append("the peak memory is the trace's: its polynomial holds at the "
                          "sizes the model's code fixed")
-    return est
-
-
-def _cut_storages(ops: list, sharding) -> tuple[int, frozenset, frozenset]:
-    """Under sequence parallelism: t, the storages a device holds 1/t of (those kept
-    cut, and the cut tensors no operation keeps whole: torch's column-parallel layer
-    keeps its gathered input), and those whole around a collective."""
-    if sharding is None:
-        return 1, frozenset(), frozenset()
-    kept = set().union(*(k for _call, k, _new in ops))
-    cut = {t.storage for call, _k, _n in ops for t in (*call.tensor_args(), *call.outputs)
-           if t.key in sharding.tensors and t.storage not in kept}
-    return (int(sharding.t), frozenset(cut | set(sharding.storages)),
-            frozenset(sharding.gathered))
 
 
 TARGET_NOTE = ("counted as the program torch runs on CUDA where it differs from the CPU's in "
@@ -674,12 +379,13 @@ def _estimate(model, shape: tuple, hints: dict, dtype, components: list, conv,
                  options["schedule"], conv.key, flop_counter, input_dtype,
                  tuple(options["checkpoint"]), options["optimizer_impl"], options["target"],
                  repr(parallel), options["by_block"], options["autocast"])
-        digest = cached.key(traced, parts, components, _rules())
+        digest = cached.key(traced, parts, components, network_rules())
         hit = cached.load(digest)
         if hit is not None:
             hit.model = name
             return hit
     options["conv"] = conv
+    options["costs"] = Costs(conv)   # one per estimate: the fitted traces share it
     est = _traced_estimate(model, shape, hints, dtype, traced=traced, **options)
     if est.fitted:
         from symflop.estimate.fit import fit_sizes

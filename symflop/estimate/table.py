@@ -59,8 +59,8 @@ def layer_table(est: Estimate, depth: int | None = None) -> Table:
     at = _at(est)
     fc_col = f"FlopCounterMode at {at} (with children)" \
         if est.flop_counter is not None or est.flop_counter_error else None
-    cols = ["layer", "type", "forward FLOPs", "backward FLOPs", "saved for backward (bytes)",
-            f"FLOPs at {at}"] + ([fc_col] if fc_col else [])
+    cols = ("layer", "type", "forward FLOPs", "backward FLOPs", "saved for backward (bytes)",
+            f"FLOPs at {at}") + ((fc_col,) if fc_col else ())
     t = Table("estimate-layers", f"{est.model}: one training step, by layer", cols,
               caption=f"FLOPs under the {est.convention} convention, as polynomials in "
                       f"{', '.join(est.symbols)}; the last columns evaluate them at {at}"
@@ -119,8 +119,8 @@ def kind_table(est: Estimate) -> Table:
         lns = [ln for ln in est.lines if ln.what == what]
         if lns:
             parts.append((f"{what} (fwd + bwd)" if what == "loss" else what, lns, "both"))
-    t = Table("estimate-kinds", f"{est.model}: operations by kind", ["kind"]
-              + [p[0] for p in parts],
+    t = Table("estimate-kinds", f"{est.model}: operations by kind", ("kind",)
+              + tuple(p[0] for p in parts),
               caption="Raw operation counts by kind (before a convention weighs them).")
     for kind in KINDS:
         cells = []
@@ -140,7 +140,7 @@ def kind_table(est: Estimate) -> Table:
 
 def _peaks(est: Estimate, s) -> dict:
     """The peaks of the step timeline (MemTracker's category names), for JSON."""
-    out = {"optimizer_impl": est.optimizer_impl}
+    out: dict[str, object] = {"optimizer_impl": est.optimizer_impl}
     for prefix, peak in (("", est.peak), ("first_step_", est.first_step_peak)):
         if peak is not None:
             out[f"{prefix}peak"] = s(peak.total)
@@ -151,8 +151,8 @@ def _peaks(est: Estimate, s) -> dict:
 
 def memory_table(est: Estimate) -> Table:
     at = _at(est)
-    t = Table("estimate-memory", f"{est.model}: training memory", ["what", "bytes",
-                                                                     f"MiB at {at}"],
+    t = Table("estimate-memory", f"{est.model}: training memory", ("what", "bytes",
+                                                                     f"MiB at {at}"),
               caption=f"Parameters and gradients as stored; {est.optimizer} state as the "
                       "catalogue's optimizer keeps it per parameter tensor; saved for "
                       "backward: each storage once.")

@@ -210,6 +210,16 @@ class Sharding:
     def storage(self, key) -> sp.Expr:
         return 1 / self.t if key in self.storages else sp.Integer(1)
 
+    def replayed(self, ops: list) -> tuple[int, frozenset, frozenset]:
+        """What the memory timeline replays (``ops``: its records) under sequence
+        parallelism: t, the storages a device holds 1/t of (those kept cut, and the cut
+        tensors no operation keeps whole: torch's column-parallel layer keeps its
+        gathered input), and those whole around a collective."""
+        kept = set().union(*(k for _call, k, _new in ops))
+        cut = {t.storage for call, _k, _n in ops for t in (*call.tensor_args(), *call.outputs)
+               if t.key in self.tensors and t.storage not in kept}
+        return int(self.t), frozenset(cut | set(self.storages)), frozenset(self.gathered)
+
 
 def _region(path: str, tp: TensorParallel) -> tuple[str, str] | None:
     """The colwise or rowwise module ``path`` runs in, with its style."""
@@ -225,11 +235,22 @@ def _region(path: str, tp: TensorParallel) -> tuple[str, str] | None:
 def communication(trace, tp: TensorParallel) -> tuple[list[Communication], Sharding]:
     """The collectives of one device's step, and (with sequence parallelism) what runs cut
     along the sequence, from the local trace."""
-    t = sp.Integer(tp.t)
+    sharding, regions = _sharded_work(trace, tp)
     comms: list[Communication] = []
+    for path, style in sorted(regions, key=lambda r: _order(trace, r[0])):
+        comms += _region_collectives(trace, tp, path, style, sharding)
+    if tp.sequence:
+        comms += _partial_weight_gradients(trace, sharding, tp.implementation)
+        sharding.loss = trace.output.key in sharding.tensors
+    return comms, sharding
+
+
+def _sharded_work(trace, tp: TensorParallel) -> tuple[Sharding, set]:
+    """What runs cut along the sequence (with sequence parallelism), and the colwise and
+    rowwise modules that ran, as (path, style)."""
     sharded: set = set()          # storages split over the devices (heads, features): by
     # storage, so that an in-place operation's result (a new version) stays split
-    sharding = Sharding(t)
+    sharding = Sharding(sp.Integer(tp.t))
     seen_regions: set = set()
     for k, call in enumerate(trace.calls):
         region = _region(call.module, tp)
@@ -252,39 +273,43 @@ def communication(trace, tp: TensorParallel) -> tuple[list[Communication], Shard
             sharding.tensors.update(o.key for o in call.outputs)
             sharding.storages.update(a.storage for a in args)
             sharding.storages.update(o.storage for o in call.outputs)
-    for path, style in sorted(seen_regions, key=lambda r: _order(trace, r[0])):
-        if style == "colwise":
-            x = trace.module_inputs[path][0]
-            grad = x.requires_grad
-            if tp.sequence:
-                comms.append(Communication(path, "forward", "all-gather", x.numel,
-                                           x.itemsize, "its input, cut along the sequence"))
-                if tp.implementation == "megatron":
-                    comms.append(Communication(path, "backward", "all-gather", x.numel,
-                                               x.itemsize, "its input again (kept cut)"))
-                else:
-                    sharding.storages.discard(x.storage)
-                if grad:
-                    comms.append(Communication(path, "backward", "reduce-scatter", x.numel,
-                                               x.itemsize, "its input's gradient"))
-            elif grad:
-                comms.append(Communication(path, "backward", "all-reduce", x.numel,
-                                           x.itemsize, "its input's gradient"))
-        else:
-            y = trace.module_outputs[path][0]
-            if tp.sequence:
-                sharding.gathered.add(y.storage)
-                comms.append(Communication(path, "forward", "reduce-scatter", y.numel,
-                                           y.itemsize, "its output's partial sums"))
-                comms.append(Communication(path, "backward", "all-gather", y.numel,
-                                           y.itemsize, "its output's gradient"))
+    return sharding, seen_regions
+
+
+def _region_collectives(trace, tp: TensorParallel, path: str, style: str,
+                        sharding: Sharding) -> list[Communication]:
+    """The collectives around one colwise or rowwise module (``sharding`` learns which
+    storages a collective keeps whole)."""
+    comms: list[Communication] = []
+    if style == "colwise":
+        x = trace.module_inputs[path][0]
+        grad = x.requires_grad
+        if tp.sequence:
+            comms.append(Communication(path, "forward", "all-gather", x.numel,
+                                       x.itemsize, "its input, cut along the sequence"))
+            if tp.implementation == "megatron":
+                comms.append(Communication(path, "backward", "all-gather", x.numel,
+                                           x.itemsize, "its input again (kept cut)"))
             else:
-                comms.append(Communication(path, "forward", "all-reduce", y.numel,
-                                           y.itemsize, "its output's partial sums"))
-    if tp.sequence:
-        comms += _partial_weight_gradients(trace, sharding, tp.implementation)
-        sharding.loss = trace.output.key in sharding.tensors
-    return comms, sharding
+                sharding.storages.discard(x.storage)
+            if grad:
+                comms.append(Communication(path, "backward", "reduce-scatter", x.numel,
+                                           x.itemsize, "its input's gradient"))
+        elif grad:
+            comms.append(Communication(path, "backward", "all-reduce", x.numel,
+                                       x.itemsize, "its input's gradient"))
+    else:
+        y = trace.module_outputs[path][0]
+        if tp.sequence:
+            sharding.gathered.add(y.storage)
+            comms.append(Communication(path, "forward", "reduce-scatter", y.numel,
+                                       y.itemsize, "its output's partial sums"))
+            comms.append(Communication(path, "backward", "all-gather", y.numel,
+                                       y.itemsize, "its output's gradient"))
+        else:
+            comms.append(Communication(path, "forward", "all-reduce", y.numel,
+                                       y.itemsize, "its output's partial sums"))
+    return comms
 
 
 def _order(trace, path: str) -> int:

@@ -27,10 +27,13 @@ makes where a gradient's layout differs from its parameter's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import sympy as sp
 
 from symflop.errors import UsageError
+from symflop.estimate.checkpoint import segment_of
+from symflop.estimate.gradients import SPLITS, VIEWS, GradientBuffers, split_parts, with_gradient
 
 CATEGORIES = ("Parameter", "Buffer", "Gradient", "Activation", "Temp", "Optstate", "Other")
 IMPLEMENTATIONS = ("for-loop", "foreach", "fused")
@@ -110,69 +113,8 @@ _TARGETS = frozenset(("aten.zeros", "aten.zeros_like", "aten.ones", "aten.ones_l
                       "aten.new_zeros", "aten.new_full", "aten.new_empty"))
 
 
-# operations whose backward passes a gradient on without making one
-_VIEWS = frozenset(f"aten.{v}" for v in (
-    "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "unsqueeze", "squeeze",
-    "detach", "alias", "expand", "as_strided", "_reshape_alias", "flatten"))
-
-
-# operations that return several views of one tensor: autograd holds the gradient of each
-# view apart, and the operation's backward joins them (stack or cat) into a new tensor
-_SPLITS = frozenset(f"aten.{v}" for v in (
-    "unbind", "split", "split_with_sizes", "chunk", "unsafe_split",
-    "unsafe_split_with_sizes", "unsafe_chunk", "tensor_split"))
-
-
-def _parts(ops: list) -> dict:
-    """The outputs of each splitting operation (and their in-place successors: an
-    in-place operation's result is the same tensor to autograd's buffer) -> the part."""
-    part = {}
-    for call, _k, _n in ops:
-        if call.op in _SPLITS:
-            part.update({o.key: o for o in call.outputs})
-        elif call.op.endswith("_") and call.outputs and call.tensor_args() \
-                and call.tensor_args()[0].key in part \
-                and call.outputs[0].storage == call.tensor_args()[0].storage:
-            part[call.outputs[0].key] = part[call.tensor_args()[0].key]
-    return part
-
-
-# operations whose floating results get no gradient: autograd's saved handles and the
-# tensors made from a tensor's shape or filled at random
-_NO_GRADIENT = frozenset(f"aten.{v}" for v in (
-    "detach", "zeros_like", "ones_like", "empty_like", "full_like", "rand_like",
-    "randn_like", "bernoulli", "bernoulli_", "uniform_", "normal_", "zero_", "fill_",
-    "new_zeros", "new_ones", "new_empty", "new_full"))
-
-
-def _with_gradient(ops: list) -> set:
-    """The tensors the backward pass gives a gradient: those autograd marked (flagged
-    where an operation reads them), the loss, and the results of operations that ran
-    below autograd (the parts of a decomposed loss: cross-entropy's gather, where, neg)
-    which read one and lead to the loss, each as large as the gradient the composite's
-    backward makes there (the log-probabilities' gradient)."""
-    marked = {t.key for call, _k, _n in ops for t in call.tensor_args() if t.requires_grad}
-    if not ops:
-        return marked
-    needs = set(marked)
-    for call, _k, _n in ops:
-        if call.op not in _NO_GRADIENT and any(t.key in needs for t in call.tensor_args()):
-            needs |= {o.key for o in call.outputs if o.floating}
-    reaches = {t.key for t in ops[-1][0].outputs}
-    for call, _k, _n in reversed(ops):
-        if any(o.key in reaches for o in call.outputs) and call.op not in _NO_GRADIENT:
-            reaches |= {t.key for t in call.tensor_args() if t.key in needs}
-    return marked | reaches
-
-
 def _bytes(t) -> sp.Expr:
     return sp.expand(t.storage_elements * t.itemsize)
-
-
-def segment_of(module: str, checkpointed) -> str | None:
-    """The checkpointed module (of ``checkpointed``) that ``module`` runs in, if any."""
-    return next((p for p in checkpointed if module == p or module.startswith(p + ".")),
-                None)
 
 
 @dataclass
@@ -208,10 +150,12 @@ class Replay:
         segments = {k: seg for k, (call, _kept, _new) in enumerate(self.ops)
                     if (seg := segment_of(call.module, chosen)) is not None}
         inputs = {p: self.module_inputs[p] for p in checkpoint}
-        return tuple(step_peak(self.ops, self, self.optimizer, self.state_bytes, self.at,
-                               self.implementation, first_step=first, segments=segments,
-                               segment_inputs=inputs)
-                     for first in (False, True))
+
+        def peak(first: bool) -> Peak:
+            return step_peak(self.ops, self, self.optimizer, self.state_bytes, self.at,
+                             self.implementation, first_step=first, segments=segments,
+                             segment_inputs=inputs)
+        return peak(False), peak(True)
 
 
 def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
@@ -224,113 +168,169 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
     operations keep nothing in the forward pass but the module's inputs
     (``segment_inputs``: module -> storages) and run again when the backward pass
     reaches them, as far as the last one whose tensors their backward keeps."""
-    segments = segments or {}
-    share = getattr(trace, "share", lambda _s: 1)
-
-    def size(t) -> sp.Expr:
-        return _bytes(t) * share(t.storage)
     if implementation not in IMPLEMENTATIONS:
         raise UsageError(f"unknown optimizer implementation {implementation!r} "
                          f"(known: {', '.join(IMPLEMENTATIONS)})")
-    live = _Live(at)
-    params = {}                    # storage -> the parameter's (or buffer's) tensor
-    for p in trace.parameters:
-        live.add(("param", p.name), "Parameter", sp.Integer(p.numel * p.itemsize))
-    for b in trace.buffers:
-        live.add(("param", b.name), "Buffer", sp.Integer(b.numel * b.itemsize))
-    trainable = [p for p in trace.parameters if p.trainable]
-    if not first_step:
-        live.add("state", "Optstate", state_bytes)
-    live.add(("storage", trace.input.storage), "Other", size(trace.input))
-    for call, _kept, _new in ops:
-        for t in call.tensor_args():
-            if t.parameter is not None:
-                params[t.storage] = t
-    with_grad = _with_gradient(ops)
-    # forward: readers, producers, keepers (an operation without a backward keeps nothing)
-    last_use, producer, kept_by, targets = {}, {}, {}, set()
-    again_kept: dict = {}          # (module, storage) kept when it runs again -> first keeper
-    for i, (call, kept, _new) in enumerate(ops):
-        if call.module_type == "loss" and call.op in _TARGETS:
-            targets |= {t.storage for t in call.outputs}
-        for t in call.tensor_args():
-            last_use[t.storage] = i
-        for t in call.outputs:  # a view of a parameter or of the input creates nothing
-            if t.storage not in params and t.storage != trace.input.storage:
-                producer.setdefault(t.storage, i)
-        if any(t.key in with_grad for t in call.outputs):
-            for s in kept:
-                if i in segments:
-                    again_kept.setdefault((segments[i], s), i)
-                else:
-                    kept_by.setdefault(s, i)
-    for path, storages in (segment_inputs or {}).items():
-        first = min((i for i, p in segments.items() if p == path), default=None)
-        for s in storages if first is not None else ():
-            kept_by.setdefault(s, first)   # the checkpoint keeps its module's inputs
-    freed_after = {}               # i -> storages no operation before i keeps
-    for s, first in (*kept_by.items(), *((s, i) for (_m, s), i in again_kept.items())):
-        if s != trace.input.storage and s not in targets:
-            freed_after.setdefault(first, []).append(s)
-    gathered = getattr(trace, "gathered", frozenset())
-    for i, (call, _kept, new) in enumerate(ops):
-        whole = [t for t in call.outputs if producer.get(t.storage) == i
-                 and t.storage in gathered]
-        for t in call.outputs:
-            if producer.get(t.storage) == i:
-                live.add(("storage", t.storage),
-                         "Other" if t.storage in targets else "Activation", size(t))
-        for t in whole:               # the partial sums, whole until their reduce-scatter
-            live.add(("whole", t.storage), "Activation", _bytes(t))
-        if new != 0 and i not in segments:
-            live.add(("kept", i), "Activation", new)
-        live.mark(f"forward: {call.module or '(model)'} ({call.op})")
-        for t in whole:
-            live.free(("whole", t.storage))
-        for s in {t.storage for t in call.tensor_args()} | {t.storage for t in call.outputs}:
-            if last_use.get(s, producer.get(s)) <= i and s not in kept_by \
-                    and s not in params and s != trace.input.storage and s not in targets:
-                live.free(("storage", s))
-    # backward, the operations in reverse
-    def gives_gradient(call, t) -> bool:
-        return t.floating and (t.requires_grad or t.key in with_grad) \
-            and t.storage != trace.input.storage
+    step = _Step(ops, trace, at, segments or {})
+    step.hold_model(None if first_step else state_bytes)
+    step.plan(segment_inputs or {})
+    step.forward()
+    step.backward()
+    return step.optimizer_step(optimizer, implementation,
+                               state_bytes if first_step else None)
 
-    # a parameter read by several operations gets one gradient from each; autograd holds
-    # them in its input buffer and gives the parameter their sum once all have come
-    expected: dict = {}
-    for call, _kept, _new in ops:
-        if call.op not in _VIEWS and any(t.key in with_grad for t in call.outputs):
+
+class _Step:
+    """One training step replayed over the traced operations, phase by phase: the model
+    held, the forward pass, the backward pass, the optimizer step."""
+
+    def __init__(self, ops: list, trace, at, segments: dict):
+        self.ops, self.trace, self.segments = ops, trace, segments
+        self.share = getattr(trace, "share", lambda _s: 1)
+        # the storages whole around a collective
+        self.gathered: frozenset = getattr(trace, "gathered", frozenset())
+        self.live = _Live(at)
+        self.params: dict = {}     # storage -> the parameter's (or buffer's) tensor
+        self.with_grad: set = set()
+        self.last_use: dict = {}   # storage -> the last operation that reads it
+        self.producer: dict = {}   # storage -> the operation that makes it
+        self.kept_by: dict = {}    # storage -> the first operation whose backward keeps it
+        self.targets: set = set()  # the loss's targets: held by the training loop
+        self.again_kept: dict = {}  # (module, storage) kept when it runs again -> first keeper
+        self.freed_after: dict = {}  # i -> storages no operation before i keeps
+
+    def size(self, t) -> sp.Expr:
+        return _bytes(t) * self.share(t.storage)
+
+    def hold_model(self, state_bytes: sp.Expr | None) -> None:
+        """The parameters, buffers, optimizer state (``state_bytes``, of a later step) and
+        the input, held before the step begins."""
+        live, trace = self.live, self.trace
+        for p in trace.parameters:
+            live.add(("param", p.name), "Parameter", sp.Integer(p.numel * p.itemsize))
+        for b in trace.buffers:
+            live.add(("param", b.name), "Buffer", sp.Integer(b.numel * b.itemsize))
+        if state_bytes is not None:
+            live.add("state", "Optstate", state_bytes)
+        live.add(("storage", trace.input.storage), "Other", self.size(trace.input))
+        for call, _kept, _new in self.ops:
             for t in call.tensor_args():
-                if t.storage in params and gives_gradient(call, t):
-                    expected[t.storage] = expected.get(t.storage, 0) + 1
-    through_view = {o.key for call, _k, _n in ops if call.op in _VIEWS
-                    for o in call.outputs if o.storage in params}
-    buffers = _GradientBuffers(live, expected, params, through_view)
-    part = _parts(ops)
-    recomputed: set = set()
-    for i in range(len(ops) - 1, -1, -1):
-        call, _kept, _new = ops[i]
-        if not any(t.key in with_grad for t in call.outputs):
-            continue
-        if i in segments and segments[i] not in recomputed:
-            recomputed.add(segments[i])
-            _recompute(live, ops, [j for j, p in segments.items() if p == segments[i]],
-                       producer, {s for (m, s) in again_kept if m == segments[i]}, size)
-        for t in call.tensor_args():
-            if not gives_gradient(call, t):
+                if t.parameter is not None:
+                    self.params[t.storage] = t
+        self.with_grad = with_gradient(self.ops)
+
+    def plan(self, segment_inputs: dict) -> None:
+        """Readers, producers, keepers (an operation without a backward keeps nothing),
+        and after which operation's backward each kept storage is freed."""
+        segments, input_storage = self.segments, self.trace.input.storage
+        for i, (call, kept, _new) in enumerate(self.ops):
+            if call.module_type == "loss" and call.op in _TARGETS:
+                self.targets |= {t.storage for t in call.outputs}
+            for t in call.tensor_args():
+                self.last_use[t.storage] = i
+            for t in call.outputs:  # a view of a parameter or of the input creates nothing
+                if t.storage not in self.params and t.storage != input_storage:
+                    self.producer.setdefault(t.storage, i)
+            if any(t.key in self.with_grad for t in call.outputs):
+                for s in kept:
+                    if i in segments:
+                        self.again_kept.setdefault((segments[i], s), i)
+                    else:
+                        self.kept_by.setdefault(s, i)
+        for path, storages in segment_inputs.items():
+            first = min((i for i, p in segments.items() if p == path), default=None)
+            for s in storages if first is not None else ():
+                self.kept_by.setdefault(s, first)   # the checkpoint keeps its module's inputs
+        for s, first in (*self.kept_by.items(),
+                         *((s, i) for (_m, s), i in self.again_kept.items())):
+            if s != input_storage and s not in self.targets:
+                self.freed_after.setdefault(first, []).append(s)
+
+    def forward(self) -> None:
+        """Each operation allocates its outputs' new storages; a storage is freed after
+        its last reader unless a backward keeps it."""
+        live, producer, trace = self.live, self.producer, self.trace
+        for i, (call, _kept, new) in enumerate(self.ops):
+            whole = [t for t in call.outputs if producer.get(t.storage) == i
+                     and t.storage in self.gathered]
+            for t in call.outputs:
+                if producer.get(t.storage) == i:
+                    live.add(("storage", t.storage),
+                             "Other" if t.storage in self.targets else "Activation",
+                             self.size(t))
+            for t in whole:               # the partial sums, whole until their reduce-scatter
+                live.add(("whole", t.storage), "Activation", _bytes(t))
+            if new != 0 and i not in self.segments:
+                live.add(("kept", i), "Activation", new)
+            live.mark(f"forward: {call.module or '(model)'} ({call.op})")
+            for t in whole:
+                live.free(("whole", t.storage))
+            for s in {t.storage for t in call.tensor_args()} | {t.storage for t in call.outputs}:
+                last = cast(int, self.last_use.get(s, producer.get(s)))  # read or made: known
+                if last <= i and s not in self.kept_by \
+                        and s not in self.params and s != trace.input.storage \
+                        and s not in self.targets:
+                    live.free(("storage", s))
+
+    def _gives_gradient(self, t) -> bool:
+        return t.floating and (t.requires_grad or t.key in self.with_grad) \
+            and t.storage != self.trace.input.storage
+
+    def _gradient_buffers(self) -> GradientBuffers:
+        """A parameter read by several operations gets one gradient from each; autograd
+        holds them in its input buffer and gives the parameter their sum once all have
+        come."""
+        expected: dict = {}
+        for call, _kept, _new in self.ops:
+            if call.op not in VIEWS and any(t.key in self.with_grad for t in call.outputs):
+                for t in call.tensor_args():
+                    if t.storage in self.params and self._gives_gradient(t):
+                        expected[t.storage] = expected.get(t.storage, 0) + 1
+        through_view = {o.key for call, _k, _n in self.ops if call.op in VIEWS
+                        for o in call.outputs if o.storage in self.params}
+        return GradientBuffers(self.live, expected, self.params, through_view, _bytes)
+
+    def backward(self) -> None:
+        """The operations in reverse: each allocates its inputs' gradients, then frees
+        its outputs' gradients and what it alone still kept; a checkpointed module runs
+        again when the backward pass reaches it."""
+        live, ops, segments = self.live, self.ops, self.segments
+        buffers = self._gradient_buffers()
+        part = split_parts(ops)
+        recomputed: set = set()
+        for i in range(len(ops) - 1, -1, -1):
+            call, _kept, _new = ops[i]
+            if not any(t.key in self.with_grad for t in call.outputs):
                 continue
-            if t.storage in params:
-                if call.op not in _VIEWS:   # a view passes the gradient on
+            if i in segments and segments[i] not in recomputed:
+                recomputed.add(segments[i])
+                _recompute(live, ops, [j for j, p in segments.items() if p == segments[i]],
+                           self.producer, {s for (m, s) in self.again_kept if m == segments[i]},
+                           self.size)
+            self._input_gradients(call, buffers, part)
+            self._output_gradients(i, call, buffers)
+
+    def _input_gradients(self, call, buffers: GradientBuffers, part: dict) -> None:
+        """The gradients ``call``'s backward makes for its inputs."""
+        for t in call.tensor_args():
+            if not self._gives_gradient(t):
+                continue
+            if t.storage in self.params:
+                if call.op not in VIEWS:   # a view passes the gradient on
                     buffers.arrive(t)
             elif t.key in part:
                 p = part[t.key]
-                live.add(("part", p.key), "Temp",
-                         sp.expand(p.numel * p.itemsize * share(p.storage)))
+                self.live.add(("part", p.key), "Temp",
+                              sp.expand(p.numel * p.itemsize * self.share(p.storage)))
             else:
-                live.add(("grad", t.storage), "Temp", size(t))
+                self.live.add(("grad", t.storage), "Temp", self.size(t))
+
+    def _output_gradients(self, i: int, call, buffers: GradientBuffers) -> None:
+        """The moment of operation ``i``'s backward, then what it frees: its outputs'
+        gradients, what it alone kept."""
+        live, producer = self.live, self.producer
         whole = [t for t in call.outputs if producer.get(t.storage) == i
-                 and t.storage in gathered]
+                 and t.storage in self.gathered]
         for t in whole:               # the gradient, all-gathered whole (its shard gone)
             live.free(("grad", t.storage))
             live.add(("whole", t.storage), "Temp", _bytes(t))
@@ -338,79 +338,41 @@ def step_peak(ops: list, trace, optimizer: str, state_bytes: sp.Expr, at,
         for t in whole:
             live.free(("whole", t.storage))
         buffers.settle()
-        if call.op in _SPLITS:            # the parts joined: each part's gradient goes
+        if call.op in SPLITS:            # the parts joined: each part's gradient goes
             for o in call.outputs:
                 live.free(("part", o.key))
         for t in call.outputs:
             if producer.get(t.storage) == i:
                 live.free(("grad", t.storage))
         live.free(("kept", i))
-        for s in freed_after.get(i, ()):
+        for s in self.freed_after.get(i, ()):
             live.free(("storage", s))
-    # the optimizer step
-    notes = []
-    itemsize = trainable[0].itemsize if trainable else 4
-    if first_step:
-        live.add("state", "Optstate", state_bytes)
-    loop, carry, each = OPTIMIZER_TEMPORARIES.get(optimizer, (0, 0, 0))
-    if optimizer not in OPTIMIZER_TEMPORARIES:
-        notes.append(f"{optimizer}: the temporaries of its torch implementation are not "
-                     "modelled (its state is)")
-    if implementation == "for-loop" and trainable:
-        sizes = [0] + [p.numel for p in trainable]   # torch.optim's order: the parameters'
-        most = max(loop * n + (carry * m if loop else 0) for m, n in zip(sizes, sizes[1:]))
-        live.add("temporaries", "Optstate", sp.Integer(most * itemsize))
-    elif implementation == "foreach":
-        total = sum(p.numel for p in trainable)
-        live.add("temporaries", "Optstate", sp.Integer(each * total * itemsize))
-    live.mark(f"optimizer step ({optimizer}, {implementation})")
-    out = live.peak()
-    out.notes = notes
-    return out
 
-
-class _GradientBuffers:
-    """Gradients of parameters on their way to ``.grad``.  One from a single reader is the
-    parameter's gradient at once.  Of a parameter read n times, the first waits in
-    autograd's input buffer; the next ones are added into it in place, unless the first
-    came through a view of the parameter (a product's weight gradient, transposed back):
-    that one is added out of place, the buffer, the new gradient and their sum living
-    together; the n-th sum becomes ``.grad``."""
-
-    def __init__(self, live: _Live, expected: dict, params: dict, through_view: set):
-        self.live, self.expected, self.params = live, expected, params
-        self.through_view = through_view
-        self.count: dict = {}
-        self.view: dict = {}
-        self.pending: list = []
-
-    def arrive(self, t) -> None:
-        s = t.storage
-        n = self.expected.get(s, 1)
-        k = self.count[s] = self.count.get(s, 0) + 1
-        nbytes = _bytes(self.params[s])
-        if n == 1:
-            self.live.add(("grad", s), "Gradient", nbytes)
-        elif k == 1:
-            self.live.add(("buffer", s), "Temp", nbytes)
-            self.view[s] = t.key in self.through_view
-        else:
-            self.live.add(("arriving", s), "Temp", nbytes)
-            if self.view.pop(s, False):
-                self.live.add(("sum", s), "Temp", nbytes)
-            self.pending.append((s, k == n))
-
-    def settle(self) -> None:
-        """After the operation: each new gradient added, the last sum made ``.grad``."""
-        for s, last in self.pending:
-            self.live.free(("arriving", s))
-            if ("sum", s) in self.live.items:
-                self.live.free(("buffer", s))
-                self.live.items[("buffer", s)] = self.live.items.pop(("sum", s))
-            if last:
-                self.live.free(("buffer", s))
-                self.live.add(("grad", s), "Gradient", _bytes(self.params[s]))
-        self.pending.clear()
+    def optimizer_step(self, optimizer: str, implementation: str,
+                       state_bytes: sp.Expr | None) -> Peak:
+        """The optimizer's state (``state_bytes``, allocated on the first step) and the
+        temporaries of torch's implementation; the step's peak."""
+        live = self.live
+        trainable = [p for p in self.trace.parameters if p.trainable]
+        notes = []
+        itemsize = trainable[0].itemsize if trainable else 4
+        if state_bytes is not None:
+            live.add("state", "Optstate", state_bytes)
+        loop, carry, each = OPTIMIZER_TEMPORARIES.get(optimizer, (0, 0, 0))
+        if optimizer not in OPTIMIZER_TEMPORARIES:
+            notes.append(f"{optimizer}: the temporaries of its torch implementation are not "
+                         "modelled (its state is)")
+        if implementation == "for-loop" and trainable:
+            sizes = [0] + [p.numel for p in trainable]   # torch.optim's order: the parameters'
+            most = max(loop * n + (carry * m if loop else 0) for m, n in zip(sizes, sizes[1:]))
+            live.add("temporaries", "Optstate", sp.Integer(most * itemsize))
+        elif implementation == "foreach":
+            total = sum(p.numel for p in trainable)
+            live.add("temporaries", "Optstate", sp.Integer(each * total * itemsize))
+        live.mark(f"optimizer step ({optimizer}, {implementation})")
+        out = live.peak()
+        out.notes = notes
+        return out
 
 
 def _recompute(live: _Live, ops: list, members: list[int], producer: dict,
@@ -440,46 +402,3 @@ def _recompute(live: _Live, ops: list, members: list[int], producer: dict,
         for s in [s for s in made if s not in again_kept and last_read.get(s, j) <= j]:
             live.free(("storage", s))
             made.remove(s)
-
-
-PHASE_COLOURS = {"forward": "tab:blue", "backward": "tab:orange", "recompute": "tab:purple",
-                 "optimizer step": "tab:green"}
-
-
-def plot_timeline(peaks: dict, path, title: str) -> None:
-    """The memory of a step after each operation (``peaks``: label -> Peak, e.g. the
-    first and a later step), coloured by phase, each peak marked; written to ``path``
-    whole or not at all."""
-    import os
-    import tempfile
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(peaks), 1, figsize=(9, 2.6 * len(peaks)), squeeze=False)
-    for ax, (label, peak) in zip(axes[:, 0], peaks.items()):
-        if not peak.curve:
-            raise UsageError(f"{label}: the peak has no timeline to draw")
-        ys = [b / 2**20 for _p, _w, b in peak.curve]
-        for phase, colour in PHASE_COLOURS.items():
-            xs = [k for k, (p, _w, _b) in enumerate(peak.curve) if p == phase]
-            ax.plot(xs, [ys[k] for k in xs], ".", ms=2, color=colour, label=phase)
-        top = max(range(len(ys)), key=ys.__getitem__)
-        ax.annotate(f"peak {ys[top]:.4g} MiB\n{peak.curve[top][1]}", (top, ys[top]),
-                    fontsize=7, ha="right" if top > len(ys) / 2 else "left", va="top")
-        ax.set_title(f"{title}: {label}", fontsize=9)
-        ax.set_ylabel("MiB")
-        ax.legend(fontsize=7, loc="lower right")
-    axes[-1, 0].set_xlabel("operation of the step")
-    fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, metadata={"Software": None})
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)

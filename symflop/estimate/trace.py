@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 import torch
@@ -62,8 +63,8 @@ class Trace:
     buffers: tuple[Parameter, ...]
     symbols: dict[str, sp.Symbol]      # the sizes left symbolic, by name (B first)
     hints: dict[str, int]              # the value each symbolic size had in the trace
-    module_inputs: dict[str, tuple[TensorRef, ...]] = None  # each module's first inputs
-    module_outputs: dict[str, tuple[TensorRef, ...]] = None  # and its first outputs
+    module_inputs: dict[str, tuple[TensorRef, ...]] | None = None  # each module's first inputs
+    module_outputs: dict[str, tuple[TensorRef, ...]] | None = None  # and its first outputs
     specialized: tuple[str, ...] = ()  # sizes the model's code fixed to their trace value
 
 
@@ -183,6 +184,163 @@ def onednn_off():
         torch._C._set_mkldnn_enabled(was)
 
 
+def _default_hints(shape: tuple, hints: dict[str, int] | None) -> dict[str, int]:
+    """The trace value of each symbolic size: the given one, or distinct defaults."""
+    hints = dict(hints or {})
+    names = [s for s in shape if isinstance(s, str)]
+    for k, n in enumerate(names):
+        hints.setdefault(n, 8 if k == 0 else 8 + 3 * k)  # distinct, and never 0 or 1
+    return hints
+
+
+def _fake_input(mode: FakeTensorMode, shape: tuple, hints: dict[str, int],
+                dtype: torch.dtype) -> tuple[torch.Tensor, dict]:
+    """A fake input of ``shape`` whose named sizes are torch's symbols, and the map from
+    those symbols to ours."""
+    concrete = [hints[s] if isinstance(s, str) else int(s) for s in shape]
+    context: StatelessSymbolicContext[Any, Any] = StatelessSymbolicContext(dynamic_sizes=[
+        DimDynamic.DYNAMIC if isinstance(s, str) else DimDynamic.STATIC for s in shape])
+    x = mode.from_tensor(torch.empty(concrete, dtype=dtype), symbolic_context=context)
+    symmap = {}
+    sizes: Any = x.shape          # torch.SymInt where a size is named
+    for s, v in zip(shape, sizes, strict=True):
+        if isinstance(s, str):
+            symmap[v.node.expr] = size_symbol(s)
+    return x, symmap
+
+
+class _Converter:
+    """A traced value as the estimate's: a symbolic size as a SymPy expression in the
+    sizes left symbolic, a tensor as a ``TensorRef`` (the parameter's name where it is
+    one, in ``owners``: storage -> name)."""
+
+    def __init__(self, symmap: dict, names: list[str]):
+        self.symmap, self.names = symmap, names
+        self.keep: list = []   # keep traced tensors alive: storage identities are never reused
+        self.owners: dict[int, str] = {}
+
+    def sym(self, v) -> sp.Expr:
+        if isinstance(v, torch.SymInt):
+            e = sp.sympify(v.node.expr).xreplace(self.symmap)
+            if e.free_symbols - set(self.symmap.values()):
+                raise UsageError(f"a size in the trace depends on {e}, not only on the sizes "
+                                 f"left symbolic ({', '.join(self.names)})")
+            return sp.expand(e)
+        return sp.Integer(int(v))
+
+    def __call__(self, t, after: bool = False):
+        if not isinstance(t, torch.Tensor):
+            return self.sym(t) if isinstance(t, torch.SymInt) else t
+        self.keep.append(t)
+        storage = StorageWeakRef(t.untyped_storage()).cdata
+        itemsize = t.element_size()
+        sym = self.sym
+        return TensorRef(hash((id(t), t._version)), storage, tuple(sym(s) for s in t.shape),
+                         sp.expand(sym(t.untyped_storage().nbytes()) / itemsize), itemsize,
+                         str(t.dtype).removeprefix("torch."), bool(t.requires_grad),
+                         self.owners.get(storage))
+
+
+def _fake_parameters(model: torch.nn.Module, mode: FakeTensorMode, owners: dict[int, str]
+                     ) -> tuple[list[Parameter], list[Parameter], dict[str, torch.Tensor]]:
+    """The model's parameters and buffers, and a fake copy of each by name (``owners``
+    receives each copy's storage -> its name)."""
+    params, fakes = [], {}
+    for name, p in model.named_parameters():
+        f = _fake(mode, p.detach()).requires_grad_(p.requires_grad)
+        fakes[name] = f
+        owners[StorageWeakRef(f.untyped_storage()).cdata] = name
+        params.append(Parameter(name, tuple(p.shape), p.element_size(), p.requires_grad))
+    buffers = []
+    for name, b in model.named_buffers():
+        f = _fake(mode, b)
+        fakes[name] = f
+        owners[StorageWeakRef(f.untyped_storage()).cdata] = name
+        buffers.append(Parameter(name, tuple(b.shape), b.element_size(), False))
+    return params, buffers, fakes
+
+
+class _ModuleHooks:
+    """Which module runs now (``stack``, innermost last), each module's type, and each
+    module's first inputs and outputs; hooked in, with the model in training mode, for
+    as long as the context lasts."""
+
+    def __init__(self, model: torch.nn.Module, convert: _Converter, loss=None):
+        self.model, self.convert = model, convert
+        self.paths = {id(m): n for n, m in model.named_modules()}
+        self.types = {n: type(m).__name__ for n, m in model.named_modules()}
+        if loss is not None:
+            self.types[loss[0]] = "loss"
+        self.stack: list[str] = []
+        self.inputs: dict[str, tuple[TensorRef, ...]] = {}
+        self.outputs: dict[str, tuple[TensorRef, ...]] = {}
+
+    def _tensors(self, values) -> tuple[TensorRef, ...]:
+        return tuple(self.convert(t) for t in tree_flatten(values)[0]
+                     if isinstance(t, torch.Tensor))
+
+    def _pre(self, module, args) -> None:
+        path = self.paths.get(id(module), type(module).__name__)
+        self.stack.append(path)
+        if path not in self.inputs and id(module) not in self.paths:
+            self.inputs[path] = self._tensors(args)
+
+    def _own_inputs(self, module, args, kwargs) -> None:
+        """A module's inputs, keyword ones too (what a checkpoint of it keeps)."""
+        path = self.paths[id(module)]
+        if path not in self.inputs:
+            self.inputs[path] = self._tensors((args, kwargs))
+
+    def _post(self, module, _args, out) -> None:
+        path = self.stack.pop()
+        if path not in self.outputs:
+            self.outputs[path] = self._tensors(out)
+
+    def __enter__(self) -> _ModuleHooks:
+        self.was_training = self.model.training
+        self.model.train()
+        self.handles = [
+            torch.nn.modules.module.register_module_forward_pre_hook(self._pre),
+            torch.nn.modules.module.register_module_forward_hook(self._post, always_call=True),
+            *(m.register_forward_pre_hook(self._own_inputs, with_kwargs=True)
+              for m in self.model.modules())]
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for h in self.handles:
+            h.remove()
+        self.model.train(self.was_training)
+
+
+def _record(model: torch.nn.Module, x: torch.Tensor, fakes: dict, mode: FakeTensorMode,
+            recorder: _Recorder, python_dispatcher: bool, loss, autocast: str | None,
+            autocast_device: str) -> tuple[TensorRef, TensorRef]:
+    """Run the model (and the loss on its first output) under the recorder; the input's
+    and the output's ``TensorRef``."""
+    convert, stack = recorder.convert, recorder.stack
+    dispatcher = enable_python_dispatcher() if python_dispatcher else nullcontext()
+    # oneDNN off: nn.LSTM and nn.GRU run torch's own cell-by-cell kernels, whose
+    # operations the trace sees (oneDNN's fused RNN is one opaque operation)
+    with dispatcher, onednn_off(), _torch_logging_quiet(), mode, recorder, \
+            torch.enable_grad():
+        input_ref = convert(x)
+        cast = nullcontext() if not autocast else \
+            cuda_autocast(getattr(torch, autocast)) if autocast_device == "cuda" else \
+            torch.autocast("cpu", dtype=getattr(torch, autocast))
+        with cast:
+            out = torch.func.functional_call(model, fakes, (x,))
+            first = next((t for t in tree_flatten(out)[0]
+                          if isinstance(t, torch.Tensor)), None)
+            if first is None:
+                raise UsageError("the model returned no tensor")
+            output_ref = convert(first)
+            if loss is not None:
+                stack.append(loss[0])
+                loss[1](first)
+                stack.pop()
+    return input_ref, output_ref
+
+
 def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = None,
           dtype: torch.dtype = torch.float32, known=None,
           python_dispatcher: bool = False, loss=None, autocast: str | None = None,
@@ -197,121 +355,21 @@ def trace(model: torch.nn.Module, shape: tuple, hints: dict[str, int] | None = N
     "float16"): the forward pass and the loss under autocast, with the per-operation
     types of ``autocast_device``'s lists: the CPU's, or ``"cuda"``'s (softmax,
     the norms and the losses in float32; ``symflop.estimate.cuda_autocast``)."""
-    hints = dict(hints or {})
+    hints = _default_hints(shape, hints)
     names = [s for s in shape if isinstance(s, str)]
-    for k, n in enumerate(names):
-        hints.setdefault(n, 8 if k == 0 else 8 + 3 * k)  # distinct, and never 0 or 1
     env = ShapeEnv(duck_shape=False, specialize_zero_one=True)
     on_meta = any(p.device.type == "meta" for p in model.parameters())
     # A model built on the meta device may make meta tensors of its own while it runs
     # (an empty cache): those are taken in as fake tensors.
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=on_meta)
-    concrete = [hints[s] if isinstance(s, str) else int(s) for s in shape]
-    context = StatelessSymbolicContext(dynamic_sizes=[
-        DimDynamic.DYNAMIC if isinstance(s, str) else DimDynamic.STATIC for s in shape])
-    x = mode.from_tensor(torch.empty(concrete, dtype=dtype), symbolic_context=context)
-    symmap = {}
-    for s, v in zip(shape, x.shape, strict=True):
-        if isinstance(s, str):
-            symmap[v.node.expr] = size_symbol(s)
-
-    keep: list = []   # keep traced tensors alive: storage identities are never reused
-    owners: dict[int, str] = {}
-
-    def sym(v) -> sp.Expr:
-        if isinstance(v, torch.SymInt):
-            e = sp.sympify(v.node.expr).xreplace(symmap)
-            if e.free_symbols - set(symmap.values()):
-                raise UsageError(f"a size in the trace depends on {e}, not only on the sizes "
-                                 f"left symbolic ({', '.join(names)})")
-            return sp.expand(e)
-        return sp.Integer(int(v))
-
-    def convert(t, after: bool = False):
-        if not isinstance(t, torch.Tensor):
-            return sym(t) if isinstance(t, torch.SymInt) else t
-        keep.append(t)
-        storage = StorageWeakRef(t.untyped_storage()).cdata
-        itemsize = t.element_size()
-        return TensorRef(hash((id(t), t._version)), storage, tuple(sym(s) for s in t.shape),
-                         sp.expand(sym(t.untyped_storage().nbytes()) / itemsize), itemsize,
-                         str(t.dtype).removeprefix("torch."), bool(t.requires_grad),
-                         owners.get(storage))
-
-    params, fakes = [], {}
-    for name, p in model.named_parameters():
-        f = _fake(mode, p.detach()).requires_grad_(p.requires_grad)
-        fakes[name] = f
-        owners[StorageWeakRef(f.untyped_storage()).cdata] = name
-        params.append(Parameter(name, tuple(p.shape), p.element_size(), p.requires_grad))
-    buffers = []
-    for name, b in model.named_buffers():
-        f = _fake(mode, b)
-        fakes[name] = f
-        owners[StorageWeakRef(f.untyped_storage()).cdata] = name
-        buffers.append(Parameter(name, tuple(b.shape), b.element_size(), False))
-
-    paths = {id(m): n for n, m in model.named_modules()}
-    types = {n: type(m).__name__ for n, m in model.named_modules()}
-    if loss is not None:
-        types[loss[0]] = "loss"
-    module_stack: list[str] = []
-    module_inputs: dict[str, tuple[TensorRef, ...]] = {}
-    module_outputs: dict[str, tuple[TensorRef, ...]] = {}
-
-    def pre(module, args):
-        path = paths.get(id(module), type(module).__name__)
-        module_stack.append(path)
-        if path not in module_inputs and id(module) not in paths:
-            module_inputs[path] = tuple(convert(t) for t in tree_flatten(args)[0]
-                                        if isinstance(t, torch.Tensor))
-
-    def inputs(module, args, kwargs):
-        """A module's inputs, keyword ones too (what a checkpoint of it keeps)."""
-        path = paths[id(module)]
-        if path not in module_inputs:
-            module_inputs[path] = tuple(convert(t) for t in tree_flatten((args, kwargs))[0]
-                                        if isinstance(t, torch.Tensor))
-
-    def post(module, _args, out):
-        path = module_stack.pop()
-        if path not in module_outputs:
-            module_outputs[path] = tuple(convert(t) for t in tree_flatten(out)[0]
-                                         if isinstance(t, torch.Tensor))
-
-    recorder = _Recorder(convert, module_stack, types, known)
-    was_training = model.training
-    model.train()
-    h1 = torch.nn.modules.module.register_module_forward_pre_hook(pre)
-    h2 = torch.nn.modules.module.register_module_forward_hook(post, always_call=True)
-    own = [m.register_forward_pre_hook(inputs, with_kwargs=True) for m in model.modules()]
-    try:
-        dispatcher = enable_python_dispatcher() if python_dispatcher else nullcontext()
-        # oneDNN off: nn.LSTM and nn.GRU run torch's own cell-by-cell kernels, whose
-        # operations the trace sees (oneDNN's fused RNN is one opaque operation)
-        with dispatcher, onednn_off(), _torch_logging_quiet(), mode, recorder, \
-                torch.enable_grad():
-            input_ref = convert(x)
-            cast = nullcontext() if not autocast else \
-                cuda_autocast(getattr(torch, autocast)) if autocast_device == "cuda" else \
-                torch.autocast("cpu", dtype=getattr(torch, autocast))
-            with cast:
-                out = torch.func.functional_call(model, fakes, (x,))
-                first = next((t for t in tree_flatten(out)[0]
-                              if isinstance(t, torch.Tensor)), None)
-                if first is None:
-                    raise UsageError("the model returned no tensor")
-                output_ref = convert(first)
-                if loss is not None:
-                    module_stack.append(loss[0])
-                    loss[1](first)
-                    module_stack.pop()
-    finally:
-        h1.remove()
-        h2.remove()
-        for h in own:
-            h.remove()
-        model.train(was_training)
+    x, symmap = _fake_input(mode, shape, hints, dtype)
+    convert = _Converter(symmap, names)
+    params, buffers, fakes = _fake_parameters(model, mode, convert.owners)
+    hooks = _ModuleHooks(model, convert, loss)
+    recorder = _Recorder(convert, hooks.stack, hooks.types, known)
+    with hooks:
+        input_ref, output_ref = _record(model, x, fakes, mode, recorder, python_dispatcher,
+                                        loss, autocast, autocast_device)
     return Trace(tuple(recorder.calls), input_ref, output_ref, tuple(params), tuple(buffers),
                  {n: size_symbol(n) for n in names}, {n: hints[n] for n in names},
-                 module_inputs, module_outputs, _specialized(env, symmap))
+                 hooks.inputs, hooks.outputs, _specialized(env, symmap))
