@@ -16,14 +16,15 @@ from derivations import (
     schedules,
     training,
 )
-from derivations.glossary import DISPLAY, glossary
+from derivations.glossary import DISPLAY, ENGLISH_WORDS, glossary
 from symflop.report.latex import set_symbol_latex
 from symflop.report.prose import add_symbols
 
 # In every table and report: lr printed as eta, lam as lambda; the glossary's symbols
-# typeset where captions and cells write formulas in ASCII (theta - lr*g).
+# typeset where captions and cells write formulas in ASCII (theta - lr*g), but for the
+# glossary's English words (dropout's a), which prose never reads as symbols.
 set_symbol_latex(DISPLAY)
-add_symbols(sym for _kind, sym, _meaning in glossary())
+add_symbols(sym for _kind, sym, _meaning in glossary() if sym not in ENGLISH_WORDS)
 
 SECTIONS = (losses, optimizers, regularization, normalization, schedules, training, layers,
             precision)

@@ -61,10 +61,13 @@ QUANTITIES: dict[str, str] = {
     "k": "the network's backward FLOPs over its forward FLOPs (about 2; a ratio the user "
          "sets)",
     "A": "activations saved for backward, in values (given, not derived)",
+    "MSE": "the mean squared error, a loss value (the Gaussian likelihood identity)",
+    "NLL": "negative log-likelihood of the targets (the Gaussian likelihood identity)",
 }
 
 TENSORS: dict[str, str] = {
     "x": "activations (input of a normalization)",
+    "a": "activations (input of dropout)",
     "xhat": "normalized activations",
     "y": "targets (losses); output (normalization, dropout)",
     "yhat": "predictions",
@@ -82,12 +85,17 @@ TENSORS: dict[str, str] = {
     "var": "variance per feature (BatchNorm), printed sigma^2 as the document writes it",
     "mu_sum": "sum over the batch, before division by N (BatchNorm)",
     "var_sum": "sum of squared deviations, before division by N (BatchNorm)",
-    "var_sum_cse": "squared deviation, a common subexpression kept (BatchNorm)",
+    "var_sum_cse": "deviation x - mu, a common subexpression kept (BatchNorm)",
+    "W_f": "folded weight: the layer's weight scaled by BatchNorm's (BatchNorm fold)",
+    "b_f": "folded bias (BatchNorm fold)",
     "running_mean": "running mean kept for inference (BatchNorm)",
     "running_var": "running variance kept for inference (BatchNorm)",
     "i": "index over samples (losses) or values averaged over (BatchNorm)",
     "j": "index over features",
 }
+
+# symbols that are also English words: the prose typesetter leaves them as words
+ENGLISH_WORDS = frozenset({"a"})
 
 UNITS = ("FLOPs count floating-point operations, each kind weighted by the counting "
          "convention. Memory is in bytes; a MiB is 1024 × 1024 bytes and a GiB 1024 MiB. Tables "

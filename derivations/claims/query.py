@@ -293,8 +293,8 @@ WITH_DATA_GRADIENT = ("the total includes adding the penalty's gradient to the d
                       "is the penalty's gradient alone")
 BN_CACHE = ("caching xhat, mu and var, as the document does (the optimized backward reads "
             "xhat and var only)")
-BN_BACKWARD = ("as written, the document's own backward equations (dL/dgamma and dL/dbeta "
-               "included) keep the sum of (x - mu), which is zero, and compute x - mu again; "
+BN_BACKWARD = ("as written, the document's own backward equations, dL/dgamma and dL/dbeta "
+               "included, keep the sum of (x - mu), which is zero, and compute x - mu again; "
                "optimized, that sum is gone (centered-sum), x - mu is read as "
                "xhat*sqrt(var + eps) and the sums of dL/dgamma and dL/dbeta serve dL/dx "
                "too; the document's figure is neither")

@@ -124,15 +124,16 @@ def ce_vs_mse_sigmoid() -> Identity:
                  ce_grad),
             Step("MSE gradient wrt yhat (component mse, derived; B = d = 1, y = 1) times "
                  "sigma'(z):", mse_grad),
-            Step("as z -> -oo (yhat -> 0): CE gradient ->", lim_ce),
-            Step("  MSE gradient ->", lim_mse),
-            Step("  MSE gradient / exp(z) ->", rate),
-            Step("  (it vanishes like -2*exp(z) = -2*yhat to first order)"),
+            Step("in the limit of z to minus infinity (yhat to 0), the CE gradient is",
+                 lim_ce),
+            Step("  and the MSE gradient", lim_mse),
+            Step("  the MSE gradient divided by exp(z) tends to", rate),
+            Step("  (to first order it equals (-2)*yhat: it vanishes with yhat)"),
             Step("in terms of p = yhat: CE gradient", ce_p),
             Step("  MSE gradient", mse_p),
             Step("  limits as p -> 0+:", sp.Tuple(*lim_p)),
-            Step("softmax over three classes, true class 0, z0 -> -oo: CE gradient wrt z0 "
-                 "and squared-error gradient wrt z0 tend to", sp.Tuple(*lim_soft)),
+            Step("softmax over three classes, true class 0, z0 to minus infinity: CE "
+                 "gradient wrt z0 and squared-error gradient wrt z0 tend to", sp.Tuple(*lim_soft)),
         ),
         document="CE gradient dL/dz_k ~ yhat_k - 1 ~ -1; MSE gradient ~ yhat_k - 1 ~ -1, "
                  "but it passes through sigma'(z_k), near zero when yhat_k is near 0 or 1: "

@@ -73,8 +73,8 @@ def nesterov_lookahead() -> Identity:
                  sp.expand(a["theta_ahead"] - b["theta"])),
             Step("difference of the two buffers:", sp.expand(a["v"] - b["v"])),
             Step("so if p_t = phi_t and the buffers agree, both take the gradient at the "
-                 "same point and p_{t+1} = phi_{t+1}; with v_0 = 0 (torch's first buffer is "
-                 "g_1 = mu*0 + g_1) p_0 = theta_0 = phi_0, and induction gives every step. "
+                 "same point and p_{t+1} = phi_{t+1}; with v_0 = 0, torch's first buffer is "
+                 "v_1 = g_1, so p_0 = theta_0 = phi_0, and induction gives every step. "
                  "The map back is theta_t = p_t + lr*mu*v_{t-1}."),
             Step("Sutskever et al. (2013) write v <- mu*v - lr*gradL(theta + mu*v), "
                  "theta <- theta + v; with their v = -lr*v_t their look-ahead point "
