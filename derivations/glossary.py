@@ -13,7 +13,7 @@ DISPLAY = {"lr": r"\eta", "lam": r"\lambda", "logq": r"\log q", "L_bn": r"L_{\ma
            # the document's symbols for the catalogue's names (braced: a power or an
            # index of one prints after it)
            "var": r"{\sigma^2}", "xhat": r"\hat{x}", "yhat": r"\hat{y}", "vhat": r"\hat{v}",
-           "mhat": r"\hat{m}",
+           "mhat": r"\hat{m}", "xc": r"{(x - \mu)}", "var_eps": r"{(\sigma^2 + \epsilon)}",
            "running_mean": r"{\mu_{\mathrm{run}}}", "running_var": r"{\sigma^2_{\mathrm{run}}}"}
 
 SIZES: dict[str, str] = {
@@ -85,7 +85,10 @@ TENSORS: dict[str, str] = {
     "var": "variance per feature (BatchNorm), printed sigma^2 as the document writes it",
     "mu_sum": "sum over the batch, before division by N (BatchNorm)",
     "var_sum": "sum of squared deviations, before division by N (BatchNorm)",
-    "var_sum_cse": "deviation x - mu, a common subexpression kept (BatchNorm)",
+    "xc": "the deviation x - mu, computed once (normalizations)",
+    "var_eps": "variance plus epsilon, computed once (normalizations)",
+    "inv_std": "1/sqrt(var + epsilon), computed once (normalizations)",
+    "scale": "gamma/sqrt(var + epsilon): dy/d(x - mu) at fixed statistics (normalizations)",
     "W_f": "folded weight: the layer's weight scaled by BatchNorm's (BatchNorm fold)",
     "b_f": "folded bias (BatchNorm fold)",
     "running_mean": "running mean kept for inference (BatchNorm)",

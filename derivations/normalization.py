@@ -12,6 +12,17 @@ import sympy as sp
 from symflop import Component, Fact, total
 
 
+def _name_shared_terms(c: Component, deviation: sp.Expr, gamma: sp.Expr,
+                       var_eps: sp.Expr) -> None:
+    """The names the optimized programs give the terms they compute once: the deviation
+    x - mu, the variance plus epsilon, its inverse square root and the scale gamma times
+    it (the derivative of y with respect to x - mu)."""
+    c.name_shared("xc", deviation)
+    c.name_shared("var_eps", var_eps)
+    c.name_shared("inv_std", 1 / sp.sqrt(var_eps))
+    c.name_shared("scale", gamma / sp.sqrt(var_eps))
+
+
 def batchnorm() -> Component:
     """Batch normalization on activations x of shape (N, d): training and inference.
 
@@ -48,6 +59,7 @@ def batchnorm() -> Component:
                               doc="activations normalized with the running statistics")
     y_inf = c.output("y_inf", (N, d), doc="inference output")
     f = "forward"
+    _name_shared_terms(c, x[i, j] - mu[j], gamma[j], var[j] + eps)
     c.assign(f, mu[j], total(x[i, j], i) / N)
     c.assign(f, var[j], total((x[i, j] - mu[j]) ** 2, i) / N)
     c.assign(f, xhat[i, j], (x[i, j] - mu[j]) / sp.sqrt(var[j] + eps))
@@ -116,6 +128,7 @@ def layernorm() -> Component:
     xhat = c.intermediate("xhat", (B, d), doc="normalized activations")
     y = c.output("y", (B, d))
     f = "forward"
+    _name_shared_terms(c, x[i, j] - mu[i], gamma[j], var[i] + eps)
     c.assign(f, mu[i], total(x[i, j], j) / d)
     c.assign(f, var[i], total((x[i, j] - mu[i]) ** 2, j) / d)
     c.assign(f, xhat[i, j], (x[i, j] - mu[i]) / sp.sqrt(var[i] + eps))
@@ -150,6 +163,7 @@ def groupnorm() -> Component:
     xhat = c.intermediate("xhat", (B, G, Cg, S), doc="normalized activations")
     y = c.output("y", (B, G, Cg, S))
     f = "forward"
+    _name_shared_terms(c, x[i, g, ch, s] - mu[i, g], gamma[g, ch], var[i, g] + eps)
     c.assign(f, mu[i, g], total(x[i, g, ch, s], ch, s) / (Cg * S))
     c.assign(f, var[i, g], total((x[i, g, ch, s] - mu[i, g]) ** 2, ch, s) / (Cg * S))
     c.assign(f, xhat[i, g, ch, s], (x[i, g, ch, s] - mu[i, g]) / sp.sqrt(var[i, g] + eps))
@@ -180,6 +194,7 @@ def instancenorm() -> Component:
     xhat = c.intermediate("xhat", (B, C, S), doc="normalized activations")
     y = c.output("y", (B, C, S))
     f = "forward"
+    _name_shared_terms(c, x[i, ch, s] - mu[i, ch], gamma[ch], var[i, ch] + eps)
     c.assign(f, mu[i, ch], total(x[i, ch, s], s) / S)
     c.assign(f, var[i, ch], total((x[i, ch, s] - mu[i, ch]) ** 2, s) / S)
     c.assign(f, xhat[i, ch, s], (x[i, ch, s] - mu[i, ch]) / sp.sqrt(var[i, ch] + eps))

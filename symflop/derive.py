@@ -195,6 +195,7 @@ def fingerprint(c: Component) -> str:
         for a in p.assignments:
             h.update(repr((a.lhs.name, tuple(map(sp.srepr, a.idx)), sp.srepr(a.rhs))).encode())
     h.update(repr((c.differentiate, c.wrt, c.grad_pass, sorted(c.defaults.items()))).encode())
+    h.update(repr(sorted((n, sp.srepr(e)) for n, e in c.shared.items())).encode())
     return h.hexdigest()
 
 

@@ -245,8 +245,7 @@ def test_an_output_that_copies_an_intermediate_names_it():
     from symflop.core.program import tensor_refs
     d = derive(CATALOGUE["batchnorm"]())
     backward = d.programs["backward"]
-    assert [s.lhs for s in backward.steps] == ["grad_gamma", "grad_beta",
-                                               "grad_mu_part2_cse2", "grad_x"]
+    assert [s.lhs for s in backward.steps] == ["grad_gamma", "grad_beta", "scale", "grad_x"]
     x = next(s for s in backward.steps if s.lhs == "grad_x")
     assert {"grad_gamma", "grad_beta"} <= {r.base.label.name for r in
                                           tensor_refs(x.body, backward.tensors)}
@@ -268,3 +267,24 @@ def test_an_output_that_copies_an_intermediate_names_it():
                 if len(refs) == 1 and s.body == refs[0] and not s.reduce:
                     copies.append((name, pass_name, s.lhs, str(s.body)))
     assert copies == [("dropout", "inference", "y_inf", "a[i, j]")]  # a is an input
+
+
+def test_declared_names_name_the_shared_terms_and_change_no_count():
+    """BatchNorm declares x - mu as xc and gamma/sqrt(var + eps) as scale: the terms the
+    reuse search computes once take those names (not var_sum_cse, grad_mu_part2_cse2),
+    and every count is the one the same component gets without the declarations."""
+    from derivations.normalization import batchnorm
+    from symflop import derive
+    named, plain = batchnorm(), batchnorm()
+    plain.shared.clear()
+    dn, dp = derive(named, use_cache=False), derive(plain, use_cache=False)
+    steps = {p: [s.lhs for s in dn.programs[p].steps] for p in ("forward", "backward")}
+    assert "xc" in steps["forward"] and "scale" in steps["backward"]
+    assert not any("_cse" in n for n in steps["forward"] + steps["backward"])
+    assert "var_sum_cse" in [s.lhs for s in dp.programs["forward"].steps]
+    xc = next(s for s in dn.programs["forward"].steps if s.lhs == "xc")
+    x, mu = named.tensors["x"].symbol, named.tensors["mu"].symbol
+    i, j = xc.idx
+    assert sp.expand(xc.body - (x[i, j] - mu[j])) == 0
+    for p in ("forward", "backward"):
+        assert dn.counts(p).total == dp.counts(p).total

@@ -153,6 +153,7 @@ class Component:
     wrt: tuple[str, ...] = ()
     grad_pass: str | None = None
     defaults: dict[str, float] = field(default_factory=dict)
+    shared: dict[str, sp.Expr] = field(default_factory=dict)
 
     # -- in a notebook ------------------------------------------------------------
     def _repr_latex_(self) -> str:
@@ -230,6 +231,15 @@ class Component:
 
     def intermediate(self, name, shape=(), **kw) -> Tensor:
         return self.tensor(name, shape, Role.INTERMEDIATE, **kw)
+
+    def name_shared(self, name: str, expr: sp.Expr) -> None:
+        """A name for a subexpression the rewrite may compute once and share between
+        steps (``c.name_shared("xc", x[i, j] - mu[j])``): the step that computes it is
+        named so, not after its first reader (``var_sum_cse``).  Indices match by
+        position, whatever their names in the step."""
+        if name in self.tensors or name in self.shared:
+            raise ComponentError(f"{self.name}: {name!r} is already a tensor or shared name")
+        self.shared[name] = sp.sympify(expr)
 
     def hyper(self, names: str, **defaults: float) -> sp.Symbol | tuple[sp.Symbol, ...]:
         """Scalar hyperparameters (positive symbols), never differentiated.

@@ -16,7 +16,7 @@ import sympy as sp
 
 from symflop.core.model import Role, Tensor
 from symflop.core.program import Program, Step, index_symbols, ref_name, tensor_refs, walk
-from symflop.rewrite.edits import untouched
+from symflop.rewrite.edits import declared_name, index_order, untouched
 from symflop.rewrite.rules import Context
 
 
@@ -95,14 +95,13 @@ def replace_sub(body: sp.Expr, expr: sp.Expr, ref: sp.Expr) -> sp.Expr:
     return body.replace(lambda e: isinstance(e, (kind, type(-expr))) or e == expr, fix)
 
 
-def _index_order(expr: sp.Expr) -> tuple:
-    """The free indices of ``expr`` in the order its widest tensor reference has them."""
-    free = index_symbols(expr)
-    refs = sorted(expr.atoms(sp.Indexed), key=lambda r: (-len(r.indices), sp.default_sort_key(r)))
-    out: list = []
-    for r in refs:
-        out += [k for k in r.indices if k in free and k not in out]
-    return tuple(out)
+def _cse_name(reader: str, tensors: dict) -> str:
+    """A name after the first step that reads the term: ``var_sum_cse``, ``_cse2``, ..."""
+    stem = re.sub(r"(_(cse|red)\d*)+$", "", reader)
+    n = 1
+    while f"{stem}_cse" + (str(n) if n > 1 else "") in tensors:
+        n += 1
+    return f"{stem}_cse" + (str(n) if n > 1 else "")
 
 
 def try_share(program: Program, expr: sp.Expr, ctx: Context) -> Program | None:
@@ -117,12 +116,11 @@ def try_share(program: Program, expr: sp.Expr, ctx: Context) -> Program | None:
     if not all(untouched(steps, first, m, inputs) for m in holders):
         return None
     tensors = dict(program.tensors)
-    stem = re.sub(r"(_(cse|red)\d*)+$", "", steps[first].lhs)
-    n = 1
-    while f"{stem}_cse" + (str(n) if n > 1 else "") in tensors:
-        n += 1
-    name = f"{stem}_cse" + (str(n) if n > 1 else "")
-    idx = _index_order(expr)
+    used = {st.lhs for st in steps} | {ref_name(r) for st in steps
+                                       for r in tensor_refs(st.body, tensors)}
+    name = (declared_name(expr, ctx.shared, used)
+            or _cse_name(steps[first].lhs, tensors))
+    idx = index_order(expr)
     tensors[name] = Tensor(name, tuple(k.upper + 1 for k in idx), Role.INTERMEDIATE,
                            doc=f"{expr}, shared by {len(holders)} steps")
     ref = tensors[name].symbol[idx] if idx else tensors[name].symbol

@@ -119,7 +119,7 @@ def propagate(program: Program, ctx: Context) -> Program:
             if out is not None:
                 program, changed = out, True
                 break
-    return drop_dead(name_by_output(program, ctx.keep), ctx.keep)
+    return drop_dead(name_declared(name_by_output(program, ctx.keep), ctx), ctx.keep)
 
 
 def name_by_output(program: Program, keep: frozenset[str]) -> Program:
@@ -143,6 +143,66 @@ def name_by_output(program: Program, keep: frozenset[str]) -> Program:
             continue
         renamed = _rename(steps[:n] + steps[n + 1:], source, st.lhs, program.tensors)
         return name_by_output(Program(program.name, renamed, program.tensors), keep)
+    return program
+
+
+# -- names the author declared ------------------------------------------------------------
+
+def index_order(expr: sp.Expr) -> tuple:
+    """The free indices of ``expr`` in the order its widest tensor reference has them."""
+    free = index_symbols(expr)
+    refs = sorted(expr.atoms(sp.Indexed), key=lambda r: (-len(r.indices), sp.default_sort_key(r)))
+    out: list = []
+    for r in refs:
+        out += [k for k in r.indices if k in free and k not in out]
+    return tuple(out)
+
+
+def _by_position(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with its free indices named by their position (x[i, j] - mu[j] and
+    x[a, b] - mu[b] are one term)."""
+    return expr.xreplace({k: sp.Symbol(f"_index{n}") for n, k in
+                          enumerate(index_order(expr))})
+
+
+def _unfolded(expr: sp.Expr, declared: dict[str, sp.Expr]) -> sp.Expr:
+    """``expr`` with each read of a declared shared term replaced by the term (the
+    search may share ``var_eps`` before ``gamma/sqrt(var_eps)``: that is ``scale``)."""
+    def term(ref: sp.Indexed) -> sp.Expr:
+        body = declared[str(ref.base.label)]
+        return body.xreplace(dict(zip(index_order(body), ref.indices)))
+    return expr.replace(lambda e: isinstance(e, sp.Indexed) and str(e.base.label) in declared,
+                        term)
+
+
+def declared_name(expr: sp.Expr, shared: tuple[tuple[str, sp.Expr], ...],
+                   used: set[str]) -> str | None:
+    """The author's name for ``expr`` (``Component.name_shared``), if no step of the
+    program uses it."""
+    if not shared:
+        return None
+    form = _by_position(_unfolded(expr, dict(shared)))
+    return next((name for name, declared in shared
+                 if name not in used and _by_position(declared) == form), None)
+
+
+def name_declared(program: Program, ctx: Context) -> Program:
+    """A term a rule computes once takes the name its author declared for it
+    (``Component.name_shared``), whichever trial of the search made it and named it
+    after a reader (``scale_cse``); only names change."""
+    if not ctx.shared:
+        return program
+    for st in program.steps:
+        if st.lhs in ctx.named or st.lhs in ctx.keep or not elementwise(st):
+            continue
+        used = {s.lhs for s in program.steps} | {
+            ref_name(r) for s in program.steps for r in tensor_refs(s.body, program.tensors)}
+        name = declared_name(st.body, ctx.shared, used)
+        if name is None:
+            continue
+        tensors = {**program.tensors, name: replace(program.tensors[st.lhs], name=name)}
+        steps = _rename(list(program.steps), st.lhs, name, tensors)
+        return name_declared(Program(program.name, steps, tensors), ctx)
     return program
 
 

@@ -139,7 +139,8 @@ def _pass_computing(c: Component, programs: dict[str, Program], name: str) -> st
 def _context(c: Component, plan: Plan, program: Program, facts: Facts, pass_name: str,
              forward: frozenset[str] = frozenset()) -> Context:
     return Context(dict(program.tensors), facts, plan.sizes,
-                   plan.keep.get(pass_name, frozenset()), forward, named=frozenset(c.tensors))
+                   plan.keep.get(pass_name, frozenset()), forward, named=frozenset(c.tensors),
+                   shared=tuple(c.shared.items()))
 
 
 def _tag(fired, pass_name: str) -> tuple[tuple[str, str, str], ...]:

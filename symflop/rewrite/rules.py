@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import sympy as sp
+
 from symflop.core.model import Tensor
 from symflop.core.program import Program, Step, to_steps
 from symflop.cost.counting import step_cost, tensor_names
@@ -90,6 +92,7 @@ class Context:
     state: dict = field(default_factory=dict)  # what a phase carries from pass to pass
     skip_definitions: frozenset[str] = frozenset()  # forward tensors not to read back
     named: frozenset[str] = frozenset()  # tensors the author named: kept unless it pays
+    shared: tuple[tuple[str, sp.Expr], ...] = ()  # the author's names of shared terms
 
     def note(self, rule_name: str, where: str) -> None:
         entry = (rule_name, where)

@@ -95,7 +95,7 @@ def optimize(program: Program, ctx: Context) -> Program:
 
 def _trial(ctx: Context) -> Context:
     return Context(ctx.tensors, ctx.facts, ctx.sizes, ctx.keep, ctx.forward, [],
-                   ctx.assumptions, ctx.state, ctx.skip_definitions, ctx.named)
+                   ctx.assumptions, ctx.state, ctx.skip_definitions, ctx.named, ctx.shared)
 
 
 def _moves(program: Program, ctx: Context) -> Iterator:
