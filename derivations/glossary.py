@@ -88,7 +88,8 @@ TENSORS: dict[str, str] = {
     "xc": "the deviation x - mu, computed once (normalizations)",
     "var_eps": "variance plus epsilon, computed once (normalizations)",
     "inv_std": "1/sqrt(var + epsilon), computed once (normalizations)",
-    "scale": "gamma/sqrt(var + epsilon): dy/d(x - mu) at fixed statistics (normalizations)",
+    "scale": "gamma/sqrt(var + epsilon), computed once: how y changes with x - mu at fixed "
+             "statistics (normalizations)",
     "W_f": "folded weight: the layer's weight scaled by BatchNorm's (BatchNorm fold)",
     "b_f": "folded bias (BatchNorm fold)",
     "running_mean": "running mean kept for inference (BatchNorm)",
