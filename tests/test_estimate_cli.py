@@ -67,6 +67,23 @@ def test_json_matches_a_hand_count(capsys, model_file):
     assert doc["memory"]["state"] == "0" and doc["unknown"] == []
 
 
+def test_the_fma_convention_counts_and_renders(capsys, model_file):
+    """Under fma, each of Linear(20, 32)'s outputs is 20 products summed by 19 additions
+    (19 fused multiply-adds of 1 FLOP, and the product left over) plus the bias's
+    addition: 21 FLOPs; the text table renders the new kind (it raised KeyError: 'fma'
+    when grouping lines by module)."""
+    argv = ("estimate", "--from", f"{model_file}:make_model", "--input", "20",
+            "--optimizer", "sgd", "--convention", "fma")
+    code, out, err = run(capsys, *argv, "--format", "json")
+    assert code == 0, err
+    B = sp.Symbol("B")
+    lines = {ln["name"]: ln for ln in json.loads(out)["lines"]}
+    assert sp.expand(sp.sympify(lines["0"]["flops_forward"], locals={"B": B})
+                     - (19 + 1 + 1) * 32 * B) == 0
+    code, out, err = run(capsys, *argv, "--depth", "1")
+    assert code == 0 and "under the fma convention" in out, err
+
+
 @pytest.mark.parametrize("fmt,marker", [("text", "training step"), ("markdown", "| layer |"),
                                         ("latex", "\\begin{table")])
 def test_formats(capsys, model_file, fmt, marker):

@@ -36,7 +36,8 @@ def grouped(est: Estimate, depth: int | None) -> list[Line]:
             setattr(g, attr, sp.expand(getattr(g, attr) + getattr(ln, attr)))
         for which in ("forward", "backward"):
             for kind, v in getattr(ln, which).items():
-                getattr(g, which)[kind] = sp.expand(getattr(g, which)[kind] + v)
+                # a convention may add a kind (fma fuses a multiply and an add)
+                getattr(g, which)[kind] = sp.expand(getattr(g, which).get(kind, 0) + v)
         g.unknown += ln.unknown
         g.components += [c for c in ln.components if c not in g.components]
     return list(out.values())
