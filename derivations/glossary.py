@@ -36,7 +36,8 @@ SIZES: dict[str, str] = {
     "S": "spatial positions per channel (GroupNorm, InstanceNorm, convolution output); "
          "the step decay's period, in steps (a hyperparameter)",
     "H": "height of a feature map (convolution, BatchNorm example)",
-    "W": "width of a feature map (convolution, BatchNorm example)",
+    "W": "width of a feature map (convolution, BatchNorm example); the weight of the layer "
+         "before BatchNorm (BatchNorm fold)",
 }
 
 HYPERPARAMETERS: dict[str, str] = {
@@ -92,6 +93,9 @@ TENSORS: dict[str, str] = {
              "statistics (normalizations)",
     "W_f": "folded weight: the layer's weight scaled by BatchNorm's (BatchNorm fold)",
     "b_f": "folded bias (BatchNorm fold)",
+    "u": "input of the layer before BatchNorm (BatchNorm fold)",
+    "b": "bias of the layer before BatchNorm (BatchNorm fold)",
+    "s": "BatchNorm's scale at inference, gamma/sqrt(running_var + epsilon) (BatchNorm fold)",
     "running_mean": "running mean kept for inference (BatchNorm)",
     "running_var": "running variance kept for inference (BatchNorm)",
     "i": "index over samples (losses) or values averaged over (BatchNorm)",

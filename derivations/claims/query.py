@@ -18,6 +18,7 @@ from derivations import CATALOGUE, examples
 from derivations.claims.document_components import AS_THE_DOCUMENT_WRITES
 from symflop import Component, Derivation
 from symflop.compose import Composite, CompositeDerivation, derive_any
+from symflop.core.model import size_symbol
 from symflop.core.stages import as_written_stage
 from symflop.cost.counting import leading_order
 from symflop.report import claims as engine
@@ -41,11 +42,6 @@ def component(name: str, **options) -> Component | Composite:
 def derivation(name: str, **options) -> Derivation | CompositeDerivation:
     """The derivation of ``component(name, **options)``, derived once."""
     return derive_any(component(name, **options))
-
-
-def size_symbol(name: str) -> sp.Symbol:
-    """The size symbol ``name`` as components declare it."""
-    return engine.size_symbol(name)
 
 
 def _size_values(name: str, sizes: dict) -> dict:

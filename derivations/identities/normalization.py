@@ -52,9 +52,9 @@ def batchnorm_fold() -> Identity:
     return Identity(
         name="batchnorm-fold",
         title="Inference BatchNorm folded into the preceding linear or convolution layer",
-        statement="BatchNorm at inference (running statistics) applied to z = W u + b equals "
-                  "the layer W_f u + b_f with W_f = s*W, b_f = s*(b - running_mean) + beta, "
-                  "s = gamma/sqrt(running_var + eps), per output feature or channel.",
+        statement="BatchNorm at inference (running statistics) applied to z = W*u + b equals "
+                  "the layer W_f*u + b_f, with W_f = s*W, b_f = s*(b - running_mean) + beta "
+                  "and s = gamma/sqrt(running_var + eps), per output feature or channel.",
         holds=True,
         derivation=(
             Step("one output of the linear layer: z =", z),
