@@ -317,12 +317,15 @@ def test_a_changed_optimizer_changes_every_table_that_uses_it(monkeypatch):
 def test_prose_typesets_ascii_formulas_and_leaves_words_alone():
     from symflop.report.prose import add_symbols, prose_latex
     from symflop.report.tables import set_symbol_latex
-    add_symbols({"lr", "g", "v", "G", "lam", "N"})  # as a catalogue registers its names
+    add_symbols({"lr", "g", "v", "G", "lam", "N", "s", "W", "W_f"})  # as a catalogue does
     set_symbol_latex({"lr": r"\eta", "lam": r"\lambda"})
     assert prose_latex("SGD step: theta - lr*g.") == r"SGD step: $\theta - \eta g$."
     assert prose_latex("v_t = mu*v_{t-1} + g") == r"${v}_{t} = \mu {v}_{t-1} + g$"
     assert prose_latex("AdaGrad, sqrt(G) + eps") == r"AdaGrad, $\sqrt{G} + \epsilon$"
     assert prose_latex("adagrad-eps-inside at 1/N") == r"adagrad-eps-inside at $\frac{1}{N}$"
+    # s is a glossary symbol (the BatchNorm fold's scale), but not the s of a possessive
+    assert prose_latex("the catalogue's alpha") == r"the catalogue's $\alpha$"
+    assert prose_latex("W_f = s*W") == r"$W_{f} = s W$"
     assert prose_latex("lam/2 times the sum of q9^2") == r"$\frac{\lambda}{2}$ times the sum " \
         r"of q9\textasciicircum{}2"  # q9 is no symbol: it stays text, escaped
     assert prose_latex("a step, 50% & more") == r"a step, 50\% \& more"

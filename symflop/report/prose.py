@@ -235,7 +235,8 @@ def prose_latex(text: str) -> str:
             out.append(latex_escape(text[pos:m.start()], collapse=False))
         tok = m.group(0)
         word = tok[0].isalpha() or tok[0] == "_"
-        if word and not _is_symbol(tok) or tok == ",":
+        possessive = word and text[m.start() - 1:m.start()] == "'"  # the s of torch's
+        if word and (possessive or not _is_symbol(tok)) or tok == ",":
             flush()
             out.append(latex_escape(tok, collapse=False))
         else:
