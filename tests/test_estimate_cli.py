@@ -84,6 +84,33 @@ def test_the_fma_convention_counts_and_renders(capsys, model_file):
     assert code == 0 and "under the fma convention" in out, err
 
 
+def test_one_and_three_dimensional_convolutions_are_counted(capsys, tmp_path):
+    """Conv1d and Conv3d had no rule (their work was '+ unknown'). Hand counts: an output
+    is a dot product of K = C_in * taps terms (K products, K - 1 additions) plus the bias;
+    the weight gradient sums B * S products per weight; the input needs no gradient."""
+    path = tmp_path / "convs.py"
+    path.write_text(textwrap.dedent("""
+        from torch import nn
+        def one():
+            return nn.Sequential(nn.Conv1d(4, 16, 3, padding=1), nn.Flatten(),
+                                 nn.Linear(16 * 32, 3))
+        def three():
+            return nn.Sequential(nn.Conv3d(2, 4, 3, padding=1, bias=False), nn.Flatten(),
+                                 nn.Linear(4 * 125, 3))
+    """))
+    B = sp.Symbol("B")
+    for factory, shape, out, S, K, bias in (("one", "4x32", 16, 32, 4 * 3, True),
+                                            ("three", "2x5x5x5", 4, 125, 2 * 27, False)):
+        code, out_text, err = run(capsys, "estimate", "--from", f"{path}:{factory}",
+                                  "--input", shape, "--format", "json", "--strict")
+        assert code == 0, err
+        conv = {ln["name"]: ln for ln in json.loads(out_text)["lines"]}["0"]
+        forward = out * S * B * (2 * K - 1 + (1 if bias else 0))
+        backward = out * K * (2 * S * B - 1) + (out * (S * B - 1) if bias else 0)
+        assert sp.expand(sp.sympify(conv["flops_forward"], locals={"B": B}) - forward) == 0
+        assert sp.expand(sp.sympify(conv["flops_backward"], locals={"B": B}) - backward) == 0
+
+
 @pytest.mark.parametrize("fmt,marker", [("text", "training step"), ("markdown", "| layer |"),
                                         ("latex", "\\begin{table")])
 def test_formats(capsys, model_file, fmt, marker):

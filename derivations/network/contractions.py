@@ -5,6 +5,8 @@ where patches overlap.  The layers themselves are ``derivations/layers.py``'s.""
 
 from __future__ import annotations
 
+import math
+
 import sympy as sp
 
 from derivations import generic_ops, layers
@@ -100,34 +102,37 @@ def _fold_extra(rows: sp.Expr, channels: int, grid: tuple, kernel: tuple, stride
                 dilation, over: tuple) -> sp.Expr:
     """Additions of a fold (col2im) onto ``grid``: every tap beyond the first landing on a
     position adds, for each of ``rows`` x ``channels`` planes."""
-    ph, hh = _fold_pairs(grid[0], kernel[0], stride[0], padding[0], dilation[0], over[0])
-    pw, hw = _fold_pairs(grid[1], kernel[1], stride[1], padding[1], dilation[1], over[1])
-    return rows * channels * (ph * pw - hh * hw)
+    pairs = [_fold_pairs(*axis) for axis in zip(grid, kernel, stride, padding, dilation,
+                                                over)]
+    taps, hit = math.prod(p for p, _ in pairs), math.prod(h for _, h in pairs)
+    return rows * channels * (taps - hit)
 
 
 def rule_convolution(call: OpCall):
-    """A 2-D convolution as products over unfolded patches (grouped: one product per
-    group); the input gradient's fold adds where patches overlap.  A transposed
-    convolution is the same product read the other way: each input pixel times the
-    weights gives kh kw patches per output channel, folded onto the output (the fold's
-    additions, then the bias, are forward work; its input gradient unfolds)."""
+    """A convolution (1-, 2- or 3-D) as products over unfolded patches (grouped: one
+    product per group); the input gradient's fold adds where patches overlap.  A
+    transposed convolution is the same product read the other way: each input position
+    times the weights gives one patch per output channel, folded onto the output (the
+    fold's additions, then the bias, are forward work; its input gradient unfolds)."""
     x, w, bias = call.args[:3]
     stride, padding, dilation, transposed, _out_pad, groups = call.args[3:9]
-    if len(x.shape) != 4:
-        return Unknown("only 2-D convolutions have a rule")
+    if len(x.shape) < 3:
+        return Unknown("a convolution without a spatial axis")
     y = call.outputs[0]
-    kh, kw = int(w.shape[2]), int(w.shape[3])
-    grid_in, grid_out = (int(x.shape[2]), int(x.shape[3])), (int(y.shape[2]), int(y.shape[3]))
+    kernel = tuple(int(k) for k in w.shape[2:])
+    grid_in = tuple(int(n) for n in x.shape[2:])
+    grid_out = tuple(int(n) for n in y.shape[2:])
+    taps = math.prod(kernel)
     B, C, O = x.shape[0], int(x.shape[1]), int(y.shape[1])
     wrt = grad_names(("cols", x), ("W", w), ("bias", bias))
     if transposed:
-        dims = {"B": B, "G": groups, "O": O // groups * kh * kw, "K": C // groups,
-                "S": grid_in[0] * grid_in[1]}
+        dims = {"B": B, "G": groups, "O": O // groups * taps, "K": C // groups,
+                "S": math.prod(grid_in)}
         uses = [Use("transposed convolution", grouped_conv,
                     {"bias": False, "wrt": tuple(n for n in wrt if n != "bias")}, dims,
                     {"cols": x, "W": w}, contraction=True,
                     note="each input pixel times the weights, then folded")]
-        extra = _fold_extra(B, O, grid_out, (kh, kw), stride, padding, dilation, grid_in)
+        extra = _fold_extra(B, O, grid_out, kernel, stride, padding, dilation, grid_in)
         if extra != 0:
             uses.append(generic_ops.work("fold onto the output", "add", extra))
         if bias is not None:
@@ -139,8 +144,8 @@ def rule_convolution(call: OpCall):
                             {f"D{j}": s for j, s in enumerate(sizes)},
                             {"a1": bias, "y": y}, keep=False))
         return uses
-    K = C // groups * kh * kw
-    S = grid_out[0] * grid_out[1]
+    K = C // groups * taps
+    S = math.prod(grid_out)
     tensors = {"cols": x, "W": w, "y": y} | ({"bias": bias} if bias is not None else {})
     if groups == 1:
         uses = [Use("convolution", layers.conv2d_im2col, {"bias": bias is not None,
@@ -153,7 +158,7 @@ def rule_convolution(call: OpCall):
                     {"B": B, "G": groups, "O": O // groups, "K": K, "S": S}, tensors,
                     contraction=True, note="cols = unfold(x): the input is what is kept")]
     if "cols" in wrt:  # fold(grad_cols): every tap beyond the first into a position adds
-        extra = _fold_extra(B, C, grid_in, (kh, kw), stride, padding, dilation, grid_out)
+        extra = _fold_extra(B, C, grid_in, kernel, stride, padding, dilation, grid_out)
         if extra != 0:
             uses.append(Use("fold of the input gradient", binary,
                             {"kind": "add", "wrt": ()}, {"N": extra}, backward_only=True,
