@@ -39,7 +39,7 @@ COMMANDS: dict[str, list[str]] = {
     "estimate resnet50": ["estimate", *RESNET, "--loss", "cross-entropy",
                           "--optimizer", "adam", "--at", "B=32"],
     "estimate resnet50 json": ["estimate", *RESNET, "--format", "json", "--depth", "2"],
-    "estimate gpt2 tp": ["estimate", "validation.zoo:llama", "--input", "L",
+    "estimate llama tp": ["estimate", "validation.zoo:llama", "--input", "L",
                          "--input-dtype", "int64", "--tensor-parallel", "2",
                          "--checkpoint", "model.model.layers.0", "--at", "B=2,L=16"],
     "estimate mixtral": ["estimate", "validation.zoo:mixtral", "--input", "L",

@@ -99,14 +99,7 @@ def test_the_quick_subset_leaves_out_only_modules_that_exist():
 def _readme_layout() -> list[str]:
     """The engine's entries of README's Layout, in order: each line indented six spaces
     under ``symflop/`` names one folder or a comma-separated list of modules."""
-    text = (ROOT.parent / "README.md").read_text()
-    block = text[text.index("    symflop/"):text.index("    derivations/")]
-    names = []
-    for line in block.splitlines()[1:]:
-        if line.startswith("      ") and not line.startswith("       "):
-            entry = line.strip().split("  ")[0]  # the name, before its description
-            names += [n.strip().rstrip("/").removesuffix(".py") for n in entry.split(",")]
-    return names
+    return list(_readme_entries())
 
 
 def test_readme_lists_the_layers_in_order():
