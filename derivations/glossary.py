@@ -74,11 +74,12 @@ TENSORS: dict[str, str] = {
     "yhat": "predictions",
     "z": "logits",
     "p": "target distribution (KL divergence); predicted probability sigmoid(z) (focal "
-         "loss); dropout probability (dropout); parameter index (Adam's operation table)",
+         "loss); dropout probability (dropout); parameter index (Adam's operation table, L1 "
+         "and L2 penalties)",
     "logq": "the model's log-probabilities (KL divergence)",
     "theta": "parameters",
     "w": "parameters (L1 and L2 penalties)",
-    "g": "gradient",
+    "g": "gradient; index over groups (GroupNorm)",
     "m": "first-moment estimate (Adam)",
     "v": "second-moment estimate (Adam); velocity (momentum)",
     "mhat": "bias-corrected first moment (Adam)",
@@ -93,13 +94,43 @@ TENSORS: dict[str, str] = {
              "statistics (normalizations)",
     "W_f": "folded weight: the layer's weight scaled by BatchNorm's (BatchNorm fold)",
     "b_f": "folded bias (BatchNorm fold)",
-    "u": "input of the layer before BatchNorm (BatchNorm fold)",
-    "b": "bias of the layer before BatchNorm (BatchNorm fold)",
-    "s": "BatchNorm's scale at inference, gamma/sqrt(running_var + epsilon) (BatchNorm fold)",
+    "u": "input of the layer before BatchNorm (BatchNorm fold); a unit's uniform draw in "
+         "[0, 1) (dropout)",
+    "b": "bias of the layer before BatchNorm (BatchNorm fold); index over samples (linear "
+         "layer, convolution)",
+    "s": "BatchNorm's scale at inference, gamma/sqrt(running_var + epsilon) (BatchNorm "
+         "fold); index over positions (GroupNorm, InstanceNorm, convolution)",
     "running_mean": "running mean kept for inference (BatchNorm)",
     "running_var": "running variance kept for inference (BatchNorm)",
+    "lse_sum": "sum over classes of exp(z), the sum inside the log-sum-exp (cross-entropy)",
+    "lse_sum_max": "a sample's largest logit, subtracted before the exponentials (the "
+                   "stable log-sum-exp the generated code runs)",
+    "lse_sum_shifted": "sum over classes of exp(z - lse_sum_max), the shifted sum (the "
+                       "stable log-sum-exp)",
+    "L_sum_part": "the first term of the summed loss: the sum over samples of the "
+                  "log-sum-exp (cross-entropy)",
+    "L_sum_part2": "the second term of the summed loss: the logits at the labels, summed "
+                   "(cross-entropy)",
+    "mask": "1 where a unit is kept (its uniform draw is at least p), 0 where it is "
+            "dropped (dropout)",
+    "cols": "input patches, one column per output position (convolution as im2col)",
+    "bias": "bias (linear layer, convolution)",
     "i": "index over samples (losses) or values averaged over (BatchNorm)",
     "j": "index over features",
+    "k": "index over classes (losses); over the patch (convolution as im2col)",
+    "c": "index over the channels (of a group: GroupNorm)",
+    "o": "index over output features or channels (linear layer, convolution)",
+}
+
+# The tags of a gradient's parts in the derived equations (d mu_part2 is a part of d mu):
+# what each says about the part it names.
+GRADIENT_TAGS: dict[str, str] = {
+    "part": "one of the terms the gradient is split into, by what they sum over (part2: "
+            "the second)",
+    "direct": "the term through the normalized value alone, at fixed statistics",
+    "base": "the part before the values added at the labels",
+    "red": "a partial sum of it: an inner sum factored out",
+    "cse": "a common subexpression of it",
 }
 
 # symbols that are also English words: the prose typesetter leaves them as words

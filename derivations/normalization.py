@@ -13,14 +13,18 @@ from symflop import Component, Fact, total
 
 
 def _name_shared_terms(c: Component, deviation: sp.Expr, gamma: sp.Expr,
-                       var_eps: sp.Expr) -> None:
+                       var_eps: sp.Expr, grad_y: sp.Expr) -> None:
     """The names the optimized programs give the terms they compute once: the deviation
     x - mu, the variance plus epsilon, its inverse square root and the scale gamma times
-    it (the derivative of y with respect to x - mu)."""
+    it (the derivative of y with respect to x - mu); in the gradient, dxhat = gamma dy
+    and dxhat/sqrt(var + eps), the term of dx through xhat alone (the document's first
+    term of dL/dx)."""
     c.name_shared("xc", deviation)
     c.name_shared("var_eps", var_eps)
     c.name_shared("inv_std", 1 / sp.sqrt(var_eps))
     c.name_shared("scale", gamma / sp.sqrt(var_eps))
+    c.name_shared("grad_xhat", gamma * grad_y)
+    c.name_shared("grad_x_direct", gamma * grad_y / sp.sqrt(var_eps))
 
 
 def batchnorm() -> Component:
@@ -59,7 +63,7 @@ def batchnorm() -> Component:
                               doc="activations normalized with the running statistics")
     y_inf = c.output("y_inf", (N, d), doc="inference output")
     f = "forward"
-    _name_shared_terms(c, x[i, j] - mu[j], gamma[j], var[j] + eps)
+    _name_shared_terms(c, x[i, j] - mu[j], gamma[j], var[j] + eps, c.gradient(y)[i, j])
     c.assign(f, mu[j], total(x[i, j], i) / N)
     c.assign(f, var[j], total((x[i, j] - mu[j]) ** 2, i) / N)
     c.assign(f, xhat[i, j], (x[i, j] - mu[j]) / sp.sqrt(var[j] + eps))
@@ -128,7 +132,7 @@ def layernorm() -> Component:
     xhat = c.intermediate("xhat", (B, d), doc="normalized activations")
     y = c.output("y", (B, d))
     f = "forward"
-    _name_shared_terms(c, x[i, j] - mu[i], gamma[j], var[i] + eps)
+    _name_shared_terms(c, x[i, j] - mu[i], gamma[j], var[i] + eps, c.gradient(y)[i, j])
     c.assign(f, mu[i], total(x[i, j], j) / d)
     c.assign(f, var[i], total((x[i, j] - mu[i]) ** 2, j) / d)
     c.assign(f, xhat[i, j], (x[i, j] - mu[i]) / sp.sqrt(var[i] + eps))
@@ -163,7 +167,8 @@ def groupnorm() -> Component:
     xhat = c.intermediate("xhat", (B, G, Cg, S), doc="normalized activations")
     y = c.output("y", (B, G, Cg, S))
     f = "forward"
-    _name_shared_terms(c, x[i, g, ch, s] - mu[i, g], gamma[g, ch], var[i, g] + eps)
+    _name_shared_terms(c, x[i, g, ch, s] - mu[i, g], gamma[g, ch], var[i, g] + eps,
+                       c.gradient(y)[i, g, ch, s])
     c.assign(f, mu[i, g], total(x[i, g, ch, s], ch, s) / (Cg * S))
     c.assign(f, var[i, g], total((x[i, g, ch, s] - mu[i, g]) ** 2, ch, s) / (Cg * S))
     c.assign(f, xhat[i, g, ch, s], (x[i, g, ch, s] - mu[i, g]) / sp.sqrt(var[i, g] + eps))
@@ -194,7 +199,8 @@ def instancenorm() -> Component:
     xhat = c.intermediate("xhat", (B, C, S), doc="normalized activations")
     y = c.output("y", (B, C, S))
     f = "forward"
-    _name_shared_terms(c, x[i, ch, s] - mu[i, ch], gamma[ch], var[i, ch] + eps)
+    _name_shared_terms(c, x[i, ch, s] - mu[i, ch], gamma[ch], var[i, ch] + eps,
+                       c.gradient(y)[i, ch, s])
     c.assign(f, mu[i, ch], total(x[i, ch, s], s) / S)
     c.assign(f, var[i, ch], total((x[i, ch, s] - mu[i, ch]) ** 2, s) / S)
     c.assign(f, xhat[i, ch, s], (x[i, ch, s] - mu[i, ch]) / sp.sqrt(var[i, ch] + eps))

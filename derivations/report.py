@@ -12,7 +12,7 @@ FORMATS = {"latex": "tex", "markdown": "md", "csv": "csv", "json": "json"}
 def front_stage(w: ReportWriter) -> str:
     """What the report is, the counting conventions in words and as a table, units, and
     the glossary of every symbol the tables use."""
-    from derivations.glossary import UNITS, glossary
+    from derivations.glossary import GRADIENT_TAGS, UNITS, glossary
     from symflop.cost.conventions import CONVENTIONS, KINDS
     from symflop.report.latex import latex_escape as esc
     from symflop.report.latex import symbol_latex
@@ -48,9 +48,9 @@ def front_stage(w: ReportWriter) -> str:
                   "that the document uses for two things is listed with both.") + " "
               + r"In the derived equations, $\mathrm{d}x$ is the gradient of the loss with "
               r"respect to $x$, $\partial L/\partial x$, and a tag names a part of one the "
-              r"engine keeps ($\mathrm{d}\mu_{\mathrm{part2}}$: the second of the terms "
-              r"$\mathrm{d}\mu$ is split into, by what they sum over; $\mathrm{cse}$: a "
-              r"common subexpression; $\mathrm{red}$: an inner sum factored out).\par",
+              r"engine keeps (" + "; ".join(rf"$\mathrm{{{tag}}}$: {prose_latex(meaning)}"
+                                            for tag, meaning in GRADIENT_TAGS.items())
+              + r").\par",
               r"{\small\begin{longtable}{@{}l l p{0.65\textwidth}@{}}", r"\toprule",
               r"\textbf{symbol} & \textbf{kind} & \textbf{meaning} \\", r"\midrule",
               r"\endhead"]
@@ -100,12 +100,26 @@ def _pass_table(d, pass_name: str, stage: str) -> list[str]:
             r"\bottomrule", END_UNNUMBERED]
 
 
+def shown_passes() -> list[tuple]:
+    """The passes section "Derived equations" prints, as (derivation, component, pass,
+    stage, what it shows): every backward pass, BatchNorm's forward pass with its
+    running statistics, and cross-entropy's stable log-sum-exp as the code runs it."""
+    from derivations import CATALOGUE
+    from symflop import derive
+    derived = {name: derive(c) for name, c in ((n, b()) for n, b in CATALOGUE.items())
+               if hasattr(c, "passes")}  # every component once; composites have no passes
+    shown = [("cross-entropy", "forward", "lowered",
+              "the stable log-sum-exp, with its max shift"),
+             ("batchnorm", "forward", "optimized", "with the running statistics")]
+    shown += [(name, "backward", "optimized", "") for name, d in derived.items()
+              if "backward" in d.passes]
+    return [(derived[name], name, *rest) for name, *rest in shown]
+
+
 def equations_stage(w: ReportWriter) -> str:
     """The equations the document relies on without writing them out, as the engine
     derives them: every backward pass, BatchNorm's running statistics, and the stable
     log-sum-exp that the generated code computes."""
-    from derivations import CATALOGUE
-    from symflop import derive
     from symflop.core.stages import stage_label
     from symflop.report.claims import NEEDSPACE, PAGE_MACROS
     from symflop.report.latex import latex_escape as esc
@@ -117,15 +131,7 @@ def equations_stage(w: ReportWriter) -> str:
                  "the generated code runs it (the lowered stage: the maximum is subtracted "
                  "before the exponentials, and counted). FLOPs under the default "
                  "convention.") + r"\par", *PAGE_MACROS]
-    derived = {name: derive(c) for name, c in ((n, b()) for n, b in CATALOGUE.items())
-               if hasattr(c, "passes")}  # every component once; composites have no passes
-    shown = [("cross-entropy", "forward", "lowered",
-              "the stable log-sum-exp, with its max shift"),
-             ("batchnorm", "forward", "optimized", "with the running statistics")]
-    shown += [(name, "backward", "optimized", "") for name, d in derived.items()
-              if "backward" in d.passes]
-    for name, pass_name, stage, what in shown:
-        d = derived[name]
+    for d, name, pass_name, stage, what in shown_passes():
         title = f"{name}: {pass_name} pass ({stage_label(stage)}" + \
             (f"; {what})" if what else ")")
         parts += [NEEDSPACE, rf"\subsection*{{{esc(title)}}}",

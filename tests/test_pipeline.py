@@ -288,3 +288,36 @@ def test_declared_names_name_the_shared_terms_and_change_no_count():
     assert sp.expand(xc.body - (x[i, j] - mu[j])) == 0
     for p in ("forward", "backward"):
         assert dn.counts(p).total == dp.counts(p).total
+
+
+@pytest.mark.parametrize("name", ["batchnorm", "layernorm", "groupnorm", "instancenorm"])
+def test_every_normalization_term_is_named_for_what_it_is(name):
+    """No name a rule made up after a reader (``grad_mu_part2_cse``, ``grad_var_red``)
+    is left in any pass of the four normalizations: LayerNorm's dxhat/sqrt(var + eps) is
+    the declared ``grad_x_direct``; a partial sum that an output sums up is that output's
+    (``grad_gamma[c] = sum_i grad_gamma_red[i, c]``, summed over the positions only).
+    The counts are those of the same component with no declared names."""
+    import re
+
+    from derivations import CATALOGUE
+    from symflop import derive
+    named, plain = CATALOGUE[name](), CATALOGUE[name]()
+    plain.shared.clear()
+    dn, dp = derive(named, use_cache=False), derive(plain, use_cache=False)
+    names = {s.lhs for p in dn.passes for s in dn.programs[p].steps}
+    made_up = sorted(n for n in names if re.search(r"_(cse|red)\d*$", n)
+                     and not re.fullmatch(r"grad_(gamma|beta)_red", n))
+    assert not made_up, made_up
+    for p in dn.passes:
+        assert dn.counts(p).total == dp.counts(p).total, p
+    backward = dn.programs["backward"]
+    for out in ("grad_gamma", "grad_beta"):
+        partial = f"{out}_red"
+        if partial in names:  # GroupNorm, InstanceNorm: summed over positions first
+            total = backward.defining_step(out)
+            assert str(total.body).startswith(f"{partial}[") and total.reduce
+    if name == "layernorm":
+        direct = backward.defining_step("grad_x_direct")
+        grad_xhat, var_eps = (backward.tensors[n].symbol for n in ("grad_xhat", "var_eps"))
+        i, j = direct.idx
+        assert direct.body == grad_xhat[i, j] / sp.sqrt(var_eps[i])

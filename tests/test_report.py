@@ -173,6 +173,36 @@ def test_glossary_defines_every_symbol_of_every_table():
     assert not missing, f"symbols in tables without a glossary entry: {missing}"
 
 
+def test_glossary_defines_every_name_of_the_derived_equations():
+    """Every name section "Derived equations" prints (tensors, intermediates the engine
+    made, hyperparameters, sizes, indices) is in the glossary; a gradient dX with tags
+    (d mu_part2, d gamma_red) needs X there and each tag explained."""
+    import re
+
+    import sympy as sp
+
+    from derivations.glossary import GRADIENT_TAGS, glossary
+    from derivations.report import shown_passes
+
+    defined = {sym for _kind, sym, _meaning in glossary()}
+    tag = "|".join(rf"{t}\d*" for t in GRADIENT_TAGS)
+    used: dict[str, str] = {}
+    for d, name, pass_name, stage, _what in shown_passes():
+        for st, _count in d.step_counts(pass_name, "default", stage):
+            e = st.rhs()
+            for n in ({st.lhs} | {a.name for a in e.atoms(sp.Symbol)}
+                      | {b.label.name for b in e.atoms(sp.IndexedBase)}):
+                used.setdefault(n, name)
+
+    def known(n: str) -> bool:
+        if n.startswith("grad_"):
+            n = re.sub(rf"(_({tag}))+$", "", n[len("grad_"):])
+        return n in defined
+    assert {"grad_x_direct", "grad_gamma_red", "lse_sum_max", "k"} <= set(used)
+    missing = {n: c for n, c in used.items() if not known(n)}
+    assert not missing, f"names in the derived equations without a glossary entry: {missing}"
+
+
 def test_report_is_the_same_bytes_across_runs_and_hash_seeds(report_dir, tmp_path):
     first, _ = report_dir
     env = {**os.environ, "PYTHONHASHSEED": "123"}

@@ -49,6 +49,11 @@ class Fact(enum.Enum):
     MAY_BE_NONFINITE = "may hold infinite or NaN values (the equations test for them)"
 
 
+def grad_name(name: str) -> str:
+    """The name of the tensor that holds the loss's gradient with respect to ``name``."""
+    return f"grad_{name}"
+
+
 @dataclass(frozen=True, eq=False)
 class Tensor:
     """A named tensor with a symbolic shape and a role."""
@@ -231,6 +236,11 @@ class Component:
 
     def intermediate(self, name, shape=(), **kw) -> Tensor:
         return self.tensor(name, shape, Role.INTERMEDIATE, **kw)
+
+    def gradient(self, t: Tensor) -> Tensor:
+        """The tensor the derived passes hold the loss's gradient with respect to ``t``
+        in (``grad_y`` for ``y``), to name a term of the gradient with ``name_shared``."""
+        return Tensor(grad_name(t.name), t.shape, Role.INTERMEDIATE)
 
     def name_shared(self, name: str, expr: sp.Expr) -> None:
         """A name for a subexpression the rewrite may compute once and share between

@@ -205,9 +205,14 @@ def _peel_head(run: list[str], before: str) -> list[str]:
     ``m s``; parsed with them it would read as a unary plus and be lost)."""
     head: list[str] = []
     left = before.rstrip()[-1:]
+
+    def sign() -> bool:  # "is -lr times": a minus after a space, before its operand
+        return bool(head) and head[-1].strip() == "" and len(run) > 1 and \
+            run[1].strip() != ""
     while run and (run[0].strip() == "" or run[0] in ("+", "*", "/", "^", "**")
                    or run[0] in _RELATIONS
-                   or run[0] == "-" and left and (left.isalnum() or left in ")$}")):
+                   or run[0] == "-" and left and (left.isalnum() or left in ")$}")
+                   and not sign()):
         head.append(run.pop(0))
     return head
 

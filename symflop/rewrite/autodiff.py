@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symflop.core.indices import fresh_index, instantiate
-from symflop.core.model import Component, Role, Tensor
+from symflop.core.model import Component, Role, Tensor, grad_name
 from symflop.core.program import Program, Step, ref_indices, ref_name, split_step, tensor_refs
 from symflop.errors import ComponentError
 from symflop.rewrite.rules import rule, rules
@@ -28,10 +28,6 @@ def power_derivative(partial: sp.Expr, ctx) -> sp.Expr | None:
         out = sp.powsimp(partial)
         return out if out != partial else None
     return None
-
-
-def grad_name(name: str) -> str:
-    return f"grad_{name}"
 
 
 def seed_of(c: Component) -> Tensor | None:

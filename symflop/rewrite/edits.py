@@ -8,12 +8,14 @@ lowering (``symflop.lower.plan``) all edit programs with these functions.
 * ``substitute`` and ``try_inline``: an elementwise step's value is put into its readers;
 * ``propagate``: a step that is zero, a constant or a copy of another tensor is
   substituted into its readers, an output that only copies an intermediate takes its
-  name (``name_by_output``), and a step nothing reads is dropped (``drop_dead``);
+  name (``name_by_output``), a rule's partial sum takes the name of the output that
+  sums it (``name_partial_sums``), and a step nothing reads is dropped (``drop_dead``);
 * ``plain_indices``: summation indices get the plainest free name.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import sympy as sp
@@ -119,7 +121,8 @@ def propagate(program: Program, ctx: Context) -> Program:
             if out is not None:
                 program, changed = out, True
                 break
-    return drop_dead(name_declared(name_by_output(program, ctx.keep), ctx), ctx.keep)
+    named = name_partial_sums(name_by_output(program, ctx.keep), ctx.keep)
+    return drop_dead(name_declared(named, ctx), ctx.keep)
 
 
 def name_by_output(program: Program, keep: frozenset[str]) -> Program:
@@ -143,6 +146,31 @@ def name_by_output(program: Program, keep: frozenset[str]) -> Program:
             continue
         renamed = _rename(steps[:n] + steps[n + 1:], source, st.lhs, program.tensors)
         return name_by_output(Program(program.name, renamed, program.tensors), keep)
+    return program
+
+
+_RULE_NAME = re.compile(r"(_(cse|red)\d*)+$")
+
+
+def name_partial_sums(program: Program, keep: frozenset[str]) -> Program:
+    """A partial sum a rule made and named after its first reader (``grad_var_red``)
+    takes the name of the output that sums it up (``grad_gamma[c] = sum_i
+    grad_gamma_red[i, c]``): it is part of dgamma, whatever else reads it.  Only
+    names change."""
+    steps = program.steps
+    for st in steps:
+        if st.lhs in keep or not st.reduce or not _RULE_NAME.search(st.lhs):
+            continue
+        totals = [s.lhs for s in steps if s.lhs in keep and s.reduce
+                  and isinstance(s.body, (sp.Indexed, sp.Symbol))
+                  and ref_name(s.body) == st.lhs]
+        name = f"{totals[0]}_red" if len(totals) == 1 else None
+        if name is None or name == st.lhs or name in program.tensors or any(
+                s.lhs == name for s in steps):
+            continue
+        tensors = {**program.tensors, name: replace(program.tensors[st.lhs], name=name)}
+        renamed = _rename(list(steps), st.lhs, name, tensors)
+        return name_partial_sums(Program(program.name, renamed, tensors), keep)
     return program
 
 
