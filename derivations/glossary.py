@@ -14,7 +14,10 @@ DISPLAY = {"lr": r"\eta", "lam": r"\lambda", "logq": r"\log q", "L_bn": r"L_{\ma
            # index of one prints after it)
            "var": r"{\sigma^2}", "xhat": r"\hat{x}", "yhat": r"\hat{y}", "vhat": r"\hat{v}",
            "mhat": r"\hat{m}", "xc": r"{(x - \mu)}", "var_eps": r"{(\sigma^2 + \epsilon)}",
-           "running_mean": r"{\mu_{\mathrm{run}}}", "running_var": r"{\sigma^2_{\mathrm{run}}}"}
+           "running_mean": r"{\mu_{\mathrm{run}}}", "running_var": r"{\sigma^2_{\mathrm{run}}}",
+           "inv_std": r"{(\sigma^2 + \epsilon)^{-1/2}}",
+           # log-sum-exp, a name: its parts (lse_sum, lse_sum_max) print lse with a tag
+           "lse": r"\mathrm{lse}"}
 
 SIZES: dict[str, str] = {
     "B": "batch size: samples per step",
@@ -53,6 +56,7 @@ HYPERPARAMETERS: dict[str, str] = {
     "gamma": "focusing exponent (focal loss); scale per feature (BatchNorm)",
     "beta": "shift per feature (BatchNorm); the document's RMSProp decay, alpha here",
     "delta": "Huber loss threshold",
+    "T": "steps the schedule runs over (cosine, warmup with cosine decay, one-cycle)",
 }
 
 QUANTITIES: dict[str, str] = {

@@ -337,12 +337,12 @@ def test_prose_typesets_ascii_formulas_and_leaves_words_alone():
 
 
 def test_text_is_escaped_and_expressions_printed():
-    t = Table("demo_1", "Costs & 50% of {x}_1 #2 $3 ~ ^ \\ |", ("Name", "Value", "N"),
-              [("a_b & c", sp.Eq(sp.Symbol("y"), sp.Abs(sp.Symbol("x")), evaluate=False),
+    t = Table("demo_1", "Costs & 50% of {q}_1 #2 $3 ~ ^ \\ |", ("Name", "Value", "N"),
+              [("a_b & co", sp.Eq(sp.Symbol("y"), sp.Abs(sp.Symbol("x")), evaluate=False),
                 Num(1234.5, ",.1f")),
                ("list", Seq((sp.Symbol("beta1"), "step_max")), 7)])
     tex = render(t, "latex")
-    assert r"a\_b \& c" in tex and r"50\% of \{x\}\_1 \#2 \$3" in tex
+    assert r"a\_b \& co" in tex and r"50\% of \{q\}\_1 \#2 \$3" in tex
     assert r"\textasciitilde{} \textasciicircum{} \textbackslash{} \textbar{}" in tex
     assert r"$y = \left|{x}\right|$" in tex and "1,234.5" in tex
     assert r"$\beta_{1}$, step\_max" in tex
@@ -350,7 +350,7 @@ def test_text_is_escaped_and_expressions_printed():
     md = render(t, "markdown")
     assert r"$y = \left\|{x}\right\|$" in md and "---:|" in md
     got = list(csv.reader(io.StringIO(render(t, "csv"))))
-    assert got[1] == ["a_b & c", "y = Abs(x)", "1234.5"] and got[2] == ["list",
+    assert got[1] == ["a_b & co", "y = Abs(x)", "1234.5"] and got[2] == ["list",
                                                                       "beta1, step_max", "7"]
     doc = json.loads(render(t, "json"))
     assert doc["rows"][1] == ["list", ["beta1", "step_max"], 7]
@@ -446,3 +446,41 @@ def test_prose_typesets_relations_derivatives_norms_and_powers_of_ten():
     assert prose_latex("(1 - m) times") == r"($1 - m$) times"       # its brackets kept
     assert prose_latex("the document do x") == "the document do x"  # words stay words
     assert prose_latex("sign(g) != 0") == r"$\operatorname{sign}{\left(g \right)} \neq 0$"
+
+
+def test_prose_typesets_signs_calls_lone_letters_and_formulas_in_text_brackets():
+    """A minus after a word is a sign (it printed as a hyphen outside the math); a call
+    of gradL or sigmoid is a formula; a symbol of one letter alone is set as math, but
+    not the capitals that start sentences nor a letter of a dotted code name; a bracket
+    the text opens before a formula leaves the formula typeset."""
+    from symflop.report.prose import add_symbols, prose_latex
+    from symflop.report.tables import set_symbol_latex
+    add_symbols({"lr", "z", "y", "B", "F", "A", "phi_t", "v"})
+    set_symbol_latex({"lr": r"\eta"})
+    assert prose_latex("which is -lr times the rest") == r"which is $- \eta$ times the rest"
+    assert prose_latex("it tends to -1 here") == "it tends to $-1$ here"
+    assert prose_latex("x - y and so - on") == "$x - y$ and so - on"  # between: an operator
+    assert prose_latex("at gradL(phi_t):") == r"at $\nabla L\left(\phi_{t}\right)$:"
+    assert prose_latex("(sigmoid(z) - y)/B") == \
+        r"$\frac{\operatorname{sigmoid}\left(z\right) - y}{B}$"
+    assert prose_latex("the logit z of class y") == "the logit $z$ of class $y$"
+    assert prose_latex("A step.") == "A step."                       # an article
+    assert prose_latex("with F.mse_loss") == r"with F.mse\_loss"      # code
+    assert prose_latex("ends with v.") == "ends with $v$."            # a sentence's end
+    assert prose_latex("sqrt(v) (eps left out)") == r"$\sqrt{v}$ ($\epsilon$ left out)"
+
+
+def test_an_identity_step_that_names_its_value_prints_one_formula():
+    """"one output: z =" and z's value print as $z = ...$, not z in text font beside the
+    formula; a formula before the "=" joins it too; other words stay words."""
+    import sympy as sp
+
+    from symflop.report.identities import _named_value
+    from symflop.report.prose import add_symbols
+    add_symbols({"lr", "mu", "v_t", "theta"})
+    assert _named_value("one output of the linear layer: z =") == (
+        "one output of the linear layer: ", "z")
+    words, lhs = _named_value("its next point theta_{t+1} - lr*mu*v_t =")
+    assert words == "its next point " and lhs.startswith(r"{\theta}_{t+1} - ")
+    assert _named_value("the difference is") is None
+    assert sp.Symbol("z")  # the value itself is printed by expr_latex, tested elsewhere

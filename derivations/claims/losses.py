@@ -100,7 +100,7 @@ def _ce_one_hot_loss(_conv):
     i, k = sp.Idx("i", B), sp.Idx("k", C)
     claimed = -sp.Sum(y[i, k] * sp.log(_softmax(z, i, k, C)), (i, 0, B - 1), (k, 0, C - 1)) / B
     return Equation(expr, claimed, {B: 2, C: 3}, values=_one_hot_rows,
-                    assumptions=("y one-hot: y[i, k_i] = 1, the log picks yhat[i, k_i]",))
+                    assumptions=("y one-hot: y_{i,k_i} = 1, the log picks yhat_{i,k_i}",))
 
 
 def _mse_on_sigmoid() -> Component:

@@ -38,7 +38,8 @@ def mse_gaussian_nll() -> Identity:
     return Identity(
         name="mse-gaussian-nll",
         title="MSE as the Gaussian negative log-likelihood",
-        statement="The negative log-likelihood of y under N(yhat, sigma^2*I), summed over the "
+        statement="The negative log-likelihood of y under a Gaussian of mean yhat and variance "
+                  "sigma^2 in every coordinate, summed over the "
                   "B*d outputs, is a positive multiple of the MSE plus a constant: "
                   "NLL = B*d/(2*sigma^2) * MSE + B*d/2*log(2*pi*sigma^2).",
         holds=True,
@@ -61,7 +62,7 @@ def mse_gaussian_nll() -> Identity:
                  "NLL divided by B*d: MSE/(2*sigma^2) + log(2*pi*sigma^2)/2"),
         ),
         document="Minimizing MSE is equivalent to maximizing the log-likelihood under a "
-                 "Gaussian model N(yhat, sigma^2 I) with fixed variance",
+                 "Gaussian model of mean yhat with fixed variance sigma^2",
         document_agrees=True,
         notes=("with a learned (heteroscedastic) variance the log-variance term depends on "
                "the parameters and the equivalence is lost.",),
@@ -123,24 +124,25 @@ def ce_vs_mse_sigmoid() -> Identity:
             Step("BCE gradient wrt the logit (component bce, derived; B = 1, y = 1):",
                  ce_grad),
             Step("MSE gradient wrt yhat (component mse, derived; B = d = 1, y = 1) times "
-                 "sigma'(z):", mse_grad),
+                 "dyhat/dz:", mse_grad),
             Step("in the limit of z to minus infinity (yhat to 0), the CE gradient is",
                  lim_ce),
             Step("  and the MSE gradient", lim_mse),
             Step("  the MSE gradient divided by exp(z) tends to", rate),
-            Step("  (to first order it equals (-2)*yhat: it vanishes with yhat)"),
+            Step("  (to first order it equals -2*yhat: it vanishes with yhat)"),
             Step("in terms of p = yhat: CE gradient", ce_p),
             Step("  MSE gradient", mse_p),
             Step("  limits as p -> 0+:", sp.Tuple(*lim_p)),
-            Step("softmax over three classes, true class 0, z0 to minus infinity: CE "
-                 "gradient wrt z0 and squared-error gradient wrt z0 tend to", sp.Tuple(*lim_soft)),
+            Step("softmax over three classes, true class 0, z_0 to minus infinity: CE "
+                 "gradient wrt z_0 and squared-error gradient wrt z_0 tend to",
+                 sp.Tuple(*lim_soft)),
         ),
         document="CE gradient dL/dz_k ~ yhat_k - 1 ~ -1; MSE gradient ~ yhat_k - 1 ~ -1, "
-                 "but it passes through sigma'(z_k), near zero when yhat_k is near 0 or 1: "
+                 "but it passes through dyhat_k/dz_k, near zero when yhat_k is near 0 or 1: "
                  "the gradient vanishes",
         document_agrees=True,
         notes=("with a softmax the squared error's gradient passes through the softmax "
-               "Jacobian rather than sigma'(z_k), but it carries the factor p_k and vanishes "
+               "Jacobian rather than dyhat_k/dz_k, but it carries the factor p_k and vanishes "
                "in the same way.",),
         numeric_check="ce-vs-mse-sigmoid",
     )

@@ -8,6 +8,7 @@ test the report's other sections use (``PAGE_MACROS``, ``NEEDSPACE``).
 from __future__ import annotations
 
 import json
+import re
 
 from symflop.report.latex import latex_escape
 from symflop.report.tables import END_UNNUMBERED
@@ -125,6 +126,14 @@ def _derived_cell(v: Verdict) -> str:
     return v.derived_tex or v.optimized_tex or v.written_tex or "--"
 
 
+def _why(v: Verdict) -> str:
+    """The why column: the detail and the reason; for a bare number with neither (81,
+    "0, 1, 2"), what was derived, which the number alone does not say."""
+    why = "; ".join(x for x in (v.detail, v.reason) if x)
+    bare = re.fullmatch(r"[\d.,%\s-]+", v.derived or v.optimized or "")
+    return why or (v.claim.how if bare else "")
+
+
 def _id_cell(v: Verdict) -> str:
     return r"\texttt{" + latex_escape(v.claim.id).replace("-", r"-\allowbreak{}") + "}"
 
@@ -159,7 +168,7 @@ def render_latex(verdicts: list[Verdict], title: str) -> str:
     sections = list(dict.fromkeys(v.claim.section for v in verdicts))
     for section in sections:
         these = [v for v in verdicts if v.claim.section == section]
-        why = _ditto(["; ".join(x for x in (v.detail, v.reason) if x) for v in these])
+        why = _ditto([_why(v) for v in these])
         rows = [[_id_cell(v), quote_latex(v.claim.quote), v.status, _derived_cell(v),
                  prose_latex(w)] for v, w in zip(these, why)]
         out += [NEEDSPACE, rf"\subsection{{{latex_escape(section)}}}"]

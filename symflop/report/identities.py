@@ -21,6 +21,7 @@ Rendering is deterministic: text, Markdown and JSON depend only on the records.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -267,6 +268,23 @@ def render_markdown(items: list[Identity]) -> str:
     return "\n".join(out)
 
 
+def _named_value(text: str) -> tuple[str, str] | None:
+    """A step's words that end by naming its value ("the output: z =", "the next point
+    theta_{t+1} - lr*mu*v_t ="), as (the words before, in LaTeX; the name's LaTeX), so
+    that name and value print as one formula; None when the words end otherwise."""
+    from symflop.report.latex import symbol_latex
+    from symflop.report.prose import prose_latex
+    if not text.endswith(" ="):
+        return None
+    before = text[:-2].rstrip()
+    words = prose_latex(before)
+    if words.endswith("$"):  # a formula: theta_{t+1} - lr*mu*v_t
+        start = words.rindex("$", 0, len(words) - 1)
+        return words[:start], words[start + 1:-1]
+    lone = re.fullmatch(r"(|.*[:\w] )([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)", before)
+    return (prose_latex(lone.group(1)), symbol_latex(lone.group(2))) if lone else None
+
+
 def render_latex(items: list[Identity], title: str = "Identities the document states"
                  ) -> str:
     """A LaTeX section: the conclusions first (a table of verdicts), then each identity
@@ -301,10 +319,13 @@ def render_latex(items: list[Identity], title: str = "Identities the document st
                        rf"(\emph{{{doc[i.document_agrees]}}})\par")
         out.append(r"\textbf{Derivation.}\begin{itemize}")
         for st in i.derivation:
-            tex = latex(st.expr) if st.expr is not None else ""
+            words, tex = esc(st.text.strip()), latex(st.expr) if st.expr is not None else ""
+            lead = _named_value(st.text.strip()) if tex else None
+            if lead is not None:  # "the output: z =" and z's value: one formula, z = ...
+                words, tex = lead[0].rstrip(), f"{lead[1]} = {tex}"
             # a short expression stays on the line of its words, a long one is displayed
             math = (f" ${tex}$" if len(tex) <= 70 else rf"\[{tex}\]") if tex else ""
-            out.append(rf"\item {esc(st.text.strip())}{math}")
+            out.append(rf"\item {words}{math}")
         out.append(r"\end{itemize}")
         out += [rf"\emph{{Note.}} {esc(n)}\par" for n in i.notes]
         if i.numeric is not None:

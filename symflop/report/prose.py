@@ -27,10 +27,26 @@ class _Norm(sp.Function):
         return tex if exp is None else f"{tex}^{{{exp}}}"
 
 
+class _Sigmoid(sp.Function):
+    """sigmoid(z), the logistic function, by its name."""
+
+    def _latex(self, printer, exp=None) -> str:
+        tex = r"\operatorname{sigmoid}\left(" + printer._print(self.args[0]) + r"\right)"
+        return tex if exp is None else f"{tex}^{{{exp}}}"
+
+
+class _GradL(sp.Function):
+    """gradL(x), the gradient of the loss at x, as the prose writes it."""
+
+    def _latex(self, printer, exp=None) -> str:
+        return r"\nabla L\left(" + printer._print(self.args[0]) + r"\right)"
+
+
 _FUNCTIONS = {"sqrt": sp.sqrt, "exp": sp.exp, "log": sp.log, "Abs": sp.Abs,
-              "Norm": _Norm, "sign": sp.sign, "oo": sp.oo, "eps": sp.Symbol("epsilon")}
-# names the prose writes for what has a symbol of its own: gradL(x) is the gradient of
-# the loss at x
+              "Norm": _Norm, "gradL": _GradL, "sigmoid": _Sigmoid, "sign": sp.sign,
+              "oo": sp.oo, "eps": sp.Symbol("epsilon")}
+# names the prose writes for what has a symbol of its own: gradL alone is the gradient of
+# the loss (gradL(x), called, is _GradL)
 _NAMED = {"gradL": r"\nabla L"}
 _GREEK = set("""alpha beta gamma delta epsilon eta theta kappa lambda mu nu xi pi rho
 sigma tau phi chi psi omega""".split())
@@ -85,10 +101,18 @@ def _name_latex(word: str) -> str:
     return f"{{{_name_latex(head)}}}_{{{sub.strip('{}')}}}"
 
 
+# capitals that are also English words where a sentence starts ("A convolution", "I")
+_CAPITAL_WORDS = frozenset({"A", "I"})
+
+
 def _greek(word: str) -> bool:
-    """A lone name worth typesetting: Greek, or printed otherwise than it is spelled
-    (L_bn as L with a subscript)."""
-    if re.sub(r"\d+$", "", word) in _GREEK or "_" in word and _is_symbol(word):
+    """A lone name worth typesetting: Greek, a symbol of one letter (z, k; not A or I,
+    which start sentences), or printed otherwise than it is spelled (L_bn as L with a
+    subscript)."""
+    if re.sub(r"\d+$", "", word) in _GREEK or word == "eps" or "_" in word and \
+            _is_symbol(word):
+        return True
+    if len(word) == 1 and word in _SYMBOLS and word not in _CAPITAL_WORDS:
         return True
     if word not in _SYMBOLS:
         return False
@@ -104,8 +128,11 @@ def _math(run: str) -> str | None:
     lone = re.fullmatch(_SCIENTIFIC, text)
     if lone:  # a tolerance, 1e-12: 10^{-12}
         return _power_of_ten(lone)
+    if re.fullmatch(r"-\d+(?:\.\d+)?", text):  # a negative number: a minus, not a hyphen
+        return text
     words = _NAME_IN_FORMULA.findall(text)
-    operators = re.search(_RELATION + r"|[-+*/^|]", text)
+    operators = re.search(_RELATION + r"|[-+*/^|]|\b(?:" + "|".join((*_FUNCTIONS, *_NAMED))
+                          + r")\(", text)  # gradL(phi_t): a call is a formula
     if not words or not (operators or len(words) == 1 and _greek(words[0])):
         return None
     # each name becomes a placeholder SymPy can parse, printed as the name's LaTeX
@@ -113,7 +140,8 @@ def _math(run: str) -> str | None:
 
     def placeholder(m: re.Match) -> str:
         w = m.group(0)
-        if w in _FUNCTIONS and w != "eps":
+        called = text[m.end():m.end() + 1] == "("
+        if w in _FUNCTIONS and w != "eps" and (w != "gradL" or called):
             return w
         return names.setdefault(w, f"S{len(names)}x")
 
@@ -217,6 +245,16 @@ def _peel_head(run: list[str], before: str) -> list[str]:
     return head
 
 
+def _unmatched_open(run: list[str]) -> int | None:
+    """Where in ``run`` the last bracket opens that no later bracket closes."""
+    depth = 0
+    for n in range(len(run) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(run[n], 0)
+        if depth < 0:
+            return n
+    return None
+
+
 def prose_latex(text: str) -> str:
     """``text`` escaped for LaTeX, its ASCII formulas typeset."""
     text = " ".join(text.split())
@@ -224,10 +262,17 @@ def prose_latex(text: str) -> str:
     run: list[str] = []
 
     def flush():
-        tail = _peel(run)
+        opened = _unmatched_open(run)
+        if opened:  # "sqrt(v) (eps": the bracket is the text's; a formula on each side
+            rest = run[opened + 1:]
+            del run[opened:]
+            flush()
+            out.append("(")
+            run.extend(rest)
         out.append(latex_escape("".join(_peel_head(run, "".join(out))), collapse=False))
         while run and run[0] == "(" and "".join(run).count("(") > "".join(run).count(")"):
             out.append(latex_escape(run.pop(0), collapse=False))  # "(see": a bracket opened
+        tail = _peel(run)
         if run:
             out.append(_render("".join(run)))
             run.clear()
@@ -241,7 +286,10 @@ def prose_latex(text: str) -> str:
         tok = m.group(0)
         word = tok[0].isalpha() or tok[0] == "_"
         possessive = word and text[m.start() - 1:m.start()] == "'"  # the s of torch's
-        if word and (possessive or not _is_symbol(tok)) or tok == ",":
+        # F.mse_loss, torch.nn.L1Loss: a name of code, not a symbol
+        dotted = word and (text[m.start() - 1:m.start()] == "." or
+                           re.match(r"\.\w", text[m.end():m.end() + 2]) is not None)
+        if word and (possessive or dotted or not _is_symbol(tok)) or tok == ",":
             flush()
             out.append(latex_escape(tok, collapse=False))
         else:
