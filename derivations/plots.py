@@ -37,7 +37,10 @@ def _figure():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    # constrained layout, not a tight box at saving: every figure is exactly WIDTH wide,
+    # the text's width, so that it prints at its own size and its 9 pt text stays 9 pt
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "font.size": 9,
+                         "figure.constrained_layout.use": True,
                          "svg.hashsalt": "symflop", **FONTS})
     return plt
 
@@ -47,7 +50,7 @@ def _save(fig, plt) -> dict[str, bytes]:
     for fmt, meta in (("png", {"Software": None}),
                       ("pdf", {"Creator": None, "Producer": None, "CreationDate": None})):
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, metadata=meta, bbox_inches="tight")
+        fig.savefig(buf, format=fmt, metadata=meta)
         out[fmt] = buf.getvalue()
     plt.close(fig)
     return out
@@ -55,7 +58,7 @@ def _save(fig, plt) -> dict[str, bytes]:
 
 def schedules_plot() -> dict[str, bytes]:
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.1))
     # Curves that coincide over part of the run stay apart by line style and marker.
     styles = [(ls, m) for m in ("", "o", "s", "^") for ls in ("-", "--", ":", "-.")]
     for (name, build), (ls, marker) in zip(schedules.COMPONENTS.items(), styles):
@@ -103,7 +106,7 @@ def gradient_plot() -> dict[str, bytes]:
     plt = _figure()
     z = np.linspace(-12.0, 12.0, 481)
     p = 1 / (1 + np.exp(-z))
-    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.1))
     ax.plot(p, _logit_gradient("bce")(z), label="cross-entropy (sigmoid + BCE)")
     ax.plot(p, _logit_gradient(_mse_through_sigmoid())(z), label="MSE through a sigmoid")
     ax.set_xlabel("predicted probability of the true class")
@@ -145,7 +148,7 @@ def optimizers_plot() -> dict[str, bytes]:
     are linear in P, so the per-parameter figures are the whole story)."""
     plt = _figure()
     names, flops, state = (list(col) for col in zip(*optimizer_costs()))
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(WIDTH, 3.4), sharey=True)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(WIDTH, 3.0), sharey=True)
     y = np.arange(len(names))
     _label_bars(a1, a1.barh(y, flops), "g")
     _label_bars(a2, a2.barh(y, state), "g")
@@ -179,7 +182,7 @@ def training_step_plot() -> dict[str, bytes]:
     plt = _figure()
     parts = training_step_parts()
     memory = training_step_memory()
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(WIDTH, 6.0), height_ratios=(3, 2),
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(WIDTH, 4.6), height_ratios=(3, 2),
                                  layout="constrained")
     y = np.arange(len(parts))
     fwd = [f for _, f, _ in parts]
@@ -203,7 +206,7 @@ def training_step_plot() -> dict[str, bytes]:
     a2.tick_params(axis="x", labelsize=7)
     fig.suptitle(f"ResNet-50 ({resnet50.parameters():,} parameters), Adam, one step at "
                  f"B = {resnet50.RUN['B']}\nsymflop estimate; a multiply-add counted as two "
-                 "FLOPs", fontsize=8)
+                 "FLOPs", fontsize=9)
     return _save(fig, plt)
 
 
@@ -211,7 +214,7 @@ def zero_memory_plot(parameters: int = 7_500_000_000) -> dict[str, bytes]:
     """Per-device memory against the number of devices, one line per ZeRO stage."""
     from derivations import distributed
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.1))
     devices = 2 ** np.arange(0, 11)
     for stage in distributed.STAGES:
         total = sp.Add(*distributed.per_device_memory(stage).values())
@@ -221,7 +224,7 @@ def zero_memory_plot(parameters: int = 7_500_000_000) -> dict[str, bytes]:
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("devices N")
-    ax.set_ylabel("GB per device (parameters, gradients, optimizer state)")
+    ax.set_ylabel("GB per device")
     ax.set_title(f"Mixed-precision Adam, {parameters / 1e9:g}B parameters")
     ax.legend(fontsize=7)
     return _save(fig, plt)
@@ -234,7 +237,7 @@ def alpha_beta_plot() -> dict[str, bytes]:
     record = distributed.read_measurement()
     fits = distributed.measured_all_reduce_fits(record)
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(WIDTH, 3.8))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
     lines = []
     for label, (fit, pts) in fits.items():
         if not label.endswith("alone"):
@@ -259,10 +262,10 @@ def alpha_beta_plot() -> dict[str, bytes]:
     ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # more than two labelled ticks
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
-    ax.set_title("\n".join(lines), fontsize=7)
+    ax.set_title("\n".join(lines), fontsize=8)
     ax.legend(fontsize=7)
     fig.suptitle(f"gloo ring all-reduce, {record['cpus']} CPUs, torch {record['torch']}, "
-                 f"{record['date']}", fontsize=8, y=1.02)
+                 f"{record['date']}", fontsize=9)
     return _save(fig, plt)
 
 
@@ -283,8 +286,9 @@ CAPTIONS = {
                               "FLOPs of the step by layer type, forward and backward, and "
                               "memory by term. Both axes are linear; each bar is labelled "
                               "with its value.",
-    "zero-memory": "Per-device memory of data parallelism and each ZeRO stage against the "
-                   "number of devices, mixed-precision Adam (2 + 2 + 12 bytes per "
+    "zero-memory": "Per-device memory (parameters, gradients and optimizer state) of data "
+                   "parallelism and each ZeRO stage against the number of devices N, "
+                   "mixed-precision Adam (2 + 2 + 12 bytes per "
                    "parameter, derived from the adam component's state), 7.5B parameters "
                    "(the ZeRO paper's example); activations not included.",
     "alpha-beta": "The latency-bandwidth model of a ring all-reduce (alpha per round, beta "

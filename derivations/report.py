@@ -74,7 +74,8 @@ def tables_stage(w: ReportWriter) -> str:
         if len(table.rows) > LONG_TABLE_ROWS:  # not a float: the floats before it go first
             parts.append(r"\clearpage")
         parts.append(f"\\input{{tables/{name}.tex}}")
-    parts.append(r"\clearpage")
+    # no page break after the last table: it may float to the top of the next page, with
+    # the next section below it, rather than stand alone on a page
     return "\n".join(parts)
 
 
@@ -83,6 +84,7 @@ def _pass_table(d, pass_name: str, stage: str) -> list[str]:
     from symflop.report.latex import expr_latex
     from symflop.report.latex import latex_escape as esc
     from symflop.report.render import lhs_text
+    from symflop.report.tables import spaced_rows
     rows = []
     for st, cnt in d.step_counts(pass_name, "default", stage):
         kinds = ", ".join(f"{k} ${expr_latex(v)}$" for k, v in cnt.by_kind.items() if v != 0)
@@ -96,7 +98,8 @@ def _pass_table(d, pass_name: str, stage: str) -> list[str]:
             r">{\raggedright\arraybackslash}p{0.2\textwidth}"
             r">{\raggedright\arraybackslash}p{0.24\textwidth}@{}}", r"\toprule",
             r"\textbf{equation} & \textbf{FLOPs} & \textbf{by kind} \\", r"\midrule",
-            r"\endhead", *rows, r"\midrule", rf"total & ${expr_latex(total)}$ & \\",
+            r"\endhead", *spaced_rows(rows), r"\midrule",
+            rf"total & ${expr_latex(total)}$ & \\",
             r"\bottomrule", END_UNNUMBERED]
 
 
@@ -147,9 +150,14 @@ def plots_stage(w: ReportWriter) -> str:
     for name, draw in PLOTS.items():
         for ext, data in draw().items():
             w.write(f"figures/{name}.{ext}", data)
-        parts += [r"\begin{figure}[htbp]\centering",
-                  f"\\includegraphics[width=\\linewidth]{{figures/{name}.pdf}}",
-                  f"\\caption{{{prose_latex(CAPTIONS.get(name, name))}}}", r"\end{figure}"]
+        # in the text's flow, not a float: a section of figures alone would set them one
+        # to a float page; a figure that does not fit starts the next page
+        parts += [r"\par\noindent\begin{minipage}{\linewidth}\centering",
+                  # at its own size, so that its 9 pt text stays 9 pt
+                  f"\\includegraphics{{figures/{name}.pdf}}",
+                  r"\makeatletter\def\@captype{figure}\makeatother",
+                  f"\\caption{{{prose_latex(CAPTIONS.get(name, name))}}}",
+                  r"\end{minipage}\par\bigskip"]
     parts.append(r"\clearpage")
     return "\n".join(parts)
 

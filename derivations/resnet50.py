@@ -24,8 +24,9 @@ RECORD = Path(__file__).with_name("recorded") / "resnet50-estimate.json"
 CONVENTION = "default"
 RUN = {"model": "validation.resnet50:resnet50", "input": "3x224x224", "loss": "cross-entropy",
        "optimizer": "adam", "B": 32, "dtype": "float32"}
-COMMAND = (f"symflop estimate {RUN['model']} --input {RUN['input']} --loss {RUN['loss']} "
-           f"--optimizer {RUN['optimizer']} --at B={RUN['B']}")
+# in backquotes: the report's prose sets it as code, not as words and a formula
+COMMAND = (f"`symflop estimate {RUN['model']} --input {RUN['input']} --loss {RUN['loss']} "
+           f"--optimizer {RUN['optimizer']} --at B={RUN['B']}`")
 B = size_symbol("B")
 
 # What a reader calls each line type of the estimate (a module type, or the step's parts).

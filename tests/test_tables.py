@@ -91,6 +91,7 @@ def check_latex(t: Table, text: str) -> None:
     assert text.count("$") % 2 == 0
     assert len(body) == len(t.rows) + 1
     for ln in body:
+        ln = ln.removesuffix(r" \addlinespace[5pt]")  # space below a tall formula
         assert ln.endswith(r" \\")
         # Column separators outside math (a cases environment has its own '&').
         assert len(re.findall(r"(?<!\\)&", outside_math(ln))) == len(t.columns) - 1
@@ -468,6 +469,17 @@ def test_prose_typesets_signs_calls_lone_letters_and_formulas_in_text_brackets()
     assert prose_latex("with F.mse_loss") == r"with F.mse\_loss"      # code
     assert prose_latex("ends with v.") == "ends with $v$."            # a sentence's end
     assert prose_latex("sqrt(v) (eps left out)") == r"$\sqrt{v}$ ($\epsilon$ left out)"
+    assert prose_latex("P = 25,600,000; B, d") == r"$P = 25{,}600{,}000$; $B$, $d$"
+    assert prose_latex("from `run --at B=1`") == r"from \texttt{run -{}-at B=1}"
+
+
+def test_rows_around_a_tall_formula_get_space():
+    """A fraction's denominator would touch the row below in a wrapped (paragraph) cell:
+    space follows a row with a tall formula and precedes one; plain rows stay tight."""
+    from symflop.report.tables import spaced_rows
+    rows = ["a & $x$ \\\\", "b & $\\frac{1}{N}$ \\\\", "c & $y$ \\\\", "d & $z$ \\\\"]
+    got = spaced_rows(rows)
+    assert [r.endswith(r"\addlinespace[5pt]") for r in got] == [True, True, False, False]
 
 
 def test_an_identity_step_that_names_its_value_prints_one_formula():

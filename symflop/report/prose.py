@@ -55,7 +55,8 @@ _SYMBOLS: set[str] = set()
 # a name may carry subscripts: theta_t, v_{t-1}, lam_wd
 _NAME = r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*(?:_\{[^{}]*\})?"
 _SCIENTIFIC = r"(\d+(?:\.\d+)?)e([-+]?\d+)"  # 1e-08: mantissa, exponent
-_NUMBER = r"\d+(?:\.\d+)?(?:e[-+]?\d+)?"  # 0.5, 1e-08
+_GROUPED = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])"  # 25,600,000: one number, its commas no list
+_NUMBER = _GROUPED + r"|\d+(?:\.\d+)?(?:e[-+]?\d+)?"  # 0.5, 1e-08
 # relations between two sides of a formula: theta <- theta - lr*g, z -> -oo, x != 0
 _RELATIONS = {"<-": r"\leftarrow", "->": r"\to", "!=": r"\neq", "<=": r"\leq",
               ">=": r"\geq", "=": "="}
@@ -150,6 +151,8 @@ def _math(run: str) -> str | None:
     by_tex: dict[str, str] = {}  # 1e-08 as 10^{-8}, a name of its own to SymPy
     src = re.sub(r"(?<![\w.])" + _SCIENTIFIC,
                  lambda m: by_tex.setdefault(_power_of_ten(m), f"E{len(by_tex)}x"), src)
+    src = re.sub(_GROUPED, lambda m: by_tex.setdefault(m.group(0).replace(",", "{,}"),
+                                                       f"E{len(by_tex)}x"), src)
     numbers = {p: tex for tex, p in by_tex.items()}
     src = re.sub(r"\|\|([^|]+)\|\|", r"Norm(\1)", src)
     src = re.sub(r"\|([^|]+)\|", r"Abs(\1)", src).replace("^", "**")
@@ -256,8 +259,17 @@ def _unmatched_open(run: list[str]) -> int | None:
 
 
 def prose_latex(text: str) -> str:
-    """``text`` escaped for LaTeX, its ASCII formulas typeset."""
+    """``text`` escaped for LaTeX, its ASCII formulas typeset; a `backquoted` span is
+    code, set in typewriter type as it is."""
     text = " ".join(text.split())
+    if "`" in text:
+        parts = re.split(r"`([^`]+)`", text)
+        return "".join(r"\texttt{" + latex_escape(p, collapse=False) + "}" if n % 2
+                       else _prose(p) for n, p in enumerate(parts))
+    return _prose(text)
+
+
+def _prose(text: str) -> str:
     out: list[str] = []
     run: list[str] = []
 

@@ -30,6 +30,15 @@ PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage{lmodern}
 \setlength{\parindent}{0pt}
 \setlength{\belowcaptionskip}{4pt}
+% floats share pages with text, up to 90 % of one, and a page of floats alone starts at
+% the top: fewer pages that hold one float in the middle of white space
+\renewcommand{\topfraction}{0.9}
+\renewcommand{\bottomfraction}{0.8}
+\renewcommand{\textfraction}{0.07}
+\renewcommand{\floatpagefraction}{0.7}
+\setcounter{topnumber}{3}
+\setcounter{totalnumber}{4}
+\makeatletter\setlength{\@fptop}{0pt}\makeatother
 \begin{document}
 \setlength{\LTcapwidth}{\textwidth}
 \title{symflop: derived costs of the reference document's components}

@@ -29,6 +29,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -284,7 +285,7 @@ def to_latex(t: Table) -> str:
                     for k, a in enumerate(_align(t)))
     begin, end = (rf"\begin{{tabularx}}{{\linewidth}}{{{align}}}", r"\end{tabularx}") \
         if wrapped else (rf"\begin{{tabular}}{{{align}}}", r"\end{tabular}")
-    rows = [_latex_row(r, wrapped) for r in t.rows]
+    rows = spaced_rows([_latex_row(r, wrapped) for r in t.rows])
     lines = [r"\begin{table}[htbp]", r"\centering", *_stretch(rows),
              f"\\caption{{{caption}}}", f"\\label{{{label(t)}}}", r"\smallskip",
              begin, r"\toprule", _header_row(t, wrapped, stack, _align(t)), r"\midrule"]
@@ -307,7 +308,7 @@ def _to_longtable(t: Table) -> str:
              f"\\caption{{{caption}}}\\label{{{label(t)}}} \\\\",
              *header, r"\endfirsthead", *header, r"\endhead",
              r"\bottomrule", r"\endlastfoot"]
-    lines.extend(_latex_row(r, wrapped) for r in t.rows)
+    lines.extend(spaced_rows([_latex_row(r, wrapped) for r in t.rows]))
     lines.append(r"\end{longtable}")
     lines += [*_latex_notes(t), r"\endgroup"]
     return _header_comment(t) + "\n".join(lines) + "\n"
@@ -318,6 +319,18 @@ def _stretch(rows: list[str]) -> list[str]:
     denominator runs into the numerator of the row below."""
     return [r"\renewcommand{\arraystretch}{1.9}"] if any(r"\frac" in r for r in rows) \
         else []
+
+
+_TALL = re.compile(r"\\frac|\\sum_|\\sqrt|\\substack")
+
+
+def spaced_rows(rows: list[str]) -> list[str]:
+    r"""Rows with space between two where either holds a tall formula (a fraction, a sum
+    with limits): a wrapped cell is a paragraph, which \arraystretch does not heighten,
+    so a denominator would touch the numerator or the limit of the row below."""
+    return [row + (r" \addlinespace[5pt]" if n + 1 < len(rows) and (
+        _TALL.search(row) or _TALL.search(rows[n + 1])) else "")
+            for n, row in enumerate(rows)]
 
 
 def _latex_row(cells, wrapped: frozenset | set = frozenset()) -> str:
