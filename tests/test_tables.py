@@ -471,6 +471,16 @@ def test_prose_typesets_signs_calls_lone_letters_and_formulas_in_text_brackets()
     assert prose_latex("sqrt(v) (eps left out)") == r"$\sqrt{v}$ ($\epsilon$ left out)"
     assert prose_latex("P = 25,600,000; B, d") == r"$P = 25{,}600{,}000$; $B$, $d$"
     assert prose_latex("from `run --at B=1`") == r"from \texttt{run -{}-at B=1}"
+    assert prose_latex("a 3x224x224 input, 30x too large") == \
+        r"a $3 \times 224 \times 224$ input, $30 \times$ too large"
+    assert prose_latex("max(0, 1 - y*z) per sample") == \
+        r"$\max\left(0, 1 - y z\right)$ per sample"
+
+
+def test_quotes_keep_the_documents_about_and_bold():
+    from symflop.report.quotes import quote_latex
+    assert quote_latex("backward: ~7.6G FLOPs, **10Nd**") == \
+        r"backward: ${\sim}$7.6G FLOPs, \textbf{10Nd}"
 
 
 def test_rows_around_a_tall_formula_get_space():

@@ -219,7 +219,7 @@ CLAIMS: list[Claim] = [
     claim("hinge-forward", S_LOSS, r"Hinge | $\max(0, 1 - y \cdot \hat{y})$ | $3B$ "
           r"(mult, sub, max)", "mul: B, add: B, compare: B", flops("hinge", "forward",
                                                                   kinds=True),
-          scope="the document counts the per-sample loss max(0, 1 - y yhat); the tool "
+          scope="the document counts the per-sample loss max(0, 1 - y*yhat); the tool "
                 "counts the batch's loss, its mean included (B - 1 additions, a division)"),
     claim("huber-forward", S_LOSS, r"Huber | ... | $\approx 4Bd$", "≈4*B*d",
           flops("huber", "forward"),

@@ -152,7 +152,7 @@ CLAIMS: list[Claim] = [
     claim("bn-normalize", S_BN, r"3. Normalize | $(x-\mu)$: already computed; "
           r"$\sqrt{\sigma^2+\epsilon}$: $d$ sqrts; divide: $Nd$ | $Nd + d$", "N*d + d",
           flops("batchnorm", "forward", ("xhat",)),
-          reason="the d additions of epsilon (var + eps) are not counted; as written x - mu "
+          reason="the d additions var + eps are not counted; as written x - mu "
                  "is computed again here"),
     claim("bn-scale-shift", S_BN, r"4. Scale+shift | $\gamma \hat{x} + \beta$: $Nd$ mults + "
           r"$Nd$ adds | $2Nd$", "mul: N*d, add: N*d",

@@ -143,7 +143,7 @@ def adam_bias_correction() -> Identity:
             Step("  =", raw_step.evalf(4)),
         ),
         document="the correction divides by (1 - 0.9) = 0.1, recovering mhat_1 = g_1; ... "
-                 "vhat_1 = g_1^2; without correction eta/sqrt(0.001 g_1^2) is about 30x too "
+                 "vhat_1 = g_1^2; without correction eta/sqrt(0.001*g_1^2) is about 30x too "
                  "large",
         document_agrees=True,
         notes=("the document's 'about 30x' (31.6x) is the factor on eta/sqrt(v) alone; an "

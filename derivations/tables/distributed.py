@@ -73,7 +73,7 @@ def distributed_step(convention="default", dtype="float32", exact=False,
                "Comm. s", "Step s", "Overlap s"),
               caption=f"Psi = {sizes['Psi']:,} parameters on N = {sizes['N']} devices, "
                       f"b = {sizes['b']} samples per device, forward {forward:.3g} FLOPs per "
-                      "sample (F" + ("" if "F" in sizes else "; by default 2 Psi L for L "
+                      "sample (F" + ("" if "F" in sizes else "; by default 2*Psi*L for L "
                       "tokens, a transformer's forward, Kaplan et al. 2020") + "), backward "
                       f"k = {sizes['k']:.3g} times the forward, A = {sizes['A']:,.0f} "
                       "activation bytes per sample, mixed-precision Adam with loss scaling "
@@ -82,14 +82,14 @@ def distributed_step(convention="default", dtype="float32", exact=False,
                       "convention. "
                       "Network: FLOPs at the device's half-precision peak; optimizer: "
                       "the bytes its generated step moves, at the memory bandwidth; "
-                      f"communication: ring collectives, alpha = {sizes['alpha_ns']:,} ns a "
+                      f"communication: ring collectives, a latency of {sizes['alpha_ns']:,} ns a "
                       "round (an assumption: fit yours with the project's collectives "
                       "benchmark) and the "
-                      "link's bandwidth" + (f", {sizes['link_GBps']} GB/s (link_GBps; "
-                                                 "symflop estimate's --link-gbps)"
+                      "link's bandwidth" + (f", {sizes['link_GBps']} GB/s (`link_GBps`; "
+                                                 "symflop estimate's `--link-gbps`)"
                                               if "link_GBps" in sizes else
                       ", as if all N devices shared one NVLink fabric (across nodes a ring "
-                      "runs at its slowest link: set link_GBps, e.g. 50 for 400 Gb/s "
+                      "runs at its slowest link: set `link_GBps`, e.g. 50 for 400 Gb/s "
                       "InfiniBand per device)") + ". Step: their sum; overlap: "
                       "communication hidden behind the network. GB: memory per device; "
                       "(full): more than the device holds. Devices: " + "; ".join(

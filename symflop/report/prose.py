@@ -44,6 +44,7 @@ class _GradL(sp.Function):
 
 _FUNCTIONS = {"sqrt": sp.sqrt, "exp": sp.exp, "log": sp.log, "Abs": sp.Abs,
               "Norm": _Norm, "gradL": _GradL, "sigmoid": _Sigmoid, "sign": sp.sign,
+              "max": sp.Max, "min": sp.Min,
               "oo": sp.oo, "eps": sp.Symbol("epsilon")}
 # names the prose writes for what has a symbol of its own: gradL alone is the gradient of
 # the loss (gradL(x), called, is _GradL)
@@ -61,7 +62,10 @@ _NUMBER = _GROUPED + r"|\d+(?:\.\d+)?(?:e[-+]?\d+)?"  # 0.5, 1e-08
 _RELATIONS = {"<-": r"\leftarrow", "->": r"\to", "!=": r"\neq", "<=": r"\leq",
               ">=": r"\geq", "=": "="}
 _RELATION = "|".join(re.escape(r) for r in _RELATIONS)
-_TOKEN = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+|" + _NUMBER + "|" + _NAME + "|"
+# 3x3, 56x56, 30x: sizes and factors, the x a times sign
+_TIMES = re.compile(r"\d+(?:\.\d+)?(?:x\d+(?:\.\d+)?)+(?![\w.])|\d+(?:\.\d+)?x(?![\w.])")
+_TOKEN = re.compile(_TIMES.pattern + "|"
+                    r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+|" + _NUMBER + "|" + _NAME + "|"
                     + _RELATION + r"|\*\*|[-+*/^(),|]| +")
 _NAME_IN_FORMULA = re.compile(r"(?<![\d.])" + _NAME)  # not the e of 1e-08
 
@@ -301,7 +305,12 @@ def _prose(text: str) -> str:
         # F.mse_loss, torch.nn.L1Loss: a name of code, not a symbol
         dotted = word and (text[m.start() - 1:m.start()] == "." or
                            re.match(r"\.\w", text[m.end():m.end() + 2]) is not None)
-        if word and (possessive or dotted or not _is_symbol(tok)) or tok == ",":
+        times = _TIMES.fullmatch(tok)
+        if times:
+            flush()
+            out.append("$" + r" \times ".join(tok.split("x")).strip() + "$")
+        elif word and (possessive or dotted or not _is_symbol(tok)) or \
+                tok == "," and _unmatched_open(run) is None:  # max(0, x): one formula
             flush()
             out.append(latex_escape(tok, collapse=False))
         else:

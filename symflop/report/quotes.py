@@ -62,10 +62,18 @@ def _prose(text: str) -> str:
     for row_sep, row in _split(text, "; "):
         cells = []
         for cell_sep, cell in _split(row, " | "):
-            body = _math(cell) if "\\" in cell else latex_escape(cell, collapse=False)
+            body = _math(cell) if "\\" in cell else _words(cell)
             cells.append((r" \textbar{} " if cell_sep else "") + body)
         out.append(("; " if row_sep else "") + "".join(cells))
     return "".join(out)
+
+
+def _words(text: str) -> str:
+    """The document's words: ~ before a number is "about" (~7.6G), **...** is bold."""
+    parts = re.split(r"\*\*(.+?)\*\*", text)
+    out = "".join(r"\textbf{" + latex_escape(p, collapse=False) + "}" if n % 2
+                  else latex_escape(p, collapse=False) for n, p in enumerate(parts))
+    return re.sub(r"\\textasciitilde\{\}(?=\d)", r"${\\sim}$", out)
 
 
 def _split(text: str, sep: str) -> list[tuple[bool, str]]:
