@@ -61,7 +61,7 @@ def adam() -> Component:
 
 def sgd() -> Component:
     """Plain gradient descent: theta <- theta - lr*g (torch.optim.SGD, momentum=0)."""
-    c, p, theta, g = _params("sgd", "SGD step: theta - lr*g",
+    c, p, theta, g = _params("sgd", "SGD step: theta <- theta - lr*g",
                              "torch.optim.SGD; Goodfellow et al. (2016), Algorithm 8.1")
     lr = c.hyper("lr", lr=1e-3)
     c.assign("step", theta[p], theta[p] - lr * g[p])
@@ -76,7 +76,7 @@ def momentum() -> Component:
     buffer.  The default mu = 0.9 is the document's typical value (torch's default is 0,
     which is plain SGD and not a positive value).
     """
-    c, p, theta, g = _params("momentum", "SGD with momentum: v = mu*v + g, theta - lr*v",
+    c, p, theta, g = _params("momentum", "SGD with momentum: v <- mu*v + g, theta <- theta - lr*v",
                              "Polyak (1964); torch.optim.SGD(momentum=mu, dampening=0)")
     v = c.state("v", theta.shape, doc="velocity (momentum buffer)")
     lr, mu = c.hyper("lr mu", lr=1e-3, mu=0.9)
@@ -94,7 +94,7 @@ def nesterov() -> Component:
     position is stored.  Default mu = 0.9 as for ``momentum``.
     """
     c, p, theta, g = _params("nesterov",
-                             "Nesterov momentum, torch's form: theta - lr*(g + mu*v)",
+                             "Nesterov momentum, torch's form: theta <- theta - lr*(g + mu*v)",
                              "Sutskever et al. (2013), ICML; torch.optim.SGD(nesterov=True)")
     v = c.state("v", theta.shape, doc="velocity (momentum buffer)")
     lr, mu = c.hyper("lr mu", lr=1e-3, mu=0.9)
@@ -124,7 +124,8 @@ def nesterov_lookahead() -> Component:
     point (as its parameters) and v.
     """
     c, p, theta, g = _params("nesterov-lookahead",
-                             "Nesterov momentum, look-ahead form: theta - lr*v, next gradient "
+                             "Nesterov momentum, look-ahead form: theta <- theta - lr*v, next "
+                             "gradient "
                              "at theta - lr*mu*v",
                              "Sutskever et al. (2013), ICML, eqs. 3-4")
     v = c.state("v", theta.shape, doc="velocity (momentum buffer)")
@@ -138,8 +139,8 @@ def nesterov_lookahead() -> Component:
 
 
 def _adagrad(name: str, eps_inside: bool) -> Component:
-    form = "sqrt(G + eps)" if eps_inside else "sqrt(G) + eps"
-    c, p, theta, g = _params(name, f"AdaGrad step, {form}",
+    form = "sqrt(G + eps)" if eps_inside else "(sqrt(G) + eps)"
+    c, p, theta, g = _params(name, f"AdaGrad step: theta <- theta - lr*g/{form}",
                              "Duchi et al. (2011), JMLR; torch.optim.Adagrad")
     G = c.state("G", theta.shape, facts=(Fact.NONNEGATIVE,),
                 doc="sum of squared gradients")
@@ -170,8 +171,8 @@ def adagrad_eps_inside() -> Component:
 
 
 def _rmsprop(name: str, eps_inside: bool, defaults: dict) -> Component:
-    form = "sqrt(v + eps)" if eps_inside else "sqrt(v) + eps"
-    c, p, theta, g = _params(name, f"RMSProp step, {form}",
+    form = "sqrt(v + eps)" if eps_inside else "(sqrt(v) + eps)"
+    c, p, theta, g = _params(name, f"RMSProp step: theta <- theta - lr*g/{form}",
                              "Hinton (2012), Coursera lecture 6e; torch.optim.RMSprop")
     v = c.state("v", theta.shape, facts=(Fact.NONNEGATIVE,),
                 doc="moving average of squared gradients")

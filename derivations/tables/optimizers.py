@@ -37,7 +37,7 @@ def optimizer_metrics(name: str):
         stage="optimized") -> Table:
         o = Opts(convention, dtype, exact, stage)
         c, d = derived(name)
-        t = o.table(f"optimizer-{name}", f"{name}: per-step cost and memory",
+        t = o.table(f"optimizer-{name}", f"`{name}`: per-step cost and memory",
                     ("Metric", "Value"), f"{c.summary}.")
         state = [n for n, _ in o.memory(d).state]
         t.add(f"Extra state memory (bytes, {o.dtype})", o.bytes(d, "state"))
@@ -50,13 +50,13 @@ def optimizer_metrics(name: str):
         base = BASES.get(name)
         if base is not None:
             bc, bd = derived(base)
-            t.add(f"Extra FLOPs vs. {base}",
+            t.add(f"Extra FLOPs vs. `{base}`",
                   o.poly(cnt.total - o.counts(bd, "step").total))
-            t.add(f"Extra state memory vs. {base} (bytes)",
+            t.add(f"Extra state memory vs. `{base}` (bytes)",
                   o.poly(o.memory(d).bytes("state", o.dtype)
                          - o.memory(bd).bytes("state", o.dtype)))
             extra = tuple(s for s in hypers(c).items if s not in hypers(bc).items)
-            t.add(f"Extra hyperparameters vs. {base}", Seq(extra) if extra else "none")
+            t.add(f"Extra hyperparameters vs. `{base}`", Seq(extra) if extra else "none")
         return t
     build.__name__ = f"optimizer_{name.replace('-', '_')}"
     build.__doc__ = (f"{name}: state bytes and tensors, per-step FLOPs (by kind), "

@@ -14,7 +14,7 @@ def regularizer(name: str):
         stage="optimized") -> Table:
         o = Opts(convention, dtype, exact, stage)
         c, d = derived(name)
-        t = o.table(f"regularization-{name}", f"{name}: extra cost per step",
+        t = o.table(f"regularization-{name}", f"`{name}`: extra cost per step",
                     ("Metric", "Value"), f"{c.summary}.")
         for p in d.passes:
             t.add(f"{p} FLOPs", o.flops(o.counts(d, p)))

@@ -133,7 +133,7 @@ def _math(run: str) -> str | None:
     lone = re.fullmatch(_SCIENTIFIC, text)
     if lone:  # a tolerance, 1e-12: 10^{-12}
         return _power_of_ten(lone)
-    if re.fullmatch(r"-\d+(?:\.\d+)?", text):  # a negative number: a minus, not a hyphen
+    if re.fullmatch(r"[-+]\d+(?:\.\d+)?", text):  # a signed number: a minus, not a hyphen
         return text
     words = _NAME_IN_FORMULA.findall(text)
     operators = re.search(_RELATION + r"|[-+*/^|]|\b(?:" + "|".join((*_FUNCTIONS, *_NAMED))
@@ -244,8 +244,9 @@ def _peel_head(run: list[str], before: str) -> list[str]:
     def sign() -> bool:  # "is -lr times": a minus after a space, before its operand
         return bool(head) and head[-1].strip() == "" and len(run) > 1 and \
             run[1].strip() != ""
-    while run and (run[0].strip() == "" or run[0] in ("+", "*", "/", "^", "**")
+    while run and (run[0].strip() == "" or run[0] in ("*", "/", "^", "**")
                    or run[0] in _RELATIONS
+                   or run[0] == "+" and not sign()
                    or run[0] == "-" and left and (left.isalnum() or left in ")$}")
                    and not sign()):
         head.append(run.pop(0))
@@ -260,6 +261,13 @@ def _unmatched_open(run: list[str]) -> int | None:
         if depth < 0:
             return n
     return None
+
+
+def _in_call(run: list[str]) -> bool:
+    """``run`` ends inside the brackets of a call (``max(0``), where a comma separates
+    arguments, not the text's items."""
+    opened = _unmatched_open(run)
+    return bool(opened) and re.fullmatch(_NAME, run[opened - 1]) is not None
 
 
 def prose_latex(text: str) -> str:
@@ -310,7 +318,7 @@ def _prose(text: str) -> str:
             flush()
             out.append("$" + r" \times ".join(tok.split("x")).strip() + "$")
         elif word and (possessive or dotted or not _is_symbol(tok)) or \
-                tok == "," and _unmatched_open(run) is None:  # max(0, x): one formula
+                tok == "," and not _in_call(run):  # max(0, x): one formula
             flush()
             out.append(latex_escape(tok, collapse=False))
         else:
