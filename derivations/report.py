@@ -17,6 +17,7 @@ def front_stage(w: ReportWriter) -> str:
     from symflop.report.latex import latex_escape as esc
     from symflop.report.latex import symbol_latex
     from symflop.report.prose import prose_latex
+    from symflop.report.tables import spaced_rows
     parts = [r"\section{About this report}",
              esc("Every figure in this report is derived by symflop from the components' "
                  "equations, written once in SymPy: gradients by differentiation, operation "
@@ -47,15 +48,15 @@ def front_stage(w: ReportWriter) -> str:
               esc("Every symbol that appears in a table, and what it means there. A symbol "
                   "that the document uses for two things is listed with both.") + " "
               + r"In the derived equations, $\mathrm{d}x$ is the gradient of the loss with "
-              r"respect to $x$, $\partial L/\partial x$, and a tag names a part of one the "
-              r"engine keeps (" + "; ".join(rf"$\mathrm{{{tag}}}$: {prose_latex(meaning)}"
-                                            for tag, meaning in GRADIENT_TAGS.items())
-              + r").\par",
+              r"respect to $x$, $\partial L/\partial x$, and a tag after it names a part of "
+              r"that gradient which the engine keeps as a tensor of its own ("
+              + "; ".join(rf"$\mathrm{{{tag}}}$: {prose_latex(meaning)}"
+                          for tag, meaning in GRADIENT_TAGS.items()) + r").\par",
               r"{\small\begin{longtable}{@{}l l p{0.65\textwidth}@{}}", r"\toprule",
               r"\textbf{symbol} & \textbf{kind} & \textbf{meaning} \\", r"\midrule",
               r"\endhead"]
-    parts += [f"${symbol_latex(sym)}$ & {esc(kind)} & {prose_latex(meaning)}" + r" \\"
-              for kind, sym, meaning in glossary()]
+    parts += spaced_rows([f"${symbol_latex(sym)}$ & {esc(kind)} & {prose_latex(meaning)}"
+                          + r" \\" for kind, sym, meaning in glossary()])
     parts += [r"\bottomrule", END_UNNUMBERED]
     return "\n".join(parts)
 
@@ -135,8 +136,8 @@ def equations_stage(w: ReportWriter) -> str:
                  "before the exponentials, and counted). FLOPs under the default "
                  "convention.") + r"\par", *PAGE_MACROS]
     for d, name, pass_name, stage, what in shown_passes():
-        title = f"{name}: {pass_name} pass ({stage_label(stage)}" + \
-            (f"; {what})" if what else ")")
+        title = f"{name}: {pass_name} pass, {stage_label(stage)}" + \
+            (f" \N{EM DASH} {what}" if what else "")
         parts += [NEEDSPACE, rf"\subsection*{{{esc(title)}}}",
                   *_pass_table(d, pass_name, stage)]
     parts.append(r"\clearpage")

@@ -343,10 +343,10 @@ def test_text_is_escaped_and_expressions_printed():
                 Num(1234.5, ",.1f")),
                ("list", Seq((sp.Symbol("beta1"), "step_max")), 7)])
     tex = render(t, "latex")
-    assert r"a\_b \& co" in tex and r"50\% of \{q\}\_1 \#2 \$3" in tex
+    assert r"\texttt{a\_b} \& co" in tex and r"50\% of \{q\}\_1 \#2 \$3" in tex
     assert r"\textasciitilde{} \textasciicircum{} \textbackslash{} \textbar{}" in tex
     assert r"$y = \left|{x}\right|$" in tex and "1,234.5" in tex
-    assert r"$\beta_{1}$, step\_max" in tex
+    assert r"$\beta_{1}$, \texttt{step\_max}" in tex  # a name of code: no symbol
     assert r"\label{tab:demo-1}" in tex and "{llr}" in tex
     md = render(t, "markdown")
     assert r"$y = \left\|{x}\right\|$" in md and "---:|" in md
@@ -466,7 +466,10 @@ def test_prose_typesets_signs_calls_lone_letters_and_formulas_in_text_brackets()
         r"$\frac{\operatorname{sigmoid}\left(z\right) - y}{B}$"
     assert prose_latex("the logit z of class y") == "the logit $z$ of class $y$"
     assert prose_latex("A step.") == "A step."                       # an article
-    assert prose_latex("with F.mse_loss") == r"with F.mse\_loss"      # code
+    assert prose_latex("with F.mse_loss") == r"with \texttt{F.mse\_loss}"  # code
+    assert prose_latex("torch's kl_div, SGD(nesterov=True)") == \
+        r"torch's \texttt{kl\_div}, SGD(\texttt{nesterov=True})"
+    assert prose_latex("BatchNorm2d(4).eval() of z") == "BatchNorm2d(4).eval() of $z$"
     assert prose_latex("ends with v.") == "ends with $v$."            # a sentence's end
     assert prose_latex("sqrt(v) (eps left out)") == r"$\sqrt{v}$ ($\epsilon$ left out)"
     assert prose_latex("P = 25,600,000; B, d") == r"$P = 25{,}600{,}000$; $B$, $d$"

@@ -370,8 +370,8 @@ def check_ce_vs_mse_sigmoid() -> NumericResult:
     c.holds(abs(float(g_ce[0]) + 1) < 1e-8 and abs(float(g_mse[0])) < 1e-8,
             f"softmax, logits (-20, 0, 5), true class 0: CE gradient wrt z0 "
             f"{float(g_ce[0]):.6g}, squared-error gradient wrt z0 {float(g_mse[0]):.3g}")
-    return c.result("autograd through F.binary_cross_entropy_with_logits, F.mse_loss o "
-                    "sigmoid, F.cross_entropy and F.mse_loss o softmax, float64")
+    return c.result("autograd through F.binary_cross_entropy_with_logits, F.mse_loss after "
+                    "a sigmoid, F.cross_entropy and F.mse_loss after a softmax, float64")
 
 
 CHECKS = {

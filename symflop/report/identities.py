@@ -327,7 +327,7 @@ def render_latex(items: list[Identity], title: str = "Identities the document st
             math = (f" ${tex}$" if len(tex) <= 70 else rf"\[{tex}\]") if tex else ""
             out.append(rf"\item {words}{math}")
         out.append(r"\end{itemize}")
-        out += [rf"\emph{{Note.}} {esc(n)}\par" for n in i.notes]
+        out += [rf"\emph{{Note.}} {esc(n[:1].upper() + n[1:])}\par" for n in i.notes]
         if i.numeric is not None:
             out.append(rf"\textbf{{Numeric check.}} {esc(_numeric_head(i.numeric))}")
             if i.numeric.lines:

@@ -105,6 +105,8 @@ def _latex(e: sp.Basic, order: str | None, breakable: bool = False) -> str:
     # inside \left( ... \right), a group: fixed-size brackets (\bigl( ... \bigr)) are not
     # one, so it may break after an operator between them too.
     tex = sp.latex(e, symbol_names=names, order=order, long_frac_ratio=1)
+    if r"\begin{cases}" in tex:  # a bracket around cases must grow with them
+        return tex
     tex = re.sub(r"(\\right\)(?:\^\{[^{}]*\})?) ", r"\1 \\allowbreak ", tex)
     return tex.replace(r"\left(", r"\allowbreak\bigl(").replace(r"\right)", r"\bigr)")
 

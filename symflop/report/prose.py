@@ -270,15 +270,22 @@ def _in_call(run: list[str]) -> bool:
     return bool(opened) and re.fullmatch(_NAME, run[opened - 1]) is not None
 
 
+# Names of code in prose, set as code: torch's paths (torch.optim.SGD, F.mse_loss) and
+# keyword arguments (weight_decay=0.05, nesterov=True); a `backquoted` span is code too.
+_CODE = re.compile(r"`([^`]+)`|\b((?:torch|F|nn)(?:\.\w+)+|[A-Za-z_]\w*=[\w.\-]+)")
+
+
 def prose_latex(text: str) -> str:
-    """``text`` escaped for LaTeX, its ASCII formulas typeset; a `backquoted` span is
-    code, set in typewriter type as it is."""
+    """``text`` escaped for LaTeX, its ASCII formulas typeset; code (a `backquoted` span,
+    a torch path, a keyword argument, a name with an underscore that is no symbol, such
+    as kl_div) set in typewriter type as it is."""
     text = " ".join(text.split())
-    if "`" in text:
-        parts = re.split(r"`([^`]+)`", text)
-        return "".join(r"\texttt{" + latex_escape(p, collapse=False) + "}" if n % 2
-                       else _prose(p) for n, p in enumerate(parts))
-    return _prose(text)
+    out, pos = [], 0
+    for m in _CODE.finditer(text):
+        out += [_prose(text[pos:m.start()]),
+                r"\texttt{" + latex_escape(m.group(1) or m.group(2), collapse=False) + "}"]
+        pos = m.end()
+    return "".join(out) + _prose(text[pos:])
 
 
 def _prose(text: str) -> str:
@@ -317,6 +324,9 @@ def _prose(text: str) -> str:
         if times:
             flush()
             out.append("$" + r" \times ".join(tok.split("x")).strip() + "$")
+        elif word and "_" in tok.strip("_") and not _is_symbol(tok):  # kl_div: code
+            flush()
+            out.append(r"\texttt{" + latex_escape(tok, collapse=False) + "}")
         elif word and (possessive or dotted or not _is_symbol(tok)) or \
                 tok == "," and not _in_call(run):  # max(0, x): one formula
             flush()
