@@ -70,7 +70,9 @@ VERDICT_MEANING = {
     "agrees": "the figure derived for the optimized program or for the equations as "
               "written matches the stated one at its stated precision (default counting "
               "convention), or the figure derived under the document's own stated "
-              "assumption does",
+              "assumption does; a figure written as one term (8P) is matched at leading "
+              "order, one written with lower-order terms (Nd + d) term by term, a number "
+              "at its last digit",
     "reconciled": "only another counting convention matches, and it fits every other "
                   "row of the claim's table, and of every table that repeats its count",
     "scope": "nothing matches because the document counts another quantity than the "

@@ -306,7 +306,9 @@ def _to_longtable(t: Table) -> str:
                     if k in wrapped else a for k, a in enumerate(_align(t)))
     lines = [r"\begingroup\small", f"\\begin{{longtable}}{{{align}}}",
              f"\\caption{{{caption}}}\\label{{{label(t)}}} \\\\",
-             *header, r"\endfirsthead", *header, r"\endhead",
+             *header, r"\endfirsthead",
+             rf"\multicolumn{{{len(t.columns)}}}{{@{{}}l}}{{\emph{{Table \thetable, continued}}}}"
+             r" \\", *header, r"\endhead",
              r"\bottomrule", r"\endlastfoot"]
     lines.extend(spaced_rows([_latex_row(r, wrapped) for r in t.rows]))
     lines.append(r"\end{longtable}")
