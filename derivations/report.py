@@ -120,6 +120,27 @@ def shown_passes() -> list[tuple]:
     return [(derived[name], name, *rest) for name, *rest in shown]
 
 
+def _normalization_note(shown: list[tuple]) -> str:
+    """Why LayerNorm's backward costs more per element than the other normalizations',
+    with each one's derived leading FLOPs per element of x."""
+    import sympy as sp
+
+    from symflop.cost.counting import leading_order
+    per = {}
+    for d, name, *_shown in shown:
+        if name in ("batchnorm", "layernorm", "groupnorm", "instancenorm"):
+            elements = sp.Mul(*d.programs["backward"].tensors["x"].shape)
+            per[name] = sp.cancel(leading_order(d.counts("backward").total) / elements)
+    names = {"batchnorm": "BatchNorm", "groupnorm": "GroupNorm",
+             "instancenorm": "InstanceNorm", "layernorm": "LayerNorm"}
+    listed = ", ".join(f"{per[n]} ({names[n]})" for n in names if n in per)
+    return (f"Per element of x, the optimized backward passes cost {listed} FLOPs at "
+            "leading order. LayerNorm's gamma varies along the axis it normalizes over, "
+            "so gamma*dy stays inside the sums over that axis; a per-channel gamma is "
+            "constant over the values the others sum over, leaves those sums, and the "
+            "sums of dy and dy*xhat that remain are shared with dgamma and dbeta.")
+
+
 def equations_stage(w: ReportWriter) -> str:
     """The equations the document relies on without writing them out, as the engine
     derives them: every backward pass, BatchNorm's running statistics, and the stable
@@ -127,6 +148,7 @@ def equations_stage(w: ReportWriter) -> str:
     from symflop.core.stages import stage_label
     from symflop.report.claims import NEEDSPACE, PAGE_MACROS
     from symflop.report.latex import latex_escape as esc
+    from symflop.report.prose import prose_latex
     parts = [r"\section{Derived equations}",
              esc("Equations the reference document uses without writing them out, as the "
                  "engine derives them: the backward pass of every component that has one "
@@ -134,7 +156,9 @@ def equations_stage(w: ReportWriter) -> str:
                  "statistics, and the numerically stable log-sum-exp of cross-entropy as "
                  "the generated code runs it (the lowered stage: the maximum is subtracted "
                  "before the exponentials, and counted). FLOPs under the default "
-                 "convention.") + r"\par", *PAGE_MACROS]
+                 "convention.") + " " + prose_latex(_normalization_note(shown_passes()))
+             + r"\par",
+             *PAGE_MACROS]
     for d, name, pass_name, stage, what in shown_passes():
         title = f"{name}: {pass_name} pass, {stage_label(stage)}" + \
             (f" \N{EM DASH} {what}" if what else "")

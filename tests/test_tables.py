@@ -463,13 +463,23 @@ def test_prose_typesets_signs_calls_lone_letters_and_formulas_in_text_brackets()
     assert prose_latex("x - y and so - on") == "$x - y$ and so - on"  # between: an operator
     assert prose_latex("at gradL(phi_t):") == r"at $\nabla L\left(\phi_{t}\right)$:"
     assert prose_latex("(sigmoid(z) - y)/B") == \
-        r"$\frac{\operatorname{sigmoid}\left(z\right) - y}{B}$"
+        r"$\frac{\sigma\left(z\right) - y}{B}$"
+    assert prose_latex("yhat = sigma(z) -> 0") == r"$\hat{y} = \sigma\left(z\right) \to 0$"
+    assert prose_latex("dy ~ -1, gradient -9.08e-05") == \
+        r"$\mathrm{d}y \sim -1$, gradient $-9.08 \cdot 10^{-5}$"
+    assert prose_latex("5-10 epochs, (1 - 0.9) = 0.1, 8P") == \
+        r"5-10 epochs, $1 - 0.9 = 0.1$, $8 P$"
+    assert prose_latex("989.4 TFLOP/s and dL/dy") == \
+        r"989.4 TFLOP/s and $\frac{\mathrm{d}L}{\mathrm{d}y}$"
+    assert prose_latex("Linear(6, 4) + BatchNorm1d(4).eval(), betas=(0.9, 0.999)") == \
+        r"\texttt{Linear(6, 4)} + \texttt{BatchNorm1d(4).eval()}, \texttt{betas=(0.9, 0.999)}"
     assert prose_latex("the logit z of class y") == "the logit $z$ of class $y$"
     assert prose_latex("A step.") == "A step."                       # an article
     assert prose_latex("with F.mse_loss") == r"with \texttt{F.mse\_loss}"  # code
     assert prose_latex("torch's kl_div, SGD(nesterov=True)") == \
-        r"torch's \texttt{kl\_div}, SGD(\texttt{nesterov=True})"
-    assert prose_latex("BatchNorm2d(4).eval() of z") == "BatchNorm2d(4).eval() of $z$"
+        r"torch's \texttt{kl\_div}, \texttt{SGD(nesterov=True)}"
+    assert prose_latex("BatchNorm2d(4).eval() of z") == \
+        r"\texttt{BatchNorm2d(4).eval()} of $z$"
     assert prose_latex("ends with v.") == "ends with $v$."            # a sentence's end
     assert prose_latex("sqrt(v) (eps left out)") == r"$\sqrt{v}$ ($\epsilon$ left out)"
     assert prose_latex("P = 25,600,000; B, d") == r"$P = 25{,}600{,}000$; $B$, $d$"

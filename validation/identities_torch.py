@@ -180,7 +180,7 @@ def check_l2_weight_decay_momentum() -> NumericResult:
     c.same(f"torch SGD(momentum={mu}, weight_decay={lam}) vs momentum SGD on "
            "L + lam/2*||theta||^2", wd, l2)
     c.same("first step: torch (L2) vs decoupled (SGDW)", wd[0], dec[0])
-    c.same("second step: torch (L2) - decoupled vs -lr*lam*mu*theta_0",
+    c.same("second step: torch (L2) minus decoupled vs -lr*lam*mu*theta_0",
            wd[1] - dec[1], -lr * lam * mu * theta0)
     c.differ(f"torch (L2) vs decoupled (SGDW), {STEPS} steps", wd, dec)
     return c.result(f"torch.optim.SGD with momentum against SGDW written out, lr={lr}, "
@@ -223,7 +223,8 @@ def check_l2_weight_decay_adam() -> NumericResult:
         ends.append(float(p.detach()[0]))
     want = lr1 * (g1 / (abs(g1) + eps) + lam1 * th) - lr1 * (g1 + lam1 * th) / (
         abs(g1 + lam1 * th) + eps)
-    c.same("counterexample, one step: torch Adam(wd) - AdamW(wd) vs the symbolic difference",
+    c.same("counterexample, one step: torch Adam(wd) minus AdamW(wd) vs the symbolic "
+           "difference",
            ends[0] - ends[1], want, tol=1e-9, relative=True)
     c.holds(abs(ends[0] - ends[1]) > 1e-6,
             f"  that difference is {ends[0] - ends[1]:.4g}")
@@ -368,8 +369,8 @@ def check_ce_vs_mse_sigmoid() -> NumericResult:
     (g_mse,) = torch.autograd.grad(F.mse_loss(torch.softmax(z2, 0), onehot, reduction="sum"),
                                    z2)
     c.holds(abs(float(g_ce[0]) + 1) < 1e-8 and abs(float(g_mse[0])) < 1e-8,
-            f"softmax, logits (-20, 0, 5), true class 0: CE gradient wrt z0 "
-            f"{float(g_ce[0]):.6g}, squared-error gradient wrt z0 {float(g_mse[0]):.3g}")
+            f"softmax, logits (-20, 0, 5), true class 0: CE gradient wrt z_0 "
+            f"{float(g_ce[0]):.6g}, squared-error gradient wrt z_0 {float(g_mse[0]):.3g}")
     return c.result("autograd through F.binary_cross_entropy_with_logits, F.mse_loss after "
                     "a sigmoid, F.cross_entropy and F.mse_loss after a softmax, float64")
 

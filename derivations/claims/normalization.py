@@ -163,7 +163,7 @@ CLAIMS: list[Claim] = [
     claim("bn-running-stats", S_BN, r"Running stats update | EMA for $\mu$, $\sigma^2$: "
           r"$2d$ mults + $2d$ adds | $4d$", "mul: 2*d, add: 2*d",
           flops("batchnorm", "forward", ("running_mean", "running_var"), kinds=True),
-          reason="(1 - m) r + m s is two multiplications and an addition per feature and "
+          reason="(1 - m)*r + m*s is two multiplications and an addition per feature and "
                  "statistic (the document counts one multiplication); torch's unbiased "
                  "factor N/(N - 1) for the running variance adds only scalar work"),
     claim("bn-parameters", S_BN, r"Learnable parameters: $\gamma, \beta \in \R^C$ → $2C$ "
@@ -213,7 +213,7 @@ CLAIMS: list[Claim] = [
           r"180$M FLOPs", "≈180M", flops("batchnorm", "forward", at=_BN_EXAMPLE)),
     claim("bn-example-backward", S_BNX, r"Backward: $\approx 10 \times 100{,}352 \times 256 "
           r"\approx 257$M FLOPs", "≈257M", flops("batchnorm", "backward", at=_BN_EXAMPLE),
-          reason="follows the 10Nd of the backward total; " + BN_BACKWARD),
+          reason="follows the 10*N*d of the backward total; " + BN_BACKWARD),
     claim("bn-example-conv", S_BNX, r"If the preceding 3×3 conv (128→256) has ~14.8G FLOPs",
           "~14.8G", flops("conv2d-im2col", "forward", at=_CONV_EXAMPLE),
           reason="the count is 2*B*O*K*S, K = 9*C_in, at the example's 56x56 outputs; "
@@ -273,7 +273,7 @@ CLAIMS: list[Claim] = [
     claim("cmp-bn-flops", S_NCMP, r"BatchNorm | ... | $\sim 7NdC$", "~7*N*d*C",
           flops("batchnorm", "forward"),
           reason="d is the number of channels C (the document's own definition, d = C for "
-                 "a conv layer), so NdC counts the channels twice"),
+                 "a conv layer), so N*d*C counts the channels twice"),
     claim("cmp-ln-parameters", S_NCMP, r"LayerNorm | ... | $2d$", "2*d elements",
           memory("layernorm", "parameters", elements=True)),
     claim("cmp-ln-flops", S_NCMP, r"LayerNorm | ... | $\sim 7Bd$", "~7*B*d",

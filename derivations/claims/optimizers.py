@@ -145,7 +145,7 @@ CLAIMS: list[Claim] = [
     claim("rmsprop-flops", S_RMS, r"Per-step FLOPs | $\approx 8P$", "≈8*P",
           flops("rmsprop-eps-inside", "step"),
           reason="counted one by one, AdaGrad's seven operations plus the two scalings of "
-                 "the moving average make 9P; 8P with a multiply-add fused (fma) or without "
+                 "the moving average make 9*P; 8*P with a multiply-add fused (fma) or without "
                  "the square root as a FLOP (xla), but the comparison table repeats this "
                  "count, and neither convention fits its other rows"),
     # Adam's per-operation table, row by row (rows of one step and one kind together).

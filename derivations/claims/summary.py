@@ -57,7 +57,7 @@ def _m_opt(_conv) -> str:
 
 
 _PCT = ("a share of the whole training step needs the network's own forward and backward "
-        "FLOPs (F, kF), which the engine takes as given, not derived, and the document "
+        "FLOPs (F and k*F), which the engine takes as given, not derived, and the document "
         "names no configuration for this column")
 
 
@@ -65,7 +65,7 @@ CLAIMS: list[Claim] = [
     # ---- Summary table -----------------------------------------------------------------
     cannot_derive("summary-forward", S_SUM, r"Forward pass | $F$ | Activations: $O(BL\bar{d})$",
                   "F; O(B*L*dbar)", "the network's own forward FLOPs and activations are inputs "
-                  "of the training-step composite (F, A), not derived"),
+                  "of the training-step composite (F and A), not derived"),
     claim("summary-forward-share", S_SUM, r"Forward pass | ... | ~33%", "~33%",
           computed(lambda conv: sp.Float(100 / (1 + _backward_factor(conv))),
                    "F / (F + kF) with k from the linear layer's backward/forward (leading)")),

@@ -98,8 +98,8 @@ def optimizer_25m(convention="default", dtype="float32", exact=False,
                 ("Optimizer", f"State memory (MiB, {o.dtype})", "Per-step FLOPs",
                  "% of backward FLOPs"),
                 f"P = {P:,}; backward pass {backward:,.0f} FLOPs: ResNet-50's for one image, "
-                f"from {resnet50.COMMAND} (the document gives 7.6G, a count of multiply-adds; "
-                "its percentages divide by it).")
+                f"the estimate's polynomial in B at B = 1 ({resnet50.COMMAND}; the document "
+                "gives 7.6G, a count of multiply-adds, and its percentages divide by it).")
     for name in optimizers.COMPONENTS:
         c, d = derived(name)
         subs = {c.dims["P"]: P}

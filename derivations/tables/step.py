@@ -40,7 +40,7 @@ def training_step_summary(convention="default", dtype="float32", exact=False,
     comp = d.composite
     t = o.table("training-step-summary", "One training step, part by part",
                 ("Component", "FLOPs per step", "Memory (bytes)", "Memory kind"),
-                "Network forward F and backward k F are given; every other part is derived; "
+                "Network forward F and backward k*F are given; every other part is derived; "
                 "BatchNorm counts are for its L_bn layers.")
     size = dtype_bytes(o.dtype)
     mem = {label: e for label, _, e in comp.memory_terms}

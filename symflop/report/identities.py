@@ -268,6 +268,16 @@ def render_markdown(items: list[Identity]) -> str:
     return "\n".join(out)
 
 
+def _continued(item: str, tex: str) -> str:
+    """A derivation line with ``tex`` (its next value, "= 31.62", or a further line of
+    it) added: inside its display or formula, else as a display of its own."""
+    if tex.startswith("=") and item.endswith(r"\]"):
+        return item[:-2] + f" {tex}" + r"\]"
+    if tex.startswith("=") and item.endswith("$") and len(tex) <= 70:
+        return item[:-1] + f" {tex}$"
+    return item + (f" ${tex}$" if len(tex) <= 70 else rf"\[{tex}\]")
+
+
 def _named_value(text: str) -> tuple[str, str] | None:
     """A step's words that end by naming its value ("the output: z =", "the next point
     theta_{t+1} - lr*mu*v_t ="), as (the words before, in LaTeX; the name's LaTeX), so
@@ -291,6 +301,7 @@ def render_latex(items: list[Identity], title: str = "Identities the document st
     with its statement, the document's version and the derivation, every expression
     typeset by SymPy's LaTeX printer."""
     from symflop.report.prose import prose_latex as esc
+    from symflop.report.prose import sentence
     from symflop.report.tables import END_UNNUMBERED
 
     doc = {True: "agrees", False: "wrong", None: "--"}
@@ -315,19 +326,23 @@ def render_latex(items: list[Identity], title: str = "Identities the document st
                 rf"\textbf{{Verdict.}} {esc(i.verdict[0].upper() + i.verdict[1:])}.\par",
                 rf"\textbf{{Statement.}} {esc(i.statement)}\par"]
         if i.document:
-            out.append(rf"\textbf{{The document.}} {esc(i.document)} "
+            out.append(rf"\textbf{{The document.}} {esc(sentence(i.document))} "
                        rf"(\emph{{{doc[i.document_agrees]}}})\par")
         out.append(r"\textbf{Derivation.}\begin{itemize}")
         for st in i.derivation:
-            words, tex = esc(st.text.strip()), latex(st.expr) if st.expr is not None else ""
-            lead = _named_value(st.text.strip()) if tex else None
+            text = st.text.strip()
+            words, tex = esc(text), latex(st.expr) if st.expr is not None else ""
+            lead = _named_value(text) if tex else None
             if lead is not None:  # "the output: z =" and z's value: one formula, z = ...
                 words, tex = lead[0].rstrip(), f"{lead[1]} = {tex}"
+            if tex and text in ("", "=") and out[-1].startswith(r"\item"):
+                out[-1] = _continued(out[-1], f"= {tex}" if text else tex)
+                continue  # "= 31.62" goes on with the line before, not a bullet alone
             # a short expression stays on the line of its words, a long one is displayed
             math = (f" ${tex}$" if len(tex) <= 70 else rf"\[{tex}\]") if tex else ""
             out.append(rf"\item {words}{math}")
         out.append(r"\end{itemize}")
-        out += [rf"\emph{{Note.}} {esc(n[:1].upper() + n[1:])}\par" for n in i.notes]
+        out += [rf"\emph{{Note.}} {esc(sentence(n))}\par" for n in i.notes]
         if i.numeric is not None:
             out.append(rf"\textbf{{Numeric check.}} {esc(_numeric_head(i.numeric))}")
             if i.numeric.lines:

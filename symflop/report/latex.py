@@ -94,7 +94,16 @@ class _Step(sp.Function):
         return tex if exp is None else f"{tex}^{{{exp}}}"
 
 
+# a name's word subscript and the tensor's indices: one subscript, mu_{sum,j}, not
+# mu_{sum} with j set below and beside it
+_TAG_THEN_INDEX = re.compile(r"_\{\\mathrm\{([^{}]*)\}\}(\}*)_\{([^{}]*)\}")
+
+
 def _latex(e: sp.Basic, order: str | None, breakable: bool = False) -> str:
+    return _TAG_THEN_INDEX.sub(r"_{\\mathrm{\1},\3}\2", _latex_of(e, order, breakable))
+
+
+def _latex_of(e: sp.Basic, order: str | None, breakable: bool = False) -> str:
     if e.has(sp.Heaviside):
         e = e.replace(sp.Heaviside, lambda x, *_: _Step(x))
     names = {s: tex for s in e.atoms(sp.Symbol) if (tex := _name_latex(s.name))}

@@ -28,10 +28,10 @@ class _Norm(sp.Function):
 
 
 class _Sigmoid(sp.Function):
-    """sigmoid(z), the logistic function, by its name."""
+    """sigmoid(z) and sigma(z), the logistic function, as the document writes it: sigma."""
 
     def _latex(self, printer, exp=None) -> str:
-        tex = r"\operatorname{sigmoid}\left(" + printer._print(self.args[0]) + r"\right)"
+        tex = r"\sigma\left(" + printer._print(self.args[0]) + r"\right)"
         return tex if exp is None else f"{tex}^{{{exp}}}"
 
 
@@ -60,14 +60,15 @@ _GROUPED = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])"  # 25,600,000: one number, i
 _NUMBER = _GROUPED + r"|\d+(?:\.\d+)?(?:e[-+]?\d+)?"  # 0.5, 1e-08
 # relations between two sides of a formula: theta <- theta - lr*g, z -> -oo, x != 0
 _RELATIONS = {"<-": r"\leftarrow", "->": r"\to", "!=": r"\neq", "<=": r"\leq",
-              ">=": r"\geq", "=": "="}
+              ">=": r"\geq", "=": "=", "~": r"\sim"}
 _RELATION = "|".join(re.escape(r) for r in _RELATIONS)
 # 3x3, 56x56, 30x: sizes and factors, the x a times sign
 _TIMES = re.compile(r"\d+(?:\.\d+)?(?:x\d+(?:\.\d+)?)+(?![\w.])|\d+(?:\.\d+)?x(?![\w.])")
-_TOKEN = re.compile(_TIMES.pattern + "|"
-                    r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+|" + _NUMBER + "|" + _NAME + "|"
+_HYPHENATED = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+")
+_TOKEN = re.compile(_TIMES.pattern + "|" + _HYPHENATED.pattern + "|" + _NUMBER + "|" + _NAME + "|"
                     + _RELATION + r"|\*\*|[-+*/^(),|]| +")
-_NAME_IN_FORMULA = re.compile(r"(?<![\d.])" + _NAME)  # not the e of 1e-08
+# a name, also right after a number (9P), but not the e of 1e-08
+_NAME_IN_FORMULA = re.compile(r"(?:(?<![\d.])|(?<=\d)(?!e[-+]?\d))" + _NAME)
 
 
 def add_symbols(names) -> None:
@@ -106,8 +107,9 @@ def _name_latex(word: str) -> str:
     return f"{{{_name_latex(head)}}}_{{{sub.strip('{}')}}}"
 
 
-# capitals that are also English words where a sentence starts ("A convolution", "I")
-_CAPITAL_WORDS = frozenset({"A", "I"})
+# words of English that read as symbols: capitals where a sentence starts ("A
+# convolution", "I") and "do" (d of o, an index)
+_ENGLISH = frozenset({"A", "I", "do"})
 
 
 def _greek(word: str) -> bool:
@@ -115,9 +117,9 @@ def _greek(word: str) -> bool:
     which start sentences), or printed otherwise than it is spelled (L_bn as L with a
     subscript)."""
     if re.sub(r"\d+$", "", word) in _GREEK or word == "eps" or "_" in word and \
-            _is_symbol(word):
-        return True
-    if len(word) == 1 and word in _SYMBOLS and word not in _CAPITAL_WORDS:
+            _is_symbol(word) or word not in _SYMBOLS | _ENGLISH and _derivative(word):
+        return True  # dgamma
+    if len(word) == 1 and word in _SYMBOLS and word not in _ENGLISH:
         return True
     if word not in _SYMBOLS:
         return False
@@ -130,12 +132,14 @@ def _math(run: str) -> str | None:
     text = run.strip().rstrip(",")
     if not text or text.count("(") != text.count(")") or text.count("|") % 2:
         return None
-    lone = re.fullmatch(_SCIENTIFIC, text)
-    if lone:  # a tolerance, 1e-12: 10^{-12}
-        return _power_of_ten(lone)
+    lone = re.fullmatch("([-+]?)" + _SCIENTIFIC, text)
+    if lone:  # a tolerance, 1e-12: 10^{-12}; -9.08e-05: -9.08 \cdot 10^{-5}
+        return lone.group(1) + _power_of_ten(re.fullmatch(_SCIENTIFIC, text.lstrip("+-")))
     if re.fullmatch(r"[-+]\d+(?:\.\d+)?", text):  # a signed number: a minus, not a hyphen
         return text
     words = _NAME_IN_FORMULA.findall(text)
+    if not words and re.fullmatch(r"[\d.\s()]*\d[\d.\s()]*(?:[-+*/=][\d.\s()]+)+", text):
+        words = ["1"]  # (1 - 0.9) = 0.1: numbers and operators, a formula
     operators = re.search(_RELATION + r"|[-+*/^|]|\b(?:" + "|".join((*_FUNCTIONS, *_NAMED))
                           + r")\(", text)  # gradL(phi_t): a call is a formula
     if not words or not (operators or len(words) == 1 and _greek(words[0])):
@@ -148,9 +152,13 @@ def _math(run: str) -> str | None:
         called = text[m.end():m.end() + 1] == "("
         if w in _FUNCTIONS and w != "eps" and (w != "gradL" or called):
             return w
+        if w == "sigma" and called:  # sigma(z): the logistic function, not sigma times z
+            return "sigmoid"
         return names.setdefault(w, f"S{len(names)}x")
 
-    src = _NAME_IN_FORMULA.sub(placeholder, text)
+    src = _NAME_IN_FORMULA.sub(placeholder, re.sub(r"(\d)(?=[A-Za-z])", r"\1*", text)
+                               if re.search(r"\d[A-Za-z]", text) and not
+                               re.search(_SCIENTIFIC, text) else text)
     src = re.sub(r"(S\d+x)\(", r"\1*(", src)  # w(1 - lr): a product, not a call
     by_tex: dict[str, str] = {}  # 1e-08 as 10^{-8}, a name of its own to SymPy
     src = re.sub(r"(?<![\w.])" + _SCIENTIFIC,
@@ -263,6 +271,14 @@ def _unmatched_open(run: list[str]) -> int | None:
     return None
 
 
+def sentence(text: str) -> str:
+    """``text`` with a capital first letter, where its first word is a word of English
+    (not a symbol such as sigma, nor code such as torch.optim.SGD)."""
+    first = re.match(r"[a-z]+(?=[\s,;:]|$)", text)
+    return text if first is None or _is_symbol(first.group(0)) else \
+        text[:1].upper() + text[1:]
+
+
 def _in_call(run: list[str]) -> bool:
     """``run`` ends inside the brackets of a call (``max(0``), where a comma separates
     arguments, not the text's items."""
@@ -272,7 +288,12 @@ def _in_call(run: list[str]) -> bool:
 
 # Names of code in prose, set as code: torch's paths (torch.optim.SGD, F.mse_loss) and
 # keyword arguments (weight_decay=0.05, nesterov=True); a `backquoted` span is code too.
-_CODE = re.compile(r"`([^`]+)`|\b((?:torch|F|nn)(?:\.\w+)+|[A-Za-z_]\w*=[\w.\-]+)")
+_CALLED = r"\((?:[^()]|\([^()]*\))*\)"  # a call's brackets, one level of brackets inside
+_TORCH_CLASSES = r"(?:SGD|Adam|AdamW|Adagrad|RMSprop|Linear|Conv[123]d|BatchNorm[123]d|" \
+                 r"LayerNorm|GroupNorm|InstanceNorm[123]d|Dropout)"
+_CODE = re.compile(r"`([^`]+)`|\b((?:torch|F|nn)(?:\.\w+)+(?:" + _CALLED + ")?"
+                   r"|" + _TORCH_CLASSES + _CALLED + r"(?:\.\w+\(\))?"
+                   r"|[A-Za-z_]\w*=(?:\([^()]*\)|[\w.\-]+))")
 
 
 def prose_latex(text: str) -> str:
@@ -317,11 +338,18 @@ def _prose(text: str) -> str:
         tok = m.group(0)
         word = tok[0].isalpha() or tok[0] == "_"
         possessive = word and text[m.start() - 1:m.start()] == "'"  # the s of torch's
+        # GB/s, TFLOP/s: a unit, not the symbol s
+        unit = re.search(r"([A-Za-z]\w*)/$", text[:m.start()])
+        possessive = possessive or word and unit is not None and not _is_symbol(unit.group(1))
         # F.mse_loss, torch.nn.L1Loss: a name of code, not a symbol
         dotted = word and (text[m.start() - 1:m.start()] == "." or
                            re.match(r"\.\w", text[m.end():m.end() + 2]) is not None)
         times = _TIMES.fullmatch(tok)
-        if times:
+        if _HYPHENATED.fullmatch(tok) and not re.fullmatch(_SCIENTIFIC, tok):
+            # 5-10 epochs, 2026-11-30, per-step: words (1e-08 is a number)
+            flush()
+            out.append(latex_escape(tok, collapse=False))
+        elif times:
             flush()
             out.append("$" + r" \times ".join(tok.split("x")).strip() + "$")
         elif word and "_" in tok.strip("_") and not _is_symbol(tok):  # kl_div: code
