@@ -51,7 +51,8 @@ def adam() -> Component:
     Defaults are torch's: lr=1e-3, betas (0.9, 0.999), eps=1e-8.
     """
     c, p, theta, g = _params("adam",
-                             "Adam step: first and second moment EMAs, bias correction, update",
+                             "Adam step: m and v moving averages of g and g^2, bias-corrected "
+                             "to mhat and vhat, theta <- theta - lr*mhat/(sqrt(vhat) + eps)",
                              "Kingma & Ba (2015), ICLR")
     mhat, vhat = _bias_corrected_moments(c, p, g)
     lr, eps = c.hyper("lr epsilon", lr=1e-3, epsilon=1e-8)
@@ -140,7 +141,7 @@ def nesterov_lookahead() -> Component:
 
 def _adagrad(name: str, eps_inside: bool) -> Component:
     form = "sqrt(G + eps)" if eps_inside else "(sqrt(G) + eps)"
-    c, p, theta, g = _params(name, f"AdaGrad step: theta <- theta - lr*g/{form}",
+    c, p, theta, g = _params(name, f"AdaGrad step: G <- G + g^2, theta <- theta - lr*g/{form}",
                              "Duchi et al. (2011), JMLR; torch.optim.Adagrad")
     G = c.state("G", theta.shape, facts=(Fact.NONNEGATIVE,),
                 doc="sum of squared gradients")
@@ -172,7 +173,8 @@ def adagrad_eps_inside() -> Component:
 
 def _rmsprop(name: str, eps_inside: bool, defaults: dict) -> Component:
     form = "sqrt(v + eps)" if eps_inside else "(sqrt(v) + eps)"
-    c, p, theta, g = _params(name, f"RMSProp step: theta <- theta - lr*g/{form}",
+    c, p, theta, g = _params(name, "RMSProp step: v <- alpha*v + (1 - alpha)*g^2, "
+                             f"theta <- theta - lr*g/{form}",
                              "Hinton (2012), Coursera lecture 6e; torch.optim.RMSprop")
     v = c.state("v", theta.shape, facts=(Fact.NONNEGATIVE,),
                 doc="moving average of squared gradients")
@@ -213,7 +215,8 @@ def adamw() -> Component:
     decay is scaled by a schedule multiplier eta_t instead of lr; torch and the document
     use lr.)  Defaults are torch's: lr=1e-3, betas (0.9, 0.999), eps=1e-8, lam=1e-2.
     """
-    c, p, theta, g = _params("adamw", "AdamW step: Adam with decoupled weight decay",
+    c, p, theta, g = _params("adamw", "AdamW step: Adam's moments, decay decoupled: "
+                             "theta <- theta - lr*(mhat/(sqrt(vhat) + eps) + lam*theta)",
                              "Loshchilov & Hutter (2019), ICLR; torch.optim.AdamW")
     mhat, vhat = _bias_corrected_moments(c, p, g)
     lr, eps, lam = c.hyper("lr epsilon lam", lr=1e-3, epsilon=1e-8, lam=1e-2)

@@ -78,13 +78,13 @@ CLAIMS: list[Claim] = [
     claim("summary-backward-share", S_SUM, r"Backward pass | ... | ~66%", "~66%",
           computed(lambda conv: sp.Float(100 * _backward_factor(conv)
                                          / (1 + _backward_factor(conv))),
-                   "kF / (F + kF) with k from the linear layer")),
+                   "k*F/(F + k*F) with k from the linear layer")),
     claim("summary-loss-flops", S_SUM, r"Loss computation | $O(BC)$", "O(B*C)",
           computed(lambda conv: sp.expand(
               derivation("training-step", optimizer="adam").counts("loss.forward", conv).total
               + derivation("training-step", optimizer="adam").counts("loss.backward",
                                                                      conv).total),
-              "training-step: loss.forward + loss.backward (cross-entropy)")),
+              "training-step: the loss's forward and backward FLOPs (cross-entropy)")),
     claim("summary-loss-memory", S_SUM, r"Loss computation | ... | $O(BC)$", "O(B*C)",
           memory("cross-entropy", "saved")),
     claim("summary-sgd", S_SUM, r"Optimizer (SGD) | $2P$", "2*P", flops("sgd", "step")),

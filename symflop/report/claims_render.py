@@ -8,7 +8,6 @@ test the report's other sections use (``PAGE_MACROS``, ``NEEDSPACE``).
 from __future__ import annotations
 
 import json
-import re
 
 from symflop.report.latex import latex_escape
 from symflop.report.tables import END_UNNUMBERED
@@ -129,11 +128,9 @@ def _derived_cell(v: Verdict) -> str:
 
 
 def _why(v: Verdict) -> str:
-    """The why column: the detail and the reason; for a bare number with neither (81,
-    "0, 1, 2"), what was derived, which the number alone does not say."""
-    why = "; ".join(x for x in (v.detail, v.reason) if x)
-    bare = re.fullmatch(r"[\d.,%\s-]+", v.derived or v.optimized or "")
-    return why or (v.claim.how if bare else "")
+    """The why column: the detail and the reason; with neither (a bare 81, "0, 1, 2",
+    "sgd"), what was derived, which the figure alone does not say."""
+    return "; ".join(x for x in (v.detail, v.reason) if x) or v.claim.how
 
 
 def _id_cell(v: Verdict) -> str:

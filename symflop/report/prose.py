@@ -175,7 +175,7 @@ def _math(run: str) -> str | None:
     try:
         parts = re.split(f"({_RELATION})", src)
         out = [sp.latex(_drop_ones(parse_expr(side, local_dict=local, evaluate=False)),
-                        symbol_names=shown, order="none") if n % 2 == 0 else
+                        symbol_names=shown, order="none", fold_short_frac=True) if n % 2 == 0 else
                _RELATIONS[side] for n, side in enumerate(parts)]
         return " ".join(out)
     except Exception:  # noqa: BLE001 - anything SymPy cannot read stays text
