@@ -335,8 +335,8 @@ def render_latex(items: list[Identity], title: str = "Identities the document st
             lead = _named_value(text) if tex else None
             if lead is not None:  # "the output: z =" and z's value: one formula, z = ...
                 words, tex = lead[0].rstrip(), f"{lead[1]} = {tex}"
-            if tex and text in ("", "=") and out[-1].startswith(r"\item"):
-                out[-1] = _continued(out[-1], f"= {tex}" if text else tex)
+            if tex and (text == "=" or not words.strip()) and out[-1].startswith(r"\item"):
+                out[-1] = _continued(out[-1], f"= {tex}" if text == "=" else tex)
                 continue  # "= 31.62" goes on with the line before, not a bullet alone
             # a short expression stays on the line of its words, a long one is displayed
             math = (f" ${tex}$" if len(tex) <= 70 else rf"\[{tex}\]") if tex else ""

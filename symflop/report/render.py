@@ -17,8 +17,9 @@ from symflop.rewrite.rules import describe
 def lhs_text(name: str, idx, latex: bool) -> str:
     if latex:
         from symflop.report.latex import expr_latex
-        base = expr_latex(sp.Symbol(name))  # a multi-letter name upright, as a name
-        return f"{{{base}}}_{{{','.join(k.name for k in idx)}}}" if idx else base
+        if not idx:
+            return expr_latex(sp.Symbol(name))  # a multi-letter name upright, as a name
+        return expr_latex(sp.IndexedBase(name)[tuple(sp.Symbol(k.name) for k in idx)])
     return f"{name}[{', '.join(map(str, idx))}]" if idx else name
 
 
