@@ -276,7 +276,7 @@ def test_unknown_operations_are_marked_in_every_output():
     latex = render_estimate(est, "latex")
     step = next(ln for ln in latex.splitlines() if ln.startswith("training step &"))
     assert step.count("+ unknown") == 3   # forward, backward, FLOPs at the sizes
-    assert "1 operation without a cost (prims.bessel\\_j0)" in latex
+    assert "1 operation without a cost (\\texttt{prims.bessel\\_j0})" in latex  # code
     table = distributed_table(est, 8)
     assert table.notes[-1] == ("every figure above leaves out 1 operation without a cost "
                                "(prims.bessel_j0)")

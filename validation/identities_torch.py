@@ -51,7 +51,7 @@ class _Checks:
             self._add(True, f"{label}: differ (non-finite values: a recursion diverges)")
             return
         err = float((a - b).abs().max())
-        self._add(err > gap, f"{label}: differ, max |difference| = {err:.3g}")
+        self._add(err > gap, f"{label}: differ, largest difference {err:.3g}")
 
     def holds(self, ok: bool, line: str) -> None:
         self._add(bool(ok), line)
@@ -369,8 +369,8 @@ def check_ce_vs_mse_sigmoid() -> NumericResult:
     (g_mse,) = torch.autograd.grad(F.mse_loss(torch.softmax(z2, 0), onehot, reduction="sum"),
                                    z2)
     c.holds(abs(float(g_ce[0]) + 1) < 1e-8 and abs(float(g_mse[0])) < 1e-8,
-            f"softmax, logits (-20, 0, 5), true class 0: CE gradient wrt z_0 "
-            f"{float(g_ce[0]):.6g}, squared-error gradient wrt z_0 {float(g_mse[0]):.3g}")
+            f"softmax, logits (-20, 0, 5), true class 0: CE gradient wrt z_0 is "
+            f"{float(g_ce[0]):.6g}, squared-error gradient wrt z_0 is {float(g_mse[0]):.3g}")
     return c.result("autograd through F.binary_cross_entropy_with_logits, F.mse_loss after "
                     "a sigmoid, F.cross_entropy and F.mse_loss after a softmax, float64")
 

@@ -163,7 +163,8 @@ CLAIMS: list[Claim] = [
     claim("bn-running-stats", S_BN, r"Running stats update | EMA for $\mu$, $\sigma^2$: "
           r"$2d$ mults + $2d$ adds | $4d$", "mul: 2*d, add: 2*d",
           flops("batchnorm", "forward", ("running_mean", "running_var"), kinds=True),
-          reason="(1 - m)*r + m*s is two multiplications and an addition per feature and "
+          reason="(1 - momentum)*running_mean + momentum*mu is two multiplications and an "
+                 "addition per feature and "
                  "statistic (the document counts one multiplication); torch's unbiased "
                  "factor N/(N - 1) for the running variance adds only scalar work"),
     claim("bn-parameters", S_BN, r"Learnable parameters: $\gamma, \beta \in \R^C$ → $2C$ "

@@ -128,9 +128,10 @@ def _derived_cell(v: Verdict) -> str:
 
 
 def _why(v: Verdict) -> str:
-    """The why column: the detail and the reason; with neither (a bare 81, "0, 1, 2",
-    "sgd"), what was derived, which the figure alone does not say."""
-    return "; ".join(x for x in (v.detail, v.reason) if x) or v.claim.how
+    """The why column: the detail (how it agrees), and the reason it differs or, where
+    there is none, what was derived (the figure alone does not say which steps: "all
+    but the running statistics", a bare 81, "sgd")."""
+    return "; ".join(x for x in (v.detail, v.reason or v.claim.how) if x)
 
 
 def _id_cell(v: Verdict) -> str:

@@ -65,7 +65,10 @@ _RELATION = "|".join(re.escape(r) for r in _RELATIONS)
 # 3x3, 56x56, 30x: sizes and factors, the x a times sign
 _TIMES = re.compile(r"\d+(?:\.\d+)?(?:x\d+(?:\.\d+)?)+(?![\w.])|\d+(?:\.\d+)?x(?![\w.])")
 _HYPHENATED = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+")
-_TOKEN = re.compile(_TIMES.pattern + "|" + _HYPHENATED.pattern + "|" + _NUMBER + "|" + _NAME + "|"
+# 7.6G, 295K, 7.5B: a number with its magnitude (giga, kilo, billion), words
+_MAGNITUDE = re.compile(r"\d+(?:\.\d+)?[KMGT](?![\w.])|\d+\.\d+B(?![\w.])")
+_TOKEN = re.compile(_TIMES.pattern + "|" + _MAGNITUDE.pattern + "|" + _HYPHENATED.pattern + "|"
+                    + _NUMBER + "|" + _NAME + "|"
                     + _RELATION + r"|\*\*|[-+*/^(),|]| +")
 # a name, also right after a number (9P), but not the e of 1e-08
 _NAME_IN_FORMULA = re.compile(r"(?:(?<![\d.])|(?<=\d)(?!e[-+]?\d))" + _NAME)
@@ -134,7 +137,7 @@ def _math(run: str) -> str | None:
         return None
     lone = re.fullmatch("([-+]?)" + _SCIENTIFIC, text)
     if lone:  # a tolerance, 1e-12: 10^{-12}; -9.08e-05: -9.08 \cdot 10^{-5}
-        return lone.group(1) + _power_of_ten(re.fullmatch(_SCIENTIFIC, text.lstrip("+-")))
+        return lone.group(1) + _power_of_ten(lone.group(2), lone.group(3))
     if re.fullmatch(r"[-+]\d+(?:\.\d+)?", text):  # a signed number: a minus, not a hyphen
         return text
     words = _NAME_IN_FORMULA.findall(text)
@@ -162,7 +165,8 @@ def _math(run: str) -> str | None:
     src = re.sub(r"(S\d+x)\(", r"\1*(", src)  # w(1 - lr): a product, not a call
     by_tex: dict[str, str] = {}  # 1e-08 as 10^{-8}, a name of its own to SymPy
     src = re.sub(r"(?<![\w.])" + _SCIENTIFIC,
-                 lambda m: by_tex.setdefault(_power_of_ten(m), f"E{len(by_tex)}x"), src)
+                 lambda m: by_tex.setdefault(_power_of_ten(m.group(1), m.group(2)),
+                                             f"E{len(by_tex)}x"), src)
     src = re.sub(_GROUPED, lambda m: by_tex.setdefault(m.group(0).replace(",", "{,}"),
                                                        f"E{len(by_tex)}x"), src)
     numbers = {p: tex for tex, p in by_tex.items()}
@@ -182,10 +186,10 @@ def _math(run: str) -> str | None:
         return None
 
 
-def _power_of_ten(m: re.Match) -> str:
+def _power_of_ten(mantissa: str, exponent: str) -> str:
     """1e-08 (mantissa, exponent) as 10^{-8}; 2.5e3 as 2.5 \\cdot 10^{3}."""
-    power = f"10^{{{int(m.group(2))}}}"
-    return power if float(m.group(1)) == 1 else rf"{m.group(1)} \cdot {power}"
+    power = f"10^{{{int(exponent)}}}"
+    return power if float(mantissa) == 1 else rf"{mantissa} \cdot {power}"
 
 
 def _drop_ones(e: sp.Basic) -> sp.Basic:
@@ -283,7 +287,7 @@ def _in_call(run: list[str]) -> bool:
     """``run`` ends inside the brackets of a call (``max(0``), where a comma separates
     arguments, not the text's items."""
     opened = _unmatched_open(run)
-    return bool(opened) and re.fullmatch(_NAME, run[opened - 1]) is not None
+    return opened is not None and opened > 0 and re.fullmatch(_NAME, run[opened - 1]) is not None
 
 
 # Names of code in prose, set as code: torch's paths (torch.optim.SGD, F.mse_loss) and
@@ -292,6 +296,7 @@ _CALLED = r"\((?:[^()]|\([^()]*\))*\)"  # a call's brackets, one level of bracke
 _TORCH_CLASSES = r"(?:SGD|Adam|AdamW|Adagrad|RMSprop|Linear|Conv[123]d|BatchNorm[123]d|" \
                  r"LayerNorm|GroupNorm|InstanceNorm[123]d|Dropout)"
 _CODE = re.compile(r"`([^`]+)`|\b((?:torch|F|nn)(?:\.\w+)+(?:" + _CALLED + ")?"
+                   r"|[A-Za-z_]\w+(?:\.[A-Za-z_]\w+)+"  # prims.bessel_j0 (not e.g., i.e.)
                    r"|" + _TORCH_CLASSES + _CALLED + r"(?:\.\w+\(\))?"
                    r"|[A-Za-z_]\w*=(?:\([^()]*\)|[\w.\-]+))")
 
@@ -345,7 +350,8 @@ def _prose(text: str) -> str:
         dotted = word and (text[m.start() - 1:m.start()] == "." or
                            re.match(r"\.\w", text[m.end():m.end() + 2]) is not None)
         times = _TIMES.fullmatch(tok)
-        if _HYPHENATED.fullmatch(tok) and not re.fullmatch(_SCIENTIFIC, tok):
+        if _MAGNITUDE.fullmatch(tok) or _HYPHENATED.fullmatch(tok) and \
+                not re.fullmatch(_SCIENTIFIC, tok):
             # 5-10 epochs, 2026-11-30, per-step: words (1e-08 is a number)
             flush()
             out.append(latex_escape(tok, collapse=False))
