@@ -149,6 +149,7 @@ def equations_stage(w: ReportWriter) -> str:
     from symflop.report.claims import NEEDSPACE, PAGE_MACROS
     from symflop.report.latex import latex_escape as esc
     from symflop.report.prose import prose_latex
+    shown = shown_passes()  # derived once, for the note and the tables
     parts = [r"\section{Derived equations}",
              esc("Equations the reference document uses without writing them out, as the "
                  "engine derives them: the backward pass of every component that has one "
@@ -156,10 +157,10 @@ def equations_stage(w: ReportWriter) -> str:
                  "statistics, and the numerically stable log-sum-exp of cross-entropy as "
                  "the generated code runs it (the lowered stage: the maximum is subtracted "
                  "before the exponentials, and counted). FLOPs under the default "
-                 "convention.") + " " + prose_latex(_normalization_note(shown_passes()))
+                 "convention.") + " " + prose_latex(_normalization_note(shown))
              + r"\par",
              *PAGE_MACROS]
-    for d, name, pass_name, stage, what in shown_passes():
+    for d, name, pass_name, stage, what in shown:
         title = f"{name}: {pass_name} pass, {stage_label(stage)}" + \
             (f" \N{EM DASH} {what}" if what else "")
         parts += [NEEDSPACE, rf"\subsection*{{{esc(title)}}}",
