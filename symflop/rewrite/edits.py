@@ -149,7 +149,8 @@ def name_by_output(program: Program, keep: frozenset[str]) -> Program:
     return program
 
 
-_RULE_NAME = re.compile(r"(_(cse|red)\d*)+$")
+# the tags a rule gives the names it makes (var_sum_cse, grad_var_red2)
+RULE_TAGS = re.compile(r"(_(cse|red)\d*)+$")
 
 
 def name_partial_sums(program: Program, keep: frozenset[str]) -> Program:
@@ -159,7 +160,7 @@ def name_partial_sums(program: Program, keep: frozenset[str]) -> Program:
     names change."""
     steps = program.steps
     for st in steps:
-        if st.lhs in keep or not st.reduce or not _RULE_NAME.search(st.lhs):
+        if st.lhs in keep or not st.reduce or not RULE_TAGS.search(st.lhs):
             continue
         totals = [s.lhs for s in steps if s.lhs in keep and s.reduce
                   and isinstance(s.body, (sp.Indexed, sp.Symbol))

@@ -43,7 +43,6 @@ the pipeline imports this module after ``symflop.rewrite.algebra`` and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import replace
 from functools import lru_cache
@@ -55,6 +54,7 @@ from symflop.core.program import Program, Step, index_symbols
 from symflop.cost.counting import step_cost, tensor_names
 from symflop.rewrite.common_subexpressions import common_subexpressions, try_share
 from symflop.rewrite.edits import (
+    RULE_TAGS,
     assigned_once,
     elementwise,
     propagate,
@@ -69,7 +69,7 @@ from symflop.rewrite.sums import rewrite_sums
 # -- sharing reductions --------------------------------------------------------------------
 
 def _red_name(tensors: dict, stem: str) -> str:
-    stem = re.sub(r"(_(cse|red)\d*)+$", "", stem)
+    stem = RULE_TAGS.sub("", stem)
     n = 1
     while True:
         name = f"{stem}_red" + (str(n) if n > 1 else "")
